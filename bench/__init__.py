@@ -1,0 +1,1 @@
+"""Benchmarks: Crisper against plain Celery on the same machine and broker."""

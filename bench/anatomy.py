@@ -1,0 +1,127 @@
+"""Where one Crisper job's cost goes: round trips per job counted in a worker, and a profile.
+
+Run from the repository root:  .venv/bin/python -m bench.anatomy [--jobs 200] [--profile]
+
+Round trips are counted inside the pool child that runs the job, from SQLAlchemy's engine
+and pool events (statements, BEGIN, COMMIT, pre-ping) and from redis-py's execute_command,
+between Celery's task_prerun and task_postrun: claim, body and outcome of one job. The
+bench's own marker (one RPUSH per body, paid by plain Celery too) is subtracted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pstats
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import redis
+
+from bench.environment import World
+from bench.systems import CrisperSystem
+from bench.throughput import PG_BASE, fresh_world
+
+
+def collect(system: CrisperSystem, expected: int, timeout: float = 60) -> list[dict[str, int]]:
+    deadline = time.monotonic() + timeout
+    while system.signals.llen(system.count_key) < expected:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the worker did not report every task's counts")
+        time.sleep(0.05)
+    import json
+
+    raw = system.signals.lrange(system.count_key, 0, -1)
+    system.signals.delete(system.count_key)
+    return [json.loads(r) for r in raw]
+
+
+def average(reports: list[dict[str, int]]) -> dict[str, float]:
+    total: Counter[str] = Counter()
+    for r in reports:
+        total.update(r)
+    total["redis"] -= len(reports)  # the bench marker
+    total["redis: RPUSH"] -= len(reports)
+    return {k: v / len(reports) for k, v in sorted(total.items()) if v}
+
+
+def show(title: str, counts: dict[str, float]) -> None:
+    print(f"\n{title}")
+    print(f"  database round trips per job: {counts.get('sql', 0):.2f}")
+    for key, value in counts.items():
+        if key.startswith("sql: "):
+            print(f"    {value:5.2f}  {key[5:]}")
+    print(f"  redis round trips per job (besides the bench marker): {counts.get('redis', 0):.2f}")
+    for key, value in counts.items():
+        if key.startswith("redis: "):
+            print(f"    {value:5.2f}  {key[7:]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.anatomy", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--jobs", type=int, default=200, help="jobs in the backlog phase")
+    p.add_argument("--idle", type=int, default=20, help="jobs submitted one by one")
+    p.add_argument("--profile", choices=["cpu", "wall"],
+                   help="also cProfile the pool children, timing CPU or wall-clock time")
+    p.add_argument("--broker", default="redis://127.0.0.1:6379/3")
+    p.add_argument("--postgres", default=PG_BASE)
+    p.add_argument("--top", type=int, default=25, help="profile lines shown")
+    args = p.parse_args(argv)
+    args.signal_redis = "redis://127.0.0.1:6379/3"
+    with tempfile.TemporaryDirectory(prefix="crisper-anatomy-") as tmp, \
+            fresh_world(args) as world:
+        signals = redis.Redis.from_url(world.signal_url)
+        system = CrisperSystem(world, signals, Path(tmp))
+        try:
+            run(system, world, args, Path(tmp))
+        finally:
+            system.close()
+            signals.close()
+    return 0
+
+
+def run(system: CrisperSystem, world: World, args: argparse.Namespace, tmp: Path) -> None:
+    system.extra_env["BENCH_COUNT_KEY"] = system.count_key
+    system.start_worker()
+    for _ in range(args.idle):  # an idle worker: one job at a time
+        handle = system.submit_one()
+        system.wait_pickup()
+        system.settle(handle)
+    show(f"one job at a time ({args.idle} jobs):", average(collect(system, args.idle)))
+    system.reset_signals()
+    system.submit(args.jobs, 100)
+    system.wait_finished(args.jobs, 120)
+    show(f"backlog ({args.jobs} jobs submitted in batches of 100):",
+         average(collect(system, args.jobs)))
+    system.stop_workers()
+    if args.profile:
+        profile(system, args, tmp)
+
+
+def profile(system: CrisperSystem, args: argparse.Namespace, tmp: Path) -> None:
+    """cProfile the pool children (task_prerun..task_postrun) over a backlog."""
+    system.extra_env.pop("BENCH_COUNT_KEY", None)
+    system.extra_env["BENCH_PROFILE_DIR"] = str(tmp)
+    system.extra_env["BENCH_PROFILE_CLOCK"] = args.profile
+    system.start_worker()
+    system.reset_signals()
+    jobs = max(args.jobs, 1000)
+    system.submit(jobs, 100)
+    system.wait_finished(jobs, 120)
+    system.stop_workers()
+    dumps = sorted(str(f) for f in tmp.glob("child-*.prof"))
+    if not dumps:
+        print("no profile written (fewer than 100 tasks per child?)")
+        return
+    stats = pstats.Stats(*dumps, stream=sys.stdout)
+    print(f"\n{args.profile} profile of {len(dumps)} pool children over {jobs} jobs "
+          "(task bodies only):")
+    stats.sort_stats("cumulative").print_stats(args.top)
+    stats.sort_stats("tottime").print_stats(args.top)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

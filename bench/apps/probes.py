@@ -1,0 +1,123 @@
+"""What the no-op job bodies of both apps share: one Redis push marking "the body started".
+
+Both bodies pay the same single Redis round trip, so the comparison stays fair. The worker
+also announces readiness through Redis, and can (opt-in) count SQL round trips per task or
+profile its pool children, for the round-trip report and hotspot hunting.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import json
+import os
+import time
+from collections import Counter
+from typing import Any
+
+import redis
+from celery import signals
+
+_client: redis.Redis | None = None
+_client_pid = 0
+
+
+def signal_client() -> redis.Redis:
+    """A Redis client of this process's own (pool children must not share the parent's)."""
+    global _client, _client_pid
+    if _client is None or _client_pid != os.getpid():
+        _client = redis.Redis.from_url(os.environ["BENCH_SIGNAL_URL"])
+        _client_pid = os.getpid()
+    return _client
+
+
+def mark_started() -> None:
+    """The no-op body: record when it began, in the list the benchmark reads."""
+    signal_client().rpush(os.environ["BENCH_SIGNAL_KEY"], repr(time.time()))
+
+
+def _announce_ready(**_: Any) -> None:
+    key = os.environ.get("BENCH_READY_KEY")
+    if key:
+        signal_client().set(key, str(os.getpid()), ex=3600)
+
+
+def install() -> None:
+    """Hook the worker signals the benchmark relies on (idempotent)."""
+    signals.worker_ready.connect(_announce_ready, weak=False, dispatch_uid="bench-ready")
+    if os.environ.get("BENCH_COUNT_KEY"):
+        _install_counting()
+    if os.environ.get("BENCH_PROFILE_DIR"):
+        _install_profiling()
+
+
+# -- counting round trips per task (opt-in: BENCH_COUNT_KEY) ---------------------------------
+
+_counts: Counter[str] = Counter()
+
+
+def _install_counting() -> None:
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.pool import Pool
+
+    def on_statement(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        _counts["sql"] += 1
+        _counts["sql: " + " ".join(statement.split())[:48]] += 1
+
+    event.listen(Engine, "before_cursor_execute", on_statement)
+    # psycopg sends BEGIN in a round trip of its own before a transaction's first statement.
+    event.listen(Engine, "begin", lambda _c: _counts.update(["sql", "sql: BEGIN"]))
+    event.listen(Engine, "commit", lambda _c: _counts.update(["sql", "sql: COMMIT"]))
+    event.listen(Engine, "rollback", lambda _c: _counts.update(["sql", "sql: ROLLBACK"]))
+    # pool_pre_ping runs SELECT 1 on every checkout, outside the cursor events.
+    event.listen(Pool, "checkout", lambda *_: _counts.update(["sql", "sql: (pre-ping SELECT 1)"]))
+
+    original = redis.Redis.execute_command
+
+    def counted(self: redis.Redis, *args: Any, **options: Any) -> Any:
+        if not getattr(self, "_bench_uncounted", False):
+            _counts["redis"] += 1
+            _counts[f"redis: {args[0]}"] += 1
+        return original(self, *args, **options)
+
+    redis.Redis.execute_command = counted  # type: ignore[method-assign]
+
+    def reset(**_: Any) -> None:
+        _counts.clear()
+
+    def report(**_: Any) -> None:
+        client = redis.Redis.from_url(os.environ["BENCH_SIGNAL_URL"])
+        client._bench_uncounted = True  # type: ignore[attr-defined]
+        client.rpush(os.environ["BENCH_COUNT_KEY"], json.dumps(dict(_counts)))
+        client.close()
+
+    signals.task_prerun.connect(reset, weak=False, dispatch_uid="bench-count-reset")
+    signals.task_postrun.connect(report, weak=False, dispatch_uid="bench-count-report")
+
+
+# -- profiling pool children (opt-in: BENCH_PROFILE_DIR; BENCH_PROFILE_CLOCK=cpu|wall) -------
+
+_profiler: cProfile.Profile | None = None
+_tasks = 0
+
+
+def _install_profiling() -> None:
+    def start(**_: Any) -> None:
+        global _profiler
+        if _profiler is None:
+            cpu = os.environ.get("BENCH_PROFILE_CLOCK") == "cpu"
+            _profiler = cProfile.Profile(time.process_time) if cpu else cProfile.Profile()
+        _profiler.enable()
+
+    def stop(**_: Any) -> None:
+        global _tasks
+        if _profiler is None:
+            return
+        _profiler.disable()
+        _tasks += 1
+        if _tasks % 100 == 0:
+            path = os.path.join(os.environ["BENCH_PROFILE_DIR"], f"child-{os.getpid()}.prof")
+            _profiler.dump_stats(path)
+
+    signals.task_prerun.connect(start, weak=False, dispatch_uid="bench-profile-start")
+    signals.task_postrun.connect(stop, weak=False, dispatch_uid="bench-profile-stop")

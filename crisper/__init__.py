@@ -1,0 +1,47 @@
+"""Crisper: durable, truthful jobs on Celery."""
+
+from crisper.app import Crisper
+from crisper.client import Client
+from crisper.engine.context import JobContext
+from crisper.errors import (
+    AccessDenied,
+    BrokerUnavailable,
+    Cancelled,
+    ConfigurationError,
+    CrisperError,
+    DuplicateJob,
+    InvalidParams,
+    InvalidTransition,
+    JobNotFound,
+    StoreUnavailable,
+    UnknownJobType,
+)
+from crisper.handle import JobHandle
+from crisper.registry import JobType
+from crisper.retry import Retry
+from crisper.service import SubmitRequest
+from crisper.settings import Settings
+from crisper.states import JobState
+
+__all__ = [
+    "AccessDenied",
+    "BrokerUnavailable",
+    "Cancelled",
+    "Client",
+    "ConfigurationError",
+    "Crisper",
+    "CrisperError",
+    "DuplicateJob",
+    "InvalidParams",
+    "InvalidTransition",
+    "JobContext",
+    "JobHandle",
+    "JobNotFound",
+    "JobState",
+    "JobType",
+    "Retry",
+    "Settings",
+    "StoreUnavailable",
+    "SubmitRequest",
+    "UnknownJobType",
+]

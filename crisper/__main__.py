@@ -1,0 +1,5 @@
+"""`python -m crisper` is the `crisper` command."""
+
+from crisper.cli import main
+
+main()

@@ -1,0 +1,26 @@
+"""/v1/queues and /v1/workers: what operators look at (admin scope: they span tenants)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter
+
+from crisper import monitor
+from crisper.api.auth import Admin, AppDep
+from crisper.api.problems import responses
+from crisper.api.schemas import QueueInfo, WorkerInfo
+
+router = APIRouter(prefix="/v1", tags=["operations"], responses=responses(401, 403, 500, 503))
+
+
+@router.get("/queues", response_model=list[QueueInfo])
+def queues(crisper: AppDep, who: Admin) -> list[QueueInfo]:
+    """Each queue: jobs waiting, running, the oldest one's wait, and jobs finished last minute."""
+    return [QueueInfo(**asdict(q)) for q in monitor.queues(crisper)]
+
+
+@router.get("/workers", response_model=list[WorkerInfo])
+def workers(crisper: AppDep, who: Admin) -> list[WorkerInfo]:
+    """Workers seen in the last day, with their running jobs; silent ones are shown as lost."""
+    return [WorkerInfo(**asdict(w)) for w in monitor.workers(crisper)]

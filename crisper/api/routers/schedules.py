@@ -1,0 +1,141 @@
+"""/v1/schedules (cron schedules with next fire times) and /v1/queues/{name}/pause|resume."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, Response
+from pydantic import BaseModel, Field
+
+from crisper.api.auth import Admin, AppDep, Reader, Writer
+from crisper.api.problems import responses
+from crisper.errors import ScheduleNotFound
+from crisper.schedules import ScheduleService
+from crisper.store.schedules import ScheduleRecord
+
+router = APIRouter(prefix="/v1", tags=["schedules"], responses=responses(401, 403, 500))
+
+
+class ScheduleIn(BaseModel):
+    type: str
+    cron: str = Field(description="five fields, or six with seconds first")
+    params: dict[str, Any] = Field(default_factory=dict)
+    timezone: str = "UTC"
+    queue: str | None = None
+    priority: int | None = Field(None, ge=0, le=9)
+    enabled: bool = True
+    overlap: Literal["allow", "skip", "cancel"] = "allow"
+    catchup: Literal["none", "all"] = "none"
+    catchup_window: float = Field(3600.0, gt=0)
+    jitter: float = Field(0.0, ge=0)
+
+
+class ScheduleOut(BaseModel):
+    name: str
+    type: str
+    cron: str
+    timezone: str
+    params: dict[str, Any]
+    queue: str | None
+    priority: int | None
+    tenant: str
+    enabled: bool
+    overlap: str
+    catchup: str
+    catchup_window: float
+    jitter: float
+    next_fire_at: datetime | None
+    next_fires: list[datetime]
+    last_fire_at: datetime | None
+    last_job_id: str | None
+    last_error: str | None
+    fires: int
+    skipped: int
+
+
+class QueueState(BaseModel):
+    name: str
+    paused: bool
+    paused_at: datetime | None
+    queued: int
+    running: int
+
+
+def _out(svc: ScheduleService, s: ScheduleRecord) -> ScheduleOut:
+    data = asdict(s)
+    data["last_job_id"] = str(s.last_job_id) if s.last_job_id else None
+    return ScheduleOut(**data, next_fires=svc.next_fires(s, 5))
+
+
+def _own(svc: ScheduleService, name: str, tenant: str) -> ScheduleRecord:
+    try:
+        s = svc.get(name)
+    except ScheduleNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    if s.tenant != tenant:
+        raise HTTPException(404, f"schedule {name!r} not found")
+    return s
+
+
+@router.get("/schedules", response_model=list[ScheduleOut])
+def list_schedules(crisper: AppDep, who: Reader) -> list[ScheduleOut]:
+    """The tenant's schedules, each with its next five fire times (UTC)."""
+    svc = crisper.schedules
+    return [_out(svc, s) for s in svc.list_schedules(who.tenant)]
+
+
+@router.get("/schedules/{name}", response_model=ScheduleOut, responses=responses(404))
+def get_schedule(name: str, crisper: AppDep, who: Reader) -> ScheduleOut:
+    return _out(crisper.schedules, _own(crisper.schedules, name, who.tenant))
+
+
+@router.put("/schedules/{name}", response_model=ScheduleOut, status_code=201,
+            responses=responses(422))
+def put_schedule(name: str, body: ScheduleIn, crisper: AppDep, who: Writer) -> ScheduleOut:
+    """Create or replace the schedule `name`."""
+    svc = crisper.schedules
+    try:
+        existing = svc.get(name)
+        if existing.tenant != who.tenant:
+            raise HTTPException(409, f"schedule {name!r} belongs to another tenant")
+    except ScheduleNotFound:
+        pass
+    s = svc.add(name, body.type, body.cron, params=body.params, timezone=body.timezone,
+                queue=body.queue, priority=body.priority, tenant=who.tenant,
+                enabled=body.enabled, overlap=body.overlap, catchup=body.catchup,
+                catchup_window=body.catchup_window, jitter=body.jitter, replace=True)
+    return _out(svc, s)
+
+
+@router.delete("/schedules/{name}", status_code=204, responses=responses(404))
+def delete_schedule(name: str, crisper: AppDep, who: Writer) -> Response:
+    _own(crisper.schedules, name, who.tenant)
+    crisper.schedules.remove(name)
+    return Response(status_code=204)
+
+
+@router.post("/schedules/{name}/run-now", status_code=202, responses=responses(404))
+def run_now(name: str, crisper: AppDep, who: Writer) -> dict[str, str]:
+    """Fire once, now; answers the job's id."""
+    _own(crisper.schedules, name, who.tenant)
+    job = crisper.schedules.run_now(name)
+    return {"id": str(job.id), "state": job.state.value}
+
+
+@router.post("/schedules/{name}/{action}", response_model=ScheduleOut, responses=responses(404))
+def schedule_action(name: str, action: Literal["enable", "disable"], crisper: AppDep,
+                    who: Writer) -> ScheduleOut:
+    _own(crisper.schedules, name, who.tenant)
+    svc = crisper.schedules
+    return _out(svc, svc.enable(name) if action == "enable" else svc.disable(name))
+
+
+@router.post("/queues/{name}/{action}", response_model=QueueState, tags=["queues"])
+def queue_action(name: str, action: Literal["pause", "resume"], crisper: AppDep,
+                 who: Admin) -> QueueState:
+    """Pause (durable; running jobs finish) or resume a queue."""
+    q = crisper.queues.pause(name) if action == "pause" else crisper.queues.resume(name)
+    return QueueState(name=q.name, paused=q.paused, paused_at=q.paused_at, queued=q.queued,
+                      running=q.running)

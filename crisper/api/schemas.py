@@ -1,0 +1,273 @@
+"""The API's request and response bodies; the OpenAPI document is generated from these."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from crisper.service import BulkResult
+from crisper.states import TERMINAL, JobState
+from crisper.store.records import EventRecord, JobRecord, LogRecord
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: every error the API answers has this shape."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = Field(description="a URI naming the kind of problem")
+    title: str
+    status: int
+    detail: str = Field(description="a sentence saying what went wrong and how to fix it")
+    instance: str | None = None
+
+
+# -- jobs -----------------------------------------------------------------------------------
+
+MAX_DELAY = 10 * 366 * 86400.0
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL cannot store NUL characters in text or JSON
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
+Tag = Annotated[str, Field(min_length=1, max_length=100, pattern=NO_NUL)]
+
+
+def find_nul(value: Any, path: tuple[str | int, ...] = ()) -> tuple[str | int, ...] | None:
+    """The path of the first string holding a NUL character in a JSON value, if any."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = find_nul(k, (*path, k)) or find_nul(v, (*path, k))
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            found = find_nul(v, (*path, i))
+            if found is not None:
+                return found
+    return None
+
+
+class SubmitBody(BaseModel):
+    """A job to submit. The OpenAPI document narrows `type` and `params` to the app's job types."""
+
+    model_config = ConfigDict(extra="forbid",
+                              json_schema_extra={"not": {"required": ["run_at", "delay"]}})
+    type: Name = Field(description="a registered job type")
+    params: dict[str, Any] = Field(default_factory=dict)
+    queue: Name | None = None
+    priority: int | None = Field(None, ge=0, le=9, description="9 runs first")
+    run_at: AwareDatetime | None = Field(None, description="not before this time")
+    delay: float | None = Field(None, ge=0, le=MAX_DELAY, description="run after this many seconds")
+    hold: bool = Field(False, description="create held; it runs after POST .../start")
+    idempotency_key: str | None = Field(None, min_length=1, max_length=300, pattern=NO_NUL)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    max_attempts: int | None = Field(None, ge=1, le=1000)
+    unique_key: str | None = Field(None, min_length=1, max_length=300, pattern=NO_NUL,
+                                   description="one active job per key (with the type's own)")
+    on_duplicate: Literal["return", "reject"] = Field(
+        "return", description="a unique key held by an active job: answer that job (200), or 409")
+
+    @model_validator(mode="after")
+    def _check(self) -> SubmitBody:
+        if self.delay is not None and self.run_at is not None:
+            raise ValueError("give run_at or delay, not both")
+        where = find_nul(self.params)
+        if where is not None:
+            raise ValueError(f"params.{'.'.join(map(str, where))}: text cannot hold NUL characters")
+        return self
+
+
+class Progress(BaseModel):
+    current: float | None
+    total: float | None
+    percent: float | None
+    message: str | None
+
+
+class JobError(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str | None = None
+    message: str | None = None
+    traceback: str | None = None
+
+
+class JobLinks(BaseModel):
+    self: str
+    cancel: str
+    retry: str
+    start: str
+    events: str
+    logs: str
+    stream: str
+
+
+class Job(BaseModel):
+    id: uuid.UUID
+    type: str
+    state: JobState
+    queue: str
+    priority: int
+    tenant: str
+    params: dict[str, Any]
+    tags: list[str]
+    progress: Progress
+    attempt: int
+    max_attempts: int
+    result: Any = None
+    error: JobError | None = None
+    idempotency_key: str | None
+    timeout: float | None
+    worker: str | None
+    cancel_requested_at: datetime | None
+    created_at: datetime
+    run_at: datetime | None
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancelled_at: datetime | None
+    links: JobLinks
+
+    @classmethod
+    def of(cls, r: JobRecord) -> Job:
+        base = f"/v1/jobs/{r.id}"
+        return cls(
+            id=r.id, type=r.type, state=r.state, queue=r.queue, priority=r.priority,
+            tenant=r.tenant, params=r.params, tags=list(r.tags),
+            progress=Progress(current=r.progress_current, total=r.progress_total,
+                              percent=r.percent, message=r.progress_message),
+            attempt=r.attempt, max_attempts=r.max_attempts, result=r.result,
+            error=JobError(**r.error) if r.error else None, idempotency_key=r.idempotency_key,
+            timeout=r.timeout, worker=r.worker, cancel_requested_at=r.cancel_requested_at,
+            created_at=r.created_at, run_at=r.run_at, queued_at=r.queued_at,
+            started_at=r.started_at, finished_at=r.finished_at, cancelled_at=r.cancelled_at,
+            links=JobLinks(self=base, cancel=f"{base}/cancel", retry=f"{base}/retry",
+                           start=f"{base}/start", events=f"{base}/events", logs=f"{base}/logs",
+                           stream=f"{base}/stream"),
+        )
+
+
+class JobPage(BaseModel):
+    items: list[Job]
+    next_cursor: uuid.UUID | None = Field(description="pass as ?before= for the next page")
+    next: str | None = Field(description="the next page's URL, or null on the last page")
+
+
+class Event(BaseModel):
+    id: int
+    at: datetime
+    from_state: str | None
+    to_state: str
+    reason: str
+    attempt: int
+    worker: str | None
+    detail: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, e: EventRecord) -> Event:
+        return cls(id=e.id, at=e.at, from_state=e.from_state, to_state=e.to_state,
+                   reason=e.reason, attempt=e.attempt, worker=e.worker, detail=e.detail)
+
+
+class LogLine(BaseModel):
+    id: int
+    at: datetime
+    attempt: int
+    level: str
+    message: str
+
+    @classmethod
+    def of(cls, line: LogRecord) -> LogLine:
+        return cls(id=line.id, at=line.at, attempt=line.attempt, level=line.level,
+                   message=line.message)
+
+
+# -- bulk -----------------------------------------------------------------------------------
+
+class BulkFilter(BaseModel):
+    """Which jobs: every given field must match. At least one field is required."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+    states: list[JobState] = Field(default_factory=list, min_length=1)
+    types: list[Name] = Field(default_factory=list, min_length=1)
+    queues: list[Name] = Field(default_factory=list, min_length=1)
+    tag: Tag | SkipJsonSchema[None] = None
+    created_after: AwareDatetime | SkipJsonSchema[None] = None
+    created_before: AwareDatetime | SkipJsonSchema[None] = None
+    finished_after: AwareDatetime | SkipJsonSchema[None] = None
+    finished_before: AwareDatetime | SkipJsonSchema[None] = None
+
+    def is_empty(self) -> bool:
+        return not self.model_fields_set
+
+
+class BulkBody(BaseModel):
+    """Either `ids` or `filter` (a filter must narrow something: no "every job" by accident)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "oneOf": [{"required": ["ids"]}, {"required": ["filter"]}]})
+    ids: Annotated[list[uuid.UUID], Field(min_length=1, max_length=10_000)] | SkipJsonSchema[
+        None] = None
+    filter: BulkFilter | SkipJsonSchema[None] = None
+    limit: int = Field(10_000, ge=1, le=100_000, description="act on at most this many jobs")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> BulkBody:
+        if (self.ids is None) == (self.filter is None):
+            raise ValueError("give either ids or filter")
+        if self.filter is not None and self.filter.is_empty():
+            raise ValueError("the filter matches every job; narrow it (states, types, ...)")
+        return self
+
+
+class BulkAnswer(BaseModel):
+    matched: int
+    changed: int
+    skipped: int
+    errors: dict[str, str] = Field(description="job id -> why it was skipped")
+
+    @classmethod
+    def of(cls, r: BulkResult) -> BulkAnswer:
+        return cls(matched=r.matched, changed=r.changed, skipped=r.skipped, errors=r.errors)
+
+
+# -- types, queues, workers, health ---------------------------------------------------------
+
+class JobTypeInfo(BaseModel):
+    name: str
+    queue: str
+    priority: int
+    timeout: float | None
+    max_attempts: int
+    description: str
+    params: dict[str, Any] = Field(description="the parameters' JSON Schema")
+
+
+class QueueInfo(BaseModel):
+    name: str
+    depth: int = Field(description="jobs queued and waiting for a worker")
+    running: int
+    oldest_waiting_seconds: float | None
+    throughput_last_minute: int = Field(description="jobs that finished in the last minute")
+
+
+class WorkerInfo(BaseModel):
+    name: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    started_at: datetime
+    last_heartbeat_at: datetime
+    status: str = Field(description="alive, lost (heartbeats stopped) or stopped")
+    running_jobs: list[uuid.UUID]
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)
+
+
+TERMINAL_STATES = sorted(s.value for s in TERMINAL)

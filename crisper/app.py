@@ -1,0 +1,157 @@
+"""The Crisper app: settings, job types, and lazily built store, Celery app and services."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from crisper.durations import Duration
+from crisper.flow.limits import KeySpec, UniqueSpec, flow_options
+from crisper.registry import DEFAULT_QUEUE, JobType, Registry, job_options
+from crisper.retry import Retry
+from crisper.service import JobService, SubmitRequest
+from crisper.settings import Settings
+
+if TYPE_CHECKING:
+    from celery import Celery
+    from sqlalchemy.orm import Session
+
+    from crisper.engine.runner import Runner
+    from crisper.flow.gate import FlowGate
+    from crisper.flow.queues import QueueService
+    from crisper.handle import JobHandle
+    from crisper.live import LivePublisher
+    from crisper.schedules import ScheduleService
+    from crisper.store import Store
+    from crisper.store.jobs import Dispatch
+
+
+class Crisper:
+    """One application's job control plane. Building it opens no connection; using it does."""
+
+    def __init__(self, name: str = "crisper", *, settings: Settings | None = None,
+                 celery: Celery | None = None) -> None:
+        self.name = name
+        self.settings = settings or Settings()
+        self.registry = Registry()
+        self._existing_celery = celery
+
+    def __repr__(self) -> str:
+        return f"<Crisper {self.name} types={self.registry.names()}>"
+
+    # -- job types --------------------------------------------------------------------------
+
+    def job(self, func: Callable[..., Any] | None = None, /, *, name: str | None = None,
+            queue: str = DEFAULT_QUEUE, priority: int = 0, timeout: Duration | None = None,
+            retry: Retry | int | None = None, rate_limit: str | None = None,
+            burst: int | None = None, rate_key: KeySpec | None = None,
+            concurrency: int | None = None, concurrency_key: KeySpec | None = None,
+            unique: UniqueSpec = None, batch: int = 1) -> Any:
+        """Register a function as a job type; its signature (after ctx) is the parameter schema.
+
+        Flow control (docs/flow-control.md): `rate_limit="50/m"` across all workers, per
+        `rate_key` (a param name or a function of the params); at most `concurrency` running
+        per `concurrency_key`; `unique` admits one active job per key. `batch=N` (short jobs):
+        up to N jobs submitted together travel in one wake-up message and are claimed at once.
+        """
+        options = job_options(queue=queue, priority=priority, timeout=timeout, retry=retry,
+                              batch=batch)
+
+        def register(f: Callable[..., Any]) -> JobType:
+            flow = flow_options(f, name or f.__name__, rate_limit=rate_limit, burst=burst,
+                                rate_key=rate_key, concurrency=concurrency,
+                                concurrency_key=concurrency_key, unique=unique)
+            job_type = JobType(self, f, name or f.__name__, replace(options, flow=flow))
+            self.registry.add(job_type)
+            if "celery" in self.__dict__:  # the Celery app exists already: teach it the new task
+                from crisper.engine.celery_app import register_task
+
+                register_task(self, self.celery, job_type)
+            return job_type
+
+        return register(func) if func is not None else register
+
+    # -- submitting -------------------------------------------------------------------------
+
+    def submit(self, type: str, params: dict[str, Any] | None = None, *,
+               session: Session | None = None, **options: Any) -> JobHandle:
+        """Submit one job of `type`; inside `session`, it exists only if that session commits."""
+        from crisper.handle import JobHandle
+
+        record = self.jobs.submit(SubmitRequest(type=type, params=params or {}, **options),
+                                  session=session)
+        return JobHandle(self.jobs, record)
+
+    def submit_many(self, requests: Sequence[SubmitRequest], *, session: Session | None = None
+                    ) -> list[JobHandle]:
+        """Submit many jobs in one transaction (and one trip to the broker)."""
+        from crisper.handle import JobHandle
+
+        return [JobHandle(self.jobs, r) for r in self.jobs.submit_many(requests, session=session)]
+
+    def get(self, job_id: object) -> JobHandle:
+        from crisper.handle import JobHandle
+
+        return JobHandle(self.jobs, self.jobs.get(job_id))
+
+    # -- parts, built on first use ----------------------------------------------------------
+
+    @cached_property
+    def store(self) -> Store:
+        from crisper.store import Store
+
+        return Store(self.settings.resolved_database_url())
+
+    @cached_property
+    def celery(self) -> Celery:
+        from crisper.engine.celery_app import make_celery, register_task
+
+        app = make_celery(self, self._existing_celery)
+        for job_type in self.registry:
+            register_task(self, app, job_type)
+        return app
+
+    def publish(self, dispatches: Sequence[Dispatch]) -> None:
+        """Send wake-up messages, several jobs per message for types with `batch` > 1."""
+        from crisper.engine.dispatch import publish
+
+        publish(self.celery, dispatches, self._batch_size)
+
+    def _batch_size(self, type_name: str) -> int:
+        return self.registry.get(type_name).options.batch if type_name in self.registry else 1
+
+    @cached_property
+    def jobs(self) -> JobService:
+        return JobService(self)
+
+    @cached_property
+    def runner(self) -> Runner:
+        from crisper.engine.runner import Runner
+
+        return Runner(self)
+
+    @cached_property
+    def live(self) -> LivePublisher:
+        from crisper.live import LivePublisher
+
+        return LivePublisher(self.settings.resolved_redis_url())
+
+    @cached_property
+    def flow(self) -> FlowGate:
+        from crisper.flow.gate import FlowGate
+
+        return FlowGate(self)
+
+    @cached_property
+    def schedules(self) -> ScheduleService:
+        from crisper.schedules import ScheduleService
+
+        return ScheduleService(self)
+
+    @cached_property
+    def queues(self) -> QueueService:
+        from crisper.flow.queues import QueueService
+
+        return QueueService(self)

@@ -1,0 +1,217 @@
+"""Job commands: submit, types, and `jobs ls|show|cancel|retry|start|logs|events`.
+
+Each talks to `state.jobs`: the local service, or a server's API with --url.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from crisper.cli.main import State, exit_code_for, fail
+from crisper.cli.render import (
+    console,
+    dumps,
+    job_dict,
+    job_panel,
+    jobs_table,
+    progress_console,
+)
+from crisper.errors import CrisperError
+from crisper.service import SubmitRequest
+from crisper.states import JobState
+from crisper.store.jobs import JobFilter
+from crisper.store.records import JobRecord
+
+EXIT_FOR_STATE = {JobState.SUCCEEDED: 0, JobState.FAILED: 1, JobState.CANCELLED: 3}
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """key=value pairs; a value that parses as JSON is taken as JSON, otherwise as text."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected key=value, got {pair!r}")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+def register(app: typer.Typer) -> None:
+    jobs = typer.Typer(help="List, show and steer jobs.", no_args_is_help=True)
+    app.add_typer(jobs, name="jobs")
+
+    @app.command()
+    def submit(
+        ctx: typer.Context,
+        job_type: str = typer.Argument(..., metavar="TYPE"),
+        params: list[str] = typer.Argument(None, metavar="KEY=VALUE..."),
+        queue: str = typer.Option(None, help="override the type's queue"),
+        priority: int = typer.Option(None, help="0..9, 9 first"),
+        delay: str = typer.Option(None, help="run after this long, e.g. 30s, 5m"),
+        hold: bool = typer.Option(False, help="create held; run after `crisper jobs start`"),
+        idempotency_key: str = typer.Option(None, help="a second submit returns the first job"),
+        unique_key: str = typer.Option(None, help="one active job per key"),
+        reject_duplicate: bool = typer.Option(
+            False, help="with a unique key held by an active job: fail (exit 6), not return it"),
+        wait: bool = typer.Option(False, help="follow the job with a progress bar until it ends"),
+        timeout: float = typer.Option(None, help="with --wait: give up after this many seconds"),
+        as_json: bool = typer.Option(False, "--json", help="print the job as JSON"),
+    ) -> None:
+        """Submit a job. With --wait the exit code tells how it ended."""
+        state: State = ctx.obj
+        service = state.jobs
+        try:
+            request = SubmitRequest(type=job_type, params=parse_params(params or []), queue=queue,
+                                    priority=priority, delay=delay, hold=hold,
+                                    idempotency_key=idempotency_key, unique_key=unique_key,
+                                    on_duplicate="reject" if reject_duplicate else "return")
+            job = service.submit(request)
+        except CrisperError as exc:
+            raise fail(str(exc), exit_code_for(exc)) from exc
+        if not wait:
+            typer.echo(dumps(job_dict(job)) if as_json else f"{job.id} {job.state.value}")
+            return
+        job = _follow(state, job, timeout)
+        typer.echo(dumps(job_dict(job)) if as_json else f"{job.id} {job.state.value}")
+        if job.error and not as_json:
+            typer.secho(f"{job.error.get('type')}: {job.error.get('message')}", fg="red", err=True)
+        raise typer.Exit(EXIT_FOR_STATE.get(job.state, 4))
+
+    @app.command()
+    def types(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+        """List the registered job types with their parameter schemas."""
+        state: State = ctx.obj
+        try:
+            listing = state.jobs.types()
+        except CrisperError as exc:
+            raise fail(str(exc), exit_code_for(exc)) from exc
+        if as_json:
+            typer.echo(dumps(listing))
+            return
+        for item in listing:
+            props = item["params"].get("properties", {})
+            args = ", ".join(f"{k}: {v.get('type', 'any')}" for k, v in props.items())
+            typer.echo(f"{item['name']}({args})  queue={item['queue']}  "
+                       f"{item['description'].splitlines()[0] if item['description'] else ''}")
+
+    @jobs.command("ls")
+    def jobs_ls(
+        ctx: typer.Context,
+        state_: list[str] = typer.Option(None, "--state", help="repeat for several"),
+        type_: list[str] = typer.Option(None, "--type"),
+        queue: list[str] = typer.Option(None, "--queue"),
+        limit: int = typer.Option(20, min=1, max=1000),
+        before: str = typer.Option(None, help="cursor: list jobs older than this id"),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """List jobs, newest first."""
+        state: State = ctx.obj
+        try:
+            states = [JobState(s) for s in state_ or []]
+        except ValueError as exc:
+            raise fail(f"{exc}; states: {', '.join(s.value for s in JobState)}", 2) from exc
+        f = JobFilter(states=states, types=type_ or [], queues=queue or [])
+        try:
+            found = state.jobs.list_jobs(f, before=before, limit=limit)
+        except CrisperError as exc:
+            raise fail(str(exc), exit_code_for(exc)) from exc
+        if as_json:
+            typer.echo(dumps([job_dict(j) for j in found]))
+        else:
+            console.print(jobs_table(found))
+
+    def _one(ctx: typer.Context, job_id: str, action: str, as_json: bool) -> None:
+        state: State = ctx.obj
+        try:
+            job = getattr(state.jobs, action)(job_id)
+        except CrisperError as exc:
+            raise fail(str(exc), exit_code_for(exc)) from exc
+        if as_json:
+            typer.echo(dumps(job_dict(job)))
+        elif action == "get":
+            console.print(job_panel(job))
+        else:
+            typer.echo(f"{job.id} {job.state.value}"
+                       + (" (cancel requested)" if job.cancel_requested_at else ""))
+
+    @jobs.command("show")
+    def jobs_show(ctx: typer.Context, job_id: str,
+                  as_json: bool = typer.Option(False, "--json")) -> None:
+        """Show one job."""
+        _one(ctx, job_id, "get", as_json)
+
+    @jobs.command("cancel")
+    def jobs_cancel(ctx: typer.Context, job_id: str,
+                    as_json: bool = typer.Option(False, "--json")) -> None:
+        """Cancel a job: waiting jobs never start; a running one is stopped."""
+        _one(ctx, job_id, "cancel", as_json)
+
+    @jobs.command("retry")
+    def jobs_retry(ctx: typer.Context, job_id: str,
+                   as_json: bool = typer.Option(False, "--json")) -> None:
+        """Run a finished (succeeded, failed or cancelled) job again as a new series of attempts."""
+        _one(ctx, job_id, "retry", as_json)
+
+    @jobs.command("start")
+    def jobs_start(ctx: typer.Context, job_id: str,
+                   as_json: bool = typer.Option(False, "--json")) -> None:
+        """Start a held job."""
+        _one(ctx, job_id, "start", as_json)
+
+    @jobs.command("logs")
+    def jobs_logs(ctx: typer.Context, job_id: str,
+                  as_json: bool = typer.Option(False, "--json")) -> None:
+        """Print the log lines kept for a job."""
+        state: State = ctx.obj
+        try:
+            lines = state.jobs.logs(job_id)
+        except CrisperError as exc:
+            raise fail(str(exc), exit_code_for(exc)) from exc
+        if as_json:
+            typer.echo(dumps([line.__dict__ for line in lines]))
+            return
+        for line in lines:
+            typer.echo(f"{line.at:%H:%M:%S} #{line.attempt} {line.level:<7} {line.message}")
+
+    @jobs.command("events")
+    def jobs_events(ctx: typer.Context, job_id: str,
+                    as_json: bool = typer.Option(False, "--json")) -> None:
+        """Print a job's history: every state change with its time and reason."""
+        state: State = ctx.obj
+        try:
+            history = state.jobs.events(job_id)
+        except CrisperError as exc:
+            raise fail(str(exc), exit_code_for(exc)) from exc
+        if as_json:
+            typer.echo(dumps([e.__dict__ for e in history]))
+            return
+        for e in history:
+            typer.echo(f"{e.at:%H:%M:%S.%f} #{e.attempt} {e.from_state or '-':>9} -> "
+                       f"{e.to_state:<9} {e.reason}" + (f" ({e.worker})" if e.worker else ""))
+
+
+def _follow(state: State, job: JobRecord, timeout: float | None) -> JobRecord:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[msg]}"),
+                  TimeElapsedColumn(), console=progress_console, transient=False) as bar:
+        task = bar.add_task(f"{job.type} {job.state.value}", total=None, msg="")
+        while True:
+            job = state.jobs.get(job.id)
+            bar.update(task, description=f"{job.type} {job.state.value}",
+                       total=job.progress_total, completed=job.progress_current or 0,
+                       msg=job.progress_message or "")
+            if job.state.is_terminal:
+                if job.state is JobState.SUCCEEDED and job.progress_total:
+                    bar.update(task, completed=job.progress_total)
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                return job
+            time.sleep(0.2)

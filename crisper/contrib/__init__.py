@@ -1,0 +1,1 @@
+"""Optional built-in job types that ship with Crisper."""

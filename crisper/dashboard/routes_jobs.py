@@ -1,0 +1,159 @@
+"""Job pages: the filtered list with live state, bulk actions, the detail page, its live stream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+
+from crisper.api.stream import Cursor, JobWatch
+from crisper.dashboard.render import base_of, render
+from crisper.dashboard.routes_pages import Reader, acting, crisper_of
+from crisper.dashboard.timeline import attempts
+from crisper.errors import InvalidTransition
+from crisper.ids import parse_id
+from crisper.states import JobState, action_sources
+from crisper.store import utcnow
+from crisper.store.jobs import JobFilter
+
+router = APIRouter()
+PAGE_SIZE = 50
+LIVE_MAX = 100  # ids one live poll may ask about
+SINCE = {"5m": timedelta(minutes=5), "1h": timedelta(hours=1), "24h": timedelta(days=1),
+         "7d": timedelta(days=7)}
+ACTIONS = {"cancel": "cancelled", "retry": "retried", "start": "started"}
+NOTICES = (*ACTIONS, "submit")
+LOG_LINES_SHOWN = 1000
+FILTER_KEYS = ("state", "type", "queue", "since", "q", "before")
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """The jobs page's filters as the form shows them."""
+
+    state: str = ""
+    type: str = ""
+    queue: str = ""
+    since: str = ""
+    q: str = ""
+
+    def job_filter(self, tenant: str, now: datetime) -> JobFilter:
+        """Indexed filters only: state, type, queue, a creation window, an exact id or tag."""
+        text = self.q.strip()
+        job_id = parse_id(text) if text else None
+        return JobFilter(
+            states=[JobState(self.state)] if self.state in JobState._value2member_map_ else [],
+            types=[self.type] if self.type else [], queues=[self.queue] if self.queue else [],
+            tenant=tenant, created_after=now - SINCE[self.since] if self.since in SINCE else None,
+            ids=[job_id] if job_id else [], tag=text if text and job_id is None else None)
+
+    def link(self, **changes: str) -> str:
+        values = {k: v for k, v in {**self.__dict__, **changes}.items() if v}
+        return "?" + urlencode(values) if values else "?"
+
+
+def allowed_actions(state: JobState) -> list[str]:
+    """The lifecycle actions a job in `state` offers, as the transition table allows."""
+    return [a for a, name in ACTIONS.items() if state in action_sources(name)]
+
+
+@router.get("/jobs")
+def jobs_page(request: Request, who: Reader, state: str = "", type: str = "", queue: str = "",
+              since: str = "", q: Annotated[str, Query(max_length=300)] = "",
+              before: str | None = None, done: str | None = None, changed: int = 0,
+              skipped: int = 0) -> Response:
+    crisper = crisper_of(request)
+    query = ListQuery(state, type, queue, since, q)
+    cursor = parse_id(before) if before else None
+    found = crisper.jobs.list_jobs(query.job_filter(who.tenant, utcnow()), before=cursor,
+                                   limit=PAGE_SIZE)
+    older = query.link(before=str(found[-1].id)) if len(found) == PAGE_SIZE else None
+    queues = sorted({jt.options.queue for jt in crisper.registry} | ({queue} - {""}))
+    return render(request, "jobs.html", who, page="jobs", jobs=found, query=query,
+                  types=crisper.registry.names(), queues=queues, since_choices=list(SINCE),
+                  older=older, first=query.link() if cursor else None,
+                  current_before=str(cursor) if cursor else "",
+                  done=done if done in ACTIONS else None, changed=changed, skipped=skipped)
+
+
+@router.get("/live/jobs")
+def live_jobs(request: Request, who: Reader, id: Annotated[list[str], Query()] = []  # noqa: B006
+              ) -> JSONResponse:
+    """State and progress of the jobs a page shows (one primary-key lookup), for polling."""
+    ids = [i for i in (parse_id(x) for x in id[:LIVE_MAX]) if i is not None]
+    records = crisper_of(request).jobs.list_jobs(JobFilter(ids=ids, tenant=who.tenant),
+                                                 limit=LIVE_MAX) if ids else []
+    return JSONResponse([
+        {"id": str(r.id), "state": r.state.value, "percent": r.percent,
+         "message": r.progress_message, "current": r.progress_current,
+         "total": r.progress_total, "attempt": r.attempt, "max_attempts": r.max_attempts}
+        for r in records])
+
+
+@router.post("/jobs/bulk")
+async def bulk(request: Request, action: Annotated[str, Form()],
+               ids: Annotated[list[str], Form()] = [],  # noqa: B006
+               back: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    """Cancel or retry the selected jobs, then show the same filtered page with the counts."""
+    who = await acting(request, "write")
+    if action not in ("cancel", "retry"):
+        return Response("unknown bulk action", status_code=400, media_type="text/plain")
+    parsed = [i for i in (parse_id(x) for x in ids[:PAGE_SIZE * 10]) if i is not None]
+    changed = skipped = 0
+    if parsed:
+        result = crisper_of(request).jobs.bulk(action, JobFilter(ids=parsed, tenant=who.tenant),
+                                              limit=len(parsed))
+        changed, skipped = result.changed, result.skipped
+    kept = {k: v[0] for k, v in parse_qs(back.lstrip("?")).items() if k in FILTER_KEYS}
+    query = urlencode({**kept, "done": action, "changed": changed, "skipped": skipped})
+    return RedirectResponse(f"{base_of(request)}/jobs?{query}", status_code=303)
+
+
+def _job_page(request: Request, who: Any, job_id: str, status: int = 200,
+              error: str | None = None, done: str | None = None) -> Response:
+    crisper = crisper_of(request)
+    job = crisper.jobs.get(job_id, who.tenant)
+    events = crisper.jobs.events(job.id, who.tenant)
+    lines = crisper.jobs.logs(job.id, who.tenant, limit=LOG_LINES_SHOWN)
+    cursor = Cursor(events[-1].id if events else 0, lines[-1].id if lines else 0)
+    return render(request, "job.html", who, status=status, page="jobs", job=job,
+                  events=events, attempts=attempts(events), lines=lines, cursor=str(cursor),
+                  actions=allowed_actions(job.state), error=error,
+                  done=done if done in NOTICES else None, now=utcnow())
+
+
+@router.get("/jobs/{job_id}")
+def job_page(request: Request, job_id: str, who: Reader, done: str | None = None) -> Response:
+    return _job_page(request, who, job_id, done=done)
+
+
+@router.post("/jobs/{job_id}/{action}")
+async def job_action(request: Request, job_id: str, action: str) -> Response:
+    who = await acting(request, "write")
+    service = crisper_of(request).jobs
+    method = {"cancel": service.cancel, "retry": service.retry, "start": service.start}.get(action)
+    if method is None:
+        return Response("unknown action", status_code=404, media_type="text/plain")
+    try:
+        record = method(job_id, who.tenant)
+    except InvalidTransition as exc:
+        return _job_page(request, who, job_id, status=409, error=str(exc))
+    return RedirectResponse(f"{base_of(request)}/jobs/{record.id}?done={action}", status_code=303)
+
+
+@router.get("/jobs/{job_id}/stream")
+def job_stream(request: Request, job_id: str, who: Reader, after: str | None = None
+               ) -> StreamingResponse:
+    """The same live stream as /v1/jobs/{id}/stream, for the session's tenant."""
+    crisper = crisper_of(request)
+    job = crisper.jobs.get(job_id, who.tenant)
+    cursor = Cursor.parse(request.headers.get("last-event-id") or after)
+    watch = JobWatch(crisper.jobs, job.id, who.tenant, cursor,
+                     crisper.settings.resolved_redis_url())
+    return StreamingResponse(iter(watch), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+

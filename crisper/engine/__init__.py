@@ -1,0 +1,1 @@
+"""Celery integration: the app factory, the task wrapper that runs jobs, and worker signals."""

@@ -1,0 +1,90 @@
+"""Build (or adopt) the Celery app that carries Crisper's wake-up messages."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from celery import Celery
+
+from crisper.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from crisper.app import Crisper
+    from crisper.registry import JobType
+    from crisper.settings import Settings
+
+TASK_DEFAULTS: dict[str, Any] = {
+    # The database decides what runs; the message only has to survive until a claim.
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "ignore_result": True,
+    "serializer": "json",
+}
+
+
+def make_celery(crisper: Crisper, existing: Celery | None = None) -> Celery:
+    """A Celery app for `crisper`: the user's own one if given (its broker and config kept)."""
+    if existing is not None:
+        app = existing
+    else:
+        broker = crisper.settings.resolved_broker_url()
+        if broker is None:
+            raise ConfigurationError(
+                "no broker: set CRISPER_BROKER_URL (redis://… or amqp://…), or run `crisper up` "
+                "to start the embedded one"
+            )
+        app = Celery(crisper.name, broker=broker, set_as_current=False)
+        app.conf.update(
+            task_serializer="json",
+            accept_content=["json"],
+            result_serializer="json",
+            result_backend=None,
+            task_ignore_result=True,
+            worker_prefetch_multiplier=1,
+            task_default_queue="default",
+            task_create_missing_queues=True,
+            broker_connection_retry_on_startup=True,
+            broker_connection_timeout=3,
+            worker_hijack_root_logger=False,
+            worker_send_task_events=False,
+            task_queue_max_priority=9,  # RabbitMQ: queues declared with x-max-priority
+            broker_transport_options=_transport_options(broker, crisper.settings),
+        )
+    return app
+
+
+def _transport_options(broker: str, settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {"socket_connect_timeout": 3}
+    if is_redis(broker):
+        if settings.broker_prefix:
+            options["global_keyprefix"] = settings.broker_prefix
+        # One Redis list per priority (0..9, not kombu's 4 buckets), popped strictly in order;
+        # the queues a worker consumes are tried in the order given (-Q a,b: a first).
+        options.update(priority_steps=list(range(10)), queue_order_strategy="priority")
+    return {**options, **settings.broker_transport_options}
+
+
+def register_task(crisper: Crisper, app: Celery, job_type: JobType) -> None:
+    """Each job type is a Celery task underneath; its body is Crisper's runner."""
+    timeout = job_type.options.timeout
+    limits: dict[str, Any] = {}
+    if timeout is not None:
+        limits = {"soft_time_limit": timeout,
+                  "time_limit": timeout + crisper.settings.kill_grace_seconds}
+
+    def run(self: Any, job_ids: list[str]) -> None:
+        crisper.runner.run(job_type, job_ids, self.request)
+
+    run.__name__ = job_type.name.replace(".", "_")
+    run.__doc__ = job_type.description
+    app.task(name=job_type.name, bind=True, **TASK_DEFAULTS, **limits)(run)
+
+
+def broker_priority(app: Celery, priority: int) -> int:
+    """Crisper's priority (9 first) in the broker's terms: Redis serves low numbers first."""
+    return 9 - priority if is_redis(app.conf.broker_url or "") else priority
+
+
+def is_redis(broker_url: str) -> bool:
+    """Whether a broker URL names Kombu's Redis transport (Redis or Valkey)."""
+    return broker_url.split(":", 1)[0] in ("redis", "rediss", "valkey")

@@ -1,0 +1,220 @@
+"""Running one job: claim -> execute -> record the outcome, each step small and named."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from crisper import retry as retry_policy
+from crisper.engine.context import JobContext, install_log_handler
+from crisper.engine.leases import LeaseKeeper, store_news
+from crisper.errors import Cancelled, StoreUnavailable
+from crisper.ids import parse_id
+from crisper.states import JobState
+from crisper.store import jobs as job_sql
+from crisper.store import utcnow
+
+if TYPE_CHECKING:
+    from crisper.app import Crisper
+    from crisper.registry import JobType
+
+log = logging.getLogger(__name__)
+S = JobState
+LIVE_PROGRESS_INTERVAL = 0.1  # seconds between live progress messages of one job
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended; `state` None means the lease was lost and nothing may be written."""
+
+    state: JobState | None
+    reason: str
+    result: Any = None
+    error: dict[str, Any] | None = None
+    retry_at: datetime | None = None
+
+
+class Runner:
+    """The body of every Crisper task on a worker."""
+
+    def __init__(self, crisper: Crisper) -> None:
+        self.crisper = crisper
+        settings = crisper.settings
+        self.leases = LeaseKeeper(crisper.store, settings.lease_seconds,
+                                  min(settings.heartbeat_seconds, settings.lease_seconds / 3))
+        self._pid = os.getpid()
+        self._live_at: dict[Any, float] = {}
+        install_log_handler()
+
+    def run(self, job_type: JobType, job_ids: list[str], request: Any) -> None:
+        self._reset_after_fork()
+        ids = [i for i in (parse_id(x) for x in job_ids) if i is not None]
+        worker = f"{request.hostname or 'local'}:{os.getpid()}"
+        claimed = self.claim(ids, worker, request.id or "", job_type)
+        # A batch is claimed at once: every lease is kept from now, not from its turn.
+        contexts = [self._context(job) for job in claimed]
+        for ctx in contexts:
+            self.leases.hold(ctx)
+        try:
+            for job, ctx in zip(claimed, contexts, strict=True):
+                self.run_claimed(job_type, job, ctx, worker)
+                self.crisper.flow.release(job_type, job.params)  # wake jobs waiting for a slot
+        finally:
+            for ctx in contexts:
+                self.leases.release(ctx)
+
+    def claim(self, ids: list[Any], worker: str, task_id: str,
+              job_type: JobType | None = None) -> list[job_sql.Claimed]:
+        """Claim in one statement; limited types, and jobs of paused queues, go through the gate."""
+        if job_type is not None and job_type.options.flow.limited:
+            return self.crisper.flow.claim(job_type, ids, worker, task_id)
+        for retry in (True, False):  # a pooled connection may have died since its last use
+            try:
+                with self.crisper.store.autocommit() as session:
+                    claimed = job_sql.claim(session, ids, worker, task_id,
+                                            self.crisper.settings.lease_seconds, utcnow(),
+                                            skip_paused=True)
+                break
+            except StoreUnavailable:
+                if not retry:
+                    raise
+        if len(claimed) < len(ids) and job_type is not None:  # duplicates, or a paused queue
+            got = {c.id for c in claimed}
+            claimed += self.crisper.flow.claim(job_type, [i for i in ids if i not in got],
+                                               worker, task_id)
+        return claimed
+
+    def run_claimed(self, job_type: JobType, job: job_sql.Claimed, ctx: JobContext, worker: str
+                    ) -> Outcome:
+        """Execute one claimed job (its lease already kept) and record how it ended."""
+        try:
+            outcome = execute(job_type, ctx, job)
+            self._record(job, ctx, outcome, worker)
+        finally:
+            self.leases.release(ctx)
+            self._live_at.pop(job.id, None)
+        return outcome
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _context(self, job: job_sql.Claimed) -> JobContext:
+        s = self.crisper.settings
+        return JobContext(
+            job_id=job.id, job_type=job.type, attempt=job.attempt,
+            max_attempts=job.max_attempts, lease_token=job.lease_token,
+            lease_seconds=s.lease_seconds, max_log_lines=s.max_log_lines,
+            on_progress=self._publish_progress, on_log=self._publish_log,
+            on_still_running=self._publish_running,
+        )
+
+    def _publish_progress(self, ctx: JobContext) -> None:
+        now = time.monotonic()
+        if now - self._live_at.get(ctx.job_id, 0.0) >= LIVE_PROGRESS_INTERVAL:
+            self._live_at[ctx.job_id] = now
+            self.crisper.live.publish(ctx.job_id, "progress", {
+                "current": ctx.progress_current, "total": ctx.progress_total,
+                "message": ctx.progress_message,
+            })
+
+    def _publish_running(self, ctx: JobContext) -> None:
+        self.crisper.live.publish(ctx.job_id, "state", {"state": "running",
+                                                         "attempt": ctx.attempt})
+
+    def _publish_log(self, ctx: JobContext, line: dict[str, Any]) -> None:
+        self.crisper.live.publish(ctx.job_id, "log", {
+            "level": line["level"], "message": line["message"], "at": line["at"].isoformat(),
+        })
+
+    def _record(self, job: job_sql.Claimed, ctx: JobContext, outcome: Outcome, worker: str) -> None:
+        if outcome.state is None:
+            log.warning("job %s lost its lease; its outcome is not recorded", job.id)
+            return
+        deadline = time.monotonic() + self.crisper.settings.lease_seconds
+        while True:  # ride out a short database outage; the lease covers us meanwhile
+            try:
+                recorded = self._write_outcome(job, ctx, outcome, worker)
+                break
+            except StoreUnavailable as exc:
+                if time.monotonic() > deadline:
+                    log.error("outcome of %s not recorded: %s", job.id, exc)
+                    return
+                time.sleep(1.0)
+        if recorded:
+            self.crisper.live.publish(job.id, "state", {"state": outcome.state.value,
+                                                        "attempt": job.attempt})
+        else:
+            log.warning("job %s: lease lost before the outcome was written", job.id)
+
+    def _write_outcome(self, job: job_sql.Claimed, ctx: JobContext, outcome: Outcome,
+                       worker: str) -> bool:
+        """One statement when nothing else waits to be stored; else one transaction."""
+        target = outcome.state
+        assert target is not None
+
+        def finish(db: Any) -> bool:
+            return job_sql.finish(
+                db, job.id, job.lease_token, target, utcnow(), reason=outcome.reason,
+                worker=worker, result=outcome.result, error=outcome.error,
+                retry_at=outcome.retry_at,
+            )
+
+        if not ctx.has_news():
+            with self.crisper.store.autocommit() as conn:
+                return finish(conn)
+        with self.crisper.store.transaction() as session:
+            store_news(session, ctx, final=True)
+            return finish(session)
+
+    def _reset_after_fork(self) -> None:
+        if os.getpid() != self._pid:
+            self._pid = os.getpid()
+            self.crisper.store.dispose()
+            self.crisper.live.reset()
+            self.leases.forget_after_fork()
+
+
+def execute(job_type: JobType, ctx: JobContext, job: job_sql.Claimed) -> Outcome:
+    """Call the job function and turn whatever happens into an Outcome."""
+    try:
+        ctx.check_cancelled()  # asked to stop while it waited its turn in a batch
+        result = job_type.func(ctx, **job.params)
+        json.dumps(result)
+    except Cancelled:
+        if ctx.lease_lost:
+            return Outcome(None, "lease_lost")
+        return Outcome(S.CANCELLED, "cancelled")
+    except SoftTimeLimitExceeded as exc:
+        return _failure(job_type, job, ctx, exc, "timeout")
+    except Exception as exc:
+        return _failure(job_type, job, ctx, exc, "error")
+    if ctx.lease_lost:
+        return Outcome(None, "lease_lost")
+    return Outcome(S.SUCCEEDED, "succeeded", result=result)
+
+
+def _failure(job_type: JobType, job: job_sql.Claimed, ctx: JobContext, exc: BaseException,
+             reason: str) -> Outcome:
+    error = {
+        "type": type(exc).__name__,
+        "message": str(exc) or type(exc).__name__,
+        "traceback": "".join(traceback.format_exception(exc))[-20_000:],
+    }
+    if ctx.lease_lost:
+        return Outcome(None, "lease_lost")
+    if ctx.cancel_requested:
+        return Outcome(S.CANCELLED, "cancelled", error=error)
+    policy = job_type.options.retry
+    decision = retry_policy.decide(job.attempt, job.max_attempts, job.retry_policy, exc,
+                                   policy.retry_on, policy.dont_retry_on)
+    if decision.retry:
+        return Outcome(S.RETRYING, reason, error=error,
+                       retry_at=utcnow() + timedelta(seconds=decision.delay))
+    return Outcome(S.FAILED, reason, error=error)

@@ -1,0 +1,67 @@
+"""A handle on one job for Python callers: its id, its last-read state, and a wait."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from crisper.states import JobState
+from crisper.store.records import JobRecord
+
+if TYPE_CHECKING:
+    from crisper.service import JobService
+
+
+class JobHandle:
+    """What submit() returns. `state` is as last read; refresh() or wait() read it again."""
+
+    def __init__(self, service: JobService, record: JobRecord) -> None:
+        self._service = service
+        self.record = record
+
+    def __repr__(self) -> str:
+        return f"<Job {self.record.type} {self.id} {self.state.value}>"
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.record.id
+
+    @property
+    def state(self) -> JobState:
+        return self.record.state
+
+    @property
+    def result(self) -> Any:
+        return self.record.result
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        return self.record.error
+
+    def refresh(self) -> JobHandle:
+        self.record = self._service.get(self.id)
+        return self
+
+    def wait(self, timeout: float | None = None, poll: float = 0.05) -> JobHandle:
+        """Block until the job is succeeded, failed or cancelled; TimeoutError past `timeout`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interval = poll
+        while not self.refresh().state.is_terminal:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {self.id} is still {self.state.value} after {timeout}s")
+            time.sleep(interval)
+            interval = min(interval * 1.5, 1.0)
+        return self
+
+    def cancel(self) -> JobHandle:
+        self.record = self._service.cancel(self.id)
+        return self
+
+    def retry(self) -> JobHandle:
+        self.record = self._service.retry(self.id)
+        return self
+
+    def start(self) -> JobHandle:
+        self.record = self._service.start(self.id)
+        return self

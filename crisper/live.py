@@ -1,0 +1,53 @@
+"""Live updates over Redis pub/sub: progress, log lines and state changes as they happen.
+
+The database stays the truth; this channel only makes watching cheap and immediate.
+Everything here is best effort: a publish that fails is dropped, never retried.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+import redis
+
+log = logging.getLogger(__name__)
+QUIET_AFTER_FAILURE = 5.0  # seconds without live publishing after Redis failed once
+
+
+def channel(job_id: uuid.UUID | str) -> str:
+    return f"crisper:job:{job_id}"
+
+
+class LivePublisher:
+    """Publishes job updates; a no-op when no coordination Redis is configured."""
+
+    def __init__(self, url: str | None) -> None:
+        self.url = url
+        self._client: redis.Redis | None = None
+        self._quiet_until = 0.0
+
+    def _redis(self) -> redis.Redis | None:
+        if self.url and self._client is None:
+            self._client = redis.Redis.from_url(
+                self.url, socket_connect_timeout=1, socket_timeout=1
+            )
+        return self._client
+
+    def publish(self, job_id: uuid.UUID, kind: str, data: dict[str, Any]) -> None:
+        client = self._redis()
+        if client is None or time.monotonic() < self._quiet_until:
+            return
+        try:
+            client.publish(channel(job_id), json.dumps({"kind": kind, **data}, default=str))
+        except redis.RedisError as exc:
+            # Redis is away: stay quiet for a while instead of slowing every job down.
+            self._quiet_until = time.monotonic() + QUIET_AFTER_FAILURE
+            log.debug("live publish failed: %s", exc)
+
+    def reset(self) -> None:
+        """Forget the connection (after fork)."""
+        self._client = None

@@ -1,0 +1,1 @@
+"""Small periodic units the scheduler runs: relay, timers, lifeline, canceller, pruner."""

@@ -1,0 +1,171 @@
+"""Job types: the decorated function, its options, and its parameter schema from the signature."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from crisper.durations import Duration, seconds
+from crisper.errors import ConfigurationError, InvalidParams, UnknownJobType
+from crisper.flow.limits import FlowOptions
+from crisper.retry import Retry
+
+if TYPE_CHECKING:
+    from crisper.app import Crisper
+    from crisper.handle import JobHandle
+
+# Names that submit() takes as options, so a job type may not use them as parameters.
+RESERVED_PARAMS = frozenset(
+    {"session", "queue", "priority", "delay", "run_at", "hold", "idempotency_key", "tags",
+     "tenant", "max_attempts", "unique_key", "on_duplicate"}
+)
+DEFAULT_QUEUE = "default"
+MAX_BATCH = 100
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    timeout: float | None = None
+    retry: Retry = field(default_factory=Retry)
+    flow: FlowOptions = field(default_factory=FlowOptions)
+    # Short jobs only: up to `batch` jobs of this type sent at once share one wake-up message
+    # and are claimed together (each keeps its own row, attempt and outcome). While one runs,
+    # the others of its batch already show as running.
+    batch: int = 1
+
+
+class JobType:
+    """A registered function and its options; `submit()` makes a job of this type."""
+
+    def __init__(self, crisper: Crisper, func: Callable[..., Any], name: str, options: JobOptions):
+        self.crisper = crisper
+        self.func = func
+        self.name = name
+        self.options = options
+        self.params_model = _params_model(func, name)
+        self.description = inspect.getdoc(func) or ""
+
+    def __repr__(self) -> str:
+        return f"<JobType {self.name} queue={self.options.queue}>"
+
+    def validate(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Params as JSON-ready values, or InvalidParams naming each bad field."""
+        try:
+            model = self.params_model.model_validate(params)
+        except ValidationError as exc:
+            errors = [
+                {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
+            ]
+            raise InvalidParams(self.name, errors) from None
+        clean: dict[str, Any] = model.model_dump(mode="json")
+        nul = _nul_path(clean)
+        if nul is not None:
+            raise InvalidParams(self.name, [{"loc": nul, "msg": "text must not contain NUL "
+                                             "(\\u0000) characters", "type": "string_nul"}])
+        return clean
+
+    def json_schema(self) -> dict[str, Any]:
+        return self.params_model.model_json_schema()
+
+    def submit(self, **kwargs: Any) -> JobHandle:
+        """Submit a job; options (session, delay, run_at, hold, ...) and params are keywords."""
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in RESERVED_PARAMS}
+        return self.crisper.submit(self.name, kwargs, **options)
+
+    def __call__(self, ctx: Any, **params: Any) -> Any:
+        """Call the function directly (for tests), with a context of your own."""
+        return self.func(ctx, **params)
+
+
+def _nul_path(value: Any, path: tuple[Any, ...] = ()) -> list[Any] | None:
+    """Where a NUL character hides in JSON-ready data (databases cannot store it in text)."""
+    if isinstance(value, str):
+        return list(path) if "\x00" in value else None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return [*path, key]
+        found = _nul_path(item, (*path, key))
+        if found is not None:
+            return found
+    return None
+
+
+def _params_model(func: Callable[..., Any], name: str) -> type[BaseModel]:
+    params = list(inspect.signature(func).parameters.values())
+    if not params:
+        raise ConfigurationError(f"job type {name!r}: the function must take a ctx first argument")
+    fields: dict[str, Any] = {}
+    for p in params[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise ConfigurationError(f"job type {name!r}: *args/**kwargs are not allowed")
+        if p.name in RESERVED_PARAMS:
+            raise ConfigurationError(
+                f"job type {name!r}: parameter {p.name!r} is reserved for submit options; rename it"
+            )
+        annotation = Any if p.annotation is inspect.Parameter.empty else p.annotation
+        default = ... if p.default is inspect.Parameter.empty else p.default
+        fields[p.name] = (annotation, default)
+    config = ConfigDict(extra="forbid", arbitrary_types_allowed=False)
+    model: type[BaseModel] = create_model(f"{name}_params", __config__=config, **fields)
+    return model
+
+
+class Registry:
+    """The job types one Crisper app knows, by name."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, JobType] = {}
+
+    def add(self, job_type: JobType) -> None:
+        if job_type.name in self._types:
+            raise ConfigurationError(f"job type {job_type.name!r} is registered twice")
+        self._types[job_type.name] = job_type
+
+    def get(self, name: str) -> JobType:
+        try:
+            return self._types[name]
+        except KeyError:
+            raise UnknownJobType(name, list(self._types)) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+    def __iter__(self) -> Iterator[JobType]:
+        return iter(self._types.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+
+def job_options(
+    queue: str = DEFAULT_QUEUE,
+    priority: int = 0,
+    timeout: Duration | None = None,
+    retry: Retry | int | None = None,
+    batch: int = 1,
+) -> JobOptions:
+    if isinstance(retry, int):
+        retry = Retry(attempts=retry)
+    if not 0 <= priority <= 9:
+        raise ConfigurationError(f"priority must be 0..9 (9 first), got {priority}")
+    if not 1 <= batch <= MAX_BATCH:
+        raise ConfigurationError(f"batch must be 1..{MAX_BATCH}, got {batch}")
+    return JobOptions(
+        batch=batch,
+        queue=queue,
+        priority=priority,
+        timeout=seconds(timeout) if timeout is not None else None,
+        retry=retry or Retry(),
+    )

@@ -1,0 +1,158 @@
+"""The schedule service: cron schedules kept in the database, managed from Python, CLI and API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import IntegrityError
+
+from crisper import cron
+from crisper.errors import InvalidRequest, ScheduleNotFound
+from crisper.service import DEFAULT_TENANT, SubmitRequest
+from crisper.store import schedules as schedule_sql
+from crisper.store import utcnow
+from crisper.store.records import JobRecord
+from crisper.store.schedules import ScheduleRecord
+
+if TYPE_CHECKING:
+    from crisper.app import Crisper
+
+
+@dataclass(frozen=True)
+class BuiltinSchedule:
+    """A maintenance unit shown beside the user's schedules: what it does, how often, last run."""
+
+    name: str
+    every: float
+    description: str
+    last_run_at: datetime | None
+    last_count: int | None
+    last_by: str | None
+
+
+class ScheduleService:
+    """Create, list, change and fire schedules. The cron unit fires them on every scheduler."""
+
+    def __init__(self, crisper: Crisper) -> None:
+        self.crisper = crisper
+
+    def add(self, name: str, type: str, cron_expr: str, *, params: dict[str, Any] | None = None,
+            timezone: str = "UTC", queue: str | None = None, priority: int | None = None,
+            tenant: str = DEFAULT_TENANT, enabled: bool = True, overlap: cron.Overlap = "allow",
+            catchup: cron.Catchup = "none", catchup_window: float = 3600.0,
+            jitter: float = 0.0, replace: bool = False) -> ScheduleRecord:
+        """Store a schedule (validated now, not at its first fire); `replace` to change one."""
+        job_type = self.crisper.registry.get(type)
+        clean = job_type.validate(params or {})
+        cron.validate(cron_expr, timezone)
+        if overlap not in cron.OVERLAPS:
+            raise InvalidRequest("overlap", f"must be one of {', '.join(cron.OVERLAPS)}")
+        if catchup not in cron.CATCHUPS:
+            raise InvalidRequest("catchup", f"must be one of {', '.join(cron.CATCHUPS)}")
+        if jitter < 0 or catchup_window <= 0:
+            raise InvalidRequest("jitter", "jitter must be >= 0 and catchup_window > 0 (seconds)")
+        if priority is not None and not 0 <= priority <= 9:
+            raise InvalidRequest("priority", f"must be 0..9 (9 first), got {priority}")
+        at = utcnow()
+        values = {
+            "type": job_type.name, "params": clean, "queue": queue, "priority": priority,
+            "tenant": tenant, "cron": cron_expr, "timezone": timezone, "enabled": enabled,
+            "overlap": overlap, "catchup": catchup, "catchup_window": float(catchup_window),
+            "jitter": float(jitter), "updated_at": at,
+            "next_fire_at": cron.next_fire(cron_expr, timezone, at) if enabled else None,
+        }
+        try:
+            with self.crisper.store.transaction() as session:
+                if not (replace and schedule_sql.replace(session, name, values)):
+                    schedule_sql.create(session, {"name": name, "created_at": at, **values})
+        except IntegrityError:
+            raise InvalidRequest(
+                "name", f"schedule {name!r} exists already; replace it (replace=True, "
+                "--replace) or remove it first") from None
+        return self.get(name)
+
+    def get(self, name: str) -> ScheduleRecord:
+        with self.crisper.store.read() as session:
+            record = schedule_sql.get(session, name)
+        if record is None:
+            raise ScheduleNotFound(name)
+        return record
+
+    def list_schedules(self, tenant: str | None = None) -> list[ScheduleRecord]:
+        with self.crisper.store.read() as session:
+            return schedule_sql.list_schedules(session, tenant)
+
+    def remove(self, name: str) -> None:
+        """Delete the schedule; the jobs it made stay, still naming it."""
+        with self.crisper.store.transaction() as session:
+            if not schedule_sql.remove(session, name):
+                raise ScheduleNotFound(name)
+
+    def enable(self, name: str) -> ScheduleRecord:
+        """Turn on; the next fire is counted from now (the time it was off is not caught up)."""
+        record = self.get(name)
+        at = utcnow()
+        return self._set(name, enabled=True, updated_at=at,
+                         next_fire_at=cron.next_fire(record.cron, record.timezone, at))
+
+    def disable(self, name: str) -> ScheduleRecord:
+        return self._set(name, enabled=False, next_fire_at=None, updated_at=utcnow())
+
+    def _set(self, name: str, **values: Any) -> ScheduleRecord:
+        with self.crisper.store.transaction() as session:
+            if not schedule_sql.replace(session, name, values):
+                raise ScheduleNotFound(name)
+        return self.get(name)
+
+    def run_now(self, name: str) -> JobRecord:
+        """Fire once, now, outside the cron times (the overlap policy is not applied)."""
+        at = utcnow()
+        with self.crisper.store.transaction() as session:
+            s = schedule_sql.get(session, name, for_update=True)
+            if s is None:
+                raise ScheduleNotFound(name)
+            job = self.crisper.jobs.submit_many([request_for(s, at, at)], session=session)[0]
+            schedule_sql.record_fires(session, name, 1, 0, at, job.id, None)
+        return job
+
+    def next_fires(self, record: ScheduleRecord, count: int = 5) -> list[datetime]:
+        """The coming fire times (UTC); none while the schedule is disabled."""
+        if not record.enabled or record.next_fire_at is None:
+            return []
+        first = record.next_fire_at
+        return [first, *cron.next_fires(record.cron, record.timezone, first, count - 1)]
+
+    def builtins(self) -> list[BuiltinSchedule]:
+        """Maintenance that every scheduler runs, with the last run any of them recorded."""
+        from crisper.maintenance.scheduler import units
+
+        with self.crisper.store.read() as session:
+            runs = schedule_sql.maintenance(session)
+        out = []
+        for unit in units(self.crisper):
+            run = runs.get(unit.name)
+            out.append(BuiltinSchedule(
+                f"crisper.{unit.name}", unit.every, _DESCRIPTIONS.get(unit.name, ""),
+                run.last_run_at if run else None, run.last_count if run else None,
+                run.last_by if run else None))
+        return out
+
+
+def request_for(s: ScheduleRecord, fire: datetime, run_at: datetime | None) -> SubmitRequest:
+    """The job one fire of `s` makes, recorded with the schedule and the fire time."""
+    return SubmitRequest(type=s.type, params=dict(s.params), queue=s.queue, priority=s.priority,
+                         tenant=s.tenant, run_at=run_at, schedule_name=s.name, fire_time=fire,
+                         tags=[f"schedule:{s.name}"])
+
+
+_DESCRIPTIONS = {
+    "timers": "scheduled and retrying jobs whose time has come are queued",
+    "relay": "queued jobs get their wake-up message (paused queues wait)",
+    "lifeline": "running jobs whose lease expired are retried or failed (lease rescue)",
+    "canceller": "jobs that ignore a cancel past the grace period are stopped",
+    "redispatch": "wake-ups lost by the broker are sent again",
+    "pruner": "finished jobs older than the retention period are deleted (retention)",
+    "cron": "due schedules fire, one job per fire",
+}

@@ -1,0 +1,321 @@
+"""The service layer: every job operation the Python API, CLI and HTTP API perform, in one place."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from crisper.durations import Duration, seconds
+from crisper.errors import (
+    BrokerUnavailable,
+    CrisperError,
+    DuplicateJob,
+    InvalidRequest,
+    InvalidTransition,
+    JobNotFound,
+)
+from crisper.flow import limits
+from crisper.ids import new_id, parse_id
+from crisper.states import JobState
+from crisper.store import flow as flow_sql
+from crisper.store import jobs as job_sql
+from crisper.store import utcnow
+from crisper.store.records import EventRecord, JobRecord, LogRecord
+
+if TYPE_CHECKING:
+    from crisper.app import Crisper
+
+S = JobState
+DEFAULT_TENANT = "default"
+_PENDING = "crisper_pending_dispatch"
+_LISTENING = "crisper_listening"
+
+
+@dataclass
+class SubmitRequest:
+    """One job to create: its type, params and submit options."""
+
+    type: str
+    params: dict[str, Any] = field(default_factory=dict)
+    queue: str | None = None
+    priority: int | None = None
+    delay: Duration | None = None
+    run_at: datetime | None = None
+    hold: bool = False
+    idempotency_key: str | None = None
+    tags: Sequence[str] = ()
+    tenant: str = DEFAULT_TENANT
+    max_attempts: int | None = None
+    # Unique jobs: a key given here (or computed by the type's `unique=`) admits one active
+    # job; a second submit gets that job back ("return") or DuplicateJob ("reject").
+    unique_key: str | None = None
+    on_duplicate: Literal["return", "reject"] = "return"
+    schedule_name: str | None = None  # set by the cron unit: the schedule this job fires for
+    fire_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    matched: int
+    changed: int
+    skipped: int
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+class JobService:
+    """Submit, read and steer jobs. Adapters (CLI, HTTP, dashboard) call only this."""
+
+    def __init__(self, crisper: Crisper) -> None:
+        self.crisper = crisper
+
+    # -- submit -----------------------------------------------------------------------------
+
+    def submit(self, request: SubmitRequest, session: Session | None = None) -> JobRecord:
+        return self.submit_many([request], session)[0]
+
+    def submit_many(self, requests: Sequence[SubmitRequest], session: Session | None = None
+                    ) -> list[JobRecord]:
+        """Create jobs in one transaction: the caller's (outbox) or our own; then wake workers.
+
+        A job with an idempotency key that already exists is answered with the existing job.
+        """
+        at = utcnow()
+        rows = [self._row(r, at) for r in requests]
+        rejects = [r.on_duplicate == "reject" for r in requests]
+        if session is not None:
+            records, fresh = self._insert(session, rows, at, rejects)
+            self._dispatch_after_commit(session, fresh)
+            return records
+        if len(rows) == 1 and not (rows[0]["idempotency_key"] or rows[0]["unique_key"]):
+            # Nothing to look up first: one statement, committed on its own.
+            with self.crisper.store.autocommit() as conn:
+                job_sql.create(conn, rows, at)
+            fresh = [_record_from_row(rows[0])]
+            self._dispatch_now(fresh)
+            return fresh
+        with self.crisper.store.transaction() as own:
+            records, fresh = self._insert(own, rows, at, rejects)
+        self._dispatch_now(fresh)
+        return records
+
+    def _row(self, r: SubmitRequest, at: datetime) -> dict[str, Any]:
+        job_type = self.crisper.registry.get(r.type)
+        params = job_type.validate(r.params)
+        opts = job_type.options
+        run_at = r.run_at
+        if r.delay is not None:
+            run_at = at + timedelta(seconds=_delay_seconds(r.delay))
+        if run_at is not None and run_at.tzinfo is None:
+            raise InvalidRequest("run_at", "must be timezone-aware (UTC)")
+        if r.idempotency_key is not None and not r.idempotency_key.strip():
+            raise InvalidRequest("idempotency_key", "must not be empty")
+        if r.hold:
+            state = S.HELD
+        elif run_at is not None and run_at > at:
+            state = S.SCHEDULED
+        else:
+            state = S.QUEUED
+        max_attempts = r.max_attempts or opts.retry.attempts
+        if r.on_duplicate not in ("return", "reject"):
+            raise InvalidRequest("on_duplicate", f"must be 'return' or 'reject', "
+                                 f"not {r.on_duplicate!r}")
+        return {
+            "unique_key": limits.unique_key(opts.flow, job_type.name, params, r.unique_key),
+            "concurrency_key": limits.concurrency_key(opts.flow, job_type.name, params),
+            "schedule_name": r.schedule_name, "fire_time": r.fire_time,
+            "id": new_id(), "type": job_type.name, "queue": r.queue or opts.queue,
+            "priority": opts.priority if r.priority is None else r.priority,
+            "state": state.value, "tenant": r.tenant, "params": params, "tags": list(r.tags),
+            "attempt": 0, "max_attempts": max_attempts,
+            "retry_policy": opts.retry.to_json(), "timeout": opts.timeout,
+            "idempotency_key": r.idempotency_key, "created_at": at, "run_at": run_at,
+            "queued_at": at if state is S.QUEUED else None,
+            # Optimistic: the message goes out right after commit; a failed send clears this.
+            "dispatched_at": at if state is S.QUEUED else None,
+        }
+
+    def _insert(self, session: Session, rows: list[dict[str, Any]], at: datetime,
+                rejects: list[bool], tries: int = 5) -> tuple[list[JobRecord], list[JobRecord]]:
+        """Insert the rows; an idempotency key already used answers with its existing job,
+        and so does a unique key held by an active job (or DuplicateJob, if asked).
+
+        Returns every job in request order, and the ones this call created.
+        """
+        existing: dict[int, JobRecord] = {}
+        same_as: dict[int, int] = {}  # a row repeating an earlier row's unique key in this batch
+        first_with: dict[tuple[str, str], int] = {}
+        for i, r in enumerate(rows):
+            if r["idempotency_key"]:
+                found = job_sql.find_idempotent(session, r["tenant"], r["idempotency_key"])
+                if found is not None:
+                    existing[i] = found
+                    continue
+            if r["unique_key"]:
+                found = flow_sql.active_unique(session, r["tenant"], r["unique_key"])
+                key = (r["tenant"], r["unique_key"])
+                if found is None and key in first_with:
+                    same_as[i] = first_with[key]
+                elif found is None:
+                    first_with[key] = i
+                if found is not None or i in same_as:
+                    if rejects[i]:
+                        raise DuplicateJob(r["unique_key"], found.id if found else "(this batch)")
+                    if found is not None:
+                        existing[i] = found
+        fresh = [r for i, r in enumerate(rows) if i not in existing and i not in same_as]
+        if any(r["idempotency_key"] or r["unique_key"] for r in fresh):
+            try:  # a concurrent submit with the same key may win the race: then replay it
+                with session.begin_nested():
+                    job_sql.create(session, fresh, at)
+            except IntegrityError:
+                if tries <= 1:
+                    raise
+                return self._insert(session, rows, at, rejects, tries - 1)
+        elif fresh:
+            job_sql.create(session, fresh, at)
+        created = {r["id"]: _record_from_row(r) for r in fresh}
+        records = [
+            existing[i] if i in existing
+            else created[rows[same_as.get(i, i)]["id"]] for i, r in enumerate(rows)
+        ]
+        return records, list(created.values())
+
+    def _dispatch_now(self, records: Sequence[JobRecord]) -> None:
+        todo = [_dispatch(r) for r in records if r.state is S.QUEUED]
+        if not todo:
+            return
+        try:
+            self.crisper.publish(todo)
+        except BrokerUnavailable:
+            self._mark_undispatched([d.id for d in todo])
+
+    def _mark_undispatched(self, ids: list[uuid.UUID]) -> None:
+        """Leave the job for the relay to send once the broker is back."""
+        try:
+            with self.crisper.store.transaction() as session:
+                job_sql.mark_dispatched(session, ids, None)
+        except CrisperError:
+            pass  # the relay's lost-message check will still find these jobs
+
+    def _dispatch_after_commit(self, session: Session, records: list[JobRecord]) -> None:
+        """Outbox: wake workers only once the caller's transaction has committed."""
+        if not session.info.get(_LISTENING):
+            session.info[_LISTENING] = True
+            event.listen(session, "after_commit", self._after_commit)
+            event.listen(session, "after_rollback", _forget_pending)
+        session.info.setdefault(_PENDING, []).extend(records)
+
+    def _after_commit(self, session: Session) -> None:
+        self._dispatch_now(session.info.pop(_PENDING, []))
+
+    # -- read -------------------------------------------------------------------------------
+
+    def get(self, job_id: object, tenant: str | None = None) -> JobRecord:
+        parsed = parse_id(job_id)
+        if parsed is None:
+            raise JobNotFound(job_id)
+        with self.crisper.store.read() as session:
+            record = job_sql.get(session, parsed, tenant)
+        if record is None:
+            raise JobNotFound(job_id)
+        return record
+
+    def list_jobs(self, f: job_sql.JobFilter, before: object = None, limit: int = 50
+             ) -> list[JobRecord]:
+        cursor = parse_id(before) if before is not None else None
+        with self.crisper.store.read() as session:
+            return job_sql.list_jobs(session, f, cursor, limit)
+
+    def events(self, job_id: object, tenant: str | None = None) -> list[EventRecord]:
+        record = self.get(job_id, tenant)
+        with self.crisper.store.read() as session:
+            return job_sql.events(session, record.id)
+
+    def logs(self, job_id: object, tenant: str | None = None, after: int = 0,
+             limit: int = 1000) -> list[LogRecord]:
+        record = self.get(job_id, tenant)
+        with self.crisper.store.read() as session:
+            return job_sql.logs(session, record.id, after, limit)
+
+    # -- steer ------------------------------------------------------------------------------
+
+    def cancel(self, job_id: object, tenant: str | None = None) -> JobRecord:
+        """Cancel now if waiting; if running, ask it to stop (forced after the grace period)."""
+        return self._act(job_id, tenant, lambda s, job, at: job_sql.cancel(s, job, at))
+
+    def start(self, job_id: object, tenant: str | None = None) -> JobRecord:
+        record = self._act(job_id, tenant, job_sql.start)
+        self._dispatch_now([record])
+        return record
+
+    def retry(self, job_id: object, tenant: str | None = None) -> JobRecord:
+        record = self._act(job_id, tenant, job_sql.restart)
+        self._dispatch_now([record])
+        return record
+
+    def _act(self, job_id: object, tenant: str | None, action: Any) -> JobRecord:
+        parsed = parse_id(job_id)
+        if parsed is None:
+            raise JobNotFound(job_id)
+        with self.crisper.store.transaction() as session:
+            job = job_sql.get(session, parsed, tenant, for_update=True)
+            if job is None:
+                raise JobNotFound(job_id)
+            action(session, job, utcnow())
+            record = job_sql.get(session, parsed)
+        assert record is not None
+        self.crisper.live.publish(record.id, "state", {"state": record.state.value})
+        return record
+
+    def bulk(self, action: str, f: job_sql.JobFilter, limit: int = 10_000) -> BulkResult:
+        """Apply cancel/retry/start to every job the filter matches (at most `limit`)."""
+        method = {"cancel": self.cancel, "retry": self.retry, "start": self.start}[action]
+        with self.crisper.store.read() as session:
+            ids = job_sql.matching_ids(session, f, limit)
+        changed, errors = 0, {}
+        for job_id in ids:
+            try:
+                method(job_id, f.tenant)
+                changed += 1
+            except (InvalidTransition, JobNotFound) as exc:
+                errors[str(job_id)] = str(exc)
+        return BulkResult(matched=len(ids), changed=changed, skipped=len(ids) - changed,
+                          errors=errors)
+
+
+MAX_DELAY_SECONDS = 10 * 365 * 86400.0
+
+
+def _delay_seconds(delay: Duration) -> float:
+    try:
+        value = seconds(delay)
+    except ValueError as exc:
+        raise InvalidRequest("delay", str(exc)) from None
+    if value > MAX_DELAY_SECONDS:
+        raise InvalidRequest("delay", "must be at most ten years")
+    return value
+
+
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def _dispatch(record: JobRecord) -> job_sql.Dispatch:
+    return job_sql.Dispatch(record.id, record.type, record.queue, record.priority)
+
+
+def _record_from_row(row: dict[str, Any]) -> JobRecord:
+    empty = {"result": None, "error": None, "progress_current": None, "progress_total": None,
+             "progress_message": None, "worker": None, "task_id": None,
+             "cancel_requested_at": None, "lease_expires_at": None, "started_at": None,
+             "finished_at": None, "cancelled_at": None}
+    values = {**empty, **{k: v for k, v in row.items() if k in JobRecord.__dataclass_fields__}}
+    values["state"] = JobState(values["state"])
+    return JobRecord(**values)

@@ -1,0 +1,73 @@
+"""One validated settings object, read from CRISPER_* environment variables, passed explicitly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_STATE_FILE = "embedded.json"
+
+
+class Settings(BaseSettings):
+    """Crisper's configuration. Each field is also the CLI flag of the same name."""
+
+    model_config = SettingsConfigDict(env_prefix="CRISPER_", extra="ignore")
+
+    home: Path = Field(Path(".crisper"), description="where the embedded default keeps its files")
+    database_url: str | None = Field(None, description="postgresql://… or sqlite:///path")
+    broker_url: str | None = Field(None, description="redis://… or amqp://…; none: embedded")
+    redis_url: str | None = Field(None, description="coordination Redis; default: the broker")
+    broker_prefix: str = Field("", description="key prefix on a Redis broker shared by apps")
+    broker_transport_options: dict[str, Any] = Field(
+        default_factory=dict, description="passed to Kombu's transport (JSON in the environment)"
+    )
+    app: str | None = Field(None, description="module[:attribute] holding the Crisper app")
+
+    lease_seconds: float = Field(30.0, gt=0, description="a running job's claim lasts this long")
+    heartbeat_seconds: float = Field(
+        1.0, gt=0, description="lease renewal beat; also how soon progress is stored and a "
+        "cancel request reaches a running job"
+    )
+    cancel_grace_seconds: float = Field(10.0, ge=0, description="cooperative stop window")
+    tick_seconds: float = Field(0.5, gt=0, description="scheduler loop period")
+    redispatch_after_seconds: float = Field(
+        15.0, gt=0, description="a queued job unclaimed this long, with its queue empty, is re-sent"
+    )
+    retention_seconds: float = Field(7 * 86400.0, gt=0, description="finished jobs kept this long")
+    max_log_lines: int = Field(1000, ge=0, description="log lines kept per job")
+    kill_grace_seconds: float = Field(
+        30.0, ge=0, description="between a job's soft timeout and its hard kill"
+    )
+
+    api_max_body_bytes: int = Field(
+        1024 * 1024, gt=0, description="largest request body the API accepts"
+    )
+    metrics_require_key: bool = Field(False, description="/metrics needs an admin API key")
+    metrics_window_seconds: float = Field(
+        300.0, gt=0, description="/metrics histograms and finished counts cover this recent window"
+    )
+    worker_lost_after_seconds: float = Field(
+        30.0, gt=0, description="a worker silent this long is shown as lost"
+    )
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'crisper.db'}"
+
+    def resolved_broker_url(self) -> str | None:
+        """The broker URL, or the embedded server's if `crisper up` started one here."""
+        if self.broker_url:
+            return self.broker_url
+        state = self.home / EMBEDDED_STATE_FILE
+        if state.exists():
+            return str(json.loads(state.read_text())["url"])
+        return None
+
+    def resolved_redis_url(self) -> str | None:
+        if self.redis_url:
+            return self.redis_url
+        broker = self.resolved_broker_url()
+        return broker if broker and broker.startswith(("redis://", "rediss://")) else None

@@ -1,0 +1,87 @@
+"""Job states and the one table of allowed transitions; everything else asks here.
+
+    submit ─┬─> held ──start──> queued ─claim─> running ─┬─> succeeded
+            ├─> scheduled ─due─> queued                  ├─> retrying ─due─> queued
+            └─> queued                                   ├─> failed
+       (any non-terminal) ──cancel──> cancelled          └─> cancelled
+       (terminal) ──retry──> queued
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from crisper.errors import InvalidTransition
+
+
+class JobState(StrEnum):
+    HELD = "held"
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+ACTIVE = frozenset(JobState) - TERMINAL
+WAITING = frozenset({JobState.HELD, JobState.SCHEDULED, JobState.QUEUED, JobState.RETRYING})
+
+_S = JobState
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    _S.HELD: frozenset({_S.QUEUED, _S.CANCELLED}),
+    _S.SCHEDULED: frozenset({_S.QUEUED, _S.CANCELLED}),
+    # queued -> scheduled: flow control defers a job (rate limit, concurrency) with no attempt.
+    _S.QUEUED: frozenset({_S.RUNNING, _S.SCHEDULED, _S.CANCELLED}),
+    _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.RETRYING, _S.CANCELLED}),
+    _S.RETRYING: frozenset({_S.QUEUED, _S.CANCELLED}),
+    _S.SUCCEEDED: frozenset({_S.QUEUED}),
+    _S.FAILED: frozenset({_S.QUEUED}),
+    _S.CANCELLED: frozenset({_S.QUEUED}),
+}
+
+# The user-facing actions, each a move to one target state from the states the table allows.
+ACTIONS: dict[str, JobState] = {
+    "started": _S.QUEUED,  # held -> queued
+    "cancelled": _S.CANCELLED,
+    "retried": _S.QUEUED,  # terminal -> queued
+}
+
+
+def can_transition(source: JobState, target: JobState) -> bool:
+    return target in TRANSITIONS[source]
+
+
+def sources(target: JobState) -> frozenset[JobState]:
+    """Every state from which `target` may be entered: the WHERE clause of a conditional update."""
+    return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
+
+
+def action_sources(action: str) -> frozenset[JobState]:
+    """States a user action is allowed from (start and retry are narrower than their target)."""
+    if action == "started":
+        return frozenset({_S.HELD})
+    if action == "retried":
+        return TERMINAL
+    return sources(ACTIONS[action])
+
+
+def check_action(job_id: object, state: JobState, action: str) -> None:
+    """Raise InvalidTransition, with a sentence, when `action` is not allowed from `state`."""
+    allowed = action_sources(action)
+    if state not in allowed:
+        raise InvalidTransition(job_id, state.value, action, sorted(s.value for s in allowed))
+
+
+def transition(source: JobState, target: JobState) -> JobState:
+    """Return `target` if the table allows source -> target, else raise."""
+    if not can_transition(source, target):
+        raise InvalidTransition("?", source.value, f"moved to {target.value}",
+                                sorted(s.value for s in sources(target)))
+    return target

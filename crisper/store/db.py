@@ -1,0 +1,96 @@
+"""Engines and sessions: URL normalization, SQLite pragmas, and error translation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from crisper.errors import StoreUnavailable
+
+
+def normalize_url(url: str) -> str:
+    """Accept the URLs users write (postgresql://, postgres://) and pick our driver underneath."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres") and parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(url: str, *, pool: bool = True, autocommit: bool = False) -> Engine:
+    url = normalize_url(url)
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        path = make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        kwargs["poolclass"] = NullPool
+    elif autocommit:
+        kwargs["isolation_level"] = "AUTOCOMMIT"
+        kwargs["connect_args"] = {"connect_timeout": 5}
+    else:
+        kwargs["pool_pre_ping"] = True
+        kwargs["connect_args"] = {"connect_timeout": 5}
+        if not pool:
+            kwargs["poolclass"] = NullPool
+    engine = create_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Several processes share the file: WAL lets readers run beside one writer.
+    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see below)
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(conn: Any) -> None:
+    # Take the write lock up front so that read-then-write transactions cannot deadlock.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn driver connection errors into StoreUnavailable, with the driver's reason."""
+    try:
+        yield
+    except OperationalError as exc:
+        if _is_connection_error(exc):
+            raise StoreUnavailable(f"the database is unavailable: {_first_line(exc)}") from exc
+        raise
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise StoreUnavailable(f"the database connection was lost: {_first_line(exc)}") from exc
+        raise
+
+
+def _is_connection_error(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    markers = ("connection", "could not connect", "server closed", "terminating", "timeout",
+               "unable to open", "database is locked", "the database system is")
+    return exc.connection_invalidated or any(m in text for m in markers)
+
+
+def _first_line(exc: Exception) -> str:
+    orig = getattr(exc, "orig", exc)
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__

@@ -1,0 +1,571 @@
+"""Every SQL statement on jobs, named by the transition it makes. Callers own the transaction."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any, cast
+
+from psycopg.types.json import Jsonb
+from sqlalchemy import (
+    JSON,
+    CursorResult,
+    String,
+    Uuid,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal_column,
+    null,
+    select,
+    update,
+)
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from crisper.states import TERMINAL, JobState, check_action
+from crisper.store.models import JSONB, UTCDateTime, job_events, job_logs, jobs, queues
+from crisper.store.records import EventRecord, JobRecord, LogRecord
+from crisper.store.stats import id_floor
+
+S = JobState
+_RECORD_COLUMNS = [jobs.c[name] for name in JobRecord.__dataclass_fields__]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A job a worker now holds: what it needs to run it and to fence its writes."""
+
+    id: uuid.UUID
+    type: str
+    params: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    retry_policy: dict[str, Any]
+    timeout: float | None
+    lease_token: uuid.UUID
+
+
+@dataclass(frozen=True)
+class Lease:
+    id: uuid.UUID
+    token: uuid.UUID
+    attempt: int
+    max_attempts: int
+    retry_policy: dict[str, Any]
+    cancel_requested: bool
+    worker: str | None
+    task_id: str | None
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """A wake-up message to send: which job, of what type, on which queue."""
+
+    id: uuid.UUID
+    type: str
+    queue: str
+    priority: int
+
+
+def changed(session: Session, statement: Any) -> int:
+    """How many rows an UPDATE or DELETE touched."""
+    result = session.execute(statement)
+    return int(cast(CursorResult[Any], result).rowcount)
+
+
+def record_event(
+    session: Session, job_id: uuid.UUID, source: JobState | None, target: JobState, reason: str,
+    at: datetime, attempt: int, worker: str | None = None, detail: dict[str, Any] | None = None,
+) -> None:
+    session.execute(insert(job_events), [_event(job_id, source, target, reason, at, attempt,
+                                                worker, detail)])
+
+
+def _event(
+    job_id: uuid.UUID, source: JobState | None, target: JobState, reason: str, at: datetime,
+    attempt: int, worker: str | None = None, detail: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "job_id": job_id, "at": at, "from_state": source.value if source else None,
+        "to_state": target.value, "reason": reason, "attempt": attempt, "worker": worker,
+        "detail": detail,
+    }
+
+
+# -- create ---------------------------------------------------------------------------------
+
+def create(db: Session | Connection, rows: Sequence[dict[str, Any]], at: datetime) -> None:
+    """Insert new jobs and their "submitted" events in the caller's transaction.
+
+    PostgreSQL: one pre-built statement per job (the row and its event), sent as a pipeline.
+    """
+    if _dialect(db) == "postgresql":
+        sql, constants = _create_statement_pg(tuple(sorted(rows[0])))
+        conn = db.connection() if isinstance(db, Session) else db
+        conn.exec_driver_sql(sql, [_pg_params(constants, {**r, "at": at}) for r in rows])
+        return
+    db.execute(insert(jobs), list(rows))
+    db.execute(
+        insert(job_events),
+        [_event(r["id"], None, S(r["state"]), "submitted", at, 0) for r in rows],
+    )
+
+
+_JSON_COLUMNS = frozenset(c.name for c in jobs.c if isinstance(c.type, JSON))
+
+
+def _pg_params(constants: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Driver parameters for a pre-built statement: its constants, then the values, with
+    those bound for JSON columns wrapped as psycopg wants them."""
+    return {**constants, **{k: Jsonb(v) if k in _JSON_COLUMNS and v is not None else v
+                            for k, v in values.items()}}
+
+
+@cache
+def _create_statement_pg(columns: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+    created = (
+        insert(jobs).values({c: bindparam(c, type_=jobs.c[c].type) for c in columns})
+        .returning(jobs.c.id, jobs.c.state).cte("created")
+    )
+    logged = insert(job_events).from_select(_EVENT_COLUMNS, select(
+        created.c.id, bindparam("at", type_=UTCDateTime()), null(), created.c.state,
+        literal_column("'submitted'"), literal_column("0"), null(), null(),
+    ))
+    return _pg_sql(select(created.c.id).add_cte(logged.cte("logged")))
+
+
+def find_idempotent(session: Session, tenant: str, key: str) -> JobRecord | None:
+    row = session.execute(
+        select(*_RECORD_COLUMNS).where(jobs.c.tenant == tenant, jobs.c.idempotency_key == key)
+    ).first()
+    return JobRecord.from_row(row) if row else None
+
+
+def mark_dispatched(session: Session, ids: Sequence[uuid.UUID], at: datetime | None) -> None:
+    """Record that wake-up messages went out (at) or must go out again (None)."""
+    session.execute(
+        update(jobs)
+        .where(jobs.c.id.in_(ids), jobs.c.state == S.QUEUED.value)
+        .values(dispatched_at=at)
+    )
+
+
+# -- read -----------------------------------------------------------------------------------
+
+def get(session: Session, job_id: uuid.UUID, tenant: str | None = None,
+        for_update: bool = False) -> JobRecord | None:
+    stmt = select(*_RECORD_COLUMNS).where(jobs.c.id == job_id)
+    if tenant is not None:
+        stmt = stmt.where(jobs.c.tenant == tenant)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = session.execute(stmt).first()
+    return JobRecord.from_row(row) if row else None
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    states: Sequence[JobState] = ()
+    types: Sequence[str] = ()
+    queues: Sequence[str] = ()
+    tenant: str | None = None
+    tag: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    finished_after: datetime | None = None
+    finished_before: datetime | None = None
+    ids: Sequence[uuid.UUID] = ()
+
+
+def _where(stmt: Any, f: JobFilter) -> Any:
+    if f.ids:
+        stmt = stmt.where(jobs.c.id.in_(f.ids))
+    if f.states:
+        stmt = stmt.where(jobs.c.state.in_([s.value for s in f.states]))
+    if f.types:
+        stmt = stmt.where(jobs.c.type.in_(f.types))
+    if f.queues:
+        stmt = stmt.where(jobs.c.queue.in_(f.queues))
+    if f.tenant is not None:
+        stmt = stmt.where(jobs.c.tenant == f.tenant)
+    if f.created_after:
+        # Ids are minted at creation (time first), so the id bound keeps this an index range.
+        stmt = stmt.where(jobs.c.created_at >= f.created_after,
+                          jobs.c.id >= id_floor(f.created_after))
+    if f.created_before:
+        stmt = stmt.where(jobs.c.created_at < f.created_before)
+    if f.finished_after:
+        stmt = stmt.where(jobs.c.finished_at >= f.finished_after)
+    if f.finished_before:
+        stmt = stmt.where(jobs.c.finished_at < f.finished_before)
+    if f.tag:
+        # Tags are a JSON list of strings; its text holds each one quoted.
+        stmt = stmt.where(sql_cast(jobs.c.tags, String).contains(json.dumps(f.tag)))
+    return stmt
+
+
+def list_jobs(session: Session, f: JobFilter, before: uuid.UUID | None = None,
+              limit: int = 50) -> list[JobRecord]:
+    """Newest first, keyset-paginated on the time-ordered id: a page costs the same at any depth."""
+    stmt = _where(select(*_RECORD_COLUMNS), f)
+    if before is not None:
+        stmt = stmt.where(jobs.c.id < before)
+    stmt = stmt.order_by(jobs.c.id.desc()).limit(limit)
+    return [JobRecord.from_row(r) for r in session.execute(stmt)]
+
+
+def matching_ids(session: Session, f: JobFilter, limit: int) -> list[uuid.UUID]:
+    stmt = _where(select(jobs.c.id), f).order_by(jobs.c.id).limit(limit)
+    return list(session.scalars(stmt))
+
+
+def events(session: Session, job_id: uuid.UUID) -> list[EventRecord]:
+    stmt = select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
+    return [EventRecord.from_row(r) for r in session.execute(stmt)]
+
+
+def logs(session: Session, job_id: uuid.UUID, after: int = 0, limit: int = 1000) -> list[LogRecord]:
+    stmt = (
+        select(job_logs)
+        .where(job_logs.c.job_id == job_id, job_logs.c.id > after)
+        .order_by(job_logs.c.id)
+        .limit(limit)
+    )
+    return [LogRecord.from_row(r) for r in session.execute(stmt)]
+
+
+def count_by_state(session: Session, tenant: str | None = None) -> dict[str, int]:
+    stmt = select(jobs.c.state, func.count()).group_by(jobs.c.state)
+    if tenant is not None:
+        stmt = stmt.where(jobs.c.tenant == tenant)
+    return {state: n for state, n in session.execute(stmt)}
+
+
+# -- worker side: claim, heartbeat, progress, logs, outcome ----------------------------------
+
+def _dialect(db: Session | Connection) -> str:
+    return (db.get_bind() if isinstance(db, Session) else db).dialect.name
+
+
+def _pg_sql(statement: Any) -> tuple[str, dict[str, Any]]:
+    """A Core statement compiled once for psycopg, with its constant parameters.
+
+    Building and cache-keying Core statements costs more CPU per job than the database work
+    itself, so the two statements every job runs are built once, from the same definitions
+    the portable path uses, and run with exec_driver_sql.
+    """
+    compiled = statement.compile(dialect=_PG_DIALECT)
+    return str(compiled), dict(compiled.params)
+
+
+_PG_DIALECT = postgresql.psycopg.dialect()
+_EVENT_COLUMNS = ["job_id", "at", "from_state", "to_state", "reason", "attempt", "worker",
+                  "detail"]
+
+
+def _with_event(moving: Any, source: JobState, target: JobState) -> Any:
+    """PostgreSQL: the UPDATE … RETURNING and its event INSERT as one data-modifying CTE."""
+    moved = moving.cte("moved")
+    logged = insert(job_events).from_select(_EVENT_COLUMNS, select(
+        moved.c.id, bindparam("at", type_=UTCDateTime()), literal_column(f"'{source.value}'"),
+        literal_column(f"'{target.value}'"), bindparam("reason", type_=String()),
+        moved.c.attempt, bindparam("worker", type_=String()), bindparam("detail", type_=JSONB),
+    ))
+    return select(moved).add_cte(logged.cte("logged"))
+
+
+def _run_moving(db: Session | Connection, dialect: str, moving: Any, params: dict[str, Any],
+                source: JobState, target: JobState, reason: str, detail: dict[str, Any] | None
+                ) -> list[Any]:
+    """Run a conditional UPDATE … RETURNING (id, attempt, …) and log one event per moved row.
+
+    PostgreSQL: one statement, one round trip under autocommit. Elsewhere: two statements.
+    """
+    if dialect == "postgresql":
+        compiled = _PG_STATEMENTS.get(moving)
+        if compiled is None:
+            compiled = _PG_STATEMENTS[moving] = _pg_sql(_with_event(moving, source, target))
+        sql, constants = compiled
+        pg_params = _pg_params(constants, params)
+        pg_params.update(reason=reason, detail=Jsonb(detail) if detail else None)
+        conn = db.connection() if isinstance(db, Session) else db
+        return list(conn.exec_driver_sql(sql, pg_params))
+    rows = list(db.execute(moving, params))
+    if rows:
+        db.execute(insert(job_events), [
+            _event(r.id, source, target, reason, params["at"], r.attempt, params["worker"], detail)
+            for r in rows
+        ])
+    return rows
+
+
+_PG_STATEMENTS: dict[Any, tuple[str, dict[str, Any]]] = {}
+
+
+@cache
+def _claim_statement(dialect: str, skip_paused: bool) -> Any:
+    if dialect == "postgresql":
+        wanted = jobs.c.id == func.any(bindparam("ids", type_=postgresql.ARRAY(Uuid())))
+    else:
+        wanted = jobs.c.id.in_(bindparam("ids", expanding=True))
+    where = [wanted, jobs.c.state == S.QUEUED.value]
+    if skip_paused:
+        paused = exists().where(queues.c.name == jobs.c.queue, queues.c.paused_at.is_not(None))
+        where.append(~paused)
+    return (
+        update(jobs).where(*where)
+        .values(
+            state=S.RUNNING.value, attempt=jobs.c.attempt + 1, lease_token=bindparam("token"),
+            lease_expires_at=bindparam("expires"), worker=bindparam("worker"),
+            task_id=bindparam("task_id"), started_at=bindparam("at"), cancel_requested_at=None,
+        )
+        .returning(jobs.c.id, jobs.c.type, jobs.c.params, jobs.c.attempt, jobs.c.max_attempts,
+                   jobs.c.retry_policy, jobs.c.timeout)
+    )
+
+
+def claim(db: Session | Connection, ids: Sequence[uuid.UUID], worker: str, task_id: str,
+          lease_seconds: float, at: datetime, skip_paused: bool = False) -> list[Claimed]:
+    """queued -> running in one conditional update; a stale or duplicate message claims nothing.
+
+    With `skip_paused`, jobs of a paused queue are left queued (the caller decides their fate).
+    """
+    token = uuid.uuid4()
+    dialect = _dialect(db)
+    params = {"ids": list(ids), "token": token, "worker": worker, "task_id": task_id, "at": at,
+              "expires": at + timedelta(seconds=lease_seconds)}
+    rows = _run_moving(db, dialect, _claim_statement(dialect, skip_paused), params,
+                       S.QUEUED, S.RUNNING, "claimed", None)
+    return [Claimed(r.id, r.type, r.params, r.attempt, r.max_attempts, r.retry_policy, r.timeout,
+                    token) for r in rows]
+
+
+def renew_leases(session: Session, leases: dict[uuid.UUID, uuid.UUID], until: datetime
+                 ) -> dict[uuid.UUID, bool]:
+    """Extend the leases still held; answer {job id: cancel requested} for each one renewed.
+
+    A job missing from the answer has lost its lease (rescued, or finished elsewhere).
+    """
+    if not leases:
+        return {}
+    rows = session.execute(
+        update(jobs)
+        .where(jobs.c.id.in_(list(leases)), jobs.c.lease_token.in_(list(leases.values())),
+               jobs.c.state == S.RUNNING.value)
+        .values(lease_expires_at=until)
+        .returning(jobs.c.id, jobs.c.cancel_requested_at)
+    ).all()
+    return {r.id: r.cancel_requested_at is not None for r in rows}
+
+
+def save_progress(session: Session, job_id: uuid.UUID, token: uuid.UUID, current: float,
+                  total: float | None, message: str | None) -> None:
+    session.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.lease_token == token)
+        .values(progress_current=current, progress_total=total, progress_message=message)
+    )
+
+
+def append_logs(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(job_logs), list(rows))
+
+
+@cache
+def _finish_statement(target: JobState) -> Any:
+    values: dict[str, Any] = {"state": target.value, "lease_token": None, "lease_expires_at": None,
+                              "error": func.coalesce(bindparam("error", type_=JSONB), jobs.c.error)}
+    if target in TERMINAL:
+        values["finished_at"] = bindparam("at")
+    if target is S.SUCCEEDED:
+        values["result"] = bindparam("result", type_=JSONB)
+        values["error"] = None
+    if target is S.RETRYING:
+        values["run_at"] = bindparam("retry_at")
+    if target is S.CANCELLED:
+        values["cancelled_at"] = bindparam("at")
+    return (
+        update(jobs)
+        .where(jobs.c.id == bindparam("job_id"), jobs.c.lease_token == bindparam("token"),
+               jobs.c.state == S.RUNNING.value)
+        .values(**values)
+        .returning(jobs.c.id, jobs.c.attempt)
+    )
+
+
+def finish(
+    db: Session | Connection, job_id: uuid.UUID, token: uuid.UUID, target: JobState,
+    at: datetime, *,
+    reason: str, worker: str | None = None, result: Any = None,
+    error: dict[str, Any] | None = None, retry_at: datetime | None = None,
+) -> bool:
+    """running -> target, fenced by the lease token: a worker that lost its lease writes nothing."""
+    detail = {"error": error["message"]} if error else None
+    if retry_at is not None:
+        detail = {**(detail or {}), "retry_at": retry_at.isoformat()}
+    statement = _finish_statement(target)
+    params = {"job_id": job_id, "token": token, "at": at, "worker": worker, "error": error}
+    if target is S.SUCCEEDED:
+        params["result"] = result
+    if target is S.RETRYING:
+        params["retry_at"] = retry_at
+    return bool(_run_moving(db, _dialect(db), statement, params, S.RUNNING, target, reason,
+                            detail))
+
+
+# -- user actions ---------------------------------------------------------------------------
+
+def cancel(session: Session, job: JobRecord, at: datetime, reason: str = "cancelled") -> JobState:
+    """Cancel a waiting job now; ask a running one to stop. Returns the state the job is left in."""
+    check_action(job.id, job.state, "cancelled")
+    if job.state is S.RUNNING:
+        if job.cancel_requested_at is None:
+            session.execute(
+                update(jobs).where(jobs.c.id == job.id, jobs.c.state == S.RUNNING.value)
+                .values(cancel_requested_at=at)
+            )
+            record_event(session, job.id, S.RUNNING, S.RUNNING, "cancel_requested", at,
+                         job.attempt)
+        return S.RUNNING
+    _move(session, job, S.CANCELLED, at, reason, cancelled_at=at, finished_at=at)
+    return S.CANCELLED
+
+
+def start(session: Session, job: JobRecord, at: datetime) -> None:
+    check_action(job.id, job.state, "started")
+    _move(session, job, S.QUEUED, at, "started", queued_at=at, dispatched_at=None)
+
+
+def restart(session: Session, job: JobRecord, at: datetime) -> None:
+    """A terminal job becomes queued again as a new series of attempts."""
+    check_action(job.id, job.state, "retried")
+    _move(session, job, S.QUEUED, at, "retried", attempt=0, result=None, error=None,
+          progress_current=None, progress_total=None, progress_message=None, finished_at=None,
+          cancelled_at=None, cancel_requested_at=None, started_at=None, run_at=None,
+          queued_at=at, dispatched_at=None, worker=None, task_id=None)
+
+
+def _move(session: Session, job: JobRecord, target: JobState, at: datetime, reason: str,
+          **values: Any) -> None:
+    done = changed(
+        session,
+        update(jobs).where(jobs.c.id == job.id, jobs.c.state == job.state.value)
+        .values(state=target.value, **values),
+    )
+    if not done:  # the row moved under us (no row lock on SQLite): re-read and re-check
+        fresh = get(session, job.id)
+        assert fresh is not None
+        check_action(job.id, fresh.state, reason)
+        raise RuntimeError(f"job {job.id} changed state concurrently; try again")
+    record_event(session, job.id, job.state, target, reason, at, job.attempt)
+
+
+# -- maintenance ----------------------------------------------------------------------------
+
+def promote_due(session: Session, at: datetime, limit: int) -> int:
+    """scheduled/retrying jobs whose time has come -> queued (their wake-up goes out next)."""
+    moved = 0
+    for source in (S.SCHEDULED, S.RETRYING):
+        due = (
+            select(jobs.c.id).where(jobs.c.state == source.value, jobs.c.run_at <= at)
+            .order_by(jobs.c.run_at).limit(limit).with_for_update(skip_locked=True)
+        )
+        rows = session.execute(
+            update(jobs).where(jobs.c.id.in_(due.scalar_subquery()), jobs.c.state == source.value)
+            .values(state=S.QUEUED.value, queued_at=at, dispatched_at=None)
+            .returning(jobs.c.id, jobs.c.attempt)
+        ).all()
+        if rows:
+            reason = "due" if source is S.SCHEDULED else "retry_due"
+            session.execute(insert(job_events), [
+                _event(r.id, source, S.QUEUED, reason, at, r.attempt) for r in rows
+            ])
+        moved += len(rows)
+    return moved
+
+
+def undispatched(session: Session, limit: int, skip_queues: Collection[str] = ()
+                 ) -> list[Dispatch]:
+    """Queued jobs whose wake-up message has not gone out, locked against other relays.
+
+    Jobs of `skip_queues` (the paused ones) wait until their queue is resumed.
+    """
+    stmt = (
+        select(jobs.c.id, jobs.c.type, jobs.c.queue, jobs.c.priority)
+        .where(jobs.c.state == S.QUEUED.value, jobs.c.dispatched_at.is_(None),
+               jobs.c.queue.not_in(list(skip_queues)))
+        .order_by(jobs.c.priority.desc(), jobs.c.id).limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [Dispatch(r.id, r.type, r.queue, r.priority) for r in session.execute(stmt)]
+
+
+def queues_with_stale_dispatch(session: Session, before: datetime) -> list[str]:
+    stmt = (
+        select(jobs.c.queue).distinct()
+        .where(jobs.c.state == S.QUEUED.value, jobs.c.dispatched_at < before)
+    )
+    return list(session.scalars(stmt))
+
+
+def stale_dispatched(session: Session, queue: str, before: datetime, limit: int) -> list[Dispatch]:
+    """Queued jobs told to a worker long ago and still unclaimed: their message may be lost."""
+    stmt = (
+        select(jobs.c.id, jobs.c.type, jobs.c.queue, jobs.c.priority)
+        .where(jobs.c.state == S.QUEUED.value, jobs.c.queue == queue,
+               jobs.c.dispatched_at < before)
+        .order_by(jobs.c.priority.desc(), jobs.c.id).limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [Dispatch(r.id, r.type, r.queue, r.priority) for r in session.execute(stmt)]
+
+
+def _leases(session: Session, *conditions: Any, limit: int) -> list[Lease]:
+    stmt = (
+        select(jobs.c.id, jobs.c.lease_token, jobs.c.attempt, jobs.c.max_attempts,
+               jobs.c.retry_policy, jobs.c.cancel_requested_at, jobs.c.worker, jobs.c.task_id)
+        .where(jobs.c.state == S.RUNNING.value, *conditions)
+        .limit(limit).with_for_update(skip_locked=True)
+    )
+    return [
+        Lease(r.id, r.lease_token, r.attempt, r.max_attempts, r.retry_policy,
+              r.cancel_requested_at is not None, r.worker, r.task_id)
+        for r in session.execute(stmt)
+    ]
+
+
+def expired_leases(session: Session, at: datetime, limit: int) -> list[Lease]:
+    return _leases(session, jobs.c.lease_expires_at < at, limit=limit)
+
+
+def overdue_cancels(session: Session, requested_before: datetime, limit: int) -> list[Lease]:
+    return _leases(session, jobs.c.cancel_requested_at < requested_before, limit=limit)
+
+
+def prune(session: Session, finished_before: datetime, limit: int) -> int:
+    old = (
+        select(jobs.c.id)
+        .where(jobs.c.state.in_([s.value for s in TERMINAL]), jobs.c.finished_at < finished_before)
+        .limit(limit)
+    )
+    ids = list(session.scalars(old))
+    if not ids:
+        return 0
+    # Children first: not every database enforces ON DELETE CASCADE.
+    session.execute(delete(job_logs).where(job_logs.c.job_id.in_(ids)))
+    session.execute(delete(job_events).where(job_events.c.job_id.in_(ids)))
+    return changed(session, delete(jobs).where(jobs.c.id.in_(ids)))
+
+
+def ids_of(rows: Iterable[Dispatch]) -> list[uuid.UUID]:
+    return [r.id for r in rows]

@@ -1,0 +1,238 @@
+"""The tables: jobs, their events and log lines, workers, queues, schedules, maintenance runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    Uuid,
+    text,
+    true,
+)
+from sqlalchemy.dialects import postgresql
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every dialect (SQLite hands back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use UTC-aware datetimes")
+        if value is not None and dialect.name == "sqlite":
+            return value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+JSONB = JSON().with_variant(postgresql.JSONB(), "postgresql")
+BIGID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+_ACTIVE = "state IN ('held', 'scheduled', 'queued', 'running', 'retrying')"
+
+jobs = Table(
+    "crisper_jobs",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("type", String(200), nullable=False),
+    Column("queue", String(200), nullable=False),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("state", String(16), nullable=False),
+    Column("tenant", String(200), nullable=False, server_default="default"),
+    Column("params", JSONB, nullable=False),
+    Column("result", JSONB),
+    Column("error", JSONB),
+    Column("tags", JSONB, nullable=False),
+    Column("attempt", Integer, nullable=False, server_default="0"),
+    Column("max_attempts", Integer, nullable=False, server_default="1"),
+    Column("retry_policy", JSONB, nullable=False),
+    Column("timeout", Float),
+    Column("idempotency_key", String(300)),
+    Column("progress_current", Float),
+    Column("progress_total", Float),
+    Column("progress_message", Text),
+    # The lease: who holds the running attempt, until when, and the token that fences its writes.
+    Column("lease_token", Uuid()),
+    Column("lease_expires_at", UTCDateTime()),
+    Column("worker", String(300)),
+    Column("task_id", String(64)),
+    Column("cancel_requested_at", UTCDateTime()),
+    # One timestamp per transition.
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("run_at", UTCDateTime()),
+    Column("queued_at", UTCDateTime()),
+    Column("dispatched_at", UTCDateTime()),
+    Column("started_at", UTCDateTime()),
+    Column("finished_at", UTCDateTime()),
+    Column("cancelled_at", UTCDateTime()),
+    # Flow control (migration 0003): unique key while active, concurrency key, a held rate token.
+    Column("unique_key", String(300)),
+    Column("concurrency_key", String(300)),
+    Column("rate_token_at", UTCDateTime()),
+    Column("flow_wait", String(16)),  # why a deferred job waits: "rate" or "concurrency"
+    # The schedule and fire time a job came from (one job per fire).
+    Column("schedule_name", String(200)),
+    Column("fire_time", UTCDateTime()),
+    Index("ix_crisper_jobs_state_id", "state", "id"),
+    Index("ix_crisper_jobs_type_id", "type", "id"),
+    Index("ix_crisper_jobs_queue_state", "queue", "state"),
+    Index("ix_crisper_jobs_tenant_id", "tenant", "id"),
+    Index("ix_crisper_jobs_tenant_idempotency_key", "tenant", "idempotency_key", unique=True),
+    # Maintenance scans touch only the few rows in a waiting or running state.
+    Index(
+        "ix_crisper_jobs_due", "run_at",
+        postgresql_where=text("state IN ('scheduled', 'retrying')"),
+        sqlite_where=text("state IN ('scheduled', 'retrying')"),
+    ),
+    Index(
+        "ix_crisper_jobs_lease", "lease_expires_at",
+        postgresql_where=text("state = 'running'"), sqlite_where=text("state = 'running'"),
+    ),
+    Index(
+        "ix_crisper_jobs_dispatch", "queue", "dispatched_at",
+        postgresql_where=text("state = 'queued'"), sqlite_where=text("state = 'queued'"),
+    ),
+    Index("ix_crisper_jobs_finished", "finished_at"),
+    # At most one active job per unique key: the database settles concurrent submits.
+    Index(
+        "ix_crisper_jobs_unique_active", "tenant", "unique_key", unique=True,
+        postgresql_where=text(_ACTIVE), sqlite_where=text(_ACTIVE),
+    ),
+    Index(
+        "ix_crisper_jobs_concurrency", "concurrency_key", "state",
+        postgresql_where=text("concurrency_key IS NOT NULL"),
+        sqlite_where=text("concurrency_key IS NOT NULL"),
+    ),
+    Index("ix_crisper_jobs_schedule_fire", "schedule_name", "fire_time", unique=True),
+)
+
+job_events = Table(
+    "crisper_job_events",
+    metadata,
+    Column("id", BIGID, primary_key=True, autoincrement=True),
+    Column("job_id", Uuid(), ForeignKey("crisper_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("from_state", String(16)),
+    Column("to_state", String(16), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("worker", String(300)),
+    Column("detail", JSONB),
+    Index("ix_crisper_job_events_job_id_id", "job_id", "id"),
+)
+
+job_logs = Table(
+    "crisper_job_logs",
+    metadata,
+    Column("id", BIGID, primary_key=True, autoincrement=True),
+    Column("job_id", Uuid(), ForeignKey("crisper_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("level", String(10), nullable=False),
+    Column("message", Text, nullable=False),
+    Index("ix_crisper_job_logs_job_id_id", "job_id", "id"),
+)
+
+workers = Table(
+    "crisper_workers",
+    metadata,
+    Column("name", String(300), primary_key=True),
+    Column("host", String(300), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("queues", JSONB, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("last_heartbeat_at", UTCDateTime(), nullable=False),
+    Column("stopped_at", UTCDateTime()),
+)
+
+api_keys = Table(
+    "crisper_api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant", String(200), nullable=False),
+    Column("name", String(200)),
+    # Only a hash of the secret is kept; the secret is shown once, when the key is created.
+    Column("secret_hash", String(128), nullable=False, unique=True),
+    Column("scopes", JSONB, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime()),
+    Column("last_used_at", UTCDateTime()),
+)
+
+queues = Table(
+    "crisper_queues",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    # Paused queues are not dispatched; kept here so that the pause survives every restart.
+    Column("paused_at", UTCDateTime()),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+schedules = Table(
+    "crisper_schedules",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("type", String(200), nullable=False),
+    Column("params", JSONB, nullable=False),
+    Column("queue", String(200)),
+    Column("priority", Integer),
+    Column("tenant", String(200), nullable=False, server_default="default"),
+    Column("cron", String(200), nullable=False),
+    Column("timezone", String(64), nullable=False, server_default="UTC"),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    Column("overlap", String(16), nullable=False, server_default="allow"),
+    Column("catchup", String(16), nullable=False, server_default="none"),
+    Column("catchup_window", Float, nullable=False, server_default="3600"),
+    Column("jitter", Float, nullable=False, server_default="0"),
+    # The fire a scheduler takes next; moving it forward is how one scheduler claims a fire.
+    Column("next_fire_at", UTCDateTime()),
+    Column("last_fire_at", UTCDateTime()),
+    Column("last_job_id", Uuid()),
+    Column("last_error", Text),
+    Column("fires", Integer, nullable=False, server_default="0"),
+    Column("skipped", Integer, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_crisper_schedules_next_fire_at", "next_fire_at"),
+)
+
+maintenance_runs = Table(
+    "crisper_maintenance_runs",
+    metadata,
+    Column("unit", String(64), primary_key=True),
+    Column("every", Float, nullable=False),
+    Column("last_run_at", UTCDateTime(), nullable=False),
+    Column("last_count", Integer, nullable=False),
+    Column("last_by", String(300)),
+)

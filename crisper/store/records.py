@@ -1,0 +1,101 @@
+"""Read models: what a job, an event, a log line and a worker look like outside the store."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, Self
+
+from crisper.states import JobState
+
+
+class Record:
+    """A read model built from a result row with a column for each of its fields."""
+
+    @classmethod
+    def from_row(cls, row: Any) -> Self:
+        mapping = row._mapping
+        return cls(**{f.name: mapping[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: uuid.UUID
+    type: str
+    queue: str
+    priority: int
+    state: JobState
+    tenant: str
+    params: dict[str, Any]
+    result: Any
+    error: dict[str, Any] | None
+    tags: list[str]
+    attempt: int
+    max_attempts: int
+    timeout: float | None
+    idempotency_key: str | None
+    progress_current: float | None
+    progress_total: float | None
+    progress_message: str | None
+    worker: str | None
+    task_id: str | None
+    cancel_requested_at: datetime | None
+    lease_expires_at: datetime | None
+    created_at: datetime
+    run_at: datetime | None
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancelled_at: datetime | None
+    unique_key: str | None = None
+    schedule_name: str | None = None
+    fire_time: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> JobRecord:
+        m = row._mapping
+        values = {f.name: m[f.name] for f in fields(cls)}
+        values["state"] = JobState(values["state"])
+        return cls(**values)
+
+    @property
+    def percent(self) -> float | None:
+        if self.progress_total and self.progress_current is not None:
+            return round(100.0 * self.progress_current / self.progress_total, 1)
+        return None
+
+
+@dataclass(frozen=True)
+class EventRecord(Record):
+    id: int
+    job_id: uuid.UUID
+    at: datetime
+    from_state: str | None
+    to_state: str
+    reason: str
+    attempt: int
+    worker: str | None
+    detail: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class LogRecord(Record):
+    id: int
+    job_id: uuid.UUID
+    at: datetime
+    attempt: int
+    level: str
+    message: str
+
+
+@dataclass(frozen=True)
+class WorkerRecord(Record):
+    name: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    started_at: datetime
+    last_heartbeat_at: datetime
+    stopped_at: datetime | None

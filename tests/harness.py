@@ -1,0 +1,242 @@
+"""Test harness: clean backends and real Crisper processes (workers, schedulers) to poke at."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+from sqlalchemy import create_engine, text
+
+from crisper import Crisper, Settings
+from crisper.embedded import EmbeddedBroker
+from crisper.store.db import normalize_url
+from tests.apps import probe
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_BASE = "redis://127.0.0.1:6379"
+
+# Short clocks so that fault tests finish in seconds.
+FAST = {
+    "CRISPER_LEASE_SECONDS": "3",
+    "CRISPER_HEARTBEAT_SECONDS": "0.5",
+    "CRISPER_TICK_SECONDS": "0.2",
+    "CRISPER_REDISPATCH_AFTER_SECONDS": "2",
+    "CRISPER_CANCEL_GRACE_SECONDS": "2",
+}
+
+
+@dataclass(frozen=True)
+class Services:
+    postgres: bool
+    redis: bool
+    rabbitmq: bool
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this child when the test process dies, even by SIGKILL or a timeout."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Proc:
+    """A Crisper process in its own process group, so signals reach its children too."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log_path = log
+        self._log = log.open("ab")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "crisper", *args], env=env, cwd=ROOT,
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def signal(self, sig: int) -> None:
+        with suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, sig)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.popen.wait(10)
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.popen.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.signal(signal.SIGKILL)  # stray children of the group
+        self._log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@dataclass
+class Backend:
+    name: str
+    env: dict[str, str]
+    tmp: Path
+    procs: list[Proc] = field(default_factory=list)
+    broker: EmbeddedBroker | None = None
+    _app: Crisper | None = None
+    _others: list[Crisper] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(**{k.removeprefix("CRISPER_").lower(): v for k, v in self.env.items()
+                           if k.startswith("CRISPER_") and k != "CRISPER_APP"})
+
+    @property
+    def app(self) -> Crisper:
+        """The probe app as the test process sees it (same job types as the workers)."""
+        if self._app is None:
+            self._app = probe.build(self.settings)
+        return self._app
+
+    def app_with(self, **overrides: Any) -> Crisper:
+        """Another probe app on this backend with some settings changed; closed with it."""
+        app = probe.build(self.settings.model_copy(update=overrides))
+        self._others.append(app)
+        return app
+
+    def process_env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CRISPER_")}
+        env.update(self.env)
+        env["PYTHONPATH"] = str(ROOT)
+        env["PROBE_DIR"] = str(self.tmp)
+        env.update(extra)
+        return env
+
+    def start_worker(self, concurrency: int = 2, pool: str = "prefork", wait: bool = True,
+                     extra: list[str] | None = None, **env: str) -> Proc:
+        name = f"w{len(self.procs)}-{uuid.uuid4().hex[:6]}@test"
+        proc = Proc(["worker", "--concurrency", str(concurrency), "--pool", pool, "-n", name,
+                     "--without-mingle", "--without-gossip", *(extra or [])],
+                    self.process_env(**env), self.tmp / f"{name}.log")
+        self.procs.append(proc)
+        if wait:
+            wait_for(lambda: self._worker_ready(name, proc), 30, f"worker {name} to start")
+        return proc
+
+    def _worker_ready(self, name: str, proc: Proc) -> bool:
+        if proc.popen.poll() is not None:
+            raise AssertionError(f"worker exited:\n{proc.output()[-3000:]}")
+        return "ready." in proc.output()
+
+    def start_scheduler(self, **env: str) -> Proc:
+        proc = Proc(["scheduler"], self.process_env(**env),
+                    self.tmp / f"scheduler{len(self.procs)}.log")
+        self.procs.append(proc)
+        return proc
+
+    def broker_url(self) -> str:
+        return self.env["CRISPER_BROKER_URL"]
+
+    def flush_broker(self) -> int:
+        """The broker forgets every message, as a Redis restarted without persistence does.
+
+        Only this test's keys go: other test runs may share the Redis server.
+        """
+        return delete_prefixed(self.broker_url(), self.env.get("CRISPER_BROKER_PREFIX", ""))
+
+    def probe_rows(self) -> list[probe.ProbeRow]:
+        return probe.read_marks(self.tmp)
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.stop()
+        for app in [self._app, *self._others]:
+            if app is not None:
+                app.store.close()
+
+
+@contextmanager
+def make_backend(name: str, tmp: Path) -> Iterator[Backend]:
+    if name == "postgres-redis":
+        with _postgres_schema() as db_url, _redis_prefix() as (broker_url, prefix):
+            backend = Backend(name, {**FAST, "CRISPER_DATABASE_URL": db_url,
+                                     "CRISPER_BROKER_URL": broker_url,
+                                     "CRISPER_BROKER_PREFIX": prefix,
+                                     "CRISPER_APP": "tests.apps.probe"}, tmp)
+            yield from _prepared(backend)
+    else:
+        broker = EmbeddedBroker(tmp / "broker")
+        broker.start()
+        backend = Backend(name, {**FAST, "CRISPER_DATABASE_URL": f"sqlite:///{tmp / 'crisper.db'}",
+                                 "CRISPER_BROKER_URL": broker.url,
+                                 "CRISPER_APP": "tests.apps.probe"}, tmp, broker=broker)
+        try:
+            yield from _prepared(backend)
+        finally:
+            broker.stop()
+
+
+def _prepared(backend: Backend) -> Iterator[Backend]:
+    backend.app.store.create_all()
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+@contextmanager
+def _postgres_schema() -> Iterator[str]:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(normalize_url(PG_BASE))
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@contextmanager
+def _redis_prefix() -> Iterator[tuple[str, str]]:
+    """A key prefix of this test's own on the shared Redis (other test runs may share it)."""
+    prefix = f"t{uuid.uuid4().hex[:10]}:"
+    url = f"{REDIS_BASE}/1"
+    try:
+        yield url, prefix
+    finally:
+        delete_prefixed(url, prefix)
+
+
+def delete_prefixed(url: str, prefix: str) -> int:
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        return int(client.delete(*keys)) if keys else 0
+    finally:
+        client.close()
