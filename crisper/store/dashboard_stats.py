@@ -36,7 +36,7 @@ class FailedGroup:
 def _minute(session: Session, column: Any) -> ColumnElement[Any]:
     """Whole minutes since the Unix epoch, computed in the database."""
     if session.get_bind().dialect.name == "sqlite":
-        return sql_cast(func.strftime("%s", column), Integer) / 60
+        return sql_cast(func.strftime("%s", column), Integer) // 60  # `/` would be true division
     return sql_cast(func.floor(func.extract("epoch", column) / 60), Integer)
 
 

@@ -11,12 +11,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, text, update
 
 from crisper import insights
 from crisper.states import JobState
 from crisper.store import utcnow
 from crisper.store.jobs import JobFilter
+from crisper.store.models import jobs
 from tests.harness import Backend, wait_for
 
 ROWS = int(os.environ.get("CRISPER_EXPLAIN_ROWS", "200000"))
@@ -34,9 +35,16 @@ def test_activity_failure_rates_and_failed_groups(backend: Backend) -> None:
     handles += [app.submit("probe.explode", {"message": "disk full"}, tenant="other")]
     for h in handles:
         h.wait(timeout=30)
+    # ... spread over the seconds of the current minute (a minute is counted whole)
+    minute = utcnow().replace(second=0, microsecond=0)
+    with app.store.transaction() as session:
+        for i, h in enumerate(handles):
+            at = minute + timedelta(seconds=i * 7 + 1)
+            session.execute(update(jobs).where(jobs.c.id == h.id)
+                            .values(created_at=at, finished_at=at + timedelta(seconds=2)))
 
     # When the dashboard reads acme's figures
-    minutes = insights.activity(app, "acme")
+    minutes = insights.activity(app, "acme", now=minute + timedelta(seconds=59))
     outcomes = {o.type: (o.succeeded, o.failed) for o in insights.outcomes(app, "acme")}
     groups = [(g.type, g.error_type, g.message, g.count)
               for g in insights.failed_groups(app, "acme")]
