@@ -91,11 +91,12 @@ class InvalidTransition(CrisperError):
 class DuplicateJob(CrisperError):
     """An active job already holds this unique key."""
 
-    def __init__(self, unique_key: str, existing: object) -> None:
+    def __init__(self, unique_key: str, existing: object,
+                 advice: str = "submit with on_duplicate='return' to get it instead") -> None:
         self.unique_key = unique_key
         self.existing = str(existing)
         super().__init__(f"job {existing} is already active with unique key {unique_key!r}; "
-                         "submit with on_duplicate='return' to get it instead")
+                         f"{advice}")
 
 
 class ScheduleNotFound(CrisperError):

@@ -264,12 +264,21 @@ class JobService:
         parsed = parse_id(job_id)
         if parsed is None:
             raise JobNotFound(job_id)
-        with self.crisper.store.transaction() as session:
-            job = job_sql.get(session, parsed, tenant, for_update=True)
-            if job is None:
-                raise JobNotFound(job_id)
-            action(session, job, utcnow())
-            record = job_sql.get(session, parsed)
+        job: JobRecord | None = None
+        try:
+            with self.crisper.store.transaction() as session:
+                job = job_sql.get(session, parsed, tenant, for_update=True)
+                if job is None:
+                    raise JobNotFound(job_id)
+                action(session, job, utcnow())
+                record = job_sql.get(session, parsed)
+        except IntegrityError:  # a retry whose unique key another active job holds
+            if job is None or job.unique_key is None:
+                raise
+            with self.crisper.store.read() as session:
+                holder = flow_sql.active_unique(session, job.tenant, job.unique_key)
+            raise DuplicateJob(job.unique_key, holder.id if holder else "another job",
+                               "retry this one once that job has ended") from None
         assert record is not None
         self.crisper.live.publish(record.id, "state", {"state": record.state.value})
         return record

@@ -80,7 +80,13 @@ def test_unique_reject_is_the_callers_choice_and_the_key_frees_when_the_job_ends
     # Once the job has finished, the key admits a new job
     backend.start_worker(**FLOW_APP)
     first.wait(timeout=30)
-    assert app.submit("flow.unique", {"key": "a"}).id != first.id
+    second = app.submit("flow.unique", {"key": "a"}, hold=True)
+    assert second.id != first.id
+    # ... and a retry of the finished one is refused while that new job holds the key
+    with pytest.raises(DuplicateJob) as dup:
+        app.jobs.retry(first.id)
+    assert dup.value.existing == str(second.id) and "retry this one" in str(dup.value)
+    assert app.jobs.get(first.id).state is JobState.SUCCEEDED
 
 
 # -- concurrency --------------------------------------------------------------------------
