@@ -24,9 +24,3 @@ def alembic_config(store: Store) -> Config:
 def upgrade(store: Store, revision: str = "head") -> None:
     command.upgrade(alembic_config(store), revision)
 
-
-def current(store: Store) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    with store.engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
