@@ -1,7 +1,7 @@
 """Crisper: durable, truthful jobs on Celery."""
 
 from crisper.app import Crisper
-from crisper.client import Client
+from crisper.client import AsyncClient, Client
 from crisper.engine.context import JobContext
 from crisper.errors import (
     AccessDenied,
@@ -25,6 +25,7 @@ from crisper.states import JobState
 
 __all__ = [
     "AccessDenied",
+    "AsyncClient",
     "BrokerUnavailable",
     "Cancelled",
     "Client",

@@ -7,13 +7,14 @@ can move between in-process and remote use without change.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -22,6 +23,7 @@ from crisper.errors import (
     AccessDenied,
     BrokerUnavailable,
     CrisperError,
+    DuplicateJob,
     InvalidParams,
     InvalidTransition,
     JobNotFound,
@@ -49,6 +51,157 @@ class Submitted:
     replayed: bool
 
 
+T = TypeVar("T")
+
+# Errors after which a stream reconnects (with Last-Event-ID) instead of giving up.
+DROPPED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.ReadTimeout)
+STREAM_READ_TIMEOUT = 60.0  # the server sends a keep-alive every 15 s
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One API request and how to read its answer: what Client and AsyncClient share."""
+
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T]
+    params: Any = None
+    json: Any = None
+
+
+def _job(response: httpx.Response) -> JobRecord:
+    return job_from_json(response.json())
+
+
+def _body(response: httpx.Response) -> Any:
+    return response.json()
+
+
+class Calls:
+    """The API's requests, built and read without doing I/O (both clients send them)."""
+
+    @staticmethod
+    def submit(type: str, params: dict[str, Any] | None = None, *,
+               queue: str | None = None, priority: int | None = None,
+               delay: Duration | None = None, run_at: datetime | None = None,
+               hold: bool = False, idempotency_key: str | None = None,
+               tags: Sequence[str] = (), max_attempts: int | None = None,
+               unique_key: str | None = None, on_duplicate: str = "return"
+               ) -> Call[Submitted]:
+        given = {"queue": queue, "priority": priority,
+                 "delay": None if delay is None else seconds(delay),
+                 "run_at": None if run_at is None else run_at.isoformat(),
+                 "hold": hold or None, "idempotency_key": idempotency_key,
+                 "tags": list(tags) or None, "max_attempts": max_attempts,
+                 "unique_key": unique_key,
+                 "on_duplicate": None if on_duplicate == "return" else on_duplicate}
+        body = {"type": type, "params": params or {},
+                **{k: v for k, v in given.items() if v is not None}}
+        return Call("POST", "/v1/jobs", lambda r: Submitted(_job(r), r.status_code == 200),
+                    json=body)
+
+    @staticmethod
+    def get(job_id: object) -> Call[JobRecord]:
+        return Call("GET", f"/v1/jobs/{job_id}", _job)
+
+    @staticmethod
+    def list_jobs(*, states: Sequence[JobState | str] = (), types: Sequence[str] = (),
+                  queues: Sequence[str] = (), tag: str | None = None, before: object = None,
+                  limit: int = 50) -> Call[list[JobRecord]]:
+        params: list[tuple[str, str]] = [("limit", str(limit))]
+        params += [("state", JobState(s).value) for s in states]
+        params += [("type", t) for t in types] + [("queue", q) for q in queues]
+        if tag:
+            params.append(("tag", tag))
+        if before is not None:
+            params.append(("before", str(before)))
+        return Call("GET", "/v1/jobs", lambda r: [job_from_json(j) for j in r.json()["items"]],
+                    params=params)
+
+    @staticmethod
+    def events(job_id: object) -> Call[list[EventRecord]]:
+        def parse(response: httpx.Response) -> list[EventRecord]:
+            return [EventRecord(id=r["id"], job_id=uuid.UUID(str(job_id)),
+                                at=datetime.fromisoformat(r["at"]),
+                                from_state=r["from_state"], to_state=r["to_state"],
+                                reason=r["reason"], attempt=r["attempt"], worker=r["worker"],
+                                detail=r["detail"]) for r in response.json()]
+        return Call("GET", f"/v1/jobs/{job_id}/events", parse)
+
+    @staticmethod
+    def logs(job_id: object, after: int = 0, limit: int = 1000) -> Call[list[LogRecord]]:
+        def parse(response: httpx.Response) -> list[LogRecord]:
+            return [LogRecord(id=r["id"], job_id=uuid.UUID(str(job_id)),
+                              at=datetime.fromisoformat(r["at"]), attempt=r["attempt"],
+                              level=r["level"], message=r["message"]) for r in response.json()]
+        return Call("GET", f"/v1/jobs/{job_id}/logs", parse,
+                    params={"after": after, "limit": limit})
+
+    @staticmethod
+    def act(job_id: object, action: str) -> Call[JobRecord]:
+        """cancel, retry or start one job."""
+        return Call("POST", f"/v1/jobs/{job_id}/{action}", _job)
+
+    @staticmethod
+    def bulk(action: str, ids: Sequence[object] | None = None,
+             filter: dict[str, Any] | None = None) -> Call[dict[str, Any]]:
+        body: dict[str, Any] = {"ids": [str(i) for i in ids]} if ids is not None else {}
+        if filter is not None:
+            body["filter"] = filter
+        return Call("POST", f"/v1/jobs/{action}", _body, json=body)
+
+    @staticmethod
+    def listing(name: str) -> Call[list[dict[str, Any]]]:
+        """types, queues or workers."""
+        return Call("GET", f"/v1/{name}", _body)
+
+
+class Waiting:
+    """When to ask again while waiting for a job to end, and when to give up."""
+
+    def __init__(self, job_id: object, timeout: float | None, poll: float) -> None:
+        self.job_id = job_id
+        self.timeout = timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.interval = poll
+
+    def pause_after(self, job: JobRecord) -> float | None:
+        """None once the job has ended; else seconds to sleep (TimeoutError past the timeout)."""
+        if job.state.is_terminal:
+            return None
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise TimeoutError(f"job {self.job_id} is still {job.state.value} "
+                               f"after {self.timeout}s")
+        pause, self.interval = self.interval, min(self.interval * 1.5, 2.0)
+        return pause
+
+
+class Following:
+    """A job's stream across reconnects: where to resume, and the events read so far."""
+
+    def __init__(self, job_id: object, last_event_id: str | None) -> None:
+        self.path = f"/v1/jobs/{job_id}/stream"
+        self.last_event_id = last_event_id
+        self._decoder = SseDecoder()
+
+    def headers(self) -> dict[str, str]:
+        self._decoder = SseDecoder()  # a new connection starts a new message
+        return {"Last-Event-ID": self.last_event_id} if self.last_event_id else {}
+
+    def feed(self, line: str) -> StreamEvent | None:
+        """The event a line completes, if it is one to hand out (not an id-only message)."""
+        event = self._decoder.feed(line)
+        if event is None:
+            return None
+        if event.id is not None:
+            self.last_event_id = event.id
+        return event if event.kind else None
+
+
+def _unreachable(base_url: object, exc: Exception) -> CrisperError:
+    return CrisperError(f"cannot reach the Crisper API at {base_url}: {exc}")
+
+
 class Client:
     """A synchronous client for one Crisper API server. Use it as a context manager or close()."""
 
@@ -67,170 +220,216 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    # -- jobs -------------------------------------------------------------------------------
+    def run(self, call: Call[T]) -> T:
+        """Send one request; a problem answer raises the matching Crisper error."""
+        try:
+            response = self._http.request(call.method, call.path, params=call.params,
+                                          json=call.json)
+        except httpx.TransportError as exc:
+            raise _unreachable(self._http.base_url, exc) from exc
+        if response.status_code >= 400:
+            raise error_from(response)
+        return call.parse(response)
 
-    def submit(self, type: str, params: dict[str, Any] | None = None, *,
-               queue: str | None = None, priority: int | None = None,
-               delay: Duration | None = None, run_at: datetime | None = None,
-               hold: bool = False, idempotency_key: str | None = None,
-               tags: Sequence[str] = (), max_attempts: int | None = None,
-               unique_key: str | None = None, on_duplicate: str = "return") -> JobRecord:
-        return self.submit_ex(type, params, queue=queue, priority=priority, delay=delay,
-                              run_at=run_at, hold=hold, idempotency_key=idempotency_key,
-                              tags=tags, max_attempts=max_attempts, unique_key=unique_key,
-                              on_duplicate=None if on_duplicate == "return" else on_duplicate
-                              ).job
+    def submit(self, type: str, params: dict[str, Any] | None = None, **options: Any
+               ) -> JobRecord:
+        """Options: queue, priority, delay, run_at, hold, idempotency_key, tags, max_attempts,
+        unique_key, on_duplicate ("return" or "reject")."""
+        return self.run(Calls.submit(type, params, **options)).job
 
     def submit_ex(self, type: str, params: dict[str, Any] | None = None, **options: Any
                   ) -> Submitted:
         """Like submit(), and also tells whether the server replayed an earlier job."""
-        body: dict[str, Any] = {"type": type, "params": params or {}}
-        for name, value in options.items():
-            if value is None or value == () or value is False:
-                continue
-            if name == "delay":
-                value = seconds(value)
-            elif name == "run_at":
-                value = value.isoformat()
-            elif name == "tags":
-                value = list(value)
-            body[name] = value
-        response = self._call("POST", "/v1/jobs", json=body)
-        return Submitted(job_from_json(response.json()), response.status_code == 200)
+        return self.run(Calls.submit(type, params, **options))
 
     def get(self, job_id: object) -> JobRecord:
-        return job_from_json(self._call("GET", f"/v1/jobs/{job_id}").json())
+        return self.run(Calls.get(job_id))
 
-    def list_jobs(self, *, states: Sequence[JobState | str] = (), types: Sequence[str] = (),
-                  queues: Sequence[str] = (), tag: str | None = None, before: object = None,
-                  limit: int = 50) -> list[JobRecord]:
-        params: list[tuple[str, str]] = [("limit", str(limit))]
-        params += [("state", JobState(s).value) for s in states]
-        params += [("type", t) for t in types] + [("queue", q) for q in queues]
-        if tag:
-            params.append(("tag", tag))
-        if before is not None:
-            params.append(("before", str(before)))
-        page = self._call("GET", "/v1/jobs", params=params).json()
-        return [job_from_json(j) for j in page["items"]]
+    def list_jobs(self, **filters: Any) -> list[JobRecord]:
+        """Filters: states, types, queues, tag, before (a job id), limit."""
+        return self.run(Calls.list_jobs(**filters))
 
     def events(self, job_id: object) -> list[EventRecord]:
-        rows = self._call("GET", f"/v1/jobs/{job_id}/events").json()
-        return [EventRecord(id=r["id"], job_id=uuid.UUID(str(job_id)),
-                            at=datetime.fromisoformat(r["at"]),
-                            from_state=r["from_state"], to_state=r["to_state"],
-                            reason=r["reason"], attempt=r["attempt"], worker=r["worker"],
-                            detail=r["detail"]) for r in rows]
+        return self.run(Calls.events(job_id))
 
     def logs(self, job_id: object, after: int = 0, limit: int = 1000) -> list[LogRecord]:
-        rows = self._call("GET", f"/v1/jobs/{job_id}/logs",
-                          params={"after": after, "limit": limit}).json()
-        return [LogRecord(id=r["id"], job_id=uuid.UUID(str(job_id)),
-                          at=datetime.fromisoformat(r["at"]),
-                          attempt=r["attempt"], level=r["level"], message=r["message"])
-                for r in rows]
+        return self.run(Calls.logs(job_id, after, limit))
 
     def cancel(self, job_id: object) -> JobRecord:
-        return job_from_json(self._call("POST", f"/v1/jobs/{job_id}/cancel").json())
+        return self.run(Calls.act(job_id, "cancel"))
 
     def retry(self, job_id: object) -> JobRecord:
-        return job_from_json(self._call("POST", f"/v1/jobs/{job_id}/retry").json())
+        return self.run(Calls.act(job_id, "retry"))
 
     def start(self, job_id: object) -> JobRecord:
-        return job_from_json(self._call("POST", f"/v1/jobs/{job_id}/start").json())
+        return self.run(Calls.act(job_id, "start"))
 
     def bulk(self, action: str, *, ids: Sequence[object] | None = None,
              filter: dict[str, Any] | None = None) -> dict[str, Any]:
         """Cancel or retry many jobs by ids or by a filter; answers the counts."""
-        body: dict[str, Any] = {"ids": [str(i) for i in ids]} if ids is not None else {}
-        if filter is not None:
-            body["filter"] = filter
-        result: dict[str, Any] = self._call("POST", f"/v1/jobs/{action}", json=body).json()
-        return result
+        return self.run(Calls.bulk(action, ids, filter))
+
+    def types(self) -> list[dict[str, Any]]:
+        return self.run(Calls.listing("types"))
+
+    def queues(self) -> list[dict[str, Any]]:
+        return self.run(Calls.listing("queues"))
+
+    def workers(self) -> list[dict[str, Any]]:
+        return self.run(Calls.listing("workers"))
 
     def wait(self, job_id: object, timeout: float | None = None, poll: float = 0.1) -> JobRecord:
         """Block until the job is succeeded, failed or cancelled; TimeoutError past `timeout`."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        interval = poll
+        waiting = Waiting(job_id, timeout, poll)
         while True:
             job = self.get(job_id)
-            if job.state.is_terminal:
+            pause = waiting.pause_after(job)
+            if pause is None:
                 return job
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"job {job_id} is still {job.state.value} after {timeout}s")
-            time.sleep(interval)
-            interval = min(interval * 1.5, 2.0)
+            time.sleep(pause)
 
     def stream(self, job_id: object, last_event_id: str | None = None, *,
                reconnect: bool = True) -> Iterator[StreamEvent]:
         """Live events until the job's final state; a dropped connection resumes where it was."""
+        following = Following(job_id, last_event_id)
+        timeout = httpx.Timeout(self._http.timeout.connect, read=STREAM_READ_TIMEOUT)
         while True:
-            headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
             try:
-                with self._http.stream("GET", f"/v1/jobs/{job_id}/stream", headers=headers,
-                                       timeout=httpx.Timeout(self._http.timeout.connect,
-                                                             read=60.0)) as response:
+                with self._http.stream("GET", following.path, headers=following.headers(),
+                                       timeout=timeout) as response:
                     if response.status_code >= 400:
                         response.read()
                         raise error_from(response)
-                    for event in parse_sse(response.iter_lines()):
-                        if event.id is not None:
-                            last_event_id = event.id
-                        if event.kind:
+                    for line in response.iter_lines():
+                        if (event := following.feed(line)) is not None:
                             yield event
                 return  # the server ends the stream after the final state
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.ReadTimeout):
+            except DROPPED:
                 if not reconnect:
                     raise
                 time.sleep(0.2)
 
-    # -- catalogue and operations -----------------------------------------------------------
 
-    def types(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call("GET", "/v1/types").json()
-        return result
+class AsyncClient:
+    """The same client for asyncio code (a FastAPI backend, say): every method is awaited."""
 
-    def queues(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call("GET", "/v1/queues").json()
-        return result
+    def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 30.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.AsyncClient(base_url=url.rstrip("/"), headers=headers,
+                                       timeout=timeout, transport=transport)
 
-    def workers(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call("GET", "/v1/workers").json()
-        return result
+    async def __aenter__(self) -> AsyncClient:
+        return self
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def run(self, call: Call[T]) -> T:
+        """Send one request; a problem answer raises the matching Crisper error."""
         try:
-            response = self._http.request(method, path, **kwargs)
+            response = await self._http.request(call.method, call.path, params=call.params,
+                                                json=call.json)
         except httpx.TransportError as exc:
-            raise CrisperError(f"cannot reach the Crisper API at {self._http.base_url}: {exc}"
-                               ) from exc
+            raise _unreachable(self._http.base_url, exc) from exc
         if response.status_code >= 400:
             raise error_from(response)
-        return response
+        return call.parse(response)
+
+    async def submit(self, type: str, params: dict[str, Any] | None = None, **options: Any
+                     ) -> JobRecord:
+        """Options as for Client.submit()."""
+        return (await self.run(Calls.submit(type, params, **options))).job
+
+    async def get(self, job_id: object) -> JobRecord:
+        return await self.run(Calls.get(job_id))
+
+    async def list_jobs(self, **filters: Any) -> list[JobRecord]:
+        return await self.run(Calls.list_jobs(**filters))
+
+    async def cancel(self, job_id: object) -> JobRecord:
+        return await self.run(Calls.act(job_id, "cancel"))
+
+    async def retry(self, job_id: object) -> JobRecord:
+        return await self.run(Calls.act(job_id, "retry"))
+
+    async def start(self, job_id: object) -> JobRecord:
+        return await self.run(Calls.act(job_id, "start"))
+
+    async def wait(self, job_id: object, timeout: float | None = None, poll: float = 0.1
+                   ) -> JobRecord:
+        waiting = Waiting(job_id, timeout, poll)
+        while True:
+            job = await self.get(job_id)
+            pause = waiting.pause_after(job)
+            if pause is None:
+                return job
+            await asyncio.sleep(pause)
+
+    async def stream(self, job_id: object, last_event_id: str | None = None, *,
+                     reconnect: bool = True) -> AsyncIterator[StreamEvent]:
+        following = Following(job_id, last_event_id)
+        timeout = httpx.Timeout(self._http.timeout.connect, read=STREAM_READ_TIMEOUT)
+        while True:
+            try:
+                async with self._http.stream("GET", following.path, headers=following.headers(),
+                                             timeout=timeout) as response:
+                    if response.status_code >= 400:
+                        await response.aread()
+                        raise error_from(response)
+                    async for line in response.aiter_lines():
+                        if (event := following.feed(line)) is not None:
+                            yield event
+                return
+            except DROPPED:
+                if not reconnect:
+                    raise
+                await asyncio.sleep(0.2)
 
 
-def parse_sse(lines: Iterator[str]) -> Iterator[StreamEvent]:
-    """Server-Sent Events from text lines; an id-only message comes out with kind ""."""
-    kind, event_id, seen = "", None, False
-    data: list[str] = []
-    for line in lines:
+class SseDecoder:
+    """Server-Sent Events, one text line at a time; an id-only message has kind ""."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.kind = ""
+        self.event_id: str | None = None
+        self.seen = False
+        self.data: list[str] = []
+
+    def feed(self, line: str) -> StreamEvent | None:
         if line == "":
-            if seen:
-                payload = json.loads("\n".join(data)) if data else {}
-                yield StreamEvent(kind, payload, event_id)
-            kind, data, event_id, seen = "", [], None, False
-            continue
+            event = None
+            if self.seen:
+                payload = json.loads("\n".join(self.data)) if self.data else {}
+                event = StreamEvent(self.kind, payload, self.event_id)
+            self._reset()
+            return event
         if line.startswith(":"):
-            continue
+            return None
         name, _, value = line.partition(":")
         value = value.removeprefix(" ")
-        seen = True
+        self.seen = True
         if name == "event":
-            kind = value
+            self.kind = value
         elif name == "data":
-            data.append(value)
+            self.data.append(value)
         elif name == "id":
-            event_id = value
+            self.event_id = value
+        return None
+
+
+def parse_sse(lines: Iterable[str]) -> Iterator[StreamEvent]:
+    """Server-Sent Events from text lines; an id-only message comes out with kind ""."""
+    decoder = SseDecoder()
+    for line in lines:
+        if (event := decoder.feed(line)) is not None:
+            yield event
 
 
 def error_from(response: httpx.Response) -> CrisperError:
@@ -248,6 +447,10 @@ def error_from(response: httpx.Response) -> CrisperError:
     error: CrisperError
     if kind == "invalid-transition":
         error = InvalidTransition(body.get("job_id", "?"), body.get("state", "?"), "", [])
+        error.args = (detail,)
+        return error
+    if kind == "duplicate-job":
+        error = DuplicateJob(body.get("unique_key", "?"), body.get("job_id", "?"))
         error.args = (detail,)
         return error
     if kind == "unknown-job-type":

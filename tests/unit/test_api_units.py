@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
 from crisper.api.problems import describe
 from crisper.api.schemas import find_nul
 from crisper.api.stream import Cursor, SseEvent
-from crisper.client import error_from, parse_sse
+from crisper.client import Following, StreamEvent, Waiting, error_from, parse_sse
 from crisper.errors import (
     AccessDenied,
     CrisperError,
+    DuplicateJob,
     InvalidParams,
     InvalidTransition,
     JobNotFound,
@@ -23,6 +25,7 @@ from crisper.errors import (
 from crisper.ids import new_id
 from crisper.keys import Principal, hash_secret, parse_scopes
 from crisper.monitor import worker_status
+from crisper.states import JobState
 from crisper.store.stats import id_floor
 
 
@@ -46,6 +49,34 @@ def test_sse_frames_parse_back_to_the_same_events() -> None:
     parsed = list(parse_sse(iter(text.split("\n"))))
     assert [(p.kind, p.data, p.id) for p in parsed] == [
         ("state", {"state": "queued"}, "1-0"), ("progress", {"c": 1}, None), ("", {}, "1-4")]
+
+
+def test_a_followed_stream_resumes_after_the_last_id_and_drops_a_cut_message() -> None:
+    following = Following("j1", None)
+    assert following.headers() == {}
+    frames = 'id: 1-0\nevent: state\ndata: {"state": "queued"}\n\nid: 1-4\n\nevent: log'
+    got = [following.feed(line) for line in frames.split("\n")]
+    # the id-only message moves the cursor but is not handed out
+    assert [(e.kind, e.id) for e in got if e is not None] == [("state", "1-0")]
+    # the connection drops inside the log message: the next one resumes after 1-4, afresh
+    assert following.headers() == {"Last-Event-ID": "1-4"}
+    # (the cut message's "event: log" does not stick to the first message of the new one)
+    resumed = [following.feed(line) for line in ["data: {}", "", "event: log", "data: {}", ""]]
+    assert [e for e in resumed if e is not None] == [StreamEvent("log", {}, None)]
+
+
+def test_waiting_backs_off_and_gives_up_at_its_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr("crisper.client.time.monotonic", lambda: clock[0])
+    running = SimpleNamespace(state=JobState.RUNNING)
+    waiting = Waiting("j1", timeout=1.0, poll=0.1)
+    pauses = [waiting.pause_after(running) for _ in range(3)]  # type: ignore[arg-type]
+    assert pauses == pytest.approx([0.1, 0.15, 0.225])
+    finished = SimpleNamespace(state=JobState.SUCCEEDED)
+    assert waiting.pause_after(finished) is None  # type: ignore[arg-type]
+    clock[0] += 1.0
+    with pytest.raises(TimeoutError, match="still running after 1.0s"):
+        waiting.pause_after(running)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("error", "status", "kind"), [
@@ -79,6 +110,9 @@ def test_problem_answers_turn_back_into_the_same_errors() -> None:
     assert isinstance(moved, InvalidTransition) and str(moved) == "job j is x"
     assert isinstance(answer(403, {"detail": "no", "scope": "admin"}), AccessDenied)
     assert type(answer(500, {"detail": "boom"})) is CrisperError
+    taken = answer(409, {"type": "urn:crisper:problem:duplicate-job", "detail": "job j holds k",
+                         "job_id": "j", "unique_key": "k"})
+    assert isinstance(taken, DuplicateJob) and (taken.existing, taken.unique_key) == ("j", "k")
 
 
 def test_scopes_are_validated_and_ordered() -> None:
