@@ -68,6 +68,12 @@ class Call(Generic[T]):
     params: Any = None
     json: Any = None
 
+    def answer(self, response: httpx.Response) -> T:
+        """The parsed answer; a problem answer raises the matching Crisper error."""
+        if response.status_code >= 400:
+            raise error_from(response)
+        return self.parse(response)
+
 
 def _job(response: httpx.Response) -> JobRecord:
     return job_from_json(response.json())
@@ -221,15 +227,12 @@ class Client:
         self._http.close()
 
     def run(self, call: Call[T]) -> T:
-        """Send one request; a problem answer raises the matching Crisper error."""
         try:
             response = self._http.request(call.method, call.path, params=call.params,
                                           json=call.json)
         except httpx.TransportError as exc:
             raise _unreachable(self._http.base_url, exc) from exc
-        if response.status_code >= 400:
-            raise error_from(response)
-        return call.parse(response)
+        return call.answer(response)
 
     def submit(self, type: str, params: dict[str, Any] | None = None, **options: Any
                ) -> JobRecord:
@@ -329,15 +332,12 @@ class AsyncClient:
         await self._http.aclose()
 
     async def run(self, call: Call[T]) -> T:
-        """Send one request; a problem answer raises the matching Crisper error."""
         try:
             response = await self._http.request(call.method, call.path, params=call.params,
                                                 json=call.json)
         except httpx.TransportError as exc:
             raise _unreachable(self._http.base_url, exc) from exc
-        if response.status_code >= 400:
-            raise error_from(response)
-        return call.parse(response)
+        return call.answer(response)
 
     async def submit(self, type: str, params: dict[str, Any] | None = None, **options: Any
                      ) -> JobRecord:
