@@ -76,9 +76,10 @@ def plan(expr: str, tz: str, next_fire_at: datetime, now: datetime, catchup: Cat
          window: float, limit: int = MAX_FIRES_PER_TICK) -> Plan:
     """The fires due at `now` for a schedule whose stored next fire is `next_fire_at`.
 
-    catch-up "none": only the latest due fire runs, and only if it is at most
-    ON_TIME_SECONDS late (a gap of downtime is skipped). "all": every due fire at most
-    `window` seconds old runs, oldest first (at most `limit` per call; the rest next call).
+    catch-up "none": every due fire at most ON_TIME_SECONDS late runs (a scheduler that is
+    a few seconds behind loses nothing); older ones were downtime and are skipped. "all":
+    every due fire at most `window` seconds old runs. Oldest first, at most `limit` per
+    call; the rest next call.
     """
     if next_fire_at > now:
         return Plan([], 0, next_fire_at)
@@ -92,10 +93,6 @@ def plan(expr: str, tz: str, next_fire_at: datetime, now: datetime, catchup: Cat
     while fire <= now and len(due) < limit:
         due.append(fire)
         fire = next(fires)
-    if catchup == "none" and len(due) > 1:
-        missed += len(due) - 1
-        due = due[-1:]
-        fire = next_fire(expr, tz, now)
     return Plan(due, missed, fire)
 
 

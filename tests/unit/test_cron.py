@@ -59,7 +59,10 @@ T0 = utc(2024, 1, 1, 0, 0)
     ("* * * * *", T0 + timedelta(seconds=1), "all", 3600, [T0], 0, T0 + timedelta(minutes=1)),
     # not due yet
     ("* * * * *", T0 - timedelta(seconds=1), "none", 3600, [], 0, T0),
-    # ten minutes down: "none" runs only the latest, recent fire; "all" runs every one
+    # a scheduler 5 s behind a 2-second schedule: "none" still runs each fire, in order
+    ("*/2 * * * * *", T0 + timedelta(seconds=5), "none", 3600,
+     [T0 + timedelta(seconds=s) for s in (0, 2, 4)], 0, T0 + timedelta(seconds=6)),
+    # ten minutes down: "none" runs only the fire within the last minute; "all" every one
     ("* * * * *", T0 + timedelta(minutes=10, seconds=5), "none", 3600,
      [T0 + timedelta(minutes=10)], 10, T0 + timedelta(minutes=11)),
     ("* * * * *", T0 + timedelta(minutes=3, seconds=5), "all", 3600,
