@@ -14,6 +14,6 @@ fi
 if [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null; then
   apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 fi
-.venv/bin/ruff check crisper tests bench
-.venv/bin/mypy crisper
+.venv/bin/ruff check crisper tests bench examples
+.venv/bin/mypy crisper examples/shop
 exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,1 @@
+"""An example application: a shop that imports its product catalogue from CSV files."""
