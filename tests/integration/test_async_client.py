@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -49,5 +50,7 @@ def test_async_client_submits_waits_streams_and_steers(backend: Backend) -> None
                 await client.submit("probe.noop", unique_key="only-one", on_duplicate="reject")
             assert dup.value.existing == str(first.id)
 
-    with api_server(backend.app) as url:
-        asyncio.run(scenario(url, key(backend.app)))
+    # In a thread of its own: when the browser tests ran first, Playwright's sync API keeps
+    # an event loop running in the main thread, and asyncio.run() refuses to start there.
+    with api_server(backend.app) as url, ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, scenario(url, key(backend.app))).result()
