@@ -227,11 +227,13 @@ class JobService:
             raise JobNotFound(job_id)
         return record
 
-    def list_jobs(self, f: job_sql.JobFilter, before: object = None, limit: int = 50
-             ) -> list[JobRecord]:
-        cursor = parse_id(before) if before is not None else None
+    def list_jobs(self, f: job_sql.JobFilter, before: object = None, limit: int = 50,
+                  after: object = None) -> list[JobRecord]:
+        """Newest first; `before`/`after` (job ids) give the older/newer page."""
+        older_than = parse_id(before) if before is not None else None
+        newer_than = parse_id(after) if after is not None else None
         with self.crisper.store.read() as session:
-            return job_sql.list_jobs(session, f, cursor, limit)
+            return job_sql.list_jobs(session, f, older_than, limit, newer_than)
 
     def events(self, job_id: object, tenant: str | None = None) -> list[EventRecord]:
         record = self.get(job_id, tenant)

@@ -28,7 +28,7 @@ SINCE = {"5m": timedelta(minutes=5), "1h": timedelta(hours=1), "24h": timedelta(
 ACTIONS = {"cancel": "cancelled", "retry": "retried", "start": "started"}
 NOTICES = (*ACTIONS, "submit")
 LOG_LINES_SHOWN = 1000
-FILTER_KEYS = ("state", "type", "queue", "since", "q", "before")
+FILTER_KEYS = ("state", "type", "queue", "since", "q", "before", "after")
 
 
 @dataclass(frozen=True)
@@ -64,19 +64,27 @@ def allowed_actions(state: JobState) -> list[str]:
 @router.get("/jobs")
 def jobs_page(request: Request, who: Reader, state: str = "", type: str = "", queue: str = "",
               since: str = "", q: Annotated[str, Query(max_length=300)] = "",
-              before: str | None = None, done: str | None = None, changed: int = 0,
-              skipped: int = 0) -> Response:
+              before: str | None = None, after: str | None = None, done: str | None = None,
+              changed: int = 0, skipped: int = 0) -> Response:
     crisper = crisper_of(request)
     query = ListQuery(state, type, queue, since, q)
     cursor = parse_id(before) if before else None
+    upward = parse_id(after) if after and not cursor else None
+    # One row more than a page tells whether the list goes on in the direction read; the
+    # other direction goes on past any cursor.
     found = crisper.jobs.list_jobs(query.job_filter(who.tenant, utcnow()), before=cursor,
-                                   limit=PAGE_SIZE)
-    older = query.link(before=str(found[-1].id)) if len(found) == PAGE_SIZE else None
+                                   after=upward, limit=PAGE_SIZE + 1)
+    more = len(found) > PAGE_SIZE
+    if more:
+        found = found[1:] if upward else found[:-1]
+    older = query.link(before=str(found[-1].id)) if found and (more or upward) else None
+    newer = query.link(after=str(found[0].id)) if found and (cursor or (upward and more)) else None
     queues = sorted({jt.options.queue for jt in crisper.registry} | ({queue} - {""}))
     return render(request, "jobs.html", who, page="jobs", jobs=found, query=query,
                   types=crisper.registry.names(), queues=queues, since_choices=list(SINCE),
-                  older=older, first=query.link() if cursor else None,
+                  older=older, newer=newer, first=query.link() if cursor or upward else None,
                   current_before=str(cursor) if cursor else "",
+                  current_after=str(upward) if upward else "",
                   done=done if done in ACTIONS else None, changed=changed, skipped=skipped)
 
 

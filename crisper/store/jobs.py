@@ -214,9 +214,16 @@ def _where(stmt: Any, f: JobFilter) -> Any:
 
 
 def list_jobs(session: Session, f: JobFilter, before: uuid.UUID | None = None,
-              limit: int = 50) -> list[JobRecord]:
-    """Newest first, keyset-paginated on the time-ordered id: a page costs the same at any depth."""
+              limit: int = 50, after: uuid.UUID | None = None) -> list[JobRecord]:
+    """Newest first, keyset-paginated on the time-ordered id: a page costs the same at any depth.
+
+    `before` gives the page older than that id; `after` the page newer than it (read upwards
+    from the cursor, then turned around).
+    """
     stmt = _where(select(*_RECORD_COLUMNS), f)
+    if after is not None:
+        stmt = stmt.where(jobs.c.id > after).order_by(jobs.c.id.asc()).limit(limit)
+        return [JobRecord.from_row(r) for r in reversed(session.execute(stmt).all())]
     if before is not None:
         stmt = stmt.where(jobs.c.id < before)
     stmt = stmt.order_by(jobs.c.id.desc()).limit(limit)

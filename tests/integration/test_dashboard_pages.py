@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from crisper import SubmitRequest
 from crisper.dashboard.session import SESSION_COOKIE, new_session
 from crisper.states import JobState
 from tests.api_support import api_server, key
@@ -50,3 +51,38 @@ def test_a_state_change_while_the_job_page_renders_is_shown_or_streamed(
     streamed = [e.to_state for e in app.jobs.events(held.id) if e.id > int(cursor.group(1))]
     assert app.jobs.get(held.id).state is JobState.QUEUED
     assert (streamed[-1] if streamed else shown.group(1)) == "queued", (shown.group(1), streamed)
+
+
+JOB_ROW = re.compile(r'data-job-id="([0-9a-f-]{36})"')
+PAGER = re.compile(r'<a href="[^"]*/jobs(\?[^"]*)"[^>]*>([^<]+)</a>')
+
+
+def test_the_jobs_list_pages_older_and_newer_by_cursor(backend: Backend) -> None:
+    # Given 105 jobs: two full pages of 50 and five more
+    app = backend.app
+    ids = [str(h.id) for h in app.submit_many(
+        [SubmitRequest("probe.noop", {}, hold=True, tenant="acme") for _ in range(105)])]
+    newest_first = sorted(ids, reverse=True)  # ids are time-ordered (to the millisecond)
+
+    with api_server(app) as root, httpx.Client(
+            base_url=f"{root}/dashboard",
+            cookies={SESSION_COOKIE: new_session(key(app)).encode()}) as browser:
+
+        def page(link: str) -> tuple[list[str], dict[str, str]]:
+            html = browser.get(f"/jobs{link}").text
+            links = {text.strip(): href.replace("&amp;", "&") for href, text in PAGER.findall(html)}
+            return JOB_ROW.findall(html), links
+
+        # When they walk older to the end, then newer back to the start
+        first, links = page("")
+        second, links2 = page(links["Older →"])
+        third, links3 = page(links2["Older →"])
+        back, links4 = page(links3["← Newer"])
+        front, links5 = page(links4["← Newer"])
+
+    # Then each page holds the next 50 (then 5), and going back gives the same pages
+    assert first == newest_first[:50] and "← Newer" not in links
+    assert second == newest_first[50:100] and {"⇤ Newest", "← Newer", "Older →"} <= set(links2)
+    assert third == newest_first[100:] and "Older →" not in links3
+    assert back == second and front == first
+    assert "← Newer" not in links5 and "Older →" in links5

@@ -139,8 +139,14 @@ def test_dashboard_queries_read_only_their_window_on_a_large_table(backend: Back
     with backend.app.store.transaction() as session:
         session.execute(text(FILL), {"now_ms": int(time.time() * 1000), "rows": ROWS})
         session.execute(text("ANALYZE crisper_jobs"))
+        middle = session.scalar(text("SELECT id FROM crisper_jobs ORDER BY id DESC "
+                                     "OFFSET :n LIMIT 1"), {"n": ROWS // 2})
     app = backend.app
     pages: dict[str, Callable[[], Any]] = {
+        "jobs: the page newer than a cursor half-way down": lambda: app.jobs.list_jobs(
+            JobFilter(tenant="acme"), after=middle, limit=51),
+        "jobs: the page older than that cursor": lambda: app.jobs.list_jobs(
+            JobFilter(tenant="acme"), before=middle, limit=51),
         "overview: activity per minute": lambda: insights.activity(app, "acme"),
         "overview: failure rate by type": lambda: insights.outcomes(app, "acme"),
         "failed: groups": lambda: insights.failed_groups(app, "acme"),
