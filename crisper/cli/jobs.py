@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from crisper.cli.main import State, exit_code_for, fail
+from crisper.cli.main import State, fail
 from crisper.cli.render import (
     console,
     dumps,
@@ -21,7 +21,6 @@ from crisper.cli.render import (
     jobs_table,
     progress_console,
 )
-from crisper.errors import CrisperError
 from crisper.service import SubmitRequest
 from crisper.states import JobState
 from crisper.store.jobs import JobFilter
@@ -68,14 +67,11 @@ def register(app: typer.Typer) -> None:
         """Submit a job. With --wait the exit code tells how it ended."""
         state: State = ctx.obj
         service = state.jobs
-        try:
-            request = SubmitRequest(type=job_type, params=parse_params(params or []), queue=queue,
-                                    priority=priority, delay=delay, hold=hold,
-                                    idempotency_key=idempotency_key, unique_key=unique_key,
-                                    on_duplicate="reject" if reject_duplicate else "return")
-            job = service.submit(request)
-        except CrisperError as exc:
-            raise fail(str(exc), exit_code_for(exc)) from exc
+        request = SubmitRequest(type=job_type, params=parse_params(params or []), queue=queue,
+                                priority=priority, delay=delay, hold=hold,
+                                idempotency_key=idempotency_key, unique_key=unique_key,
+                                on_duplicate="reject" if reject_duplicate else "return")
+        job = service.submit(request)
         if not wait:
             typer.echo(dumps(job_dict(job)) if as_json else f"{job.id} {job.state.value}")
             return
@@ -89,10 +85,7 @@ def register(app: typer.Typer) -> None:
     def types(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
         """List the registered job types with their parameter schemas."""
         state: State = ctx.obj
-        try:
-            listing = state.jobs.types()
-        except CrisperError as exc:
-            raise fail(str(exc), exit_code_for(exc)) from exc
+        listing = state.jobs.types()
         if as_json:
             typer.echo(dumps(listing))
             return
@@ -119,10 +112,7 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             raise fail(f"{exc}; states: {', '.join(s.value for s in JobState)}", 2) from exc
         f = JobFilter(states=states, types=type_ or [], queues=queue or [])
-        try:
-            found = state.jobs.list_jobs(f, before=before, limit=limit)
-        except CrisperError as exc:
-            raise fail(str(exc), exit_code_for(exc)) from exc
+        found = state.jobs.list_jobs(f, before=before, limit=limit)
         if as_json:
             typer.echo(dumps([job_dict(j) for j in found]))
         else:
@@ -130,10 +120,7 @@ def register(app: typer.Typer) -> None:
 
     def _one(ctx: typer.Context, job_id: str, action: str, as_json: bool) -> None:
         state: State = ctx.obj
-        try:
-            job = getattr(state.jobs, action)(job_id)
-        except CrisperError as exc:
-            raise fail(str(exc), exit_code_for(exc)) from exc
+        job = getattr(state.jobs, action)(job_id)
         if as_json:
             typer.echo(dumps(job_dict(job)))
         elif action == "get":
@@ -171,10 +158,7 @@ def register(app: typer.Typer) -> None:
                   as_json: bool = typer.Option(False, "--json")) -> None:
         """Print the log lines kept for a job."""
         state: State = ctx.obj
-        try:
-            lines = state.jobs.logs(job_id)
-        except CrisperError as exc:
-            raise fail(str(exc), exit_code_for(exc)) from exc
+        lines = state.jobs.logs(job_id)
         if as_json:
             typer.echo(dumps([line.__dict__ for line in lines]))
             return
@@ -186,10 +170,7 @@ def register(app: typer.Typer) -> None:
                     as_json: bool = typer.Option(False, "--json")) -> None:
         """Print a job's history: every state change with its time and reason."""
         state: State = ctx.obj
-        try:
-            history = state.jobs.events(job_id)
-        except CrisperError as exc:
-            raise fail(str(exc), exit_code_for(exc)) from exc
+        history = state.jobs.events(job_id)
         if as_json:
             typer.echo(dumps([e.__dict__ for e in history]))
             return

@@ -8,9 +8,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from crisper.cli.main import State, exit_code_for, fail
+from crisper.cli.main import State, fail
 from crisper.cli.render import console, dumps
-from crisper.errors import CrisperError
 from crisper.keys import SCOPES, KeyService
 from crisper.store.api_keys import ApiKeyRecord
 
@@ -38,8 +37,6 @@ def register(app: typer.Typer) -> None:
             new = KeyService(state.crisper.store).create(tenant, scopes.split(","), name)
         except ValueError as exc:
             raise fail(str(exc), 2) from exc
-        except CrisperError as exc:
-            raise fail(str(exc), exit_code_for(exc)) from exc
         if as_json:
             typer.echo(dumps({**_key_dict(new.record), "key": new.secret}))
             return
@@ -52,10 +49,7 @@ def register(app: typer.Typer) -> None:
            as_json: bool = typer.Option(False, "--json")) -> None:
         """List keys (never their secrets)."""
         state: State = ctx.obj
-        try:
-            found = KeyService(state.crisper.store).list(tenant)
-        except CrisperError as exc:
-            raise fail(str(exc), exit_code_for(exc)) from exc
+        found = KeyService(state.crisper.store).list(tenant)
         if as_json:
             typer.echo(dumps([_key_dict(k) for k in found]))
             return
@@ -73,8 +67,5 @@ def register(app: typer.Typer) -> None:
     def revoke(ctx: typer.Context, key_id: str) -> None:
         """Revoke a key: requests with it are refused from now on."""
         state: State = ctx.obj
-        try:
-            KeyService(state.crisper.store).revoke(key_id)
-        except CrisperError as exc:
-            raise fail(str(exc), exit_code_for(exc)) from exc
+        KeyService(state.crisper.store).revoke(key_id)
         typer.echo(f"{key_id} revoked")

@@ -131,6 +131,6 @@ def main(argv: list[str] | None = None) -> Any:
     _register_commands()
     try:
         return app(args=argv if argv is not None else sys.argv[1:], standalone_mode=True)
-    except CrisperError as exc:  # pragma: no cover - commands translate their own errors
+    except CrisperError as exc:  # the one place a Crisper error becomes a message and exit code
         typer.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(exit_code_for(exc))

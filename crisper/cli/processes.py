@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from crisper.cli.main import State, exit_code_for, fail
+from crisper.cli.main import State
 from crisper.errors import CrisperError
 
 if TYPE_CHECKING:
@@ -29,10 +29,7 @@ def register(app: typer.Typer) -> None:
     def db_upgrade(ctx: typer.Context) -> None:
         """Apply the schema migrations (PostgreSQL or SQLite)."""
         state: State = ctx.obj
-        try:
-            state.crisper.store.create_all()
-        except CrisperError as exc:
-            raise fail(str(exc), exit_code_for(exc)) from exc
+        state.crisper.store.create_all()
         typer.echo(f"database at head: {state.crisper.store.engine.url.render_as_string()}")
 
     @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -77,10 +74,10 @@ def register(app: typer.Typer) -> None:
         os.environ.setdefault("CRISPER_DATABASE_URL", settings.resolved_database_url())
         try:
             crisper.store.create_all()
-        except CrisperError as exc:
+        except CrisperError:
             if embedded:
                 embedded.stop()
-            raise fail(str(exc), exit_code_for(exc)) from exc
+            raise
         typer.echo(f"database: {os.environ['CRISPER_DATABASE_URL']}")
         base = [sys.executable, "-m", "crisper"]
         children = [

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
 
 import typer
 from rich.table import Table
 
-from crisper.cli.main import State, exit_code_for, fail
+from crisper.cli.main import State
 from crisper.cli.render import console, dumps
-from crisper.errors import CrisperError
 from crisper.store import utcnow
 
 
@@ -18,17 +16,11 @@ def register(app: typer.Typer) -> None:
     queues = typer.Typer(help="Queues: depth, running, pause and resume.", no_args_is_help=True)
     app.add_typer(queues, name="queues")
 
-    def _run(action: Any) -> Any:
-        try:
-            return action()
-        except CrisperError as exc:
-            raise fail(str(exc), exit_code_for(exc)) from exc
-
     @queues.command("ls")
     def queues_ls(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
         """List queues: paused or not, queued, running, waiting, oldest queued age."""
         state: State = ctx.obj
-        found = _run(state.crisper.queues.list_queues)
+        found = state.crisper.queues.list_queues()
         if as_json:
             typer.echo(dumps([{**asdict(q), "paused": q.paused} for q in found]))
             return
@@ -46,12 +38,12 @@ def register(app: typer.Typer) -> None:
     def queues_pause(ctx: typer.Context, name: str) -> None:
         """Stop dispatching a queue (running jobs finish); lasts until resumed."""
         state: State = ctx.obj
-        _run(lambda: state.crisper.queues.pause(name))
+        state.crisper.queues.pause(name)
         typer.echo(f"{name} paused")
 
     @queues.command("resume")
     def queues_resume(ctx: typer.Context, name: str) -> None:
         """Dispatch a paused queue again."""
         state: State = ctx.obj
-        _run(lambda: state.crisper.queues.resume(name))
+        state.crisper.queues.resume(name)
         typer.echo(f"{name} resumed")

@@ -9,9 +9,8 @@ import typer
 from rich.table import Table
 
 from crisper.cli.jobs import parse_params
-from crisper.cli.main import State, exit_code_for, fail
+from crisper.cli.main import State
 from crisper.cli.render import console, dumps
-from crisper.errors import CrisperError
 from crisper.store.schedules import ScheduleRecord
 
 
@@ -26,12 +25,6 @@ def _every(seconds: float) -> str:
 def register(app: typer.Typer) -> None:
     schedules = typer.Typer(help="Cron schedules stored in the database.", no_args_is_help=True)
     app.add_typer(schedules, name="schedules")
-
-    def _run(action: Any) -> Any:
-        try:
-            return action()
-        except CrisperError as exc:
-            raise fail(str(exc), exit_code_for(exc)) from exc
 
     def _show(state: State, s: ScheduleRecord, as_json: bool) -> None:
         if as_json:
@@ -49,8 +42,8 @@ def register(app: typer.Typer) -> None:
         """List schedules with their next fire times, and the built-in maintenance schedules."""
         state: State = ctx.obj
         svc = state.crisper.schedules
-        found = _run(svc.list_schedules)
-        builtins = _run(svc.builtins) if builtin else []
+        found = svc.list_schedules()
+        builtins = svc.builtins() if builtin else []
         if as_json:
             typer.echo(dumps({
                 "schedules": [{**asdict(s), "next_fires": svc.next_fires(s, 5)} for s in found],
@@ -97,17 +90,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Add (or with --replace, change) a schedule."""
         state: State = ctx.obj
-        s = _run(lambda: state.crisper.schedules.add(
+        s = state.crisper.schedules.add(
             name, job_type, cron_expr, params=parse_params(params or []), timezone=tz,
             queue=queue, priority=priority, overlap=overlap, catchup=catchup,  # type: ignore[arg-type]
-            catchup_window=catchup_window, jitter=jitter, enabled=not disabled, replace=replace))
+            catchup_window=catchup_window, jitter=jitter, enabled=not disabled, replace=replace)
         _show(state, s, as_json)
 
     @schedules.command("rm")
     def schedules_rm(ctx: typer.Context, name: str) -> None:
         """Delete a schedule (its jobs stay)."""
         state: State = ctx.obj
-        _run(lambda: state.crisper.schedules.remove(name))
+        state.crisper.schedules.remove(name)
         typer.echo(f"{name} removed")
 
     @schedules.command("enable")
@@ -115,18 +108,18 @@ def register(app: typer.Typer) -> None:
                          as_json: bool = typer.Option(False, "--json")) -> None:
         """Turn a schedule on; its next fire is counted from now."""
         state: State = ctx.obj
-        _show(state, _run(lambda: state.crisper.schedules.enable(name)), as_json)
+        _show(state, state.crisper.schedules.enable(name), as_json)
 
     @schedules.command("disable")
     def schedules_disable(ctx: typer.Context, name: str,
                           as_json: bool = typer.Option(False, "--json")) -> None:
         """Turn a schedule off."""
         state: State = ctx.obj
-        _show(state, _run(lambda: state.crisper.schedules.disable(name)), as_json)
+        _show(state, state.crisper.schedules.disable(name), as_json)
 
     @schedules.command("run-now")
     def schedules_run_now(ctx: typer.Context, name: str) -> None:
         """Fire a schedule once, now; prints the job id."""
         state: State = ctx.obj
-        job = _run(lambda: state.crisper.schedules.run_now(name))
+        job = state.crisper.schedules.run_now(name)
         typer.echo(f"{job.id} {job.state.value}")
