@@ -157,7 +157,7 @@ class CrisperSystem(System):
                           "CRISPER_BROKER_URL": world.broker,
                           "CRISPER_BROKER_PREFIX": self.prefix,
                           "CRISPER_APP": "bench.apps.crisper_noop",
-                          "BENCH_JOB_BATCH": os.environ.get("BENCH_JOB_BATCH", "1")}
+                          "BENCH_JOB_BATCH": os.environ.get("BENCH_JOB_BATCH", "")}
         settings = Settings(database_url=world.database_url, broker_url=world.broker,
                             broker_prefix=self.prefix)
         self.app = crisper_noop.build(settings, queue=world.queue(self.name))

@@ -48,13 +48,13 @@ class Crisper:
             retry: Retry | int | None = None, rate_limit: str | None = None,
             burst: int | None = None, rate_key: KeySpec | None = None,
             concurrency: int | None = None, concurrency_key: KeySpec | None = None,
-            unique: UniqueSpec = None, batch: int = 1) -> Any:
+            unique: UniqueSpec = None, batch: int | None = None) -> Any:
         """Register a function as a job type; its signature (after ctx) is the parameter schema.
 
         Flow control (docs/flow-control.md): `rate_limit="50/m"` across all workers, per
         `rate_key` (a param name or a function of the params); at most `concurrency` running
-        per `concurrency_key`; `unique` admits one active job per key. `batch=N` (short jobs):
-        up to N jobs submitted together travel in one wake-up message and are claimed at once.
+        per `concurrency_key`; `unique` admits one active job per key. `batch=N`: up to N
+        jobs sent together share one wake-up message (default 10; 1 for a type with a timeout).
         """
         options = job_options(queue=queue, priority=priority, timeout=timeout, retry=retry,
                               batch=batch)

@@ -25,6 +25,7 @@ RESERVED_PARAMS = frozenset(
 )
 DEFAULT_QUEUE = "default"
 MAX_BATCH = 100
+DEFAULT_BATCH = 10
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,9 @@ class JobOptions:
     timeout: float | None = None
     retry: Retry = field(default_factory=Retry)
     flow: FlowOptions = field(default_factory=FlowOptions)
-    # Short jobs only: up to `batch` jobs of this type sent at once share one wake-up message
-    # and are claimed together (each keeps its own row, attempt and outcome). While one runs,
-    # the others of its batch already show as running.
+    # Up to `batch` jobs of this type sent at once share one wake-up message; the worker
+    # claims each at its turn (the others stay queued) and hands the waiting ones back once
+    # the message has taken longer than the batch budget (see Runner.run).
     batch: int = 1
 
 
@@ -154,8 +155,12 @@ def job_options(
     priority: int = 0,
     timeout: Duration | None = None,
     retry: Retry | int | None = None,
-    batch: int = 1,
+    batch: int | None = None,
 ) -> JobOptions:
+    """`batch` None: DEFAULT_BATCH, or 1 for a type with a timeout (Celery's time limit covers
+    a whole message, so a batched job could be stopped before its own timeout)."""
+    if batch is None:
+        batch = DEFAULT_BATCH if timeout is None else 1
     if isinstance(retry, int):
         retry = Retry(attempts=retry)
     if not 0 <= priority <= 9:

@@ -14,7 +14,8 @@ def build(settings: Settings | None = None, queue: str | None = None) -> Crisper
     app = Crisper("bench_crisper", settings=settings)
 
     @app.job(name=JOB, queue=queue or os.environ.get("BENCH_QUEUE", "default"),
-             batch=int(os.environ.get("BENCH_JOB_BATCH", "1")))
+             batch=int(os.environ["BENCH_JOB_BATCH"]) if os.environ.get("BENCH_JOB_BATCH")
+             else None)
     def noop(ctx: JobContext) -> None:
         probes.mark_started()
 

@@ -69,6 +69,9 @@ def register_task(crisper: Crisper, app: Celery, job_type: JobType) -> None:
     timeout = job_type.options.timeout
     limits: dict[str, Any] = {}
     if timeout is not None:
+        # Celery limits a whole message; a batched job starts at most the budget into it.
+        if job_type.options.batch > 1:
+            timeout += crisper.settings.batch_budget_seconds
         limits = {"soft_time_limit": timeout,
                   "time_limit": timeout + crisper.settings.kill_grace_seconds}
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 import traceback
+import uuid
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -15,8 +18,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from crisper import retry as retry_policy
 from crisper.engine.context import JobContext, install_log_handler
+from crisper.engine.dispatch import publish
 from crisper.engine.leases import LeaseKeeper, store_news
-from crisper.errors import Cancelled, StoreUnavailable
+from crisper.errors import Cancelled, CrisperError, StoreUnavailable
 from crisper.ids import parse_id
 from crisper.states import JobState
 from crisper.store import jobs as job_sql
@@ -29,6 +33,24 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 S = JobState
 LIVE_PROGRESS_INTERVAL = 0.1  # seconds between live progress messages of one job
+
+
+class Turns:
+    """The jobs of one message not yet started, taken in order; the rest can be handed back."""
+
+    def __init__(self, ids: list[uuid.UUID]) -> None:
+        self._waiting = deque(ids)
+        self._lock = threading.Lock()
+
+    def take(self) -> uuid.UUID | None:
+        with self._lock:
+            return self._waiting.popleft() if self._waiting else None
+
+    def hand_back(self) -> list[uuid.UUID]:
+        with self._lock:
+            rest = list(self._waiting)
+            self._waiting.clear()
+        return rest
 
 
 @dataclass(frozen=True)
@@ -55,21 +77,44 @@ class Runner:
         install_log_handler()
 
     def run(self, job_type: JobType, job_ids: list[str], request: Any) -> None:
+        """Run a message's jobs one after another, each claimed when its turn comes.
+
+        The jobs still waiting stay queued: they show so, and a cancel stops them at once.
+        A message of several jobs is worked for at most the batch budget: then the waiting
+        jobs go back to the broker, one message each, for idle workers to take instead of
+        waiting behind a slow job.
+        """
         self._reset_after_fork()
-        ids = [i for i in (parse_id(x) for x in job_ids) if i is not None]
+        turns = Turns([i for i in (parse_id(x) for x in job_ids) if i is not None])
         worker = f"{request.hostname or 'local'}:{os.getpid()}"
-        claimed = self.claim(ids, worker, request.id or "", job_type)
-        # A batch is claimed at once: every lease is kept from now, not from its turn.
-        contexts = [self._context(job) for job in claimed]
-        for ctx in contexts:
-            self.leases.hold(ctx)
+        budget = None
+        if len(job_ids) > 1:
+            budget = threading.Timer(self.crisper.settings.batch_budget_seconds,
+                                     self._hand_back, (turns,))
+            budget.daemon = True
+            budget.start()
         try:
-            for job, ctx in zip(claimed, contexts, strict=True):
-                self.run_claimed(job_type, job, ctx, worker)
-                self.crisper.flow.release(job_type, job.params)  # wake jobs waiting for a slot
+            while (job_id := turns.take()) is not None:
+                for job in self.claim([job_id], worker, request.id or "", job_type):
+                    ctx = self._context(job)
+                    self.leases.hold(ctx)
+                    self.run_claimed(job_type, job, ctx, worker)
+                    self.crisper.flow.release(job_type, job.params)  # wake jobs waiting on it
         finally:
-            for ctx in contexts:
-                self.leases.release(ctx)
+            if budget is not None:
+                budget.cancel()
+
+    def _hand_back(self, turns: Turns) -> None:
+        """Send the message's waiting jobs out again, each alone (runs on the budget's timer)."""
+        rest = turns.hand_back()
+        if not rest:
+            return
+        try:
+            with self.crisper.store.read() as session:
+                waiting = job_sql.waiting_dispatches(session, rest)
+            publish(self.crisper.celery, waiting)
+        except CrisperError as exc:  # still queued: the lost-message sweep sends them later
+            log.warning("could not hand back %d waiting job(s): %s", len(rest), exc)
 
     def claim(self, ids: list[Any], worker: str, task_id: str,
               job_type: JobType | None = None) -> list[job_sql.Claimed]:
@@ -184,7 +229,7 @@ class Runner:
 def execute(job_type: JobType, ctx: JobContext, job: job_sql.Claimed) -> Outcome:
     """Call the job function and turn whatever happens into an Outcome."""
     try:
-        ctx.check_cancelled()  # asked to stop while it waited its turn in a batch
+        ctx.check_cancelled()  # asked to stop between its claim and now
         result = job_type.func(ctx, **job.params)
         json.dumps(result)
     except Cancelled:

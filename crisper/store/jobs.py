@@ -517,6 +517,16 @@ def undispatched(session: Session, limit: int, skip_queues: Collection[str] = ()
     return [Dispatch(r.id, r.type, r.queue, r.priority) for r in session.execute(stmt)]
 
 
+def waiting_dispatches(session: Session, ids: Sequence[uuid.UUID]) -> list[Dispatch]:
+    """The wake-up messages for those of `ids` still queued (a batch's waiting jobs)."""
+    stmt = (
+        select(jobs.c.id, jobs.c.type, jobs.c.queue, jobs.c.priority)
+        .where(jobs.c.id.in_(list(ids)), jobs.c.state == S.QUEUED.value)
+        .order_by(jobs.c.id)
+    )
+    return [Dispatch(r.id, r.type, r.queue, r.priority) for r in session.execute(stmt)]
+
+
 def queues_with_stale_dispatch(session: Session, before: datetime) -> list[str]:
     stmt = (
         select(jobs.c.queue).distinct()

@@ -197,3 +197,22 @@ def test_wake_up_messages_group_by_type_queue_and_priority_in_batches() -> None:
 
     assert got == [(("a", "q", 0), [0, 1]), (("a", "q", 0), [3, 6]), (("b", "q", 0), [2]),
                    (("a", "other", 0), [4]), (("a", "q", 5), [5])]
+
+
+def test_types_batch_by_default_unless_they_have_a_timeout() -> None:
+    from crisper.registry import DEFAULT_BATCH, job_options
+
+    assert job_options().batch == DEFAULT_BATCH == 10
+    assert job_options(timeout="5m").batch == 1  # Celery's time limit covers a whole message
+    assert job_options(timeout="5m", batch=4).batch == 4
+    assert job_options(batch=1).batch == 1
+
+
+def test_a_messages_turns_hand_back_only_the_jobs_not_yet_taken() -> None:
+    from crisper.engine.runner import Turns
+
+    ids = [uuid.uuid4() for _ in range(4)]
+    turns = Turns(ids)
+    assert turns.take() == ids[0]
+    assert turns.hand_back() == ids[1:]
+    assert turns.take() is None and turns.hand_back() == []
