@@ -126,10 +126,10 @@ def _job_page(request: Request, who: Any, job_id: str, status: int = 200,
     crisper = crisper_of(request)
     # History first, then the job: a change between the two reads is then sent again by the
     # stream (one extra reload), instead of falling behind the cursor and never shown.
-    found = crisper.jobs.get(job_id, who.tenant)
-    events = crisper.jobs.events(found.id, who.tenant)
-    lines = crisper.jobs.logs(found.id, who.tenant, limit=LOG_LINES_SHOWN)
-    job = crisper.jobs.get(found.id, who.tenant)
+    # (events() answers JobNotFound for an unknown id or another tenant's job.)
+    events = crisper.jobs.events(job_id, who.tenant)
+    lines = crisper.jobs.logs(job_id, who.tenant, limit=LOG_LINES_SHOWN)
+    job = crisper.jobs.get(job_id, who.tenant)
     cursor = Cursor(events[-1].id if events else 0, lines[-1].id if lines else 0)
     return render(request, "job.html", who, status=status, page="jobs", job=job,
                   events=events, attempts=attempts(events), lines=lines, cursor=str(cursor),
