@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from crisper import Crisper
 from crisper.embedded import free_port
@@ -123,7 +124,7 @@ class PrivatePostgres:
     def schema(self) -> Iterator[str]:
         """A clean schema of one test's own; yields a database URL that uses it."""
         name = f"f_{uuid.uuid4().hex[:12]}"
-        admin = create_engine(normalize_url(self.url))
+        admin = create_engine(normalize_url(self.url), poolclass=NullPool)  # survives restarts
         try:
             with admin.begin() as conn:
                 conn.execute(text(f"CREATE SCHEMA {name}"))

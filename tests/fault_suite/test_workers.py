@@ -61,9 +61,14 @@ def test_sigkill_pool_child(fb: FaultBackend, scenario: Scenario, job_type: str)
     scenario.finish(fb, recover_within=20)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGQUIT], ids=["sigterm", "sigquit"])
-def test_signal_mid_job(fb: FaultBackend, scenario: Scenario, sig: signal.Signals) -> None:
-    """SIGTERM: Celery's warm shutdown lets running jobs finish; SIGQUIT: cold, cuts them."""
+@pytest.mark.parametrize(("sig", "group"), [(signal.SIGTERM, False), (signal.SIGTERM, True),
+                                           (signal.SIGQUIT, False)],
+                         ids=["sigterm", "sigterm-process-group", "sigquit"])
+def test_signal_mid_job(fb: FaultBackend, scenario: Scenario, sig: signal.Signals,
+                        group: bool) -> None:
+    """SIGTERM: Celery's warm shutdown lets running jobs finish; SIGQUIT: cold, cuts them.
+    SIGTERM to the whole process group is what systemd (KillMode=control-group), `kill -TERM
+    -PGID` and container runtimes' init often do: the pool children get it too."""
     # Given a worker running two-second jobs, with and without a retry option
     worker = fb.start_worker(concurrency=2)
     fb.start_scheduler()
@@ -71,7 +76,10 @@ def test_signal_mid_job(fb: FaultBackend, scenario: Scenario, sig: signal.Signal
     wait_for(lambda: fb.started() >= 2, 30, "two jobs to start")
 
     # When its main process gets the signal, and a new worker is started
-    os.kill(worker.pid, sig)
+    if group:
+        worker.signal(sig)
+    else:
+        os.kill(worker.pid, sig)
     worker.popen.wait(30)
     fb.start_worker(concurrency=2)
     scenario.fault_over()
