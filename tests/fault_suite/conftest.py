@@ -11,14 +11,14 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from crisper import SubmitRequest
+from crisper import Crisper, SubmitRequest
 from crisper.store import Store
 from tests.conftest import IN_CI
 from tests.fault_suite.private import (
@@ -76,10 +76,10 @@ class Scenario:
         self.name = name
         self.ids: list[uuid.UUID] = []
         self.fault_ended: float | None = None
-        self.notes: list[str] = []
+        self.notes: list[str | Callable[[], str]] = []
 
-    def submit(self, backend: FaultBackend, type_: str, n: int, **params: Any) -> list[uuid.UUID]:
-        handles = backend.app.submit_many([SubmitRequest(type_, dict(params)) for _ in range(n)])
+    def submit(self, app: Crisper, type_: str, n: int, **params: Any) -> list[uuid.UUID]:
+        handles = app.submit_many([SubmitRequest(type_, dict(params)) for _ in range(n)])
         ids = [h.id for h in handles]
         self.ids += ids
         return ids
@@ -88,7 +88,8 @@ class Scenario:
         """The fault has ended (the process restarted, the service is back): recovery starts."""
         self.fault_ended = time.time()
 
-    def note(self, text: str) -> None:
+    def note(self, text: str | Callable[[], str]) -> None:
+        """Add to the scenario's line: a text, or a function called when the figures are taken."""
         self.notes.append(text)
 
     def figures(self, store: Store, folder: Path, timeout: float, grace: float) -> Figures:
@@ -97,7 +98,7 @@ class Scenario:
         figures = count(self.name, store, folder, self.ids, grace)
         if settled_at is not None:
             figures.recover = max(0.0, settled_at - (self.fault_ended or settled_at))
-        figures.note = "; ".join(self.notes)
+        figures.note = "; ".join(n if isinstance(n, str) else n() for n in self.notes)
         self.node.user_properties.append((FIGURES, figures.line()))
         return figures
 

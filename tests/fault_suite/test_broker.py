@@ -22,8 +22,8 @@ def draining(fb: FaultBackend, scenario: Scenario, n: int = 40) -> None:
     """A worker and a scheduler working through `n` short jobs, with and without retries."""
     fb.start_worker(concurrency=2)
     fb.start_scheduler()
-    scenario.submit(fb, "fault.once", n // 2, seconds=0.2)
-    scenario.submit(fb, "fault.retry", n - n // 2, seconds=0.2)
+    scenario.submit(fb.app, "fault.once", n // 2, seconds=0.2)
+    scenario.submit(fb.app, "fault.retry", n - n // 2, seconds=0.2)
     wait_for(lambda: fb.started() >= 4, 30, "the drain to be under way")
 
 
@@ -67,7 +67,7 @@ def test_broker_restarted_under_steady_load(fb: FaultBackend, scenario: Scenario
 
     def feed() -> None:  # about 3 s of work per second for 2 processes
         while not stop.wait(0.25):
-            scenario.submit(fb, "fault.once", 2, seconds=0.4)
+            scenario.submit(fb.app, "fault.once", 2, seconds=0.4)
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()

@@ -24,8 +24,8 @@ def never_ran(fb: FaultBackend, ids: list) -> None:
 
 def test_cancel_queued_then_all_workers_restarted(fb: FaultBackend, scenario: Scenario) -> None:
     # Given ten queued jobs, their messages in the broker, and no worker yet
-    keep = scenario.submit(fb, "fault.once", 5, seconds=0.2)
-    drop = scenario.submit(fb, "fault.retry", 5, seconds=0.2)
+    keep = scenario.submit(fb.app, "fault.once", 5, seconds=0.2)
+    drop = scenario.submit(fb.app, "fault.retry", 5, seconds=0.2)
     # When five are cancelled, a worker takes every message, and all workers are restarted
     for job_id in drop:
         fb.app.get(job_id).cancel()
@@ -47,7 +47,7 @@ def test_cancel_running_job_that_never_checks(fb: FaultBackend, scenario: Scenar
     # Given two long jobs whose bodies never check for cancellation
     fb.start_worker(concurrency=2)
     fb.start_scheduler()
-    ids = scenario.submit(fb, "fault.once", 2, seconds=60, check=False)
+    ids = scenario.submit(fb.app, "fault.once", 2, seconds=60, check=False)
     wait_for(lambda: fb.started() >= 2, 30, "both to start")
     # When both are cancelled
     for job_id in ids:
@@ -66,10 +66,10 @@ def test_cancel_running_job_that_never_checks(fb: FaultBackend, scenario: Scenar
 def test_cancel_while_the_scheduler_is_down(fb: FaultBackend, scenario: Scenario) -> None:
     # Given a worker running four jobs (two never check) and four queued, no scheduler
     fb.start_worker(concurrency=4)
-    checking = scenario.submit(fb, "fault.once", 2, seconds=30)
-    deaf = scenario.submit(fb, "fault.retry", 2, seconds=30, check=False)
+    checking = scenario.submit(fb.app, "fault.once", 2, seconds=30)
+    deaf = scenario.submit(fb.app, "fault.retry", 2, seconds=30, check=False)
     wait_for(lambda: fb.started() >= 4, 30, "four jobs to run")
-    queued = scenario.submit(fb, "fault.once", 4, seconds=0.2)  # behind the four running
+    queued = scenario.submit(fb.app, "fault.once", 4, seconds=0.2)  # behind the four running
     # When all eight are cancelled while no scheduler runs, then the scheduler comes back
     for job_id in [*checking, *deaf, *queued]:
         fb.app.get(job_id).cancel()

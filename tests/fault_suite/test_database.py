@@ -34,8 +34,8 @@ def test_postgres_stopped_for_10s(lease_fb: FaultBackend, scenario: Scenario) ->
     # Given a worker and a scheduler working through one-second jobs, with and without retries
     fb.start_worker(concurrency=2)
     fb.start_scheduler()
-    scenario.submit(fb, "fault.once", 8, seconds=1.0)
-    scenario.submit(fb, "fault.retry", 8, seconds=1.0)
+    scenario.submit(fb.app, "fault.once", 8, seconds=1.0)
+    scenario.submit(fb.app, "fault.retry", 8, seconds=1.0)
     wait_for(lambda: fb.started() >= 2, 30, "jobs to start")
 
     # When PostgreSQL crashes (immediate stop) and comes back 10 s later

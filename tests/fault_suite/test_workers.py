@@ -24,7 +24,7 @@ def start(fb: FaultBackend, scenario: Scenario, n: int = 8, seconds: float = 1.0
     """A worker of two processes busy with `n` jobs (split between `types`), a scheduler."""
     for i, type_ in enumerate(types):
         share = n // len(types) + (i < n % len(types))
-        scenario.submit(fb, type_, share, seconds=seconds, check=check)
+        scenario.submit(fb.app, type_, share, seconds=seconds, check=check)
 
 
 @POLICIES
