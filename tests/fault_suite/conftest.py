@@ -1,18 +1,13 @@
-"""Fault suite fixtures (private services, scenarios) and its table of figures.
-
-The table goes to the terminal summary, one line per scenario, and to .crisper-faults.txt at
-the repository root (or $CRISPER_FAULTS_TABLE) for the docs to quote.
-"""
+"""Fault suite fixtures: private services, and scenarios that count and check their figures
+(printed by tests/fault_suite/summary.py)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +22,8 @@ from tests.fault_suite.private import (
     fault_backend,
     missing_tools,
 )
+from tests.fault_suite.summary import FIGURES
 from tests.fault_suite.tally import Figures, count, wait_settled
-from tests.harness import ROOT
-
-FIGURES = "fault_figures"
-TABLE = Path(os.environ.get("CRISPER_FAULTS_TABLE", ROOT / ".crisper-faults.txt"))
 
 
 def _require_tools() -> None:
@@ -139,25 +131,3 @@ def scenario(request: pytest.FixtureRequest) -> Scenario:
     """The scenario named after the test (test_ and the module's prefix dropped)."""
     name = request.node.name.removeprefix("test_").replace("_", "-")
     return Scenario(request.node, name)
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    reports = [r for kind in ("passed", "failed", "error")
-               for r in terminalreporter.stats.get(kind, [])
-               if getattr(r, "when", "") == "call" and "fault_suite" in r.nodeid]
-    if not reports:
-        return
-    lines = []
-    for report in sorted(reports, key=lambda r: r.nodeid):
-        figures = [v for k, v in report.user_properties if k == FIGURES]
-        verdict = "ok  " if report.passed else "FAIL"
-        name = report.nodeid.rsplit("::", 1)[-1]
-        lines += [f"{verdict} {line}" for line in figures] or [f"{verdict} {name}: no figures"]
-    seconds = sum(r.duration for r in reports)
-    head = (f"fault suite: {len(reports)} scenarios, {seconds:.0f} s of test time, "
-            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
-    terminalreporter.section("fault suite figures")
-    for line in [head, *lines]:
-        terminalreporter.write_line(line)
-    TABLE.write_text("\n".join([head, *lines]) + "\n")
-    terminalreporter.write_line(f"(table written to {TABLE})")
