@@ -11,6 +11,7 @@ import pytest
 
 from tests.fault_suite.conftest import Scenario
 from tests.fault_suite.private import FaultBackend
+from tests.fault_suite.tally import settled
 from tests.harness import wait_for
 
 pytestmark = pytest.mark.faults
@@ -21,7 +22,7 @@ POLICIES = pytest.mark.parametrize("job_type", ["fault.once", "fault.retry"],
 
 def start(fb: FaultBackend, scenario: Scenario, n: int = 8, seconds: float = 1.0,
           types: tuple[str, ...] = ("fault.once", "fault.retry"), check: bool = True) -> None:
-    """A worker of two processes busy with `n` jobs (split between `types`), a scheduler."""
+    """Submit `n` jobs of `seconds`, split between `types`."""
     for i, type_ in enumerate(types):
         share = n // len(types) + (i < n % len(types))
         scenario.submit(fb.app, type_, share, seconds=seconds, check=check)
@@ -100,7 +101,7 @@ def test_sigstop_past_the_lease_then_sigcont(fb: FaultBackend, scenario: Scenari
     frozen.signal(signal.SIGSTOP)
     stopped_at = time.monotonic()
     fb.start_worker(concurrency=2)
-    wait_for(lambda: scenario_settled(fb, scenario), 40, "the jobs to end while it is frozen")
+    wait_for(lambda: settled(fb.app.store, scenario.ids), 40, "the jobs to end while it is frozen")
     scenario.note(f"frozen {time.monotonic() - stopped_at:.0f}s")
     frozen.signal(signal.SIGCONT)
     scenario.fault_over()
@@ -108,9 +109,3 @@ def test_sigstop_past_the_lease_then_sigcont(fb: FaultBackend, scenario: Scenari
 
     # Then every job succeeded once: the stale bodies stopped at their next check
     scenario.finish(fb, recover_within=5)
-
-
-def scenario_settled(fb: FaultBackend, scenario: Scenario) -> bool:
-    from tests.fault_suite.tally import settled
-
-    return settled(fb.app.store, scenario.ids)
