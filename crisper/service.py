@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,8 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crisper.durations import Duration, seconds
+from crisper.engine.dispatch import Breaker, Refusal
 from crisper.errors import (
-    BrokerUnavailable,
     CrisperError,
     DuplicateJob,
     InvalidRequest,
@@ -32,6 +33,7 @@ from crisper.store.records import EventRecord, JobRecord, LogRecord
 if TYPE_CHECKING:
     from crisper.app import Crisper
 
+log = logging.getLogger(__name__)
 S = JobState
 DEFAULT_TENANT = "default"
 _PENDING = "crisper_pending_dispatch"
@@ -74,6 +76,7 @@ class JobService:
 
     def __init__(self, crisper: Crisper) -> None:
         self.crisper = crisper
+        self.breaker = Breaker()
 
     # -- submit -----------------------------------------------------------------------------
 
@@ -88,21 +91,26 @@ class JobService:
         """
         at = utcnow()
         rows = [self._row(r, at) for r in requests]
+        send = self.breaker.allows()
+        if not send:  # the broker is down: store the jobs as undispatched; the relay sends them
+            for row in rows:
+                row["dispatched_at"] = None
         rejects = [r.on_duplicate == "reject" for r in requests]
         if session is not None:
             records, fresh = self._insert(session, rows, at, rejects)
-            self._dispatch_after_commit(session, fresh)
+            if send:
+                self._dispatch_after_commit(session, fresh)
             return records
         if len(rows) == 1 and not (rows[0]["idempotency_key"] or rows[0]["unique_key"]):
             # Nothing to look up first: one statement, committed on its own.
             with self.crisper.store.autocommit() as conn:
                 job_sql.create(conn, rows, at)
-            fresh = [_record_from_row(rows[0])]
-            self._dispatch_now(fresh)
-            return fresh
-        with self.crisper.store.transaction() as own:
-            records, fresh = self._insert(own, rows, at, rejects)
-        self._dispatch_now(fresh)
+            records = fresh = [_record_from_row(rows[0])]
+        else:
+            with self.crisper.store.transaction() as own:
+                records, fresh = self._insert(own, rows, at, rejects)
+        if send:
+            self._dispatch_now(fresh, allowed=True)
         return records
 
     def _row(self, r: SubmitRequest, at: datetime) -> dict[str, Any]:
@@ -187,22 +195,47 @@ class JobService:
         ]
         return records, list(created.values())
 
-    def _dispatch_now(self, records: Sequence[JobRecord]) -> None:
+    def _dispatch_now(self, records: Sequence[JobRecord], allowed: bool = False) -> None:
+        """Wake workers for committed jobs. Never raises: the jobs exist whatever happens here.
+
+        With the broker down (or the breaker open, or no broker configured or readable), the
+        jobs are left for the relay; a refused message is recorded on its jobs.
+        """
         todo = [_dispatch(r) for r in records if r.state is S.QUEUED]
         if not todo:
             return
+        ids = [d.id for d in todo]
+        if not (allowed or self.breaker.allows()):
+            self._mark_undispatched(ids)
+            return
         try:
-            self.crisper.publish(todo)
-        except BrokerUnavailable:
-            self._mark_undispatched([d.id for d in todo])
+            refusals = self.crisper.publish(todo)
+        except Exception as exc:  # noqa: BLE001 - the job is committed: report it, never fail
+            self.breaker.trip(exc)
+            self._mark_undispatched(ids)
+            return
+        self.breaker.reset()
+        if refusals:
+            self._record_refusals(todo, refusals)
 
     def _mark_undispatched(self, ids: list[uuid.UUID]) -> None:
         """Leave the job for the relay to send once the broker is back."""
         try:
             with self.crisper.store.transaction() as session:
                 job_sql.mark_dispatched(session, ids, None)
-        except CrisperError:
-            pass  # the relay's lost-message check will still find these jobs
+        except CrisperError as exc:
+            log.warning("%d job(s) stored, but not marked for the relay (%s); the lost-message "
+                        "sweep sends them", len(ids), exc)
+
+    def _record_refusals(self, todo: list[job_sql.Dispatch],
+                         refusals: list[Refusal]) -> None:
+        from crisper.maintenance.relay import record_refusals
+
+        try:
+            with self.crisper.store.transaction() as session:
+                record_refusals(self.crisper, session, todo, refusals, utcnow())
+        except CrisperError as exc:
+            log.warning("broker refused %d message(s); not recorded: %s", len(refusals), exc)
 
     def _dispatch_after_commit(self, session: Session, records: list[JobRecord]) -> None:
         """Outbox: wake workers only once the caller's transaction has committed."""
@@ -213,6 +246,7 @@ class JobService:
         session.info.setdefault(_PENDING, []).extend(records)
 
     def _after_commit(self, session: Session) -> None:
+        """Never raises into the caller's commit: the jobs are committed (see _dispatch_now)."""
         self._dispatch_now(session.info.pop(_PENDING, []))
 
     # -- read -------------------------------------------------------------------------------

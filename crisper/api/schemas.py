@@ -118,6 +118,9 @@ class Job(BaseModel):
     max_attempts: int
     result: Any = None
     error: JobError | None = None
+    dispatch_error: str | None = Field(
+        None, description="why this queued job's wake-up message could not be published; "
+        "the relay tries again with back-off")
     idempotency_key: str | None
     timeout: float | None
     worker: str | None
@@ -139,7 +142,8 @@ class Job(BaseModel):
             progress=Progress(current=r.progress_current, total=r.progress_total,
                               percent=r.percent, message=r.progress_message),
             attempt=r.attempt, max_attempts=r.max_attempts, result=r.result,
-            error=JobError(**r.error) if r.error else None, idempotency_key=r.idempotency_key,
+            error=JobError(**r.error) if r.error else None, dispatch_error=r.dispatch_error,
+            idempotency_key=r.idempotency_key,
             timeout=r.timeout, worker=r.worker, cancel_requested_at=r.cancel_requested_at,
             created_at=r.created_at, run_at=r.run_at, queued_at=r.queued_at,
             started_at=r.started_at, finished_at=r.finished_at, cancelled_at=r.cancelled_at,

@@ -59,6 +59,7 @@ JSONB = JSON().with_variant(postgresql.JSONB(), "postgresql")
 BIGID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
 
 _ACTIVE = "state IN ('held', 'scheduled', 'queued', 'running', 'retrying')"
+_UNDISPATCHED = "state = 'queued' AND dispatched_at IS NULL"
 
 jobs = Table(
     "crisper_jobs",
@@ -103,6 +104,11 @@ jobs = Table(
     # The schedule and fire time a job came from (one job per fire).
     Column("schedule_name", String(200)),
     Column("fire_time", UTCDateTime()),
+    # Dispatch (migration 0004): why the last wake-up message could not be published, how many
+    # tries failed in a row, and when the relay tries again (its back-off).
+    Column("dispatch_error", Text),
+    Column("dispatch_attempts", Integer, nullable=False, server_default="0"),
+    Column("dispatch_after", UTCDateTime()),
     Index("ix_crisper_jobs_state_id", "state", "id"),
     Index("ix_crisper_jobs_type_id", "type", "id"),
     Index("ix_crisper_jobs_queue_state", "queue", "state"),
@@ -120,6 +126,16 @@ jobs = Table(
     ),
     Index(
         "ix_crisper_jobs_dispatch", "queue", "dispatched_at",
+        postgresql_where=text("state = 'queued'"), sqlite_where=text("state = 'queued'"),
+    ),
+    # The relay's scans: queued jobs with no message out, in the order they go out; and queued
+    # jobs by the time their message went out (those a broker restart may have lost).
+    Index(
+        "ix_crisper_jobs_undispatched", "priority", "id",
+        postgresql_where=text(_UNDISPATCHED), sqlite_where=text(_UNDISPATCHED),
+    ),
+    Index(
+        "ix_crisper_jobs_dispatched_at", "dispatched_at",
         postgresql_where=text("state = 'queued'"), sqlite_where=text("state = 'queued'"),
     ),
     Index("ix_crisper_jobs_finished", "finished_at"),
