@@ -56,7 +56,7 @@ class Relay:
             with crisper.store.transaction() as session:
                 lost = job_sql.dispatched_before(session, began, BATCH)
                 if lost:
-                    _publish(crisper, session, lost, max(utcnow(), began))
+                    _publish(crisper, session, lost, began)
             sent += len(lost)
             if len(lost) < BATCH:
                 break
@@ -110,7 +110,8 @@ def _publish(crisper: Crisper, session: Session, todo: list[job_sql.Dispatch],
     """
     refusals = crisper.publish(todo)
     refused = {i for r in refusals for i in r.ids}
-    job_sql.mark_dispatched(session, [d.id for d in todo if d.id not in refused], at)
+    sent_at = max(at, utcnow())  # when the messages were out (not when the tick began)
+    job_sql.mark_dispatched(session, [d.id for d in todo if d.id not in refused], sent_at)
     if refusals:
         record_refusals(crisper, session, todo, refusals, at)
 
