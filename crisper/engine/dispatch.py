@@ -58,17 +58,18 @@ def publish(app: Celery, dispatches: Sequence[Dispatch],
             producer.connection.ensure_connection(max_retries=0)
             for key, ids in batches(dispatches, batch_of):
                 if key in refused:  # an earlier message of this group was refused: so is this
-                    refused[key].ids.extend(ids)
+                    refused[key].ids.extend(uuid.UUID(i) for i in ids)
                     continue
                 try:
                     app.send_task(
-                        key[0], args=[[str(i) for i in ids]], queue=key[1], producer=producer,
+                        key[0], args=[ids], queue=key[1], producer=producer,
                         retry=False, priority=broker_priority(app, key[2]), ignore_result=True,
                     )
                 except Exception as exc:  # noqa: BLE001 - sorted just below
                     if broker_wide(exc):
                         raise
-                    refused[key] = Refusal(list(ids), f"{type(exc).__name__}: {exc}")
+                    refused[key] = Refusal([uuid.UUID(i) for i in ids],
+                                           f"{type(exc).__name__}: {exc}")
     except Exception as exc:
         if broker_wide(exc):
             raise BrokerUnavailable(f"the broker is unavailable: {exc}") from exc
@@ -105,11 +106,11 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 def batches(dispatches: Sequence[Dispatch], batch_of: Callable[[str], int]
-            ) -> Iterator[tuple[tuple[str, str, int], list[uuid.UUID]]]:
+            ) -> Iterator[tuple[tuple[str, str, int], list[str]]]:
     """Group job ids by (type, queue, priority), in order, in chunks of the type's batch size."""
-    groups: dict[tuple[str, str, int], list[uuid.UUID]] = defaultdict(list)
+    groups: dict[tuple[str, str, int], list[str]] = defaultdict(list)
     for d in dispatches:
-        groups[(d.type, d.queue, d.priority)].append(d.id)
+        groups[(d.type, d.queue, d.priority)].append(str(d.id))
     for key, ids in groups.items():
         size = max(1, batch_of(key[0]))
         for start in range(0, len(ids), size):

@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -22,13 +23,17 @@ from sqlalchemy import func, select, update
 from crisper import JobState, SubmitRequest
 from crisper.dashboard.session import SESSION_COOKIE, new_session
 from crisper.embedded import free_port
+from crisper.engine.dispatch import queue_depth
+from crisper.maintenance import relay
 from crisper.settings import EMBEDDED_STATE_FILE
 from crisper.store import utcnow
 from crisper.store.models import jobs
 from tests.api_support import api_server, key
+from tests.conftest import require
 from tests.harness import Backend, wait_for
 
 S = JobState
+RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
 # A type with a timeout gets one job per message: the order of messages is the order of starts
 # (a batched message hands its unstarted jobs back to the end of the queue after its budget).
 ONE_PER_MESSAGE = "probe.slow"
@@ -257,3 +262,36 @@ def test_a_submit_never_fails_after_its_job_is_committed(backend: Backend) -> No
         with app.store.read() as session:
             assert session.execute(select(jobs.c.dispatched_at).where(jobs.c.id == job.id)
                                    ).one().dispatched_at is None
+
+
+@pytest.mark.backends("postgres-redis")
+def test_on_rabbitmq_a_refused_queue_name_stops_only_its_own_jobs(backend: Backend) -> None:
+    """Finding 1 on RabbitMQ: a reserved queue name (amq.*) is refused with a channel error."""
+    require("rabbitmq")
+    app = backend.app_with(broker_url=RABBITMQ, broker_prefix="")
+    queue = f"relay-test-{uuid.uuid4().hex[:8]}"
+    # Given a queued job on a queue RabbitMQ refuses, ahead of others that have no message out
+    refused = app.submit(ONE_PER_MESSAGE, hold=True)
+    others = [app.submit(ONE_PER_MESSAGE, hold=True, queue=queue, priority=p) for p in (0, 5, 0)]
+    with app.store.transaction() as session:
+        session.execute(update(jobs).where(jobs.c.id == refused.id).values(
+            state=S.QUEUED.value, queue="amq.crisper-test", priority=9, queued_at=utcnow()))
+        session.execute(update(jobs).where(jobs.c.id.in_([j.id for j in others])).values(
+            state=S.QUEUED.value, queued_at=utcnow()))
+    try:
+        # When the relay runs
+        sent = relay.relay(app, utcnow())
+
+        # Then the others are sent, and the refused job waits with RabbitMQ's answer
+        assert sent == 4
+        with app.store.read() as session:
+            rows = {r.id: r for r in session.execute(select(
+                jobs.c.id, jobs.c.dispatched_at, jobs.c.dispatch_error))}
+        assert all(rows[j.id].dispatched_at is not None for j in others)
+        assert rows[refused.id].dispatched_at is None
+        assert "ACCESS_REFUSED" in (rows[refused.id].dispatch_error or "")
+        assert queue_depth(app.celery, queue) == 3
+    finally:
+        with app.celery.connection_for_write() as conn:
+            conn.default_channel.queue_delete(queue)
+            conn.default_channel.exchange_delete(queue)
