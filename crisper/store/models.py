@@ -59,7 +59,6 @@ JSONB = JSON().with_variant(postgresql.JSONB(), "postgresql")
 BIGID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
 
 _ACTIVE = "state IN ('held', 'scheduled', 'queued', 'running', 'retrying')"
-_UNDISPATCHED = "state = 'queued' AND dispatched_at IS NULL"
 
 jobs = Table(
     "crisper_jobs",
@@ -128,12 +127,8 @@ jobs = Table(
         "ix_crisper_jobs_dispatch", "queue", "dispatched_at",
         postgresql_where=text("state = 'queued'"), sqlite_where=text("state = 'queued'"),
     ),
-    # The relay's scans: queued jobs with no message out, in the order they go out; and queued
+    # The relay's scans: queued jobs with no message out (dispatched_at IS NULL), and queued
     # jobs by the time their message went out (those a broker restart may have lost).
-    Index(
-        "ix_crisper_jobs_undispatched", "priority", "id",
-        postgresql_where=text(_UNDISPATCHED), sqlite_where=text(_UNDISPATCHED),
-    ),
     Index(
         "ix_crisper_jobs_dispatched_at", "dispatched_at",
         postgresql_where=text("state = 'queued'"), sqlite_where=text("state = 'queued'"),

@@ -220,6 +220,20 @@ def test_with_the_broker_down_a_submit_takes_milliseconds_and_warns_once(
                 and "broker" in r.getMessage()]
     assert len(warnings) <= 1, [r.getMessage() for r in warnings]
 
+    # And over HTTP, submits keep their pace too
+    with api_server(app) as root, httpx.Client(base_url=root, headers={
+            "Authorization": f"Bearer {key(app)}"}) as client:
+        http: list[float] = []
+        deadline = time.monotonic() + 30
+        while len(http) < 50 and time.monotonic() < deadline:
+            started = time.perf_counter()
+            answer = client.post("/v1/jobs", json={"type": "probe.noop"})
+            http.append(time.perf_counter() - started)
+            assert answer.status_code == 202, answer.text
+    print(f"HTTP submit with the broker down: {len(http)} submits, median "
+          f"{statistics.median(http) * 1000:.1f} ms ({len(http) / sum(http):.0f}/s)")
+    assert len(http) == 50 and statistics.median(http) < 0.05
+
 
 @pytest.mark.backends("postgres-redis")
 def test_with_the_broker_down_the_scheduler_keeps_its_pace(backend: Backend) -> None:

@@ -17,7 +17,6 @@ branch_labels = None
 depends_on = None
 
 _TS = crisper.store.models.UTCDateTime
-_UNDISPATCHED = "state = 'queued' AND dispatched_at IS NULL"
 _QUEUED = "state = 'queued'"
 
 
@@ -26,15 +25,12 @@ def upgrade() -> None:
     op.add_column("crisper_jobs", sa.Column("dispatch_attempts", sa.Integer(),
                                             server_default="0", nullable=False))
     op.add_column("crisper_jobs", sa.Column("dispatch_after", _TS(timezone=True), nullable=True))
-    op.create_index("ix_crisper_jobs_undispatched", "crisper_jobs", ["priority", "id"],
-                    postgresql_where=sa.text(_UNDISPATCHED), sqlite_where=sa.text(_UNDISPATCHED))
     op.create_index("ix_crisper_jobs_dispatched_at", "crisper_jobs", ["dispatched_at"],
                     postgresql_where=sa.text(_QUEUED), sqlite_where=sa.text(_QUEUED))
 
 
 def downgrade() -> None:
     op.drop_index("ix_crisper_jobs_dispatched_at", table_name="crisper_jobs")
-    op.drop_index("ix_crisper_jobs_undispatched", table_name="crisper_jobs")
     with op.batch_alter_table("crisper_jobs") as batch:
         for column in ("dispatch_after", "dispatch_attempts", "dispatch_error"):
             batch.drop_column(column)
