@@ -232,7 +232,7 @@ def test_with_the_broker_down_a_submit_takes_milliseconds_and_warns_once(
             assert answer.status_code == 202, answer.text
     print(f"HTTP submit with the broker down: {len(http)} submits, median "
           f"{statistics.median(http) * 1000:.1f} ms ({len(http) / sum(http):.0f}/s)")
-    assert len(http) == 50 and statistics.median(http) < 0.05
+    assert len(http) == 50 and statistics.median(http) < 0.1  # it was 6 s
 
 
 @pytest.mark.backends("postgres-redis")
@@ -241,7 +241,8 @@ def test_with_the_broker_down_the_scheduler_keeps_its_pace(backend: Backend) -> 
     down = f"redis://127.0.0.1:{free_port()}/0"
     app = backend.app_with(broker_url=down, broker_prefix="")
     # Given a scheduler whose broker is down, and jobs due one after another over 4 s
-    backend.start_scheduler(CRISPER_BROKER_URL=down, CRISPER_BROKER_PREFIX="")
+    scheduler = backend.start_scheduler(CRISPER_BROKER_URL=down, CRISPER_BROKER_PREFIX="")
+    wait_for(lambda: "scheduler started" in scheduler.output(), 30, "the scheduler")
     time.sleep(1.0)
     start = utcnow() + timedelta(seconds=1)
     due = [app.submit("probe.noop", run_at=start + timedelta(seconds=0.2 * i))
