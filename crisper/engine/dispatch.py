@@ -148,8 +148,8 @@ class Breaker:
             first = not self._down
             self._down = True
         if first:
-            log.warning("broker unavailable (%s); jobs submitted meanwhile are stored and the "
-                        "relay sends them when it is back", exc)
+            log.warning("cannot publish to the broker (%s: %s); jobs submitted meanwhile are "
+                        "stored and the relay sends them when it can", type(exc).__name__, exc)
 
     def reset(self) -> None:
         with self._lock:

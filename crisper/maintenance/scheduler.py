@@ -56,6 +56,7 @@ class Scheduler:
         self.relay = relay.Relay()
         self.units = units(crisper, self.relay)
         self.runbook = RunBook(crisper)
+        self._broker_down: set[str] = set()
 
     def tick(self, lane: str | None = None) -> dict[str, int]:
         """Run every unit (of `lane`, if given) that is due; one failing unit does not stop
@@ -70,12 +71,20 @@ class Scheduler:
             unit.next_at = now + unit.every
             try:
                 count = unit.run(self.crisper, utcnow())
-            except (StoreUnavailable, BrokerUnavailable) as exc:
+            except BrokerUnavailable as exc:
+                if unit.name not in self._broker_down:  # one warning per outage, not per tick
+                    self._broker_down.add(unit.name)
+                    log.warning("%s: %s; its jobs wait until the broker is back", unit.name, exc)
+                continue
+            except StoreUnavailable as exc:
                 log.warning("%s: %s", unit.name, exc)
                 continue
             except Exception:
                 log.exception("%s failed", unit.name)
                 continue
+            if unit.name in self._broker_down:
+                self._broker_down.discard(unit.name)
+                log.info("%s: the broker is back", unit.name)
             if count:
                 log.info("%s: %d", unit.name, count)
             done[unit.name] = count

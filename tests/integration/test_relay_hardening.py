@@ -257,6 +257,9 @@ def test_with_the_broker_down_the_scheduler_keeps_its_pace(backend: Backend) -> 
     print(f"\ntimers with the broker down: max lag {max(lags):.2f} s (tick "
           f"{backend.settings.tick_seconds} s)")
     assert max(lags) < 1.5, lags
+    # And the outage is one warning per broker unit, not one per tick
+    log = scheduler.output()
+    assert log.count("relay: the broker is unavailable") == 1, log[-3000:]
 
 
 def test_a_submit_never_fails_after_its_job_is_committed(backend: Backend) -> None:
