@@ -60,9 +60,10 @@ class Relay:
             sent += len(lost)
             if len(lost) < BATCH:
                 break
-        if sent and self._recovered is not None:
-            log.warning("the broker lost its messages (its epoch began %s): re-sent %d "
-                        "wake-up(s)", began.isoformat(), sent)
+        if sent:  # at start-up the broker may still hold them: then these are duplicates
+            log.log(logging.WARNING if self._recovered else logging.INFO,
+                    "re-sent %d wake-up(s) published before the broker's memory began (%s)",
+                    sent, began.isoformat())
         self._recovered = began
         return sent
 
