@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import IntegrityError
 
 from crisper import cron
-from crisper.errors import InvalidRequest, ScheduleNotFound
+from crisper.errors import InvalidRequest, ScheduleNotFound, UnknownQueue
+from crisper.names import schedule_name_problem, unknown_queue_problem
 from crisper.service import DEFAULT_TENANT, SubmitRequest
 from crisper.store import schedules as schedule_sql
 from crisper.store import utcnow
@@ -44,8 +45,15 @@ class ScheduleService:
             catchup: cron.Catchup = "none", catchup_window: float = 3600.0,
             jitter: float = 0.0, replace: bool = False) -> ScheduleRecord:
         """Store a schedule (validated now, not at its first fire); `replace` to change one."""
+        problem = schedule_name_problem(name)
+        if problem is not None:
+            raise InvalidRequest("name", problem)
         job_type = self.crisper.registry.get(type)
         clean = job_type.validate(params or {})
+        known = self.crisper.declared_queues()
+        problem = unknown_queue_problem(queue or job_type.options.queue, known)
+        if problem is not None:
+            raise UnknownQueue("queue", problem, known)
         cron.validate(cron_expr, timezone)
         if overlap not in cron.OVERLAPS:
             raise InvalidRequest("overlap", f"must be one of {', '.join(cron.OVERLAPS)}")

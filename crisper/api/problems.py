@@ -24,6 +24,7 @@ from crisper.errors import (
     ScheduleNotFound,
     StoreUnavailable,
     UnknownJobType,
+    UnknownQueue,
 )
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ def describe(exc: CrisperError) -> tuple[int, str, dict[str, Any]]:
         errors = [{"loc": ["params", *e["loc"]], "msg": e["msg"], "type": e["type"]}
                   for e in exc.errors]
         return 422, "invalid-params", {"errors": errors}
+    if isinstance(exc, UnknownQueue):
+        return 422, "unknown-queue", {"known_queues": exc.known, "errors": [
+            {"loc": [exc.field], "msg": str(exc), "type": "value_error"}]}
     if isinstance(exc, InvalidRequest):
         return 422, "invalid-request", {"errors": [
             {"loc": [exc.field], "msg": str(exc), "type": "value_error"}]}

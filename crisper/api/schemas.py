@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from crisper.names import QUEUE_PATTERN, TAG_PATTERN, json_problem
 from crisper.service import BulkResult
 from crisper.states import TERMINAL, JobState
 from crisper.store.records import EventRecord, JobRecord, LogRecord
@@ -30,24 +31,11 @@ class Problem(BaseModel):
 MAX_DELAY = 10 * 366 * 86400.0
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL cannot store NUL characters in text or JSON
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
-Tag = Annotated[str, Field(min_length=1, max_length=100, pattern=NO_NUL)]
-
-
-def find_nul(value: Any, path: tuple[str | int, ...] = ()) -> tuple[str | int, ...] | None:
-    """The path of the first string holding a NUL character in a JSON value, if any."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for k, v in value.items():
-            found = find_nul(k, (*path, k)) or find_nul(v, (*path, k))
-            if found is not None:
-                return found
-    if isinstance(value, list):
-        for i, v in enumerate(value):
-            found = find_nul(v, (*path, i))
-            if found is not None:
-                return found
-    return None
+Tag = Annotated[str, Field(min_length=1, max_length=100, pattern=f"^{TAG_PATTERN.pattern}$",
+                           description="see docs/api.md for the tag rule")]
+QueueName = Annotated[str, Field(min_length=1, max_length=64,
+                                 pattern=f"^{QUEUE_PATTERN.pattern}$",
+                                 description="a declared queue (docs/flow-control.md)")]
 
 
 class SubmitBody(BaseModel):
@@ -57,7 +45,7 @@ class SubmitBody(BaseModel):
                               json_schema_extra={"not": {"required": ["run_at", "delay"]}})
     type: Name = Field(description="a registered job type")
     params: dict[str, Any] = Field(default_factory=dict)
-    queue: Name | None = None
+    queue: QueueName | None = None
     priority: int | None = Field(None, ge=0, le=9, description="9 runs first")
     run_at: AwareDatetime | None = Field(None, description="not before this time")
     delay: float | None = Field(None, ge=0, le=MAX_DELAY, description="run after this many seconds")
@@ -74,10 +62,18 @@ class SubmitBody(BaseModel):
     def _check(self) -> SubmitBody:
         if self.delay is not None and self.run_at is not None:
             raise ValueError("give run_at or delay, not both")
-        where = find_nul(self.params)
-        if where is not None:
-            raise ValueError(f"params.{'.'.join(map(str, where))}: text cannot hold NUL characters")
         return self
+
+    @field_validator("params")
+    @classmethod
+    def _storable(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Refused here, named, before anything deeper chokes on it (a 422, never a 500)."""
+        problem = json_problem(params)
+        if problem is not None:
+            where, msg, _ = problem
+            shown = ".".join(map(str, where[:8])) + (".…" if len(where) > 8 else "")
+            raise ValueError(f"{shown or '(params)'}: {msg}")
+        return params
 
 
 class Progress(BaseModel):
