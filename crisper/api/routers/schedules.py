@@ -124,7 +124,8 @@ def run_now(name: str, crisper: AppDep, who: Writer) -> dict[str, str]:
     return {"id": str(job.id), "state": job.state.value}
 
 
-@router.post("/schedules/{name}/{action}", response_model=ScheduleOut, responses=responses(404))
+@router.post("/schedules/{name}/{action}", response_model=ScheduleOut,
+             responses=responses(404, 422))
 def schedule_action(name: str, action: Literal["enable", "disable"], crisper: AppDep,
                     who: Writer) -> ScheduleOut:
     _own(crisper.schedules, name, who.tenant)
@@ -132,7 +133,8 @@ def schedule_action(name: str, action: Literal["enable", "disable"], crisper: Ap
     return _out(svc, svc.enable(name) if action == "enable" else svc.disable(name))
 
 
-@router.post("/queues/{name}/{action}", response_model=QueueState, tags=["queues"])
+@router.post("/queues/{name}/{action}", response_model=QueueState, tags=["queues"],
+             responses=responses(422))
 def queue_action(name: str, action: Literal["pause", "resume"], crisper: AppDep,
                  who: Admin) -> QueueState:
     """Pause (durable; running jobs finish) or resume a queue."""
