@@ -8,7 +8,6 @@ Each check returns the reason a value is refused, or None; callers raise their o
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,6 +27,9 @@ TAG_RULE = ("1-100 characters: letters, digits, spaces and _ . : / = @ + # -, "
 SCHEDULE_PATTERN = re.compile(r"\w[\w.:@+-]{0,89}")
 SCHEDULE_RULE = "1-90 characters: letters, digits and _ . : @ + -, a letter or digit first"
 MAX_KEY = 300
+# Free text that names something (idempotency and unique keys): printable, not blank.
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+KEY_PATTERN = re.compile(rf"[^{_CONTROL}]*[^\s{_CONTROL}][^{_CONTROL}]*")
 
 
 def queue_problem(name: object) -> str | None:
@@ -80,7 +82,7 @@ def text_problem(value: object, max_length: int) -> str | None:
         return "must be non-empty text"
     if len(value) > max_length:
         return f"must be at most {max_length} characters"
-    if any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+    if not KEY_PATTERN.fullmatch(value) or any("\ud800" <= c <= "\udfff" for c in value):
         return "must not hold control characters or lone surrogates"
     return None
 

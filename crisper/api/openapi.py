@@ -52,6 +52,7 @@ def narrow_submit_body(schema: dict[str, Any], crisper: Crisper) -> None:
     components = schema.get("components", {}).get("schemas", {})
     body = components.get(BODY)
     types = sorted(crisper.registry, key=lambda t: t.name)
+    queues = crisper.declared_queues()
     if body is None or not types:
         return
     variants = []
@@ -64,6 +65,9 @@ def narrow_submit_body(schema: dict[str, Any], crisper: Crisper) -> None:
         variant["title"] = f"Submit {job_type.name}"
         variant["properties"]["type"] = {"type": "string", "const": job_type.name}
         variant["properties"]["params"] = _rewrite_refs(params, prefix)
+        variant["properties"]["queue"] = {
+            "anyOf": [{"type": "string", "enum": queues}, {"type": "null"}],
+            "description": "a declared queue; default: the job type's own"}
         if params.get("required"):
             variant["required"] = sorted({*variant.get("required", []), "params"})
         name = _component_name("Submit", job_type.name)

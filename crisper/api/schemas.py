@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from crisper.names import QUEUE_PATTERN, TAG_PATTERN, json_problem
+from crisper.names import KEY_PATTERN, QUEUE_PATTERN, TAG_PATTERN, json_problem
 from crisper.service import BulkResult
 from crisper.states import TERMINAL, JobState
 from crisper.store.records import EventRecord, JobRecord, LogRecord
@@ -30,6 +30,7 @@ class Problem(BaseModel):
 
 MAX_DELAY = 10 * 366 * 86400.0
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL cannot store NUL characters in text or JSON
+KEY = f"^{KEY_PATTERN.pattern}$"  # printable and not blank (crisper.names)
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
 Tag = Annotated[str, Field(min_length=1, max_length=100, pattern=f"^{TAG_PATTERN.pattern}$",
                            description="see docs/api.md for the tag rule")]
@@ -50,10 +51,10 @@ class SubmitBody(BaseModel):
     run_at: AwareDatetime | None = Field(None, description="not before this time")
     delay: float | None = Field(None, ge=0, le=MAX_DELAY, description="run after this many seconds")
     hold: bool = Field(False, description="create held; it runs after POST .../start")
-    idempotency_key: str | None = Field(None, min_length=1, max_length=300, pattern=NO_NUL)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=300, pattern=KEY)
     tags: list[Tag] = Field(default_factory=list, max_length=50)
     max_attempts: int | None = Field(None, ge=1, le=1000)
-    unique_key: str | None = Field(None, min_length=1, max_length=300, pattern=NO_NUL,
+    unique_key: str | None = Field(None, min_length=1, max_length=300, pattern=KEY,
                                    description="one active job per key (with the type's own)")
     on_duplicate: Literal["return", "reject"] = Field(
         "return", description="a unique key held by an active job: answer that job (200), or 409")

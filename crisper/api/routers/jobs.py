@@ -12,6 +12,7 @@ from pydantic import AwareDatetime
 from crisper.api.auth import AppDep, Reader, Writer
 from crisper.api.problems import responses
 from crisper.api.schemas import (
+    KEY,
     NO_NUL,
     BulkAnswer,
     BulkBody,
@@ -38,7 +39,7 @@ JobId = Annotated[str, "a job id (UUID); any other text is simply not found"]
                         **responses(400, 409, 413, 422)})
 def submit(body: SubmitBody, response: Response, crisper: AppDep, who: Writer,
            idempotency_key: Annotated[str | None, Header(min_length=1, max_length=300,
-                                                         pattern=NO_NUL)] = None
+                                                         pattern=KEY)] = None
            ) -> Job:
     """Submit a job: 202 with the new job, or 200 with the first one for a repeated key.
 
