@@ -20,12 +20,13 @@ RESERVED_QUEUES = frozenset({"unacked", "unacked_index", "unacked_mutex"})
 RESERVED_PREFIXES = ("_kombu.", "celeryev", "amq.")
 RESERVED_SUFFIXES = (".pidbox",)
 
-TAG_PATTERN = re.compile(r"\w[\w .:/=@+#-]{0,99}")
-TAG_RULE = ("1-100 characters: letters, digits, spaces and _ . : / = @ + # -, "
-            "a letter or digit first")
+TAG_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_ .:/=@+#-]{0,99}")
+TAG_RULE = ("1-100 characters: ASCII letters, digits, spaces and _ . : / = @ + # -, "
+            "a letter, digit or _ first")
 # A schedule's jobs carry the tag "schedule:<name>", and the name is a URL path segment.
-SCHEDULE_PATTERN = re.compile(r"\w[\w.:@+-]{0,89}")
-SCHEDULE_RULE = "1-90 characters: letters, digits and _ . : @ + -, a letter or digit first"
+SCHEDULE_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@+-]{0,89}")
+SCHEDULE_RULE = ("1-90 characters: ASCII letters, digits and _ . : @ + -, "
+                 "a letter, digit or _ first")
 MAX_KEY = 300
 # Free text that names something (idempotency and unique keys): printable, not blank.
 _CONTROL = r"\x00-\x1f\x7f-\x9f"

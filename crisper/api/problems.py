@@ -103,6 +103,10 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no endpoint at {request.url.path}; see /docs for the API"
+    elif exc.status_code == 400 and detail == "There was an error parsing the body":
+        # FastAPI's answer when the JSON parser gives up (e.g. RecursionError on deep nesting)
+        return problem(400, "the request body cannot be read: not JSON, or nested deeper than "
+                       "any request may be", "malformed-json", request.url.path)
     elif exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
     return problem(exc.status_code, detail, None, request.url.path, dict(exc.headers or {}))

@@ -6,7 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 
 from crisper.names import KEY_PATTERN, QUEUE_PATTERN, TAG_PATTERN, json_problem
@@ -39,6 +47,17 @@ QueueName = Annotated[str, Field(min_length=1, max_length=64,
                                  description="a declared queue (docs/flow-control.md)")]
 
 
+def _text_time(value: Any) -> Any:
+    """A time is RFC 3339 text, as documented: not a number of seconds, which pydantic's lax
+    mode would read as a Unix time."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("give an RFC 3339 date-time, such as 2025-01-31T12:00:00Z")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_text_time)]
+
+
 class SubmitBody(BaseModel):
     """A job to submit. The OpenAPI document narrows `type` and `params` to the app's job types."""
 
@@ -48,7 +67,7 @@ class SubmitBody(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     queue: QueueName | None = None
     priority: int | None = Field(None, ge=0, le=9, description="9 runs first")
-    run_at: AwareDatetime | None = Field(None, description="not before this time")
+    run_at: Timestamp | None = Field(None, description="not before this time")
     delay: float | None = Field(None, ge=0, le=MAX_DELAY, description="run after this many seconds")
     hold: bool = Field(False, description="create held; it runs after POST .../start")
     idempotency_key: str | None = Field(None, min_length=1, max_length=300, pattern=KEY)
@@ -183,6 +202,15 @@ class LogLine(BaseModel):
 
 # -- bulk -----------------------------------------------------------------------------------
 
+def _refuse_nulls(data: Any) -> Any:
+    """An explicit null where the document allows none: leave the field out instead."""
+    if isinstance(data, dict):
+        nulls = sorted(k for k, v in data.items() if v is None)
+        if nulls:
+            raise ValueError(f"{', '.join(map(str, nulls))}: leave the field out instead of null")
+    return data
+
+
 class BulkFilter(BaseModel):
     """Which jobs: every given field must match. At least one field is required."""
 
@@ -191,10 +219,15 @@ class BulkFilter(BaseModel):
     types: list[Name] = Field(default_factory=list, min_length=1)
     queues: list[Name] = Field(default_factory=list, min_length=1)
     tag: Tag | SkipJsonSchema[None] = None
-    created_after: AwareDatetime | SkipJsonSchema[None] = None
-    created_before: AwareDatetime | SkipJsonSchema[None] = None
-    finished_after: AwareDatetime | SkipJsonSchema[None] = None
-    finished_before: AwareDatetime | SkipJsonSchema[None] = None
+    created_after: Timestamp | SkipJsonSchema[None] = None
+    created_before: Timestamp | SkipJsonSchema[None] = None
+    finished_after: Timestamp | SkipJsonSchema[None] = None
+    finished_before: Timestamp | SkipJsonSchema[None] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        return _refuse_nulls(data)
 
     def is_empty(self) -> bool:
         return not self.model_fields_set
@@ -209,6 +242,11 @@ class BulkBody(BaseModel):
         None] = None
     filter: BulkFilter | SkipJsonSchema[None] = None
     limit: int = Field(10_000, ge=1, le=100_000, description="act on at most this many jobs")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        return _refuse_nulls(data)
 
     @model_validator(mode="after")
     def _one_of(self) -> BulkBody:

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Path, Response
 from pydantic import BaseModel, Field
 
 from crisper.api.auth import Admin, AppDep, Reader, Writer
 from crisper.api.problems import responses
+from crisper.api.schemas import QueueName as QueueField
 from crisper.errors import ScheduleNotFound
+from crisper.names import QUEUE_PATTERN, SCHEDULE_PATTERN
 from crisper.schedules import ScheduleService
 from crisper.store.schedules import ScheduleRecord
 
 router = APIRouter(prefix="/v1", tags=["schedules"], responses=responses(401, 403, 500))
+NewName = Annotated[str, Path(max_length=90, pattern=f"^{SCHEDULE_PATTERN.pattern}$",
+                              description="see docs/api.md for the schedule name rule")]
+QueueName = Annotated[str, Path(max_length=64, pattern=f"^{QUEUE_PATTERN.pattern}$",
+                                description="see docs/flow-control.md for the queue name rule")]
 
 
 class ScheduleIn(BaseModel):
@@ -23,7 +29,7 @@ class ScheduleIn(BaseModel):
     cron: str = Field(description="five fields, or six with seconds first")
     params: dict[str, Any] = Field(default_factory=dict)
     timezone: str = "UTC"
-    queue: str | None = None
+    queue: QueueField | None = None
     priority: int | None = Field(None, ge=0, le=9)
     enabled: bool = True
     overlap: Literal["allow", "skip", "cancel"] = "allow"
@@ -92,8 +98,8 @@ def get_schedule(name: str, crisper: AppDep, who: Reader) -> ScheduleOut:
 
 
 @router.put("/schedules/{name}", response_model=ScheduleOut, status_code=201,
-            responses=responses(422))
-def put_schedule(name: str, body: ScheduleIn, crisper: AppDep, who: Writer) -> ScheduleOut:
+            responses=responses(400, 413, 422))
+def put_schedule(name: NewName, body: ScheduleIn, crisper: AppDep, who: Writer) -> ScheduleOut:
     """Create or replace the schedule `name`."""
     svc = crisper.schedules
     try:
@@ -135,7 +141,7 @@ def schedule_action(name: str, action: Literal["enable", "disable"], crisper: Ap
 
 @router.post("/queues/{name}/{action}", response_model=QueueState, tags=["queues"],
              responses=responses(422))
-def queue_action(name: str, action: Literal["pause", "resume"], crisper: AppDep,
+def queue_action(name: QueueName, action: Literal["pause", "resume"], crisper: AppDep,
                  who: Admin) -> QueueState:
     """Pause (durable; running jobs finish) or resume a queue."""
     q = crisper.queues.pause(name) if action == "pause" else crisper.queues.resume(name)
