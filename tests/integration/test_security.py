@@ -462,3 +462,21 @@ def test_dashboard_pages_of_another_tenants_job_are_not_found(world: World) -> N
         r = client.post("/queues/unacked/pause", data={"csrf": token})
         assert 400 <= r.status_code < 500
     assert fingerprint(world.app) == before
+
+
+def test_a_schedule_name_another_tenant_holds_is_mine_to_use_and_reveals_nothing(
+        world: World) -> None:
+    # Given another tenant's schedule "their-nightly"
+    theirs = world.app.schedules.get(world.their_schedule, THEM)
+    with world.http(world.admin) as client:
+        # When I create a schedule of that name: it is created, as any new name would be
+        body = {"type": "probe.echo", "cron": "0 5 * * *", "params": {"number": 7}}
+        r = client.put(f"/v1/schedules/{world.their_schedule}", json=body)
+        fresh = client.put("/v1/schedules/nobody-has-it", json=body)
+        assert (r.status_code, fresh.status_code) == (201, 201), r.text
+        assert r.json()["tenant"] == ME and r.json()["params"]["number"] == 7
+        # and what I do to mine never touches theirs
+        assert client.post(f"/v1/schedules/{world.their_schedule}/disable").status_code == 200
+        assert client.delete(f"/v1/schedules/{world.their_schedule}").status_code == 204
+        assert client.get(f"/v1/schedules/{world.their_schedule}").status_code == 404
+    assert world.app.schedules.get(world.their_schedule, THEM) == theirs

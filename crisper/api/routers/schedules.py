@@ -76,13 +76,11 @@ def _out(svc: ScheduleService, s: ScheduleRecord) -> ScheduleOut:
 
 
 def _own(svc: ScheduleService, name: str, tenant: str) -> ScheduleRecord:
+    """The tenant's schedule; another tenant's of the same name is as absent as none."""
     try:
-        s = svc.get(name)
+        return svc.get(name, tenant)
     except ScheduleNotFound as exc:
         raise HTTPException(404, str(exc)) from None
-    if s.tenant != tenant:
-        raise HTTPException(404, f"schedule {name!r} not found")
-    return s
 
 
 @router.get("/schedules", response_model=list[ScheduleOut])
@@ -102,12 +100,6 @@ def get_schedule(name: str, crisper: AppDep, who: Reader) -> ScheduleOut:
 def put_schedule(name: NewName, body: ScheduleIn, crisper: AppDep, who: Writer) -> ScheduleOut:
     """Create or replace the schedule `name`."""
     svc = crisper.schedules
-    try:
-        existing = svc.get(name)
-        if existing.tenant != who.tenant:
-            raise HTTPException(409, f"schedule {name!r} belongs to another tenant")
-    except ScheduleNotFound:
-        pass
     s = svc.add(name, body.type, body.cron, params=body.params, timezone=body.timezone,
                 queue=body.queue, priority=body.priority, tenant=who.tenant,
                 enabled=body.enabled, overlap=body.overlap, catchup=body.catchup,
@@ -118,7 +110,7 @@ def put_schedule(name: NewName, body: ScheduleIn, crisper: AppDep, who: Writer) 
 @router.delete("/schedules/{name}", status_code=204, responses=responses(404))
 def delete_schedule(name: str, crisper: AppDep, who: Writer) -> Response:
     _own(crisper.schedules, name, who.tenant)
-    crisper.schedules.remove(name)
+    crisper.schedules.remove(name, who.tenant)
     return Response(status_code=204)
 
 
@@ -126,7 +118,7 @@ def delete_schedule(name: str, crisper: AppDep, who: Writer) -> Response:
 def run_now(name: str, crisper: AppDep, who: Writer) -> dict[str, str]:
     """Fire once, now; answers the job's id."""
     _own(crisper.schedules, name, who.tenant)
-    job = crisper.schedules.run_now(name)
+    job = crisper.schedules.run_now(name, who.tenant)
     return {"id": str(job.id), "state": job.state.value}
 
 
@@ -136,7 +128,8 @@ def schedule_action(name: str, action: Literal["enable", "disable"], crisper: Ap
                     who: Writer) -> ScheduleOut:
     _own(crisper.schedules, name, who.tenant)
     svc = crisper.schedules
-    return _out(svc, svc.enable(name) if action == "enable" else svc.disable(name))
+    return _out(svc, svc.enable(name, who.tenant) if action == "enable"
+                else svc.disable(name, who.tenant))
 
 
 @router.post("/queues/{name}/{action}", response_model=QueueState, tags=["queues"],
