@@ -7,6 +7,7 @@ browser (CSP, cookies, escaping as rendered) is tests/e2e/test_dashboard_securit
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import uuid
@@ -59,6 +60,11 @@ class World:
 @pytest.fixture
 def world(backend: Backend) -> Iterator[World]:
     app = backend.app_with(queues=["email"])
+
+    @app.job(name="sec.document")
+    def document(ctx: Any, data: dict[str, Any] | None = None) -> None:
+        """A type with a free JSON parameter (a JSON field in the dashboard's form)."""
+
     keys = KeyService(app.store)
     revoked = keys.create(ME, ["read", "write", "admin"])
     keys.revoke(revoked.record.id)
@@ -444,7 +450,7 @@ def test_dashboard_posts_need_the_csrf_token_and_the_scope(world: World) -> None
     assert fingerprint(world.app) == before
 
 
-def test_dashboard_pages_of_another_tenants_job_are_not_found(world: World) -> None:
+def test_dashboard_refuses_foreign_ids_poisoned_queues_and_deep_json(world: World) -> None:
     before = fingerprint(world.app)
     with dashboard(world, world.admin) as client:
         assert client.get(f"/jobs/{world.their_job}").status_code == 404
@@ -461,6 +467,17 @@ def test_dashboard_pages_of_another_tenants_job_are_not_found(world: World) -> N
         assert r.status_code == 422 and "reserved" in r.text
         r = client.post("/queues/unacked/pause", data={"csrf": token})
         assert 400 <= r.status_code < 500
+        for deep in (nested(300), nested(5000), '{"\\ud800": 1}'):
+            r = client.post("/submit", data={"csrf": token, "type": "sec.document",
+                                             "param.data": "{\"a\": " + deep + "}"
+                                             if deep.startswith("[") else deep})
+            assert r.status_code == 422, r.text
+    # a session cookie crafted to nest deeply is no session at all
+    cookie = base64.urlsafe_b64encode(nested(3000).encode()).decode()
+    with httpx.Client(base_url=f"{world.url}/dashboard", timeout=30,
+                      cookies={"crisper_session": cookie}) as forged:
+        r = forged.get("/")
+        assert r.status_code in (303, 401)
     assert fingerprint(world.app) == before
 
 
