@@ -77,12 +77,28 @@ def narrow_submit_body(schema: dict[str, Any], crisper: Crisper) -> None:
                         "description": "a job to submit: one variant per registered job type"}
 
 
+def problem_422s(schema: dict[str, Any]) -> None:
+    """Every 422 as what it is, a problem+json document: FastAPI documents its automatic
+    ones as its own validation body, which this API never sends (see crisper.api.problems)."""
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for operations in schema.get("paths", {}).values():
+        for op in operations.values():
+            answer = op.get("responses", {}).get("422")
+            if answer is not None:
+                answer["content"] = copy.deepcopy(problem)
+                answer["description"] = "Unprocessable Content: the problem names each field"
+    components = schema.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+
+
 def install(api: FastAPI, crisper: Crisper) -> None:
     def openapi() -> dict[str, Any]:
         if api.openapi_schema is None:
             schema = get_openapi(title=api.title, version=api.version,
                                  description=api.description, routes=api.routes)
             narrow_submit_body(schema, crisper)
+            problem_422s(schema)
             api.openapi_schema = schema
         return api.openapi_schema
 

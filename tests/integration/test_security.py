@@ -497,3 +497,30 @@ def test_a_schedule_name_another_tenant_holds_is_mine_to_use_and_reveals_nothing
         assert client.delete(f"/v1/schedules/{world.their_schedule}").status_code == 204
         assert client.get(f"/v1/schedules/{world.their_schedule}").status_code == 404
     assert world.app.schedules.get(world.their_schedule, THEM) == theirs
+
+
+def test_every_operation_with_input_documents_its_422(world: World) -> None:
+    # Given the OpenAPI document the app serves
+    missing = []
+    for path, operations in world.api.openapi()["paths"].items():
+        for method, op in operations.items():
+            # Then an operation that takes parameters or a body documents the 422 it answers,
+            # as the problem+json document it is
+            if not (op.get("parameters") or op.get("requestBody")):
+                continue
+            answer = op["responses"].get("422", {}).get("content", {})
+            if "application/problem+json" not in answer:
+                missing.append(f"{method.upper()} {path}")
+    assert missing == []
+
+
+def test_the_docs_pages_load_their_assets_from_this_server(world: World) -> None:
+    with httpx.Client(base_url=world.url, timeout=30) as client:
+        for page in ("/docs", "/redoc"):
+            html = client.get(page).text
+            assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+            # Then every script and style is a path here, and each one is served
+            assert assets and all(a.startswith("/") for a in assets), assets
+            for asset in assets:
+                r = client.get(asset)
+                assert r.status_code == 200 and len(r.content) > 1000, asset
