@@ -236,7 +236,7 @@ def nested(depth: int) -> str:
 
 
 @pytest.mark.parametrize("raw", [
-    '{"type": "probe.echo", "params": {"number": 1, "text": ' + nested(300) + "}}",
+    '{"type": "sec.document", "params": {"data": {"a": ' + nested(300) + "}}}",
     '{"type": "probe.echo", "params": {"number": 1, "text": ' + nested(5000) + "}}",
     '{"type": "probe.echo", "params": {"number": 1, "text": "\\ud800"}}',
     '{"type": "probe.echo", "params": {"number": 1, "\\udfff": 1}}',
@@ -264,9 +264,14 @@ def test_submit_bodies_no_store_can_take_are_a_4xx_naming_the_field(world: World
 
 def test_params_deeper_than_the_bound_are_a_422_and_shallower_ones_pass(world: World) -> None:
     with world.http(world.admin) as client:
-        deep = client.post("/v1/jobs", json={"type": "probe.echo", "params": {
-            "number": 1, "text": json.loads(nested(150))}})
-        assert deep.status_code == 422 and "nested deeper than" in deep.text
+        # (a free JSON parameter: nothing but the depth bound stops it before the store)
+        for depth in (150, 300):
+            deep = client.post("/v1/jobs", json={"type": "sec.document", "params": {
+                "data": {"a": json.loads(nested(depth))}}})
+            assert deep.status_code == 422 and "nested deeper than" in deep.text, deep.text
+        ok = client.post("/v1/jobs", json={"type": "sec.document", "hold": True, "params": {
+            "data": {"a": json.loads(nested(90))}}})
+        assert ok.status_code == 202, ok.text
         schedule = client.put("/v1/schedules/deep", json={
             "type": "probe.echo", "cron": "0 3 * * *",
             "params": {"number": 1, "text": json.loads(nested(300))}})
