@@ -74,6 +74,13 @@ class Crisper:
 
         return register(func) if func is not None else register
 
+    def declared_queues(self) -> list[str]:
+        """The queues a submit may name: the job types', CRISPER_QUEUES and the default."""
+        from crisper.names import declared_queues
+
+        return declared_queues((t.options.queue for t in self.registry), self.settings.queues,
+                               DEFAULT_QUEUE)
+
     # -- submitting -------------------------------------------------------------------------
 
     def submit(self, type: str, params: dict[str, Any] | None = None, *,

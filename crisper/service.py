@@ -21,9 +21,11 @@ from crisper.errors import (
     InvalidRequest,
     InvalidTransition,
     JobNotFound,
+    UnknownQueue,
 )
 from crisper.flow import limits
 from crisper.ids import new_id, parse_id
+from crisper.names import MAX_KEY, tag_problem, text_problem, unknown_queue_problem
 from crisper.states import JobState
 from crisper.store import flow as flow_sql
 from crisper.store import jobs as job_sql
@@ -122,8 +124,7 @@ class JobService:
             run_at = at + timedelta(seconds=_delay_seconds(r.delay))
         if run_at is not None and run_at.tzinfo is None:
             raise InvalidRequest("run_at", "must be timezone-aware (UTC)")
-        if r.idempotency_key is not None and not r.idempotency_key.strip():
-            raise InvalidRequest("idempotency_key", "must not be empty")
+        self._check_names(r, r.queue or opts.queue)
         if r.hold:
             state = S.HELD
         elif run_at is not None and run_at > at:
@@ -148,6 +149,25 @@ class JobService:
             # Optimistic: the message goes out right after commit; a failed send clears this.
             "dispatched_at": at if state is S.QUEUED else None,
         }
+
+    def _check_names(self, r: SubmitRequest, queue: str) -> None:
+        """Queue, tags and keys as they enter: a queue must be declared and never a broker key."""
+        known = self.crisper.declared_queues()
+        problem = unknown_queue_problem(queue, known)
+        if problem is not None:
+            raise UnknownQueue("queue", problem, known)
+        if isinstance(r.tags, str):
+            raise InvalidRequest("tags", "must be a list of tags, not one text")
+        if len(r.tags) > MAX_TAGS:
+            raise InvalidRequest("tags", f"at most {MAX_TAGS} tags")
+        for i, tag in enumerate(r.tags):
+            problem = tag_problem(tag)
+            if problem is not None:
+                raise InvalidRequest(f"tags.{i}", problem)
+        for name, key in (("idempotency_key", r.idempotency_key), ("unique_key", r.unique_key)):
+            problem = None if key is None else text_problem(key, MAX_KEY)
+            if problem is not None:
+                raise InvalidRequest(name, problem)
 
     def _insert(self, session: Session, rows: list[dict[str, Any]], at: datetime,
                 rejects: list[bool], tries: int = 5) -> tuple[list[JobRecord], list[JobRecord]]:
@@ -336,6 +356,7 @@ class JobService:
 
 
 MAX_DELAY_SECONDS = 10 * 365 * 86400.0
+MAX_TAGS = 50
 
 
 def _delay_seconds(delay: Duration) -> float:

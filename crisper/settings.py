@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from crisper.names import queue_problem
 
 EMBEDDED_STATE_FILE = "embedded.json"
 
@@ -26,6 +28,10 @@ class Settings(BaseSettings):
         default_factory=dict, description="passed to Kombu's transport (JSON in the environment)"
     )
     app: str | None = Field(None, description="module[:attribute] holding the Crisper app")
+    queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="queues a submit may name besides the job types' "
+        "own (comma-separated in the environment); see docs/flow-control.md"
+    )
 
     lease_seconds: float = Field(30.0, gt=0, description="a running job's claim lasts this long")
     heartbeat_seconds: float = Field(
@@ -57,6 +63,18 @@ class Settings(BaseSettings):
     worker_lost_after_seconds: float = Field(
         30.0, gt=0, description="a worker silent this long is shown as lost"
     )
+
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _queue_names(cls, value: Any) -> Any:
+        """Comma-separated text or a list; each a safe queue name, or the settings are refused."""
+        if isinstance(value, str):
+            value = [q.strip() for q in value.split(",") if q.strip()]
+        for name in value if isinstance(value, list) else []:
+            problem = queue_problem(name)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'crisper.db'}"

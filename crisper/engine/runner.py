@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -74,6 +75,8 @@ class Runner:
                                   min(settings.heartbeat_seconds, settings.lease_seconds / 3))
         self._pid = os.getpid()
         self._live_at: dict[Any, float] = {}
+        # Orders one attempt's live progress messages for the stream (it drops older ones).
+        self._live_seq = itertools.count(1)
         install_log_handler()
 
     def run(self, job_type: JobType, job_ids: list[str], request: Any) -> None:
@@ -166,7 +169,8 @@ class Runner:
             self._live_at[ctx.job_id] = now
             self.crisper.live.publish(ctx.job_id, "progress", {
                 "current": ctx.progress_current, "total": ctx.progress_total,
-                "message": ctx.progress_message,
+                "message": ctx.progress_message, "attempt": ctx.attempt,
+                "seq": next(self._live_seq),
             })
 
     def _publish_running(self, ctx: JobContext) -> None:

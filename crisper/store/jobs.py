@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -36,6 +34,7 @@ from crisper.states import TERMINAL, JobState, check_action
 from crisper.store.models import JSONB, UTCDateTime, job_events, job_logs, jobs, queues
 from crisper.store.records import EventRecord, JobRecord, LogRecord
 from crisper.store.stats import id_floor
+from crisper.store.tags import HasTag
 
 S = JobState
 _RECORD_COLUMNS = [jobs.c[name] for name in JobRecord.__dataclass_fields__]
@@ -227,8 +226,7 @@ def _where(stmt: Any, f: JobFilter) -> Any:
     if f.finished_before:
         stmt = stmt.where(jobs.c.finished_at < f.finished_before)
     if f.tag:
-        # Tags are a JSON list of strings; its text holds each one quoted.
-        stmt = stmt.where(sql_cast(jobs.c.tags, String).contains(json.dumps(f.tag)))
+        stmt = stmt.where(HasTag(jobs.c.tags, f.tag))
     return stmt
 
 

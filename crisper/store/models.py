@@ -144,7 +144,7 @@ jobs = Table(
         postgresql_where=text("concurrency_key IS NOT NULL"),
         sqlite_where=text("concurrency_key IS NOT NULL"),
     ),
-    Index("ix_crisper_jobs_schedule_fire", "schedule_name", "fire_time", unique=True),
+    Index("ix_crisper_jobs_schedule_fire", "tenant", "schedule_name", "fire_time", unique=True),
 )
 
 job_events = Table(
@@ -213,12 +213,14 @@ queues = Table(
 schedules = Table(
     "crisper_schedules",
     metadata,
+    # Names are the tenant's own: another tenant's schedule of the same name is not theirs
+    # to see, and its existence must not stop them from using the name.
     Column("name", String(200), primary_key=True),
     Column("type", String(200), nullable=False),
     Column("params", JSONB, nullable=False),
     Column("queue", String(200)),
     Column("priority", Integer),
-    Column("tenant", String(200), nullable=False, server_default="default"),
+    Column("tenant", String(200), primary_key=True, server_default="default"),
     Column("cron", String(200), nullable=False),
     Column("timezone", String(64), nullable=False, server_default="UTC"),
     Column("enabled", Boolean, nullable=False, server_default=true()),

@@ -14,6 +14,9 @@ def test_migrations_match_the_models(backend: Backend) -> None:
     store = backend.app.store
     tables = set(inspect(store.engine).get_table_names())
     assert {"crisper_queues", "crisper_schedules", "crisper_maintenance_runs"} <= tables
+    # (primary keys are not compared below: schedule names are per tenant)
+    pk = inspect(store.engine).get_pk_constraint("crisper_schedules")["constrained_columns"]
+    assert sorted(pk) == ["name", "tenant"]
     with store.engine.connect() as conn:
         version = MigrationContext.configure(
             conn, opts={"version_table": "crisper_alembic_version"}).get_current_revision()
