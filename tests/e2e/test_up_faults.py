@@ -32,23 +32,26 @@ UP = [sys.executable, "-m", "crisper"]
 class Up:
     """A `crisper up` started in `folder` (its own session), with its log and its home."""
 
-    def __init__(self, folder: Path, home: Path, *args: str, shell: bool = False) -> None:
+    def __init__(self, folder: Path, home: Path, *args: str, shell: bool = False,
+                 env: dict[str, str] | None = None) -> None:
         self.folder = folder
         self.home = home
         self.log_path = folder / f"up-{time.monotonic_ns()}.log"
         command = [*UP, "--home", str(home), "up", *args]
+        environment = {**clean_env(), **(env or {})}
         with self.log_path.open("w") as log:
             if shell:  # as `crisper up &` from a script: the shell starts it with SIGINT ignored
                 line = " ".join(command) + f" > {self.log_path} 2>&1 & echo $!"
-                starter = subprocess.run(["bash", "-c", line], cwd=folder, env=clean_env(),
+                starter = subprocess.run(["bash", "-c", line], cwd=folder, env=environment,
                                          capture_output=True, text=True, start_new_session=True,
                                          timeout=30)
                 self.pid = int(starter.stdout.strip())
                 self.proc: subprocess.Popen[bytes] | None = None
             else:
-                self.proc = subprocess.Popen(command, cwd=folder, env=clean_env(), stdout=log,
+                self.proc = subprocess.Popen(command, cwd=folder, env=environment, stdout=log,
                                              stderr=subprocess.STDOUT, start_new_session=True)
                 self.pid = self.proc.pid
+        self.group = os.getpgid(self.pid)
 
     @property
     def log(self) -> str:
@@ -81,7 +84,7 @@ class Up:
     def kill(self) -> None:
         """Whatever happened, leave nothing running (the group, and the broker by its pid)."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
+            os.killpg(self.group, signal.SIGKILL)
         with contextlib.suppress(OSError, ValueError, KeyError):
             os.kill(self.broker_pid(), signal.SIGKILL)
         _kill_processes_in(self.home)
@@ -90,8 +93,9 @@ class Up:
 
 
 @contextlib.contextmanager
-def running(folder: Path, home: Path, *args: str, shell: bool = False) -> Iterator[Up]:
-    up = Up(folder, home, *args, shell=shell)
+def running(folder: Path, home: Path, *args: str, shell: bool = False,
+            env: dict[str, str] | None = None) -> Iterator[Up]:
+    up = Up(folder, home, *args, shell=shell, env=env)
     try:
         up.wait_ready()
         yield up
@@ -154,6 +158,21 @@ def fill(disk: Path) -> Path:
     return filler
 
 
+def run_and_clean_up(command: list[str], folder: Path,
+                     env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command that should end by itself; kill what it left running if it did not."""
+    proc = subprocess.Popen(command, cwd=folder, env=env or clean_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=90)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
 def local_key(up: Up) -> str:
     return up.log.split("CRISPER_API_KEY=")[1].split()[0]
 
@@ -178,7 +197,8 @@ def test_a_killed_embedded_broker_is_restarted_and_jobs_go_on(tmp_path: Path) ->
 
 
 def test_a_graceful_stop_lets_a_long_job_finish_within_the_drain(tmp_path: Path) -> None:
-    with running(tmp_path, tmp_path / ".crisper", "--api-port", "0", "--drain", "60") as up:
+    # (the default drain is 60 s)
+    with running(tmp_path, tmp_path / ".crisper", "--api-port", "0") as up:
         # Given a job that needs 25 s more than the moment `up` is asked to stop
         job_id = up.cli("submit", "demo.countdown", "seconds=26").stdout.split()[0]
         wait_for(lambda: up.job(job_id)["state"] == "running", 60, "the job to run")
@@ -197,7 +217,8 @@ def test_a_graceful_stop_lets_a_long_job_finish_within_the_drain(tmp_path: Path)
 
 
 def test_a_drain_that_runs_out_stops_the_worker_cold_and_says_so(tmp_path: Path) -> None:
-    with running(tmp_path, tmp_path / ".crisper", "--api-port", "0", "--drain", "1") as up:
+    with running(tmp_path, tmp_path / ".crisper", "--api-port", "0",
+                 env={"CRISPER_DRAIN_SECONDS": "1"}) as up:
         job_id = up.cli("submit", "demo.stubborn", "seconds=600").stdout.split()[0]
         wait_for(lambda: up.job(job_id)["state"] == "running", 60, "the job to run")
         assert up.proc is not None
@@ -217,8 +238,7 @@ def test_a_second_up_names_the_running_one_and_leaves_it_alone(tmp_path: Path) -
         state_before = (first.home / "embedded.json").read_text()
 
         # When a second `crisper up` starts in the same folder
-        second = subprocess.run([*UP, "up", "--api-port", str(free_port())], cwd=tmp_path,
-                                env=clean_env(), capture_output=True, text=True, timeout=60)
+        second = run_and_clean_up([*UP, "up", "--api-port", str(free_port())], tmp_path)
 
         # Then it refuses, naming the running instance, and touches nothing of it
         assert second.returncode != 0
@@ -288,8 +308,7 @@ def test_up_on_a_full_disk_fails_clearly_and_leaves_nothing_behind(
     fill(small_disk)
 
     # When `crisper up` starts there
-    started = subprocess.run([*UP, "--home", str(home), "up", "--api-port", "0"], cwd=tmp_path,
-                             env=clean_env(), capture_output=True, text=True, timeout=90)
+    started = run_and_clean_up([*UP, "--home", str(home), "up", "--api-port", "0"], tmp_path)
 
     # Then it says so (exit 7, one sentence), and leaves no broker and no state file behind
     assert started.returncode == 7, started.stderr
@@ -305,8 +324,8 @@ def test_up_whose_database_disk_is_full_stops_its_broker(
     fill(small_disk)
     env = {**clean_env(), "CRISPER_DATABASE_URL": f"sqlite:///{small_disk / 'crisper.db'}"}
 
-    started = subprocess.run([*UP, "--home", str(home), "up", "--api-port", "0"], cwd=tmp_path,
-                             env=env, capture_output=True, text=True, timeout=90)
+    started = run_and_clean_up([*UP, "--home", str(home), "up", "--api-port", "0"], tmp_path,
+                               env)
     try:
         # Then the database's error is one sentence with exit 7, and the broker is gone too
         assert started.returncode == 7, started.stderr
@@ -338,8 +357,7 @@ def test_a_partial_state_file_is_a_configuration_error(tmp_path: Path) -> None:
     (home / "embedded.json").write_text('{"url": "redis://127.0.0.1:1')
 
     # When a command needs the broker's address (a worker starting, a dispatch)
-    worker = subprocess.run([*UP, "--home", str(home), "worker"], cwd=tmp_path,
-                            env=clean_env(), capture_output=True, text=True, timeout=60)
+    worker = run_and_clean_up([*UP, "--home", str(home), "worker"], tmp_path)
 
     # Then it is a configuration error in one sentence, not a traceback
     assert worker.returncode == 8, worker.stderr
