@@ -66,17 +66,29 @@ def _disk_full(folder: Path) -> bool:
     return stats.f_bavail * stats.f_frsize < DISK_FULL_BYTES or stats.f_favail == 0
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when `crisper up` dies, even by SIGKILL (Linux)."""
+def _find_prctl() -> Any:
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        return ctypes.CDLL(None, use_errno=True).prctl
+    return None
+
+
+_prctl = _find_prctl()  # looked up once: the forked child only calls it
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the thread that started it dies (Linux),
+    even by SIGKILL, so a killed `crisper up` never leaves its broker running."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class EmbeddedBroker:
     """Starts a private Valkey on loopback with append-only persistence under `home`.
 
     Valkey runs in its own session so that a Ctrl-C in the terminal reaches `crisper up`
-    (which stops the broker last, after the workers drained) but not the broker itself.
+    (which stops the broker last, after the workers drained) but not the broker itself;
+    it is told to stop when the starting thread dies, so start and restart it from one
+    long-lived thread (the main one).
     """
 
     def __init__(self, home: Path, port: int | None = None) -> None:
@@ -124,7 +136,7 @@ class EmbeddedBroker:
              "--dir", str(self.home), "--appendonly", "yes", "--save", "",
              "--logfile", str(self.home / "valkey.log"), "--protected-mode", "yes"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509
+            start_new_session=True, preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while not self._answers():
