@@ -75,9 +75,9 @@ def _find_prctl() -> Any:
 _prctl = _find_prctl()  # looked up once: the forked child only calls it
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: SIGTERM it when the thread that started it dies (Linux),
-    even by SIGKILL, so a killed `crisper up` never leaves its broker running."""
+    even by SIGKILL, so a killed `crisper up` never leaves its children running."""
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -136,7 +136,7 @@ class EmbeddedBroker:
              "--dir", str(self.home), "--appendonly", "yes", "--save", "",
              "--logfile", str(self.home / "valkey.log"), "--protected-mode", "yes"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=_die_with_parent,
+            start_new_session=True, preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while not self._answers():

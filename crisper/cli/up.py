@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from crisper.embedded import EmbeddedBroker, UpLock
+from crisper.embedded import EmbeddedBroker, UpLock, die_with_parent
 from crisper.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -97,15 +97,14 @@ class Up:
         typer.echo(f"database: {environ['CRISPER_DATABASE_URL']}")
         if self.stop.is_set():
             return
-        base = [sys.executable, "-m", "crisper"]
         opts = self.options
-        self.children["worker"] = subprocess.Popen(
-            [*base, "worker", "--concurrency", str(opts.concurrency), "--pool", opts.pool])
+        self.children["worker"] = _spawn(
+            "worker", "--concurrency", str(opts.concurrency), "--pool", opts.pool)
         with _sigint_ignored():  # the scheduler stops when told, after the workers drained
-            self.children["scheduler"] = subprocess.Popen([*base, "scheduler"])
+            self.children["scheduler"] = _spawn("scheduler")
         if opts.api_port:
-            self.children["api"] = subprocess.Popen(
-                [*base, "api", "--host", opts.api_host, "--port", str(opts.api_port)])
+            self.children["api"] = _spawn(
+                "api", "--host", opts.api_host, "--port", str(opts.api_port))
             _announce_api(self.crisper, opts.api_host, opts.api_port)
         types = ", ".join(self.crisper.registry.names())
         typer.secho(
@@ -177,6 +176,12 @@ class Up:
         child.kill()
         child.wait()
         return True
+
+
+def _spawn(*args: str) -> subprocess.Popen[bytes]:
+    """A `crisper` command as a child that gets SIGTERM if `up` itself is killed."""
+    return subprocess.Popen([sys.executable, "-m", "crisper", *args],
+                            preexec_fn=die_with_parent)
 
 
 def _wait(child: subprocess.Popen[bytes], seconds: float, hurry: threading.Event | None) -> bool:

@@ -196,6 +196,20 @@ def test_a_killed_embedded_broker_is_restarted_and_jobs_go_on(tmp_path: Path) ->
         assert up.alive()
 
 
+def test_a_killed_up_leaves_nothing_running(tmp_path: Path) -> None:
+    with running(tmp_path, tmp_path / ".crisper", "--api-port", "0") as up:
+        broker = up.broker_pid()
+        children = [int(p) for p in subprocess.run(
+            ["pgrep", "-P", str(up.pid)], capture_output=True, text=True).stdout.split()]
+        assert broker in children and len(children) >= 3
+
+        # When only `crisper up` itself is SIGKILLed (the OOM killer picks one process)
+        os.kill(up.pid, signal.SIGKILL)
+
+        # Then its broker, worker and scheduler stop too
+        wait_for(lambda: not any(_running(pid) for pid in children), 60, "the children to stop")
+
+
 def test_a_graceful_stop_lets_a_long_job_finish_within_the_drain(tmp_path: Path) -> None:
     # (the default drain is 60 s)
     with running(tmp_path, tmp_path / ".crisper", "--api-port", "0") as up:
