@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from crisper.names import queue_problem
 
+from crisper.errors import ConfigurationError
+
 EMBEDDED_STATE_FILE = "embedded.json"
 
 
@@ -60,6 +62,10 @@ class Settings(BaseSettings):
     metrics_window_seconds: float = Field(
         300.0, gt=0, description="/metrics histograms and finished counts cover this recent window"
     )
+    drain_seconds: float = Field(
+        60.0, ge=0, description="`crisper up` stopping: how long running jobs may finish before "
+        "their worker is stopped cold (they are then rescued when it starts again)"
+    )
     worker_lost_after_seconds: float = Field(
         30.0, gt=0, description="a worker silent this long is shown as lost"
     )
@@ -84,9 +90,17 @@ class Settings(BaseSettings):
         if self.broker_url:
             return self.broker_url
         state = self.home / EMBEDDED_STATE_FILE
-        if state.exists():
-            return str(json.loads(state.read_text())["url"])
-        return None
+        if not state.exists():
+            return None
+        try:
+            url = json.loads(state.read_text())["url"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigurationError(
+                f"{state} is unreadable or incomplete ({type(exc).__name__}); it is rewritten "
+                "by `crisper up`: stop it and start it again") from exc
+        if not isinstance(url, str):
+            raise ConfigurationError(f"{state} names no broker URL; restart `crisper up`")
+        return url
 
     def resolved_redis_url(self) -> str | None:
         if self.redis_url:
