@@ -90,6 +90,8 @@ class JobService:
         rows = [self._row(r, at) for r in requests]
         rejects = [r.on_duplicate == "reject" for r in requests]
         if session is not None:
+            for row in rows:  # outbox: NULL until sent, so the relay sends it if we die first
+                row["dispatched_at"] = None
             records, fresh = self._insert(session, rows, at, rejects)
             self._dispatch_after_commit(session, fresh)
             return records
@@ -213,7 +215,24 @@ class JobService:
         session.info.setdefault(_PENDING, []).extend(records)
 
     def _after_commit(self, session: Session) -> None:
-        self._dispatch_now(session.info.pop(_PENDING, []))
+        self.dispatch_committed(session.info.pop(_PENDING, []))
+
+    def dispatch_committed(self, records: Sequence[JobRecord]) -> None:
+        """Wake workers for jobs a caller's transaction has committed, then mark them sent.
+
+        Their rows say "not sent" (dispatched_at NULL) until then: a process that dies before
+        or during the publish leaves them to the relay. A relay that sends one as well only
+        makes a duplicate message, which the claim drops.
+        """
+        todo = [_dispatch(r) for r in records if r.state is S.QUEUED]
+        if not todo:
+            return
+        try:
+            self.crisper.publish(todo)
+            with self.crisper.store.transaction() as session:
+                job_sql.mark_dispatched(session, [d.id for d in todo], utcnow())
+        except CrisperError:
+            pass  # still unsent in the database: the relay sends them
 
     # -- read -------------------------------------------------------------------------------
 
