@@ -53,7 +53,8 @@ def run_coroutine(coro: Coroutine[Any, Any, Any], ctx: JobContext) -> Any:
     at its next await, and comes out as Cancelled or SoftTimeLimitExceeded like a sync body's."""
     loop = process_loop()
     task = loop.create_task(coro)
-    watch = loop.create_task(_watch_cancel(ctx, task))
+    timed_out: list[SoftTimeLimitExceeded] = []
+    watch = loop.create_task(_watch(ctx, task, timed_out))
     try:
         return loop.run_until_complete(task)
     except SoftTimeLimitExceeded:
@@ -63,6 +64,8 @@ def run_coroutine(coro: Coroutine[Any, Any, Any], ctx: JobContext) -> Any:
         _settle(loop, task)
         raise
     except asyncio.CancelledError:
+        if timed_out:
+            raise timed_out[0] from None
         if ctx.is_cancelled:
             raise Cancelled(f"job {ctx.job_id} was cancelled") from None
         raise
@@ -71,13 +74,21 @@ def run_coroutine(coro: Coroutine[Any, Any, Any], ctx: JobContext) -> Any:
         _settle(loop, watch)
 
 
-async def _watch_cancel(ctx: JobContext, task: asyncio.Task[Any]) -> None:
-    """Cancel the job's task once the lease keeper brings a cancel request (or lost lease)."""
-    while not task.done():
-        if ctx.is_cancelled:
-            task.cancel("cancel requested")
-            return
-        await asyncio.sleep(CANCEL_POLL_SECONDS)
+async def _watch(ctx: JobContext, task: asyncio.Task[Any],
+                 timed_out: list[SoftTimeLimitExceeded]) -> None:
+    """Cancel the job's task once the lease keeper brings a cancel request (or lost lease).
+
+    The soft time limit's signal may also strike while this watcher runs: it is passed on.
+    """
+    try:
+        while not task.done():
+            if ctx.is_cancelled:
+                task.cancel("cancel requested")
+                return
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+    except SoftTimeLimitExceeded as exc:
+        timed_out.append(exc)
+        task.cancel("soft time limit")
 
 
 def _settle(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
