@@ -21,3 +21,5 @@ CRISPER = {
     "BROKER_URL": os.environ["CRISPER_BROKER_URL"],
     "BROKER_PREFIX": os.environ.get("CRISPER_BROKER_PREFIX", ""),
 }
+ROOT_URLCONF = "tests.djangoproj.urls"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]

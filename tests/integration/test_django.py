@@ -11,10 +11,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, select, text
 
 from crisper import Crisper, JobNotFound, JobState, Settings
+from crisper.embedded import free_port
 from crisper.engine.dispatch import queue_depth
 from crisper.store.db import normalize_url
 from crisper.store.models import jobs
@@ -27,15 +29,15 @@ MANAGE = ROOT / "tests" / "djangoproj" / "manage.py"
 SCENARIO = "tests.djangoproj.scenario"
 
 
-class Manage(Proc):
-    """A `manage.py` process of the test project, in its own process group."""
+class Command(Proc):
+    """A process of the test project (manage.py, uvicorn), in its own process group."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
         self.log_path = log
         self._log = log.open("ab")
         self.popen = subprocess.Popen(
-            [sys.executable, str(MANAGE), *args], env=env, cwd=ROOT, stdout=self._log,
-            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
+            argv, env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_die_with_parent)
 
 
 def schema_of(backend: Backend) -> str:
@@ -58,13 +60,18 @@ def app(backend: Backend) -> Iterator[Crisper]:
     app.store.close()
 
 
-def manage(backend: Backend, *args: str) -> Manage:
-    proc = Manage(list(args), django_env(backend), backend.tmp / f"manage{len(backend.procs)}.log")
+def start(backend: Backend, *argv: str) -> Command:
+    proc = Command([sys.executable, *argv], django_env(backend),
+                   backend.tmp / f"proc{len(backend.procs)}.log")
     backend.procs.append(proc)
     return proc
 
 
-def start_worker(backend: Backend) -> Manage:
+def manage(backend: Backend, *args: str) -> Command:
+    return start(backend, str(MANAGE), *args)
+
+
+def start_worker(backend: Backend) -> Command:
     name = f"dj-{uuid.uuid4().hex[:6]}@test"
     proc = manage(backend, "crisper", "worker", "--concurrency", "1", "--pool", "prefork",
                   "-n", name, "--without-mingle", "--without-gossip")
@@ -151,3 +158,27 @@ def test_manage_py_migrate_brings_crispers_tables_to_head(backend: Backend) -> N
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+def test_the_dashboard_and_api_are_served_beside_django_under_a_prefix(
+        backend: Backend) -> None:
+    # Given the project's ASGI app (Django, with Crisper mounted under /crisper) on uvicorn
+    port = free_port()
+    server = start(backend, "-m", "uvicorn", "tests.djangoproj.asgi:application",
+                   "--port", str(port), "--lifespan", "off")
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{base}/hello").status_code == 200
+        except httpx.HTTPError:
+            assert server.popen.poll() is None, server.output()[-3000:]
+            return False
+
+    wait_for(up, 30, "the ASGI server to start")
+
+    # Then Django answers its routes, and Crisper its own, with its own key auth
+    assert httpx.get(f"{base}/hello").text == "hello from django"
+    assert httpx.get(f"{base}/crisper/v1/jobs").status_code == 401
+    login = httpx.get(f"{base}/crisper/dashboard/login")
+    assert login.status_code == 200 and 'action="/crisper/dashboard/login"' in login.text
