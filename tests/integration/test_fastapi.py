@@ -74,8 +74,10 @@ def test_crispers_api_and_dashboard_live_under_the_apps_prefix_with_their_own_au
     anonymous = client.get(f"/jobs/v1/jobs/{job_id}")
     with_key = client.get(f"/jobs/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"})
     dashboard = client.get("/jobs/dashboard/login")
+    root = client.get("/jobs/")
 
     assert anonymous.status_code == 401  # Crisper's key auth still guards its routes
     assert with_key.status_code == 200 and with_key.json()["id"] == job_id
     assert dashboard.status_code == 200 and 'action="/jobs/dashboard/login"' in dashboard.text
+    assert root.status_code == 307 and root.headers["location"] == "/jobs/dashboard/"
     assert with_key.headers["x-team"] == "yes"  # the team's middleware ran as before

@@ -19,7 +19,23 @@ class CrisperConfig(AppConfig):
 
 
 def _migrate_crisper(sender: AppConfig, using: str = "default", **_: Any) -> None:
-    """Crisper's Alembic migrations, on the database Django just migrated."""
+    """Crisper's Alembic migrations: on the PostgreSQL database Django just migrated, or on
+    the database CRISPER["DATABASE_URL"] names if Crisper's jobs live elsewhere."""
+    from django.db import connections
+
+    from crisper.contrib.django.conf import crisper_options, settings
+
+    if crisper_options().get("database_url"):
+        from crisper.store import Store
+
+        store = Store(settings(using).resolved_database_url())
+        try:
+            store.create_all()
+        finally:
+            store.close()
+        return
+    if connections[using].vendor != "postgresql":
+        return  # not Crisper's database (settings() says so when the app is built)
     from crisper.contrib.django.connection import migrate
 
     migrate(using)

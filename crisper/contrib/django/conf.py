@@ -26,7 +26,8 @@ def settings(using: str = "default") -> Settings:
     """Crisper's Settings for this project: CRISPER's values over CRISPER_* environment
     variables, and the database Django uses (alias `using`) unless CRISPER names one."""
     options = {k: v for k, v in crisper_options().items() if k != "app"}
-    options.setdefault("database_url", database_url(using))
+    if not options.get("database_url"):
+        options["database_url"] = database_url(using)
     return Settings(**options)
 
 
