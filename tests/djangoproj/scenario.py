@@ -23,21 +23,25 @@ def commit_and_rollback() -> dict[str, object]:
     from crisper.contrib.django import submit
     from crisper.errors import JobNotFound
     from tests.djangoproj.jobs import confirm, crisper
+    from tests.djangoproj.shop.models import Order
 
     try:
         with transaction.atomic():
-            rolled_back = submit(confirm, {"order": 1})
+            lost = Order.objects.create(item="kettle")
+            rolled_back = submit(confirm, {"order": lost.pk})
             raise Rollback
     except Rollback:
         pass
     with transaction.atomic():
-        committed = submit("shop.confirm", {"order": 2})
+        order = Order.objects.create(item="teapot")
+        committed = submit("shop.confirm", {"order": order.pk})
         try:  # Crisper's own connection must not see it before Django commits
             crisper.jobs.get(committed.id)
             visible = True
         except JobNotFound:
             visible = False
     return {"rolled_back": str(rolled_back.id), "committed": str(committed.id),
+            "order": order.pk, "orders": Order.objects.count(),
             "visible_before_commit": visible}
 
 
@@ -46,10 +50,11 @@ def crash() -> None:
 
     from crisper.contrib.django import submit
     from tests.djangoproj.jobs import confirm
+    from tests.djangoproj.shop.models import Order
 
     with transaction.atomic():
         transaction.on_commit(lambda: os._exit(17))  # runs before Crisper's hook: a crash
-        job = submit(confirm, {"order": 3})
+        job = submit(confirm, {"order": Order.objects.create(item="tray").pk})
         print(json.dumps({"crashed": str(job.id)}), flush=True)
 
 

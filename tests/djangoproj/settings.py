@@ -4,7 +4,7 @@ import os
 
 SECRET_KEY = "tests-only"
 USE_TZ = True
-INSTALLED_APPS = ["crisper.contrib.django"]
+INSTALLED_APPS = ["crisper.contrib.django", "tests.djangoproj.shop"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATABASES = {
     "default": {

@@ -81,6 +81,14 @@ def start_worker(backend: Backend) -> Command:
     return proc
 
 
+def migrate(backend: Backend, schema: str | None = None) -> None:
+    """`manage.py migrate`: the project's tables, and Crisper's (already at head here)."""
+    done = subprocess.run([sys.executable, str(MANAGE), "migrate"], cwd=ROOT,
+                          env=django_env(backend, schema), capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def scenario(backend: Backend, name: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", SCENARIO, name], env=django_env(backend),
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -88,7 +96,11 @@ def scenario(backend: Backend, name: str) -> subprocess.CompletedProcess[str]:
 
 def test_a_job_exists_if_and_only_if_djangos_transaction_commits(
         backend: Backend, app: Crisper) -> None:
-    # Given a view-like scenario that rolls one atomic block back and commits another
+    # Given the project's tables (manage.py migrate; Crisper's are already at head)
+    migrate(backend)
+
+    # When a view-like scenario rolls one atomic block back and commits another,
+    # each creating an order and submitting the job that confirms it
     done = scenario(backend, "commit-and-rollback")
     assert done.returncode == 0, done.stderr[-3000:]
     ids = json.loads(done.stdout.strip().splitlines()[-1])
@@ -105,14 +117,16 @@ def test_a_job_exists_if_and_only_if_djangos_transaction_commits(
     # When a worker started with `manage.py crisper worker` runs
     start_worker(backend)
 
-    # Then the committed job runs
-    assert committed.wait(timeout=30).state is S.SUCCEEDED
-    assert committed.result == {"order": 2}
+    # Then the committed job runs, and its body sees the order through Django's ORM
+    assert ids["orders"] == 1  # the rolled-back order is gone with its job
+    assert committed.wait(timeout=30).state is S.SUCCEEDED, committed.error
+    assert committed.result == {"order": ids["order"], "updated": 1}
 
 
 def test_a_crash_between_commit_and_dispatch_loses_no_job(
         backend: Backend, app: Crisper) -> None:
     # Given a process that dies right after Django commits, before the wake-up is sent
+    migrate(backend)
     done = scenario(backend, "crash")
     assert done.returncode == 17, done.stderr[-3000:]
     job = app.get(json.loads(done.stdout.strip().splitlines()[-1])["crashed"])
@@ -127,7 +141,8 @@ def test_a_crash_between_commit_and_dispatch_loses_no_job(
     start_worker(backend)
 
     # Then the committed job is sent and runs
-    assert job.wait(timeout=30).state is S.SUCCEEDED
+    assert job.wait(timeout=30).state is S.SUCCEEDED, job.error
+    assert job.result["updated"] == 1
 
 
 def test_manage_py_migrate_brings_crispers_tables_to_head(backend: Backend) -> None:
@@ -138,10 +153,7 @@ def test_manage_py_migrate_brings_crispers_tables_to_head(backend: Backend) -> N
         conn.execute(text(f"CREATE SCHEMA {schema}"))
     try:
         # When Django's own migrate runs on it
-        done = subprocess.run([sys.executable, str(MANAGE), "migrate"], cwd=ROOT,
-                              env=django_env(backend, schema), capture_output=True, text=True,
-                              timeout=60)
-        assert done.returncode == 0, done.stderr[-3000:]
+        migrate(backend, schema)
 
         # Then Crisper's tables are there, at head, in their own version table
         url = f"{PG_BASE}?options=-csearch_path%3D{schema}"
