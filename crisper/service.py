@@ -99,6 +99,8 @@ class JobService:
                 row["dispatched_at"] = None
         rejects = [r.on_duplicate == "reject" for r in requests]
         if session is not None:
+            for row in rows:  # outbox: NULL until sent, so the relay sends it if we die first
+                row["dispatched_at"] = None
             records, fresh = self._insert(session, rows, at, rejects)
             if send:
                 self._dispatch_after_commit(session, fresh)
@@ -215,7 +217,8 @@ class JobService:
         ]
         return records, list(created.values())
 
-    def _dispatch_now(self, records: Sequence[JobRecord], allowed: bool = False) -> None:
+    def _dispatch_now(self, records: Sequence[JobRecord], allowed: bool = False,
+                      mark_sent: bool = False) -> None:
         """Wake workers for committed jobs. Never raises: the jobs exist whatever happens here.
 
         With the broker down (or the breaker open, or no broker configured or readable), the
@@ -226,17 +229,30 @@ class JobService:
             return
         ids = [d.id for d in todo]
         if not (allowed or self.breaker.allows()):
-            self._mark_undispatched(ids)
+            if not mark_sent:  # outbox rows are stored unsent already
+                self._mark_undispatched(ids)
             return
         try:
             refusals = self.crisper.publish(todo)
         except Exception as exc:  # noqa: BLE001 - the job is committed: report it, never fail
             self.breaker.trip(exc)
-            self._mark_undispatched(ids)
+            if not mark_sent:
+                self._mark_undispatched(ids)
             return
         self.breaker.reset()
         if refusals:
             self._record_refusals(todo, refusals)
+        if mark_sent:
+            refused = {i for r in refusals for i in r.ids}
+            self._mark_sent([i for i in ids if i not in refused])
+
+    def _mark_sent(self, ids: list[uuid.UUID]) -> None:
+        """Outbox rows are stored unsent; once their wake-ups are out, say so."""
+        try:
+            with self.crisper.store.transaction() as session:
+                job_sql.mark_dispatched(session, ids, utcnow())
+        except CrisperError as exc:  # still unsent in the database: the relay sends them again
+            log.warning("%d wake-up(s) sent but not marked sent (%s)", len(ids), exc)
 
     def _mark_undispatched(self, ids: list[uuid.UUID]) -> None:
         """Leave the job for the relay to send once the broker is back."""
@@ -266,8 +282,16 @@ class JobService:
         session.info.setdefault(_PENDING, []).extend(records)
 
     def _after_commit(self, session: Session) -> None:
-        """Never raises into the caller's commit: the jobs are committed (see _dispatch_now)."""
-        self._dispatch_now(session.info.pop(_PENDING, []))
+        self.dispatch_committed(session.info.pop(_PENDING, []))
+
+    def dispatch_committed(self, records: Sequence[JobRecord]) -> None:
+        """Wake workers for jobs a caller's transaction has committed, then mark them sent.
+
+        Their rows say "not sent" (dispatched_at NULL) until then: a process that dies before
+        or during the publish leaves them to the relay. A relay that sends one as well only
+        makes a duplicate message, which the claim drops. Never raises into the caller.
+        """
+        self._dispatch_now(records, mark_sent=True)
 
     # -- read -------------------------------------------------------------------------------
 

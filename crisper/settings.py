@@ -9,9 +9,8 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from crisper.names import queue_problem
-
 from crisper.errors import ConfigurationError
+from crisper.names import queue_problem
 
 EMBEDDED_STATE_FILE = "embedded.json"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse
 from fastapi_offline import FastAPIOffline
 
@@ -31,9 +31,9 @@ RFC 9457 `application/problem+json` documents with a sentence in `detail`.
 """
 
 
-def _to_dashboard() -> RedirectResponse:
-    """People who open the server's root want the dashboard."""
-    return RedirectResponse("/dashboard/", status_code=307)
+def _to_dashboard(request: Request) -> RedirectResponse:
+    """People who open the server's root want the dashboard (under the mount prefix, if any)."""
+    return RedirectResponse(f"{request.scope.get('root_path', '')}/dashboard/", status_code=307)
 
 
 def create_app(crisper: Crisper) -> FastAPI:

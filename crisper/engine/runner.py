@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from celery.exceptions import SoftTimeLimitExceeded
 
 from crisper import retry as retry_policy
+from crisper.engine.async_bodies import finish_body
 from crisper.engine.context import JobContext, install_log_handler
 from crisper.engine.dispatch import publish
 from crisper.engine.leases import LeaseKeeper, store_news
@@ -234,7 +235,7 @@ def execute(job_type: JobType, ctx: JobContext, job: job_sql.Claimed) -> Outcome
     """Call the job function and turn whatever happens into an Outcome."""
     try:
         ctx.check_cancelled()  # asked to stop between its claim and now
-        result = job_type.func(ctx, **job.params)
+        result = finish_body(job_type.func(ctx, **job.params), ctx)  # awaits an async body
         json.dumps(result)
     except Cancelled:
         if ctx.lease_lost:
