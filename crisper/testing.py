@@ -27,6 +27,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from crisper.durations import Duration, seconds
+from crisper.engine.dispatch import Refusal
 from crisper.states import JobState
 from crisper.store import jobs as job_sql
 from crisper.store import utcnow
@@ -60,10 +61,14 @@ class InlineWorker:
         """How far the testing clock has been moved ahead (by advance() and skipped back-off)."""
         return timedelta(seconds=self._offset)
 
-    def publish(self, dispatches: Sequence[job_sql.Dispatch]) -> None:
-        """Stands in for the broker: run the jobs now (after the running one, if any)."""
+    def publish(self, dispatches: Sequence[job_sql.Dispatch]) -> list[Refusal]:
+        """Stands in for the broker: run the jobs now (after the running one, if any).
+
+        Nothing is refused here, as a broker that took every message would answer.
+        """
         self._waiting.extend(d.id for d in dispatches)
         self.drain()
+        return []
 
     def advance(self, by: Duration = 0) -> int:
         """Move the testing clock ahead and run what became due (delays, retries, started)."""

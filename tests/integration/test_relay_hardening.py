@@ -286,8 +286,8 @@ def test_a_submit_never_fails_after_its_job_is_committed(backend: Backend) -> No
 def test_on_rabbitmq_a_refused_queue_name_stops_only_its_own_jobs(backend: Backend) -> None:
     """Finding 1 on RabbitMQ: a reserved queue name (amq.*) is refused with a channel error."""
     require("rabbitmq")
-    app = backend.app_with(broker_url=RABBITMQ, broker_prefix="")
-    queue = f"relay-test-{uuid.uuid4().hex[:8]}"
+    queue = f"relay-test-{uuid.uuid4().hex[:8]}"  # declared below, as a submit needs
+    app = backend.app_with(broker_url=RABBITMQ, broker_prefix="", queues=[queue])
     # Given a queued job on a queue RabbitMQ refuses, ahead of others that have no message out
     refused = app.submit(ONE_PER_MESSAGE, hold=True)
     others = [app.submit(ONE_PER_MESSAGE, hold=True, queue=queue, priority=p) for p in (0, 5, 0)]
