@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from celery import Celery
     from sqlalchemy.orm import Session
 
+    from crisper.engine.dispatch import Refusal
     from crisper.engine.runner import Runner
     from crisper.flow.gate import FlowGate
     from crisper.flow.queues import QueueService
@@ -73,6 +74,13 @@ class Crisper:
 
         return register(func) if func is not None else register
 
+    def declared_queues(self) -> list[str]:
+        """The queues a submit may name: the job types', CRISPER_QUEUES and the default."""
+        from crisper.names import declared_queues
+
+        return declared_queues((t.options.queue for t in self.registry), self.settings.queues,
+                               DEFAULT_QUEUE)
+
     # -- submitting -------------------------------------------------------------------------
 
     def submit(self, type: str, params: dict[str, Any] | None = None, *,
@@ -113,11 +121,12 @@ class Crisper:
             register_task(self, app, job_type)
         return app
 
-    def publish(self, dispatches: Sequence[Dispatch]) -> None:
-        """Send wake-up messages, several jobs per message for types with `batch` > 1."""
+    def publish(self, dispatches: Sequence[Dispatch]) -> list[Refusal]:
+        """Send wake-up messages, several jobs per message for types with `batch` > 1;
+        answer the groups the broker refused (BrokerUnavailable if it is down)."""
         from crisper.engine.dispatch import publish
 
-        publish(self.celery, dispatches, self._batch_size)
+        return publish(self.celery, dispatches, self._batch_size)
 
     def _batch_size(self, type_name: str) -> int:
         return self.registry.get(type_name).options.batch if type_name in self.registry else 1

@@ -6,6 +6,7 @@
     ├── UnknownJobType            a type name nobody registered
     ├── InvalidParams             params that fail the job type's schema
     ├── InvalidRequest            a submit option or schedule field that is not valid
+    │   └── UnknownQueue          a queue name that is not declared (or not allowed)
     ├── InvalidTransition         a lifecycle action the job's state does not allow
     ├── DuplicateJob              a unique key already held by an active job
     ├── ScheduleNotFound          a schedule name that no schedule has
@@ -73,6 +74,14 @@ class InvalidRequest(CrisperError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(f"{field}: {message}")
+
+
+class UnknownQueue(InvalidRequest):
+    """The queue is not declared, or its name is not allowed."""
+
+    def __init__(self, field: str, message: str, known: list[str]) -> None:
+        self.known = sorted(known)
+        super().__init__(field, message)
 
 
 class InvalidTransition(CrisperError):

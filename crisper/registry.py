@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from crisper.durations import Duration, seconds
 from crisper.errors import ConfigurationError, InvalidParams, UnknownJobType
 from crisper.flow.limits import FlowOptions
+from crisper.names import json_problem, queue_problem
 from crisper.retry import Retry
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class JobType:
 
     def validate(self, params: dict[str, Any]) -> dict[str, Any]:
         """Params as JSON-ready values, or InvalidParams naming each bad field."""
+        self._check_storable(params)
         try:
             model = self.params_model.model_validate(params)
         except ValidationError as exc:
@@ -65,11 +67,15 @@ class JobType:
             ]
             raise InvalidParams(self.name, errors) from None
         clean: dict[str, Any] = model.model_dump(mode="json")
-        nul = _nul_path(clean)
-        if nul is not None:
-            raise InvalidParams(self.name, [{"loc": nul, "msg": "text must not contain NUL "
-                                             "(\\u0000) characters", "type": "string_nul"}])
+        self._check_storable(clean)
         return clean
+
+    def _check_storable(self, params: Any) -> None:
+        """Before and after the schema: depth, NUL and lone surrogates (they 500 elsewhere)."""
+        problem = json_problem(params)
+        if problem is not None:
+            loc, msg, kind = problem
+            raise InvalidParams(self.name, [{"loc": loc, "msg": msg, "type": kind}])
 
     def json_schema(self) -> dict[str, Any]:
         return self.params_model.model_json_schema()
@@ -82,25 +88,6 @@ class JobType:
     def __call__(self, ctx: Any, **params: Any) -> Any:
         """Call the function directly (for tests), with a context of your own."""
         return self.func(ctx, **params)
-
-
-def _nul_path(value: Any, path: tuple[Any, ...] = ()) -> list[Any] | None:
-    """Where a NUL character hides in JSON-ready data (databases cannot store it in text)."""
-    if isinstance(value, str):
-        return list(path) if "\x00" in value else None
-    if isinstance(value, dict):
-        items: Any = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        if isinstance(key, str) and "\x00" in key:
-            return [*path, key]
-        found = _nul_path(item, (*path, key))
-        if found is not None:
-            return found
-    return None
 
 
 def _params_model(func: Callable[..., Any], name: str) -> type[BaseModel]:
@@ -167,6 +154,9 @@ def job_options(
         raise ConfigurationError(f"priority must be 0..9 (9 first), got {priority}")
     if not 1 <= batch <= MAX_BATCH:
         raise ConfigurationError(f"batch must be 1..{MAX_BATCH}, got {batch}")
+    problem = queue_problem(queue)
+    if problem is not None:
+        raise ConfigurationError(f"queue: {problem}")
     return JobOptions(
         batch=batch,
         queue=queue,

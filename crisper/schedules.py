@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import IntegrityError
 
 from crisper import cron
-from crisper.errors import InvalidRequest, ScheduleNotFound
+from crisper.errors import InvalidRequest, ScheduleNotFound, UnknownQueue
+from crisper.names import schedule_name_problem, unknown_queue_problem
 from crisper.service import DEFAULT_TENANT, SubmitRequest
 from crisper.store import schedules as schedule_sql
 from crisper.store import utcnow
@@ -44,8 +45,15 @@ class ScheduleService:
             catchup: cron.Catchup = "none", catchup_window: float = 3600.0,
             jitter: float = 0.0, replace: bool = False) -> ScheduleRecord:
         """Store a schedule (validated now, not at its first fire); `replace` to change one."""
+        problem = schedule_name_problem(name)
+        if problem is not None:
+            raise InvalidRequest("name", problem)
         job_type = self.crisper.registry.get(type)
         clean = job_type.validate(params or {})
+        known = self.crisper.declared_queues()
+        problem = unknown_queue_problem(queue or job_type.options.queue, known)
+        if problem is not None:
+            raise UnknownQueue("queue", problem, known)
         cron.validate(cron_expr, timezone)
         if overlap not in cron.OVERLAPS:
             raise InvalidRequest("overlap", f"must be one of {', '.join(cron.OVERLAPS)}")
@@ -65,17 +73,18 @@ class ScheduleService:
         }
         try:
             with self.crisper.store.transaction() as session:
-                if not (replace and schedule_sql.replace(session, name, values)):
+                if not (replace and schedule_sql.replace(session, name, tenant, values)):
                     schedule_sql.create(session, {"name": name, "created_at": at, **values})
         except IntegrityError:
             raise InvalidRequest(
                 "name", f"schedule {name!r} exists already; replace it (replace=True, "
                 "--replace) or remove it first") from None
-        return self.get(name)
+        return self.get(name, tenant)
 
-    def get(self, name: str) -> ScheduleRecord:
+    def get(self, name: str, tenant: str = DEFAULT_TENANT) -> ScheduleRecord:
+        """The tenant's schedule `name` (names are per tenant: another's is not found)."""
         with self.crisper.store.read() as session:
-            record = schedule_sql.get(session, name)
+            record = schedule_sql.get(session, name, tenant)
         if record is None:
             raise ScheduleNotFound(name)
         return record
@@ -84,37 +93,37 @@ class ScheduleService:
         with self.crisper.store.read() as session:
             return schedule_sql.list_schedules(session, tenant)
 
-    def remove(self, name: str) -> None:
+    def remove(self, name: str, tenant: str = DEFAULT_TENANT) -> None:
         """Delete the schedule; the jobs it made stay, still naming it."""
         with self.crisper.store.transaction() as session:
-            if not schedule_sql.remove(session, name):
+            if not schedule_sql.remove(session, name, tenant):
                 raise ScheduleNotFound(name)
 
-    def enable(self, name: str) -> ScheduleRecord:
+    def enable(self, name: str, tenant: str = DEFAULT_TENANT) -> ScheduleRecord:
         """Turn on; the next fire is counted from now (the time it was off is not caught up)."""
-        record = self.get(name)
+        record = self.get(name, tenant)
         at = utcnow()
-        return self._set(name, enabled=True, updated_at=at,
+        return self._set(name, tenant, enabled=True, updated_at=at,
                          next_fire_at=cron.next_fire(record.cron, record.timezone, at))
 
-    def disable(self, name: str) -> ScheduleRecord:
-        return self._set(name, enabled=False, next_fire_at=None, updated_at=utcnow())
+    def disable(self, name: str, tenant: str = DEFAULT_TENANT) -> ScheduleRecord:
+        return self._set(name, tenant, enabled=False, next_fire_at=None, updated_at=utcnow())
 
-    def _set(self, name: str, **values: Any) -> ScheduleRecord:
+    def _set(self, name: str, tenant: str, **values: Any) -> ScheduleRecord:
         with self.crisper.store.transaction() as session:
-            if not schedule_sql.replace(session, name, values):
+            if not schedule_sql.replace(session, name, tenant, values):
                 raise ScheduleNotFound(name)
-        return self.get(name)
+        return self.get(name, tenant)
 
-    def run_now(self, name: str) -> JobRecord:
+    def run_now(self, name: str, tenant: str = DEFAULT_TENANT) -> JobRecord:
         """Fire once, now, outside the cron times (the overlap policy is not applied)."""
         at = utcnow()
         with self.crisper.store.transaction() as session:
-            s = schedule_sql.get(session, name, for_update=True)
+            s = schedule_sql.get(session, name, tenant, for_update=True)
             if s is None:
                 raise ScheduleNotFound(name)
             job = self.crisper.jobs.submit_many([request_for(s, at, at)], session=session)[0]
-            schedule_sql.record_fires(session, name, 1, 0, at, job.id, None)
+            schedule_sql.record_fires(session, name, tenant, 1, 0, at, job.id, None)
         return job
 
     def next_fires(self, record: ScheduleRecord, count: int = 5) -> list[datetime]:

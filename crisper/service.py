@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,16 +14,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crisper.durations import Duration, seconds
+from crisper.engine.dispatch import Breaker, Refusal
 from crisper.errors import (
-    BrokerUnavailable,
     CrisperError,
     DuplicateJob,
     InvalidRequest,
     InvalidTransition,
     JobNotFound,
+    UnknownQueue,
 )
 from crisper.flow import limits
 from crisper.ids import new_id, parse_id
+from crisper.names import MAX_KEY, tag_problem, text_problem, unknown_queue_problem
 from crisper.states import JobState
 from crisper.store import flow as flow_sql
 from crisper.store import jobs as job_sql
@@ -32,6 +35,7 @@ from crisper.store.records import EventRecord, JobRecord, LogRecord
 if TYPE_CHECKING:
     from crisper.app import Crisper
 
+log = logging.getLogger(__name__)
 S = JobState
 DEFAULT_TENANT = "default"
 _PENDING = "crisper_pending_dispatch"
@@ -74,6 +78,7 @@ class JobService:
 
     def __init__(self, crisper: Crisper) -> None:
         self.crisper = crisper
+        self.breaker = Breaker()
 
     # -- submit -----------------------------------------------------------------------------
 
@@ -88,21 +93,28 @@ class JobService:
         """
         at = utcnow()
         rows = [self._row(r, at) for r in requests]
+        send = self.breaker.allows()
+        if not send:  # the broker is down: store the jobs as undispatched; the relay sends them
+            for row in rows:
+                row["dispatched_at"] = None
         rejects = [r.on_duplicate == "reject" for r in requests]
         if session is not None:
+            for row in rows:  # outbox: NULL until sent, so the relay sends it if we die first
+                row["dispatched_at"] = None
             records, fresh = self._insert(session, rows, at, rejects)
-            self._dispatch_after_commit(session, fresh)
+            if send:
+                self._dispatch_after_commit(session, fresh)
             return records
         if len(rows) == 1 and not (rows[0]["idempotency_key"] or rows[0]["unique_key"]):
             # Nothing to look up first: one statement, committed on its own.
             with self.crisper.store.autocommit() as conn:
                 job_sql.create(conn, rows, at)
-            fresh = [_record_from_row(rows[0])]
-            self._dispatch_now(fresh)
-            return fresh
-        with self.crisper.store.transaction() as own:
-            records, fresh = self._insert(own, rows, at, rejects)
-        self._dispatch_now(fresh)
+            records = fresh = [_record_from_row(rows[0])]
+        else:
+            with self.crisper.store.transaction() as own:
+                records, fresh = self._insert(own, rows, at, rejects)
+        if send:
+            self._dispatch_now(fresh, allowed=True)
         return records
 
     def _row(self, r: SubmitRequest, at: datetime) -> dict[str, Any]:
@@ -114,8 +126,7 @@ class JobService:
             run_at = at + timedelta(seconds=_delay_seconds(r.delay))
         if run_at is not None and run_at.tzinfo is None:
             raise InvalidRequest("run_at", "must be timezone-aware (UTC)")
-        if r.idempotency_key is not None and not r.idempotency_key.strip():
-            raise InvalidRequest("idempotency_key", "must not be empty")
+        self._check_names(r, r.queue or opts.queue)
         if r.hold:
             state = S.HELD
         elif run_at is not None and run_at > at:
@@ -140,6 +151,25 @@ class JobService:
             # Optimistic: the message goes out right after commit; a failed send clears this.
             "dispatched_at": at if state is S.QUEUED else None,
         }
+
+    def _check_names(self, r: SubmitRequest, queue: str) -> None:
+        """Queue, tags and keys as they enter: a queue must be declared and never a broker key."""
+        known = self.crisper.declared_queues()
+        problem = unknown_queue_problem(queue, known)
+        if problem is not None:
+            raise UnknownQueue("queue", problem, known)
+        if isinstance(r.tags, str):
+            raise InvalidRequest("tags", "must be a list of tags, not one text")
+        if len(r.tags) > MAX_TAGS:
+            raise InvalidRequest("tags", f"at most {MAX_TAGS} tags")
+        for i, tag in enumerate(r.tags):
+            problem = tag_problem(tag)
+            if problem is not None:
+                raise InvalidRequest(f"tags.{i}", problem)
+        for name, key in (("idempotency_key", r.idempotency_key), ("unique_key", r.unique_key)):
+            problem = None if key is None else text_problem(key, MAX_KEY)
+            if problem is not None:
+                raise InvalidRequest(name, problem)
 
     def _insert(self, session: Session, rows: list[dict[str, Any]], at: datetime,
                 rejects: list[bool], tries: int = 5) -> tuple[list[JobRecord], list[JobRecord]]:
@@ -187,22 +217,61 @@ class JobService:
         ]
         return records, list(created.values())
 
-    def _dispatch_now(self, records: Sequence[JobRecord]) -> None:
+    def _dispatch_now(self, records: Sequence[JobRecord], allowed: bool = False,
+                      mark_sent: bool = False) -> None:
+        """Wake workers for committed jobs. Never raises: the jobs exist whatever happens here.
+
+        With the broker down (or the breaker open, or no broker configured or readable), the
+        jobs are left for the relay; a refused message is recorded on its jobs.
+        """
         todo = [_dispatch(r) for r in records if r.state is S.QUEUED]
         if not todo:
             return
+        ids = [d.id for d in todo]
+        if not (allowed or self.breaker.allows()):
+            if not mark_sent:  # outbox rows are stored unsent already
+                self._mark_undispatched(ids)
+            return
         try:
-            self.crisper.publish(todo)
-        except BrokerUnavailable:
-            self._mark_undispatched([d.id for d in todo])
+            refusals = self.crisper.publish(todo)
+        except Exception as exc:  # noqa: BLE001 - the job is committed: report it, never fail
+            self.breaker.trip(exc)
+            if not mark_sent:
+                self._mark_undispatched(ids)
+            return
+        self.breaker.reset()
+        if refusals:
+            self._record_refusals(todo, refusals)
+        if mark_sent:
+            refused = {i for r in refusals for i in r.ids}
+            self._mark_sent([i for i in ids if i not in refused])
+
+    def _mark_sent(self, ids: list[uuid.UUID]) -> None:
+        """Outbox rows are stored unsent; once their wake-ups are out, say so."""
+        try:
+            with self.crisper.store.transaction() as session:
+                job_sql.mark_dispatched(session, ids, utcnow())
+        except CrisperError as exc:  # still unsent in the database: the relay sends them again
+            log.warning("%d wake-up(s) sent but not marked sent (%s)", len(ids), exc)
 
     def _mark_undispatched(self, ids: list[uuid.UUID]) -> None:
         """Leave the job for the relay to send once the broker is back."""
         try:
             with self.crisper.store.transaction() as session:
                 job_sql.mark_dispatched(session, ids, None)
-        except CrisperError:
-            pass  # the relay's lost-message check will still find these jobs
+        except CrisperError as exc:
+            log.warning("%d job(s) stored, but not marked for the relay (%s); the lost-message "
+                        "sweep sends them", len(ids), exc)
+
+    def _record_refusals(self, todo: list[job_sql.Dispatch],
+                         refusals: list[Refusal]) -> None:
+        from crisper.maintenance.relay import record_refusals
+
+        try:
+            with self.crisper.store.transaction() as session:
+                record_refusals(self.crisper, session, todo, refusals, utcnow())
+        except CrisperError as exc:
+            log.warning("broker refused %d message(s); not recorded: %s", len(refusals), exc)
 
     def _dispatch_after_commit(self, session: Session, records: list[JobRecord]) -> None:
         """Outbox: wake workers only once the caller's transaction has committed."""
@@ -213,7 +282,16 @@ class JobService:
         session.info.setdefault(_PENDING, []).extend(records)
 
     def _after_commit(self, session: Session) -> None:
-        self._dispatch_now(session.info.pop(_PENDING, []))
+        self.dispatch_committed(session.info.pop(_PENDING, []))
+
+    def dispatch_committed(self, records: Sequence[JobRecord]) -> None:
+        """Wake workers for jobs a caller's transaction has committed, then mark them sent.
+
+        Their rows say "not sent" (dispatched_at NULL) until then: a process that dies before
+        or during the publish leaves them to the relay. A relay that sends one as well only
+        makes a duplicate message, which the claim drops. Never raises into the caller.
+        """
+        self._dispatch_now(records, mark_sent=True)
 
     # -- read -------------------------------------------------------------------------------
 
@@ -302,6 +380,7 @@ class JobService:
 
 
 MAX_DELAY_SECONDS = 10 * 365 * 86400.0
+MAX_TAGS = 50
 
 
 def _delay_seconds(delay: Duration) -> float:

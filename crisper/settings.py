@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from crisper.errors import ConfigurationError
+from crisper.names import queue_problem
 
 EMBEDDED_STATE_FILE = "embedded.json"
 
@@ -26,6 +29,10 @@ class Settings(BaseSettings):
         default_factory=dict, description="passed to Kombu's transport (JSON in the environment)"
     )
     app: str | None = Field(None, description="module[:attribute] holding the Crisper app")
+    queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="queues a submit may name besides the job types' "
+        "own (comma-separated in the environment); see docs/flow-control.md"
+    )
 
     lease_seconds: float = Field(30.0, gt=0, description="a running job's claim lasts this long")
     heartbeat_seconds: float = Field(
@@ -54,9 +61,25 @@ class Settings(BaseSettings):
     metrics_window_seconds: float = Field(
         300.0, gt=0, description="/metrics histograms and finished counts cover this recent window"
     )
+    drain_seconds: float = Field(
+        60.0, ge=0, description="`crisper up` stopping: how long running jobs may finish before "
+        "their worker is stopped cold (they are then rescued when it starts again)"
+    )
     worker_lost_after_seconds: float = Field(
         30.0, gt=0, description="a worker silent this long is shown as lost"
     )
+
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _queue_names(cls, value: Any) -> Any:
+        """Comma-separated text or a list; each a safe queue name, or the settings are refused."""
+        if isinstance(value, str):
+            value = [q.strip() for q in value.split(",") if q.strip()]
+        for name in value if isinstance(value, list) else []:
+            problem = queue_problem(name)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'crisper.db'}"
@@ -66,9 +89,17 @@ class Settings(BaseSettings):
         if self.broker_url:
             return self.broker_url
         state = self.home / EMBEDDED_STATE_FILE
-        if state.exists():
-            return str(json.loads(state.read_text())["url"])
-        return None
+        if not state.exists():
+            return None
+        try:
+            url = json.loads(state.read_text())["url"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigurationError(
+                f"{state} is unreadable or incomplete ({type(exc).__name__}); it is rewritten "
+                "by `crisper up`: stop it and start it again") from exc
+        if not isinstance(url, str):
+            raise ConfigurationError(f"{state} names no broker URL; restart `crisper up`")
+        return url
 
     def resolved_redis_url(self) -> str | None:
         if self.redis_url:

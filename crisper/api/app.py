@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse
+from fastapi_offline import FastAPIOffline
 
 from crisper.api import openapi, problems
 from crisper.api.limits import BodyLimit
@@ -21,6 +22,7 @@ ROUTERS: list[APIRouter] = [
     schedules.router,
 ]
 
+DOCS_ASSETS = "/docs/assets"
 DESCRIPTION = """Crisper's HTTP API: submit jobs, follow them, steer them.
 
 Authenticate with `Authorization: Bearer <key>` (`crisper keys create`). Keys carry scopes
@@ -29,15 +31,18 @@ RFC 9457 `application/problem+json` documents with a sentence in `detail`.
 """
 
 
-def _to_dashboard() -> RedirectResponse:
-    """People who open the server's root want the dashboard."""
-    return RedirectResponse("/dashboard/", status_code=307)
+def _to_dashboard(request: Request) -> RedirectResponse:
+    """People who open the server's root want the dashboard (under the mount prefix, if any)."""
+    return RedirectResponse(f"{request.scope.get('root_path', '')}/dashboard/", status_code=307)
 
 
 def create_app(crisper: Crisper) -> FastAPI:
     """An ASGI app serving `crisper`'s jobs; nothing connects until the first request."""
-    api = FastAPI(title="Crisper", version="1", description=DESCRIPTION,
-                  docs_url="/docs", redoc_url="/redoc", openapi_url="/openapi.json")
+    # /docs and /redoc with their scripts served from here (a package's copy), not a CDN:
+    # the pages work on a machine without internet.
+    api = FastAPIOffline(title="Crisper", version="1", description=DESCRIPTION,
+                         docs_url="/docs", redoc_url="/redoc", openapi_url="/openapi.json",
+                         static_url=DOCS_ASSETS)
     api.state.crisper = crisper
     api.state.keys = KeyService(crisper.store)
     api.state.metrics = registry_for(crisper)

@@ -52,6 +52,7 @@ def narrow_submit_body(schema: dict[str, Any], crisper: Crisper) -> None:
     components = schema.get("components", {}).get("schemas", {})
     body = components.get(BODY)
     types = sorted(crisper.registry, key=lambda t: t.name)
+    queues = crisper.declared_queues()
     if body is None or not types:
         return
     variants = []
@@ -64,6 +65,9 @@ def narrow_submit_body(schema: dict[str, Any], crisper: Crisper) -> None:
         variant["title"] = f"Submit {job_type.name}"
         variant["properties"]["type"] = {"type": "string", "const": job_type.name}
         variant["properties"]["params"] = _rewrite_refs(params, prefix)
+        variant["properties"]["queue"] = {
+            "anyOf": [{"type": "string", "enum": queues}, {"type": "null"}],
+            "description": "a declared queue; default: the job type's own"}
         if params.get("required"):
             variant["required"] = sorted({*variant.get("required", []), "params"})
         name = _component_name("Submit", job_type.name)
@@ -73,12 +77,28 @@ def narrow_submit_body(schema: dict[str, Any], crisper: Crisper) -> None:
                         "description": "a job to submit: one variant per registered job type"}
 
 
+def problem_422s(schema: dict[str, Any]) -> None:
+    """Every 422 as what it is, a problem+json document: FastAPI documents its automatic
+    ones as its own validation body, which this API never sends (see crisper.api.problems)."""
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for operations in schema.get("paths", {}).values():
+        for op in operations.values():
+            answer = op.get("responses", {}).get("422")
+            if answer is not None:
+                answer["content"] = copy.deepcopy(problem)
+                answer["description"] = "Unprocessable Content: the problem names each field"
+    components = schema.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+
+
 def install(api: FastAPI, crisper: Crisper) -> None:
     def openapi() -> dict[str, Any]:
         if api.openapi_schema is None:
             schema = get_openapi(title=api.title, version=api.version,
                                  description=api.description, routes=api.routes)
             narrow_submit_body(schema, crisper)
+            problem_422s(schema)
             api.openapi_schema = schema
         return api.openapi_schema
 

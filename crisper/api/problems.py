@@ -24,6 +24,7 @@ from crisper.errors import (
     ScheduleNotFound,
     StoreUnavailable,
     UnknownJobType,
+    UnknownQueue,
 )
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ def describe(exc: CrisperError) -> tuple[int, str, dict[str, Any]]:
         errors = [{"loc": ["params", *e["loc"]], "msg": e["msg"], "type": e["type"]}
                   for e in exc.errors]
         return 422, "invalid-params", {"errors": errors}
+    if isinstance(exc, UnknownQueue):
+        return 422, "unknown-queue", {"known_queues": exc.known, "errors": [
+            {"loc": [exc.field], "msg": str(exc), "type": "value_error"}]}
     if isinstance(exc, InvalidRequest):
         return 422, "invalid-request", {"errors": [
             {"loc": [exc.field], "msg": str(exc), "type": "value_error"}]}
@@ -99,6 +103,10 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no endpoint at {request.url.path}; see /docs for the API"
+    elif exc.status_code == 400 and detail == "There was an error parsing the body":
+        # FastAPI's answer when the JSON parser gives up (e.g. RecursionError on deep nesting)
+        return problem(400, "the request body cannot be read: not JSON, or nested deeper than "
+                       "any request may be", "malformed-json", request.url.path)
     elif exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
     return problem(exc.status_code, detail, None, request.url.path, dict(exc.headers or {}))

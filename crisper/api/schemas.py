@@ -6,9 +6,18 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 
+from crisper.names import KEY_PATTERN, QUEUE_PATTERN, TAG_PATTERN, json_problem
 from crisper.service import BulkResult
 from crisper.states import TERMINAL, JobState
 from crisper.store.records import EventRecord, JobRecord, LogRecord
@@ -29,25 +38,24 @@ class Problem(BaseModel):
 
 MAX_DELAY = 10 * 366 * 86400.0
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL cannot store NUL characters in text or JSON
+KEY = f"^{KEY_PATTERN.pattern}$"  # printable and not blank (crisper.names)
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
-Tag = Annotated[str, Field(min_length=1, max_length=100, pattern=NO_NUL)]
+Tag = Annotated[str, Field(min_length=1, max_length=100, pattern=f"^{TAG_PATTERN.pattern}$",
+                           description="see docs/api.md for the tag rule")]
+QueueName = Annotated[str, Field(min_length=1, max_length=64,
+                                 pattern=f"^{QUEUE_PATTERN.pattern}$",
+                                 description="a declared queue (docs/flow-control.md)")]
 
 
-def find_nul(value: Any, path: tuple[str | int, ...] = ()) -> tuple[str | int, ...] | None:
-    """The path of the first string holding a NUL character in a JSON value, if any."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for k, v in value.items():
-            found = find_nul(k, (*path, k)) or find_nul(v, (*path, k))
-            if found is not None:
-                return found
-    if isinstance(value, list):
-        for i, v in enumerate(value):
-            found = find_nul(v, (*path, i))
-            if found is not None:
-                return found
-    return None
+def _text_time(value: Any) -> Any:
+    """A time is RFC 3339 text, as documented: not a number of seconds, which pydantic's lax
+    mode would read as a Unix time."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("give an RFC 3339 date-time, such as 2025-01-31T12:00:00Z")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_text_time)]
 
 
 class SubmitBody(BaseModel):
@@ -57,15 +65,15 @@ class SubmitBody(BaseModel):
                               json_schema_extra={"not": {"required": ["run_at", "delay"]}})
     type: Name = Field(description="a registered job type")
     params: dict[str, Any] = Field(default_factory=dict)
-    queue: Name | None = None
+    queue: QueueName | None = None
     priority: int | None = Field(None, ge=0, le=9, description="9 runs first")
-    run_at: AwareDatetime | None = Field(None, description="not before this time")
+    run_at: Timestamp | None = Field(None, description="not before this time")
     delay: float | None = Field(None, ge=0, le=MAX_DELAY, description="run after this many seconds")
     hold: bool = Field(False, description="create held; it runs after POST .../start")
-    idempotency_key: str | None = Field(None, min_length=1, max_length=300, pattern=NO_NUL)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=300, pattern=KEY)
     tags: list[Tag] = Field(default_factory=list, max_length=50)
     max_attempts: int | None = Field(None, ge=1, le=1000)
-    unique_key: str | None = Field(None, min_length=1, max_length=300, pattern=NO_NUL,
+    unique_key: str | None = Field(None, min_length=1, max_length=300, pattern=KEY,
                                    description="one active job per key (with the type's own)")
     on_duplicate: Literal["return", "reject"] = Field(
         "return", description="a unique key held by an active job: answer that job (200), or 409")
@@ -74,10 +82,18 @@ class SubmitBody(BaseModel):
     def _check(self) -> SubmitBody:
         if self.delay is not None and self.run_at is not None:
             raise ValueError("give run_at or delay, not both")
-        where = find_nul(self.params)
-        if where is not None:
-            raise ValueError(f"params.{'.'.join(map(str, where))}: text cannot hold NUL characters")
         return self
+
+    @field_validator("params")
+    @classmethod
+    def _storable(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Refused here, named, before anything deeper chokes on it (a 422, never a 500)."""
+        problem = json_problem(params)
+        if problem is not None:
+            where, msg, _ = problem
+            shown = ".".join(map(str, where[:8])) + (".…" if len(where) > 8 else "")
+            raise ValueError(f"{shown or '(params)'}: {msg}")
+        return params
 
 
 class Progress(BaseModel):
@@ -118,6 +134,9 @@ class Job(BaseModel):
     max_attempts: int
     result: Any = None
     error: JobError | None = None
+    dispatch_error: str | None = Field(
+        None, description="why this queued job's wake-up message could not be published; "
+        "the relay tries again with back-off")
     idempotency_key: str | None
     timeout: float | None
     worker: str | None
@@ -139,7 +158,8 @@ class Job(BaseModel):
             progress=Progress(current=r.progress_current, total=r.progress_total,
                               percent=r.percent, message=r.progress_message),
             attempt=r.attempt, max_attempts=r.max_attempts, result=r.result,
-            error=JobError(**r.error) if r.error else None, idempotency_key=r.idempotency_key,
+            error=JobError(**r.error) if r.error else None, dispatch_error=r.dispatch_error,
+            idempotency_key=r.idempotency_key,
             timeout=r.timeout, worker=r.worker, cancel_requested_at=r.cancel_requested_at,
             created_at=r.created_at, run_at=r.run_at, queued_at=r.queued_at,
             started_at=r.started_at, finished_at=r.finished_at, cancelled_at=r.cancelled_at,
@@ -186,6 +206,15 @@ class LogLine(BaseModel):
 
 # -- bulk -----------------------------------------------------------------------------------
 
+def _refuse_nulls(data: Any) -> Any:
+    """An explicit null where the document allows none: leave the field out instead."""
+    if isinstance(data, dict):
+        nulls = sorted(k for k, v in data.items() if v is None)
+        if nulls:
+            raise ValueError(f"{', '.join(map(str, nulls))}: leave the field out instead of null")
+    return data
+
+
 class BulkFilter(BaseModel):
     """Which jobs: every given field must match. At least one field is required."""
 
@@ -194,10 +223,15 @@ class BulkFilter(BaseModel):
     types: list[Name] = Field(default_factory=list, min_length=1)
     queues: list[Name] = Field(default_factory=list, min_length=1)
     tag: Tag | SkipJsonSchema[None] = None
-    created_after: AwareDatetime | SkipJsonSchema[None] = None
-    created_before: AwareDatetime | SkipJsonSchema[None] = None
-    finished_after: AwareDatetime | SkipJsonSchema[None] = None
-    finished_before: AwareDatetime | SkipJsonSchema[None] = None
+    created_after: Timestamp | SkipJsonSchema[None] = None
+    created_before: Timestamp | SkipJsonSchema[None] = None
+    finished_after: Timestamp | SkipJsonSchema[None] = None
+    finished_before: Timestamp | SkipJsonSchema[None] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        return _refuse_nulls(data)
 
     def is_empty(self) -> bool:
         return not self.model_fields_set
@@ -212,6 +246,11 @@ class BulkBody(BaseModel):
         None] = None
     filter: BulkFilter | SkipJsonSchema[None] = None
     limit: int = Field(10_000, ge=1, le=100_000, description="act on at most this many jobs")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        return _refuse_nulls(data)
 
     @model_validator(mode="after")
     def _one_of(self) -> BulkBody:

@@ -77,6 +77,10 @@ def _line_key(at: datetime | str, message: str) -> tuple[int, str]:
     return round(when.timestamp() * 1_000_000), message
 
 
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) else 0
+
+
 def _progress(job: JobRecord) -> dict[str, Any]:
     return {"current": job.progress_current, "total": job.progress_total,
             "percent": job.percent, "message": job.progress_message}
@@ -96,7 +100,11 @@ class JobWatch:
         # With Redis, the store is still read now and then in case a message was missed.
         self.poll_seconds = poll_seconds if redis_url is None else max(poll_seconds, 2.0)
         self.keepalive_seconds = keepalive_seconds
-        self._progress: dict[str, Any] | None = None
+        self._progress: tuple[Any, ...] | None = None  # the last progress sent
+        # (attempt, seq) of the last live progress sent: an older message is dropped, and
+        # the store's copy (up to a heartbeat behind) is sent only where no live one was,
+        # or once the job has finished (its final progress is stored last).
+        self._live: tuple[int, int] | None = None
         # Log lines shown live but not yet read from the store, and the other way round.
         self._live_lines: set[tuple[int, str]] = set()
         self._stored_lines: set[tuple[int, str]] = set()
@@ -157,8 +165,9 @@ class JobWatch:
         items: list[tuple[datetime, int, Any]] = [(e.at, 1, e) for e in events]
         items += [(line.at, 0, line) for line in lines]
         progress = _progress(job)
-        if progress["current"] is not None and progress != self._progress:
-            self._progress = progress
+        stale = (self._live is not None and not job.state.is_terminal
+                 and job.attempt <= self._live[0])
+        if progress["current"] is not None and not stale and self._new_progress(progress):
             yield SseEvent("progress", progress)
         skipped = False
         for _at, is_event, item in sorted(items, key=lambda x: (x[0], x[1], x[2].id)):
@@ -185,6 +194,14 @@ class JobWatch:
         if job.state.is_terminal:  # its final state event was sent above or before a reconnect
             yield SseEvent("end")
 
+    def _new_progress(self, progress: dict[str, Any]) -> bool:
+        """Whether `progress` differs from the last one sent (and remember it)."""
+        value = (progress.get("current"), progress.get("total"), progress.get("message"))
+        if value == self._progress:
+            return False
+        self._progress = value
+        return True
+
     def _wait(self, pubsub: Any) -> Iterator[SseEvent]:
         """Until the next store read: forward live progress and log lines; stop early on news."""
         deadline = time.monotonic() + self.poll_seconds
@@ -206,11 +223,14 @@ class JobWatch:
                 continue
             kind = data.pop("kind", None)
             if kind == "progress":
+                order = (_int(data.pop("attempt", 0)), _int(data.pop("seq", 0)))
+                if self._live is not None and order <= self._live:
+                    continue  # older than one already sent
+                self._live = order
                 total, current = data.get("total"), data.get("current")
                 data["percent"] = (round(100.0 * current / total, 1)
                                    if total and current is not None else None)
-                if data != self._progress:
-                    self._progress = data
+                if self._new_progress(data):
                     yield SseEvent("progress", data)
             elif kind == "log" and "at" in data and "message" in data:
                 key = _line_key(data["at"], data["message"])

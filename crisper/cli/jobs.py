@@ -40,6 +40,8 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
             params[key] = json.loads(raw)
         except json.JSONDecodeError:
             params[key] = raw
+        except RecursionError:
+            raise typer.BadParameter(f"{key}: JSON nested too deeply") from None
     return params
 
 

@@ -91,6 +91,8 @@ def params_from_form(fields: list[Field], form: Mapping[str, str]
                 params[f.name] = json.loads(raw)
             except ValueError as exc:
                 errors[f.name] = f"not valid JSON: {exc}"
+            except RecursionError:  # the parser's own depth limit
+                errors[f.name] = "nested too deeply"
         elif f.kind == "choice":
             params[f.name] = next((c for c in f.choices if str(c) == raw), raw)
         else:

@@ -18,7 +18,7 @@ from crisper.dashboard import forms
 from crisper.dashboard.render import base_of, render
 from crisper.dashboard.routes_pages import Reader, acting, crisper_of
 from crisper.dashboard.session import Viewer
-from crisper.errors import DuplicateJob, InvalidParams, UnknownJobType
+from crisper.errors import DuplicateJob, InvalidParams, InvalidRequest, UnknownJobType
 from crisper.service import SubmitRequest
 
 router = APIRouter()
@@ -94,6 +94,11 @@ async def submit(request: Request) -> Response:
         by_field, general = forms.field_errors(exc.errors, {f.name for f in fields})
         return _page(request, who, type_name, 422, form,
                      {PARAM + k: v for k, v in by_field.items()}, general)
+    except InvalidRequest as exc:  # e.g. a queue nobody declared: shown by its field
+        field = exc.field.split(".")[0]
+        if field in OPTIONS:
+            return _page(request, who, type_name, 422, form, {field: str(exc)})
+        return _page(request, who, type_name, 422, form, general=[str(exc)])
     except DuplicateJob as exc:
         return _page(request, who, type_name, 409, form, general=[str(exc)])
     return RedirectResponse(f"{base_of(request)}/jobs/{record.id}?done=submit", status_code=303)

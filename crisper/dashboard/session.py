@@ -56,7 +56,7 @@ class SessionData:
         try:
             data = json.loads(base64.urlsafe_b64decode(value.encode()))
             session = cls(str(data["k"]), str(data["c"]), float(data["t"]))
-        except (ValueError, KeyError, TypeError, binascii.Error):
+        except (ValueError, KeyError, TypeError, binascii.Error, RecursionError):
             return None
         if not session.key or len(session.csrf) < 16:
             return None

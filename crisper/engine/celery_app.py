@@ -45,6 +45,9 @@ def make_celery(crisper: Crisper, existing: Celery | None = None) -> Celery:
             task_create_missing_queues=True,
             broker_connection_retry_on_startup=True,
             broker_connection_timeout=3,
+            # A Redis that cannot persist (full disk: MISCONF) refuses BRPOP; reconnect and wait
+            # for it instead of letting the worker die on that answer.
+            broker_channel_error_retry=is_redis(broker),
             worker_hijack_root_logger=False,
             worker_send_task_events=False,
             task_queue_max_priority=9,  # RabbitMQ: queues declared with x-max-priority

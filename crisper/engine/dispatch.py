@@ -2,36 +2,107 @@
 
 from __future__ import annotations
 
+import logging
+import re
+import threading
+import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
+import redis
+from amqp.exceptions import ChannelError as AmqpChannelError
 from amqp.exceptions import NotFound as AmqpNotFound
 from celery import Celery
 from kombu.exceptions import ChannelError
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from crisper.engine.celery_app import broker_priority
+from crisper.engine.celery_app import broker_priority, is_redis
 from crisper.errors import BrokerUnavailable
+from crisper.store import utcnow
 from crisper.store.jobs import Dispatch
+
+log = logging.getLogger(__name__)
+
+# Redis answers that concern the whole server, not one key: the broker is unusable for now.
+_SERVER_WIDE = re.compile(r"\b(MISCONF|READONLY|OOM|LOADING|NOAUTH|NOPERM|WRONGPASS|MASTERDOWN)\b")
+_SERVER_WIDE_TYPES = (redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError,
+                      redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError)
+EPOCH_KEY = "crisper.broker-epoch"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Jobs whose wake-up message the broker refused (not a broker outage): they wait, with why."""
+
+    ids: list[uuid.UUID]
+    error: str
 
 
 def publish(app: Celery, dispatches: Sequence[Dispatch],
-            batch_of: Callable[[str], int] = lambda _type: 1) -> None:
-    """Publish the wake-up messages on one producer; BrokerUnavailable if the broker is down.
+            batch_of: Callable[[str], int] = lambda _type: 1) -> list[Refusal]:
+    """Publish the wake-up messages on one producer; answer the groups the broker refused.
 
     Jobs of one type, queue and priority share a message, up to `batch_of(type)` per message.
+    A message the broker cannot take (a queue name that collides with one of its own keys)
+    refuses only its group; the other groups still go out. BrokerUnavailable if the broker is
+    down: then nothing more is tried, after one connection attempt (no retry loop).
     """
     if not dispatches:
-        return
+        return []
+    refused: dict[tuple[str, str, int], Refusal] = {}
     try:
         with app.producer_or_acquire() as producer:
-            for (type_, queue, priority), ids in batches(dispatches, batch_of):
-                app.send_task(
-                    type_, args=[ids], queue=queue, producer=producer, retry=False,
-                    priority=broker_priority(app, priority), ignore_result=True,
-                )
-    except (KombuOperationalError, ConnectionError, OSError) as exc:
-        raise BrokerUnavailable(f"the broker is unavailable: {exc}") from exc
+            producer.connection.ensure_connection(max_retries=0)
+            for key, ids in batches(dispatches, batch_of):
+                if key in refused:  # an earlier message of this group was refused: so is this
+                    refused[key].ids.extend(uuid.UUID(i) for i in ids)
+                    continue
+                try:
+                    app.send_task(
+                        key[0], args=[ids], queue=key[1], producer=producer,
+                        retry=False, priority=broker_priority(app, key[2]), ignore_result=True,
+                    )
+                except Exception as exc:  # noqa: BLE001 - sorted just below
+                    if broker_wide(exc):
+                        raise
+                    refused[key] = Refusal([uuid.UUID(i) for i in ids],
+                                           f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        if broker_wide(exc):
+            raise BrokerUnavailable(f"the broker is unavailable: {exc}") from exc
+        raise
+    return list(refused.values())
+
+
+def broker_wide(exc: BaseException) -> bool:
+    """Whether an error means the broker is down or unusable, rather than one message refused.
+
+    Kombu wraps every Redis error in its OperationalError, so the causes decide: a connection
+    error, a timeout or a server-wide Redis answer (MISCONF, READONLY, OOM…) is the broker's;
+    a key-level answer (WRONGTYPE) or an AMQP channel error (403, 404, 406) is the message's.
+    """
+    chain = list(_causes(exc))
+    for e in chain:
+        if isinstance(e, _SERVER_WIDE_TYPES):
+            return True
+        if isinstance(e, redis.exceptions.ResponseError):
+            return bool(_SERVER_WIDE.search(str(e)))
+        if isinstance(e, AmqpChannelError | ChannelError):
+            return False
+    return isinstance(chain[-1], OSError | redis.exceptions.ConnectionError
+                      | redis.exceptions.TimeoutError | KombuOperationalError | TimeoutError)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 def batches(dispatches: Sequence[Dispatch], batch_of: Callable[[str], int]
@@ -46,11 +117,90 @@ def batches(dispatches: Sequence[Dispatch], batch_of: Callable[[str], int]
             yield key, ids[start:start + size]
 
 
+class Breaker:
+    """A circuit breaker for submitters: after a failed publish, skip the broker for a while.
+
+    With the broker down, a submit commits its job and returns at once (the relay sends it
+    later) instead of waiting for a connection per submit. One warning when it opens, one
+    note when a publish succeeds again; none per submit.
+    """
+
+    def __init__(self, cooldown: float = 5.0, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self.cooldown = cooldown
+        self._clock = clock
+        self._open_until = float("-inf")
+        self._down = False
+        self._lock = threading.Lock()
+
+    def allows(self) -> bool:
+        """Whether to try the broker now (always while closed; once per cooldown while open)."""
+        with self._lock:
+            if self._clock() < self._open_until:
+                return False
+            if self._down:  # half-open: this caller tries; the others wait for its answer
+                self._open_until = self._clock() + self.cooldown
+            return True
+
+    def trip(self, exc: BaseException) -> None:
+        with self._lock:
+            self._open_until = self._clock() + self.cooldown
+            first = not self._down
+            self._down = True
+        if first:
+            log.warning("cannot publish to the broker (%s: %s); jobs submitted meanwhile are "
+                        "stored and the relay sends them when it can", type(exc).__name__, exc)
+
+    def reset(self) -> None:
+        with self._lock:
+            was_down, self._down = self._down, False
+            self._open_until = float("-inf")
+        if was_down:
+            log.info("broker reachable again; submits publish directly")
+
+
+class BrokerEpoch:
+    """When the broker's memory began: a key it loses whenever it loses its messages.
+
+    A Redis broker restarted without persistence (or flushed) forgets the key along with every
+    message; the relay then re-sends each queued job dispatched before the key was set again,
+    at once, without waiting for the queue to drain. RabbitMQ keeps durable queues: None.
+    """
+
+    def __init__(self, app: Celery) -> None:
+        url = app.conf.broker_url or ""
+        self._url = "redis" + url[len("valkey"):] if url.startswith("valkey") else url
+        prefix = (app.conf.broker_transport_options or {}).get("global_keyprefix", "")
+        self._key = f"{prefix}{EPOCH_KEY}"
+        self._client: redis.Redis | None = None
+
+    def began_at(self) -> datetime | None:
+        """The epoch's start (set to now if the broker has none yet); None if not Redis."""
+        if not is_redis(self._url):
+            return None
+        if self._client is None:
+            self._client = redis.Redis.from_url(self._url, socket_connect_timeout=2,
+                                                socket_timeout=5)
+        try:
+            self._client.set(self._key, utcnow().isoformat(), nx=True)
+            value = self._client.get(self._key)
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(f"the broker is unavailable: {exc}") from exc
+        if value is None:  # deleted between the two commands: the next tick sets it again
+            return None
+        return datetime.fromisoformat(value.decode() if isinstance(value, bytes) else str(value))
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
 def queue_depth(app: Celery, queue: str) -> int | None:
     """Messages waiting in `queue` on the broker, or None if the broker cannot say."""
     try:
         with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1)
+            conn.ensure_connection(max_retries=0)
             # Redis queues are virtual: declaring one only reads its length. (A passive declare
             # there checks key existence without the global key prefix, and misses the queue.)
             passive = conn.transport.driver_type == "amqp"

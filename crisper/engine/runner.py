@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from celery.exceptions import SoftTimeLimitExceeded
 
 from crisper import retry as retry_policy
+from crisper.engine.async_bodies import finish_body
 from crisper.engine.context import JobContext, install_log_handler
 from crisper.engine.dispatch import publish
 from crisper.engine.leases import LeaseKeeper, store_news
@@ -74,6 +76,8 @@ class Runner:
                                   min(settings.heartbeat_seconds, settings.lease_seconds / 3))
         self._pid = os.getpid()
         self._live_at: dict[Any, float] = {}
+        # Orders one attempt's live progress messages for the stream (it drops older ones).
+        self._live_seq = itertools.count(1)
         install_log_handler()
 
     def run(self, job_type: JobType, job_ids: list[str], request: Any) -> None:
@@ -166,7 +170,8 @@ class Runner:
             self._live_at[ctx.job_id] = now
             self.crisper.live.publish(ctx.job_id, "progress", {
                 "current": ctx.progress_current, "total": ctx.progress_total,
-                "message": ctx.progress_message,
+                "message": ctx.progress_message, "attempt": ctx.attempt,
+                "seq": next(self._live_seq),
             })
 
     def _publish_running(self, ctx: JobContext) -> None:
@@ -230,7 +235,7 @@ def execute(job_type: JobType, ctx: JobContext, job: job_sql.Claimed) -> Outcome
     """Call the job function and turn whatever happens into an Outcome."""
     try:
         ctx.check_cancelled()  # asked to stop between its claim and now
-        result = job_type.func(ctx, **job.params)
+        result = finish_body(job_type.func(ctx, **job.params), ctx)  # awaits an async body
         json.dumps(result)
     except Cancelled:
         if ctx.lease_lost:

@@ -64,11 +64,10 @@ class WorkerPresence:
 
 
 def run_worker(crisper: Crisper, celery_args: list[str]) -> None:
-    """Start Celery's worker with Crisper's tasks; unless told, consume every job type's queue."""
+    """Start Celery's worker with Crisper's tasks; unless told, consume every declared queue."""
     args = list(celery_args)
     if not any(a in ("-Q", "--queues") or a.startswith("--queues=") for a in args):
-        queues = sorted({jt.options.queue for jt in crisper.registry} | {"default"})
-        args += ["-Q", ",".join(queues)]
+        args += ["-Q", ",".join(crisper.declared_queues())]
     if not any(a.startswith(("-l", "--loglevel")) for a in args):
         args += ["--loglevel", "INFO"]
     WorkerPresence(crisper).connect()

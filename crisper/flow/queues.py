@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from crisper.errors import InvalidRequest
+from crisper.names import queue_problem
 from crisper.store import queues as queue_sql
 from crisper.store import utcnow
 from crisper.store.queues import QueueRecord
@@ -29,13 +31,21 @@ class QueueService:
         return found[0]
 
     def pause(self, name: str) -> QueueRecord:
+        _check(name)
         with self.crisper.store.transaction() as session:
             queue_sql.set_paused(session, name, True, utcnow())
         return self.get(name)
 
     def resume(self, name: str) -> QueueRecord:
         """Unpause; the relay then sends the wake-ups the pause held back."""
+        _check(name)
         with self.crisper.store.transaction() as session:
             queue_sql.set_paused(session, name, False, utcnow())
             queue_sql.forget_dispatch(session, [name])
         return self.get(name)
+
+
+def _check(name: str) -> None:
+    problem = queue_problem(name)
+    if problem is not None:
+        raise InvalidRequest("name", problem)

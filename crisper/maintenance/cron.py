@@ -41,7 +41,8 @@ def fire(crisper: Crisper, s: ScheduleRecord, at: datetime) -> int:
     catchup = cast(cron.Catchup, s.catchup)
     plan = cron.plan(s.cron, s.timezone, s.next_fire_at, at, catchup, s.catchup_window)
     with crisper.store.transaction() as session:
-        if not schedule_sql.advance(session, s.name, s.next_fire_at, plan.next_fire_at, at):
+        if not schedule_sql.advance(session, s.name, s.tenant, s.next_fire_at,
+                                    plan.next_fire_at, at):
             return 0  # another scheduler took these fires
         made, skipped, error = 0, plan.missed, None
         last_job: uuid.UUID | None = None
@@ -58,7 +59,7 @@ def fire(crisper: Crisper, s: ScheduleRecord, at: datetime) -> int:
                 log.error("schedule %s could not fire: %s", s.name, exc)
                 break
             made, last_job = made + 1, job.id
-        schedule_sql.record_fires(session, s.name, made, skipped,
+        schedule_sql.record_fires(session, s.name, s.tenant, made, skipped,
                                   plan.fires[-1] if plan.fires else None,
                                   last_job, error)
     return made
@@ -68,7 +69,7 @@ def _overlap_allows(session: Session, s: ScheduleRecord, at: datetime) -> bool:
     """skip: no new job while one is active; cancel: stop the active ones, then fire."""
     if s.overlap == "allow":
         return True
-    active = schedule_sql.active_jobs(session, s.name)
+    active = schedule_sql.active_jobs(session, s.name, s.tenant)
     if s.overlap == "skip":
         return not active
     for job in active:

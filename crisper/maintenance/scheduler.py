@@ -21,49 +21,70 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+BROKER = "broker"  # the lane of units that talk to the broker: they run on their own thread
+
+
 @dataclass
 class Unit:
     name: str
     run: Callable[[Crisper, datetime], int]
     every: float
     next_at: float = 0.0
+    lane: str = "store"
 
 
-def units(crisper: Crisper) -> list[Unit]:
+def units(crisper: Crisper, relay_state: relay.Relay | None = None) -> list[Unit]:
     tick = crisper.settings.tick_seconds
+    relay_state = relay_state or relay.Relay()
     return [
         Unit("timers", timers.promote_due, tick),
-        Unit("relay", relay.relay, tick),
+        Unit("relay", relay_state.relay, tick, lane=BROKER),
         Unit("lifeline", lifeline.rescue, tick),
         Unit("canceller", canceller.enforce, tick),
-        Unit("redispatch", relay.redispatch_lost, max(tick, 2.0)),
+        Unit("redispatch", relay.redispatch_lost, max(tick, 2.0), lane=BROKER),
         Unit("pruner", pruner.prune, 60.0),
         Unit("cron", cron.fire_due, tick),
     ]
 
 
 class Scheduler:
+    """Runs the units; those that talk to the broker on a thread of their own, so that a broker
+    outage (connect timeouts) never slows the lifeline, timers, canceller or cron."""
+
     def __init__(self, crisper: Crisper) -> None:
         self.crisper = crisper
-        self.units = units(crisper)
+        self.relay = relay.Relay()
+        self.units = units(crisper, self.relay)
         self.runbook = RunBook(crisper)
+        self._broker_down: set[str] = set()
 
-    def tick(self) -> dict[str, int]:
-        """Run every unit that is due; one failing unit does not stop the others."""
+    def tick(self, lane: str | None = None) -> dict[str, int]:
+        """Run every unit (of `lane`, if given) that is due; one failing unit does not stop
+        the others."""
         done: dict[str, int] = {}
         now = time.monotonic()
         for unit in self.units:
+            if lane is not None and unit.lane != lane:
+                continue
             if now < unit.next_at:
                 continue
             unit.next_at = now + unit.every
             try:
                 count = unit.run(self.crisper, utcnow())
-            except (StoreUnavailable, BrokerUnavailable) as exc:
+            except BrokerUnavailable as exc:
+                if unit.name not in self._broker_down:  # one warning per outage, not per tick
+                    self._broker_down.add(unit.name)
+                    log.warning("%s: %s; its jobs wait until the broker is back", unit.name, exc)
+                continue
+            except StoreUnavailable as exc:
                 log.warning("%s: %s", unit.name, exc)
                 continue
             except Exception:
                 log.exception("%s failed", unit.name)
                 continue
+            if unit.name in self._broker_down:
+                self._broker_down.discard(unit.name)
+                log.info("%s: the broker is back", unit.name)
             if count:
                 log.info("%s: %d", unit.name, count)
             done[unit.name] = count
@@ -73,6 +94,17 @@ class Scheduler:
     def run(self, stop: threading.Event | None = None) -> None:
         stop = stop or threading.Event()
         log.info("scheduler started")
+        broker = threading.Thread(target=self._loop, args=(stop, BROKER),
+                                  name="crisper-relay", daemon=True)
+        broker.start()
+        try:
+            self._loop(stop, "store")
+        finally:
+            stop.set()
+            broker.join(timeout=10)
+            self.relay.close()
+
+    def _loop(self, stop: threading.Event, lane: str) -> None:
         while not stop.is_set():
-            self.tick()
+            self.tick(lane)
             stop.wait(self.crisper.settings.tick_seconds)

@@ -61,7 +61,8 @@ class Store:
         """Bring the schema up to date through the migrations."""
         from crisper.store.migrate import upgrade
 
-        upgrade(self)
+        with translate_errors():
+            upgrade(self)
 
     def close(self) -> None:
         """Close every pooled connection (at shutdown, and between tests)."""

@@ -31,7 +31,7 @@ def make_engine(url: str, *, pool: bool = True, autocommit: bool = False) -> Eng
     if url.startswith("sqlite"):
         path = make_url(url).database
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _make_folder(Path(path).parent)
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         kwargs["poolclass"] = NullPool
     elif autocommit:
@@ -47,6 +47,13 @@ def make_engine(url: str, *, pool: bool = True, autocommit: bool = False) -> Eng
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
     return engine
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot create {folder}: {exc.strerror or exc}") from exc
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -87,7 +94,8 @@ def translate_errors() -> Iterator[None]:
 def _is_connection_error(exc: OperationalError) -> bool:
     text = str(exc.orig).lower()
     markers = ("connection", "could not connect", "server closed", "terminating", "timeout",
-               "unable to open", "database is locked", "the database system is")
+               "unable to open", "database is locked", "the database system is",
+               "disk is full", "disk i/o error", "no space left")
     return exc.connection_invalidated or any(m in text for m in markers)
 
 

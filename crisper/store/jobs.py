@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -23,10 +22,10 @@ from sqlalchemy import (
     insert,
     literal_column,
     null,
+    or_,
     select,
     update,
 )
-from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -35,6 +34,7 @@ from crisper.states import TERMINAL, JobState, check_action
 from crisper.store.models import JSONB, UTCDateTime, job_events, job_logs, jobs, queues
 from crisper.store.records import EventRecord, JobRecord, LogRecord
 from crisper.store.stats import id_floor
+from crisper.store.tags import HasTag
 
 S = JobState
 _RECORD_COLUMNS = [jobs.c[name] for name in JobRecord.__dataclass_fields__]
@@ -74,6 +74,7 @@ class Dispatch:
     type: str
     queue: str
     priority: int
+    dispatch_attempts: int = 0  # refused publishes in a row (the relay backs off on them)
 
 
 def changed(session: Session, statement: Any) -> int:
@@ -151,11 +152,28 @@ def find_idempotent(session: Session, tenant: str, key: str) -> JobRecord | None
 
 
 def mark_dispatched(session: Session, ids: Sequence[uuid.UUID], at: datetime | None) -> None:
-    """Record that wake-up messages went out (at) or must go out again (None)."""
+    """Record that wake-up messages went out (at) or must go out again (None).
+
+    A message that went out clears the job's dispatch error and its back-off.
+    """
+    values: dict[str, Any] = {"dispatched_at": at}
+    if at is not None:
+        values.update(dispatch_error=None, dispatch_attempts=0, dispatch_after=None)
     session.execute(
         update(jobs)
         .where(jobs.c.id.in_(ids), jobs.c.state == S.QUEUED.value)
-        .values(dispatched_at=at)
+        .values(**values)
+    )
+
+
+def mark_dispatch_refused(session: Session, ids: Sequence[uuid.UUID], error: str,
+                          retry_at: datetime) -> None:
+    """The broker refused these jobs' message: they wait, showing why, until `retry_at`."""
+    session.execute(
+        update(jobs)
+        .where(jobs.c.id.in_(ids), jobs.c.state == S.QUEUED.value)
+        .values(dispatched_at=None, dispatch_error=error[:2000], dispatch_after=retry_at,
+                dispatch_attempts=jobs.c.dispatch_attempts + 1)
     )
 
 
@@ -208,8 +226,7 @@ def _where(stmt: Any, f: JobFilter) -> Any:
     if f.finished_before:
         stmt = stmt.where(jobs.c.finished_at < f.finished_before)
     if f.tag:
-        # Tags are a JSON list of strings; its text holds each one quoted.
-        stmt = stmt.where(sql_cast(jobs.c.tags, String).contains(json.dumps(f.tag)))
+        stmt = stmt.where(HasTag(jobs.c.tags, f.tag))
     return stmt
 
 
@@ -501,20 +518,23 @@ def promote_due(session: Session, at: datetime, limit: int) -> int:
     return moved
 
 
-def undispatched(session: Session, limit: int, skip_queues: Collection[str] = ()
-                 ) -> list[Dispatch]:
+def undispatched(session: Session, limit: int, skip_queues: Collection[str] = (),
+                 at: datetime | None = None) -> list[Dispatch]:
     """Queued jobs whose wake-up message has not gone out, locked against other relays.
 
-    Jobs of `skip_queues` (the paused ones) wait until their queue is resumed.
+    Jobs of `skip_queues` (the paused ones) wait until their queue is resumed; jobs whose
+    message the broker refused wait out their back-off (until `dispatch_after`, if `at`).
     """
     stmt = (
-        select(jobs.c.id, jobs.c.type, jobs.c.queue, jobs.c.priority)
+        select(*_DISPATCH_COLUMNS)
         .where(jobs.c.state == S.QUEUED.value, jobs.c.dispatched_at.is_(None),
                jobs.c.queue.not_in(list(skip_queues)))
         .order_by(jobs.c.priority.desc(), jobs.c.id).limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return [Dispatch(r.id, r.type, r.queue, r.priority) for r in session.execute(stmt)]
+    if at is not None:
+        stmt = stmt.where(or_(jobs.c.dispatch_after.is_(None), jobs.c.dispatch_after <= at))
+    return [_dispatch(r) for r in session.execute(stmt)]
 
 
 def waiting_dispatches(session: Session, ids: Sequence[uuid.UUID]) -> list[Dispatch]:
@@ -538,13 +558,33 @@ def queues_with_stale_dispatch(session: Session, before: datetime) -> list[str]:
 def stale_dispatched(session: Session, queue: str, before: datetime, limit: int) -> list[Dispatch]:
     """Queued jobs told to a worker long ago and still unclaimed: their message may be lost."""
     stmt = (
-        select(jobs.c.id, jobs.c.type, jobs.c.queue, jobs.c.priority)
+        select(*_DISPATCH_COLUMNS)
         .where(jobs.c.state == S.QUEUED.value, jobs.c.queue == queue,
                jobs.c.dispatched_at < before)
         .order_by(jobs.c.priority.desc(), jobs.c.id).limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return [Dispatch(r.id, r.type, r.queue, r.priority) for r in session.execute(stmt)]
+    return [_dispatch(r) for r in session.execute(stmt)]
+
+
+def dispatched_before(session: Session, before: datetime, limit: int) -> list[Dispatch]:
+    """Queued jobs whose message went out before `before` (a broker that restarted empty lost
+    them), highest priority and oldest first, locked against other relays."""
+    stmt = (
+        select(*_DISPATCH_COLUMNS)
+        .where(jobs.c.state == S.QUEUED.value, jobs.c.dispatched_at < before)
+        .order_by(jobs.c.priority.desc(), jobs.c.id).limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [_dispatch(r) for r in session.execute(stmt)]
+
+
+_DISPATCH_COLUMNS = (jobs.c.id, jobs.c.type, jobs.c.queue, jobs.c.priority,
+                     jobs.c.dispatch_attempts)
+
+
+def _dispatch(row: Any) -> Dispatch:
+    return Dispatch(row.id, row.type, row.queue, row.priority, row.dispatch_attempts)
 
 
 def _leases(session: Session, *conditions: Any, limit: int) -> list[Lease]:

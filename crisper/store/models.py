@@ -103,6 +103,11 @@ jobs = Table(
     # The schedule and fire time a job came from (one job per fire).
     Column("schedule_name", String(200)),
     Column("fire_time", UTCDateTime()),
+    # Dispatch (migration 0004): why the last wake-up message could not be published, how many
+    # tries failed in a row, and when the relay tries again (its back-off).
+    Column("dispatch_error", Text),
+    Column("dispatch_attempts", Integer, nullable=False, server_default="0"),
+    Column("dispatch_after", UTCDateTime()),
     Index("ix_crisper_jobs_state_id", "state", "id"),
     Index("ix_crisper_jobs_type_id", "type", "id"),
     Index("ix_crisper_jobs_queue_state", "queue", "state"),
@@ -122,6 +127,12 @@ jobs = Table(
         "ix_crisper_jobs_dispatch", "queue", "dispatched_at",
         postgresql_where=text("state = 'queued'"), sqlite_where=text("state = 'queued'"),
     ),
+    # The relay's scans: queued jobs with no message out (dispatched_at IS NULL), and queued
+    # jobs by the time their message went out (those a broker restart may have lost).
+    Index(
+        "ix_crisper_jobs_dispatched_at", "dispatched_at",
+        postgresql_where=text("state = 'queued'"), sqlite_where=text("state = 'queued'"),
+    ),
     Index("ix_crisper_jobs_finished", "finished_at"),
     # At most one active job per unique key: the database settles concurrent submits.
     Index(
@@ -133,7 +144,7 @@ jobs = Table(
         postgresql_where=text("concurrency_key IS NOT NULL"),
         sqlite_where=text("concurrency_key IS NOT NULL"),
     ),
-    Index("ix_crisper_jobs_schedule_fire", "schedule_name", "fire_time", unique=True),
+    Index("ix_crisper_jobs_schedule_fire", "tenant", "schedule_name", "fire_time", unique=True),
 )
 
 job_events = Table(
@@ -202,12 +213,14 @@ queues = Table(
 schedules = Table(
     "crisper_schedules",
     metadata,
+    # Names are the tenant's own: another tenant's schedule of the same name is not theirs
+    # to see, and its existence must not stop them from using the name.
     Column("name", String(200), primary_key=True),
     Column("type", String(200), nullable=False),
     Column("params", JSONB, nullable=False),
     Column("queue", String(200)),
     Column("priority", Integer),
-    Column("tenant", String(200), nullable=False, server_default="default"),
+    Column("tenant", String(200), primary_key=True, server_default="default"),
     Column("cron", String(200), nullable=False),
     Column("timezone", String(64), nullable=False, server_default="UTC"),
     Column("enabled", Boolean, nullable=False, server_default=true()),

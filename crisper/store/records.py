@@ -51,6 +51,7 @@ class JobRecord:
     unique_key: str | None = None
     schedule_name: str | None = None
     fire_time: datetime | None = None
+    dispatch_error: str | None = None  # why its wake-up message waits to be published again
 
     @classmethod
     def from_row(cls, row: Any) -> JobRecord:

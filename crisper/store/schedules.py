@@ -56,12 +56,17 @@ def create(session: Session, values: dict[str, Any]) -> None:
     session.execute(insert(schedules).values(**values))
 
 
-def replace(session: Session, name: str, values: dict[str, Any]) -> int:
-    return changed(session, update(schedules).where(schedules.c.name == name).values(**values))
+def _named(name: str, tenant: str) -> Any:
+    return (schedules.c.name == name) & (schedules.c.tenant == tenant)
 
 
-def get(session: Session, name: str, for_update: bool = False) -> ScheduleRecord | None:
-    stmt = select(schedules).where(schedules.c.name == name)
+def replace(session: Session, name: str, tenant: str, values: dict[str, Any]) -> int:
+    return changed(session, update(schedules).where(_named(name, tenant)).values(**values))
+
+
+def get(session: Session, name: str, tenant: str, for_update: bool = False
+        ) -> ScheduleRecord | None:
+    stmt = select(schedules).where(_named(name, tenant))
     if for_update:
         stmt = stmt.with_for_update()
     row = session.execute(stmt).first()
@@ -75,8 +80,8 @@ def list_schedules(session: Session, tenant: str | None = None) -> list[Schedule
     return [ScheduleRecord.from_row(r) for r in session.execute(stmt)]
 
 
-def remove(session: Session, name: str) -> int:
-    return changed(session, delete(schedules).where(schedules.c.name == name))
+def remove(session: Session, name: str, tenant: str) -> int:
+    return changed(session, delete(schedules).where(_named(name, tenant)))
 
 
 def due(session: Session, at: datetime, limit: int) -> list[ScheduleRecord]:
@@ -88,18 +93,19 @@ def due(session: Session, at: datetime, limit: int) -> list[ScheduleRecord]:
     return [ScheduleRecord.from_row(r) for r in session.execute(stmt)]
 
 
-def advance(session: Session, name: str, seen: datetime, to: datetime, at: datetime) -> bool:
+def advance(session: Session, name: str, tenant: str, seen: datetime, to: datetime,
+            at: datetime) -> bool:
     """Claim the fires up to `seen`'s successor: only one scheduler moves the time it saw."""
     return bool(changed(
         session,
         update(schedules)
-        .where(schedules.c.name == name, schedules.c.next_fire_at == seen,
+        .where(_named(name, tenant), schedules.c.next_fire_at == seen,
                schedules.c.enabled.is_(True))
         .values(next_fire_at=to, updated_at=at),
     ))
 
 
-def record_fires(session: Session, name: str, fired: int, skipped: int,
+def record_fires(session: Session, name: str, tenant: str, fired: int, skipped: int,
                  last_fire_at: datetime | None, last_job_id: uuid.UUID | None,
                  error: str | None) -> None:
     values: dict[str, Any] = {"fires": schedules.c.fires + fired,
@@ -108,13 +114,14 @@ def record_fires(session: Session, name: str, fired: int, skipped: int,
         values["last_fire_at"] = last_fire_at
     if last_job_id is not None:
         values["last_job_id"] = last_job_id
-    session.execute(update(schedules).where(schedules.c.name == name).values(**values))
+    session.execute(update(schedules).where(_named(name, tenant)).values(**values))
 
 
-def active_jobs(session: Session, name: str) -> list[JobRecord]:
+def active_jobs(session: Session, name: str, tenant: str) -> list[JobRecord]:
     """The jobs of this schedule that have not finished (for the overlap policy)."""
     stmt = select(*_RECORD_COLUMNS).where(
-        jobs.c.schedule_name == name, jobs.c.state.in_([s.value for s in ACTIVE])
+        jobs.c.schedule_name == name, jobs.c.tenant == tenant,
+        jobs.c.state.in_([s.value for s in ACTIVE])
     ).with_for_update()
     return [JobRecord.from_row(r) for r in session.execute(stmt)]
 

@@ -35,10 +35,17 @@ def ping(session: Session) -> None:
     session.execute(text("SELECT 1"))
 
 
+_MAX_MILLIS = 0xFFFF_FFFF_FFFF
+
+
 def id_floor(at: datetime) -> uuid.UUID:
-    """The smallest time-ordered job id minted at or after `at` (see crisper.ids)."""
-    millis = int(at.timestamp() * 1000)
-    return uuid.UUID(int=(millis & 0xFFFF_FFFF_FFFF) << 80)
+    """The smallest time-ordered job id minted at or after `at` (see crisper.ids).
+
+    Ids hold 48 bits of Unix milliseconds: a time before 1970 floors at the first id (every
+    job is after it), one past the 48-bit range at the last.
+    """
+    millis = min(max(int(at.timestamp() * 1000), 0), _MAX_MILLIS)
+    return uuid.UUID(int=millis << 80)
 
 
 def queue_rows(session: Session, minute_ago: datetime) -> list[QueueRow]:

@@ -40,7 +40,9 @@ class Api:
 
 @pytest.fixture
 def api(backend: Backend) -> Iterator[Api]:
-    with api_server(backend.app) as url:
+    # Queues some tests submit to besides the probe types' own (a submit names declared ones)
+    crisper = backend.app_with(queues=["other", "nobody-listens"])
+    with api_server(crisper) as url:
         api = Api(url, backend, key(backend.app))
         yield api
         for client in api.opened:

@@ -62,3 +62,17 @@ def test_a_stream_opened_while_running_follows_a_cancel(client: Client) -> None:
             client.cancel(job.id)
     reasons = [e.data["reason"] for e in seen if e.kind == "state"]
     assert reasons == ["submitted", "claimed", "cancel_requested", "cancelled"]
+
+
+@pytest.mark.backends("postgres-redis")
+def test_progress_on_the_stream_never_goes_back(client: Client) -> None:
+    # Given a job that reports 120 rising steps quickly, for several store reads of the stream
+    job = client.submit("probe.steps", {"steps": 120, "seconds": 0.04})
+
+    # When its stream is read to the end
+    progress = [e.data["current"] for e in client.stream(job.id) if e.kind == "progress"]
+
+    # Then the live updates and the stored snapshots arrive in order: never an older value
+    # after a newer one (the store's copy lags the live channel by up to a heartbeat)
+    assert progress and progress[-1] == 120
+    assert progress == sorted(progress), progress

@@ -195,7 +195,8 @@ def _priority_order(backend: Backend, crisper: Crisper, queue: str, **env: str) 
 
 @pytest.mark.backends("postgres-redis")
 def test_higher_priority_runs_first_on_redis(backend: Backend) -> None:
-    order = _priority_order(backend, backend.app, f"prio-{uuid.uuid4().hex[:8]}")
+    queue = f"prio-{uuid.uuid4().hex[:8]}"
+    order = _priority_order(backend, backend.app_with(queues=[queue]), queue)
     assert order == sorted(order, reverse=True)
 
 
@@ -205,8 +206,9 @@ def test_higher_priority_runs_first_on_rabbitmq(backend: Backend) -> None:
 
     require("rabbitmq")
     amqp = "amqp://guest:guest@127.0.0.1:5672//"
-    crisper = probe.build(backend.settings.model_copy(update={"broker_url": amqp}))
     queue = f"prio-{uuid.uuid4().hex[:8]}"
+    crisper = probe.build(backend.settings.model_copy(update={"broker_url": amqp,
+                                                              "queues": [queue]}))
     try:
         order = _priority_order(backend, crisper, queue, CRISPER_BROKER_URL=amqp)
         assert order == sorted(order, reverse=True)

@@ -181,7 +181,7 @@ def test_a_job_runs_through_rabbitmq_too(backend: Backend) -> None:
     require("rabbitmq")
     amqp = "amqp://guest:guest@127.0.0.1:5672//"
     queue = f"q-{uuid.uuid4().hex[:10]}"  # of this test's own: others may share the server
-    app = backend.app_with(broker_url=amqp, broker_prefix="")
+    app = backend.app_with(broker_url=amqp, broker_prefix="", queues=[queue])
     backend.start_worker(CRISPER_BROKER_URL=amqp, extra=["-Q", queue])
     backend.start_scheduler(CRISPER_BROKER_URL=amqp)
 

@@ -9,7 +9,6 @@ from types import SimpleNamespace
 import pytest
 
 from crisper.api.problems import describe
-from crisper.api.schemas import find_nul
 from crisper.api.stream import Cursor, SseEvent
 from crisper.client import Following, StreamEvent, Waiting, error_from, parse_sse
 from crisper.errors import (
@@ -147,9 +146,3 @@ def test_id_floor_orders_before_every_id_minted_later() -> None:
     assert id_floor(before) < new_id()
     assert id_floor(datetime.now(UTC) + timedelta(seconds=1)) > new_id()
     assert isinstance(id_floor(before), uuid.UUID)
-
-
-def test_nul_characters_are_found_anywhere_in_params() -> None:
-    assert find_nul({"a": [1, {"b": "ok"}]}) is None
-    assert find_nul({"a": [1, {"b": "x\x00"}]}) == ("a", 1, "b")
-    assert find_nul({"k\x00": 1}) == ("k\x00",)

@@ -36,7 +36,7 @@ def readyz(request: Request, crisper: AppDep) -> Response | Health:
 
 @router.get("/metrics", response_class=Response, responses={
     200: {"description": "Prometheus text format", "content": {CONTENT_TYPE: {}}},
-    **responses(401, 403, 500, 503)})
+    **responses(401, 403, 422, 500, 503)})
 def metrics(request: Request, crisper: AppDep, keys: Annotated[KeyService, Depends(get_keys)],
             authorization: Annotated[str | None, Header(max_length=500)] = None) -> Response:
     """Job, queue and lease-rescue figures read from the store (see docs/api.md).

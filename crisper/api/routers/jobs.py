@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
 
 from crisper.api.auth import AppDep, Reader, Writer
 from crisper.api.problems import responses
 from crisper.api.schemas import (
+    KEY,
     NO_NUL,
     BulkAnswer,
     BulkBody,
@@ -22,6 +22,7 @@ from crisper.api.schemas import (
     Name,
     SubmitBody,
     Tag,
+    Timestamp,
 )
 from crisper.api.stream import Cursor, JobWatch
 from crisper.service import SubmitRequest
@@ -38,7 +39,7 @@ JobId = Annotated[str, "a job id (UUID); any other text is simply not found"]
                         **responses(400, 409, 413, 422)})
 def submit(body: SubmitBody, response: Response, crisper: AppDep, who: Writer,
            idempotency_key: Annotated[str | None, Header(min_length=1, max_length=300,
-                                                         pattern=NO_NUL)] = None
+                                                         pattern=KEY)] = None
            ) -> Job:
     """Submit a job: 202 with the new job, or 200 with the first one for a repeated key.
 
@@ -65,10 +66,10 @@ def list_jobs(
     type: Annotated[list[Name], Query()] = [],  # noqa: B006
     queue: Annotated[list[Name], Query()] = [],  # noqa: B006
     tag: Tag | None = None,
-    created_after: AwareDatetime | None = None,
-    created_before: AwareDatetime | None = None,
-    finished_after: AwareDatetime | None = None,
-    finished_before: AwareDatetime | None = None,
+    created_after: Timestamp | None = None,
+    created_before: Timestamp | None = None,
+    finished_after: Timestamp | None = None,
+    finished_before: Timestamp | None = None,
     before: Annotated[uuid.UUID | None, Query(description="cursor: jobs older than this")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JobPage:

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Path, Response
 from pydantic import BaseModel, Field
 
 from crisper.api.auth import Admin, AppDep, Reader, Writer
 from crisper.api.problems import responses
+from crisper.api.schemas import QueueName as QueueField
 from crisper.errors import ScheduleNotFound
+from crisper.names import QUEUE_PATTERN, SCHEDULE_PATTERN
 from crisper.schedules import ScheduleService
 from crisper.store.schedules import ScheduleRecord
 
 router = APIRouter(prefix="/v1", tags=["schedules"], responses=responses(401, 403, 500))
+NewName = Annotated[str, Path(max_length=90, pattern=f"^{SCHEDULE_PATTERN.pattern}$",
+                              description="see docs/api.md for the schedule name rule")]
+QueueName = Annotated[str, Path(max_length=64, pattern=f"^{QUEUE_PATTERN.pattern}$",
+                                description="see docs/flow-control.md for the queue name rule")]
 
 
 class ScheduleIn(BaseModel):
@@ -23,7 +29,7 @@ class ScheduleIn(BaseModel):
     cron: str = Field(description="five fields, or six with seconds first")
     params: dict[str, Any] = Field(default_factory=dict)
     timezone: str = "UTC"
-    queue: str | None = None
+    queue: QueueField | None = None
     priority: int | None = Field(None, ge=0, le=9)
     enabled: bool = True
     overlap: Literal["allow", "skip", "cancel"] = "allow"
@@ -70,13 +76,11 @@ def _out(svc: ScheduleService, s: ScheduleRecord) -> ScheduleOut:
 
 
 def _own(svc: ScheduleService, name: str, tenant: str) -> ScheduleRecord:
+    """The tenant's schedule; another tenant's of the same name is as absent as none."""
     try:
-        s = svc.get(name)
+        return svc.get(name, tenant)
     except ScheduleNotFound as exc:
         raise HTTPException(404, str(exc)) from None
-    if s.tenant != tenant:
-        raise HTTPException(404, f"schedule {name!r} not found")
-    return s
 
 
 @router.get("/schedules", response_model=list[ScheduleOut])
@@ -92,16 +96,10 @@ def get_schedule(name: str, crisper: AppDep, who: Reader) -> ScheduleOut:
 
 
 @router.put("/schedules/{name}", response_model=ScheduleOut, status_code=201,
-            responses=responses(422))
-def put_schedule(name: str, body: ScheduleIn, crisper: AppDep, who: Writer) -> ScheduleOut:
+            responses=responses(400, 413, 422))
+def put_schedule(name: NewName, body: ScheduleIn, crisper: AppDep, who: Writer) -> ScheduleOut:
     """Create or replace the schedule `name`."""
     svc = crisper.schedules
-    try:
-        existing = svc.get(name)
-        if existing.tenant != who.tenant:
-            raise HTTPException(409, f"schedule {name!r} belongs to another tenant")
-    except ScheduleNotFound:
-        pass
     s = svc.add(name, body.type, body.cron, params=body.params, timezone=body.timezone,
                 queue=body.queue, priority=body.priority, tenant=who.tenant,
                 enabled=body.enabled, overlap=body.overlap, catchup=body.catchup,
@@ -112,7 +110,7 @@ def put_schedule(name: str, body: ScheduleIn, crisper: AppDep, who: Writer) -> S
 @router.delete("/schedules/{name}", status_code=204, responses=responses(404))
 def delete_schedule(name: str, crisper: AppDep, who: Writer) -> Response:
     _own(crisper.schedules, name, who.tenant)
-    crisper.schedules.remove(name)
+    crisper.schedules.remove(name, who.tenant)
     return Response(status_code=204)
 
 
@@ -120,20 +118,23 @@ def delete_schedule(name: str, crisper: AppDep, who: Writer) -> Response:
 def run_now(name: str, crisper: AppDep, who: Writer) -> dict[str, str]:
     """Fire once, now; answers the job's id."""
     _own(crisper.schedules, name, who.tenant)
-    job = crisper.schedules.run_now(name)
+    job = crisper.schedules.run_now(name, who.tenant)
     return {"id": str(job.id), "state": job.state.value}
 
 
-@router.post("/schedules/{name}/{action}", response_model=ScheduleOut, responses=responses(404))
+@router.post("/schedules/{name}/{action}", response_model=ScheduleOut,
+             responses=responses(404, 422))
 def schedule_action(name: str, action: Literal["enable", "disable"], crisper: AppDep,
                     who: Writer) -> ScheduleOut:
     _own(crisper.schedules, name, who.tenant)
     svc = crisper.schedules
-    return _out(svc, svc.enable(name) if action == "enable" else svc.disable(name))
+    return _out(svc, svc.enable(name, who.tenant) if action == "enable"
+                else svc.disable(name, who.tenant))
 
 
-@router.post("/queues/{name}/{action}", response_model=QueueState, tags=["queues"])
-def queue_action(name: str, action: Literal["pause", "resume"], crisper: AppDep,
+@router.post("/queues/{name}/{action}", response_model=QueueState, tags=["queues"],
+             responses=responses(422))
+def queue_action(name: QueueName, action: Literal["pause", "resume"], crisper: AppDep,
                  who: Admin) -> QueueState:
     """Pause (durable; running jobs finish) or resume a queue."""
     q = crisper.queues.pause(name) if action == "pause" else crisper.queues.resume(name)

@@ -1,0 +1,1 @@
+"""A tiny Django project for the Django integration tests (settings, jobs, scenarios)."""

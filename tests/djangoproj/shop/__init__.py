@@ -1,0 +1,1 @@
+"""The test project's Django app: orders, confirmed by a Crisper job through the ORM."""
