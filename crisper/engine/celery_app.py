@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from crisper.registry import JobType
     from crisper.settings import Settings
 
+HARDENED_REDIS = "crisper.engine.transport:Transport"
 TASK_DEFAULTS: dict[str, Any] = {
     # The database decides what runs; the message only has to survive until a claim.
     "acks_late": True,
@@ -50,6 +51,8 @@ def make_celery(crisper: Crisper, existing: Celery | None = None) -> Celery:
             task_queue_max_priority=9,  # RabbitMQ: queues declared with x-max-priority
             broker_transport_options=_transport_options(broker, crisper.settings),
         )
+    if is_redis(app.conf.broker_url or "") and not app.conf.broker_transport:
+        app.conf.broker_transport = HARDENED_REDIS  # no bytes on a queue stop a worker
     return app
 
 

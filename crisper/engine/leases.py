@@ -71,15 +71,18 @@ class LeaseKeeper:
 
     def beat(self, held: list[JobContext]) -> None:
         asked_at = time.monotonic()
-        until = utcnow() + timedelta(seconds=self.lease_seconds)
+        now = utcnow()
+        until = now + timedelta(seconds=self.lease_seconds)
+        short = now + timedelta(seconds=min(self.lease_seconds, 3 * self.interval))
         with self.store.transaction() as session:
-            answer = job_sql.renew_leases(session, {c.job_id: c.lease_token for c in held}, until)
+            answer = job_sql.renew_leases(session, {c.job_id: c.lease_token for c in held}, until,
+                                          interrupted_until=short)
             for ctx in held:
                 if ctx.job_id in answer:
                     store_news(session, ctx)
         for ctx in held:
             if ctx.job_id not in answer:
-                ctx.lease_lost = True
+                ctx.lease_lost = ctx.lease_revoked = True
             else:
                 ctx.lease_renewed(asked_at)
                 ctx.announce_running()

@@ -34,7 +34,7 @@ def units(crisper: Crisper) -> list[Unit]:
     return [
         Unit("timers", timers.promote_due, tick),
         Unit("relay", relay.relay, tick),
-        Unit("lifeline", lifeline.rescue, tick),
+        Unit("lifeline", lifeline.Lifeline(), tick),
         Unit("canceller", canceller.enforce, tick),
         Unit("redispatch", relay.redispatch_lost, max(tick, 2.0)),
         Unit("pruner", pruner.prune, 60.0),
