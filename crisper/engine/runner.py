@@ -174,7 +174,8 @@ class Runner:
         try:
             with self.crisper.store.read() as session:
                 found = job_sql.unclaimable(session, [job_id])
-        except CrisperError:
+        except CrisperError as exc:
+            log.warning("message for job %s (%s) claimed nothing: %s", job_id, job_type.name, exc)
             return
         if not found:
             log.warning("message for unknown job %s (%s): dropped", job_id, job_type.name)

@@ -338,9 +338,9 @@ def _claim_statement(dialect: str, skip_paused: bool, by_type: bool = False,
         wanted = jobs.c.id.in_(bindparam("ids", expanding=True))
     where = [wanted, jobs.c.state == S.QUEUED.value]
     if by_type:  # the message names a type: it must be the job's own (it picks the function)
-        where.append(jobs.c.type == bindparam("type", type_=String()))
+        where.append(jobs.c.type == bindparam("want_type", type_=String()))
     if by_queue:
-        where.append(jobs.c.queue == bindparam("queue", type_=String()))
+        where.append(jobs.c.queue == bindparam("want_queue", type_=String()))
     if skip_paused:
         paused = exists().where(queues.c.name == jobs.c.queue, queues.c.paused_at.is_not(None))
         where.append(~paused)
@@ -373,9 +373,9 @@ def claim(db: Session | Connection, ids: Sequence[uuid.UUID], worker: str, task_
     params = {"ids": list(ids), "token": token, "worker": worker, "task_id": task_id, "at": at,
               "expires": at + timedelta(seconds=lease_seconds), "forcible": forcible}
     if job_type is not None:
-        params["type"] = job_type
+        params["want_type"] = job_type
     if queue is not None:
-        params["queue"] = queue
+        params["want_queue"] = queue
     statement = _claim_statement(dialect, skip_paused, job_type is not None, queue is not None)
     rows = _run_moving(db, dialect, statement, params, S.QUEUED, S.RUNNING, "claimed", None)
     return [Claimed(r.id, r.type, r.params, r.attempt, r.max_attempts, r.retry_policy, r.timeout,

@@ -155,7 +155,8 @@ def test_a_claim_during_a_database_outage_requeues_its_message(backend: Backend)
         proxy.cut()
         # When a job's message reaches it
         job = backend.app.submit("probe.noop")
-        wait_for(lambda: "its message is requeued" in worker.output(), 30, "a failed claim")
+        wait_for(lambda: "its message is requeued" in worker.output(), 30,
+                 f"a failed claim: {events(backend, job.id)}")
         proxy.restore()
         # Then the message comes back and the job runs once the database answers
         assert job.wait(timeout=60).state is S.SUCCEEDED
