@@ -3,6 +3,7 @@ losing a worker is not the job's failure (issue 8: findings 2, 3, 4, 5, 8, 11, 1
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from sqlalchemy import select
 
 from crisper import JobState, SubmitRequest
 from crisper.store.models import jobs
+from tests.conftest import require
 from tests.faults import CuttableProxy
 from tests.harness import ROOT, Backend, wait_for
 
@@ -62,7 +64,8 @@ def test_garbage_on_a_queue_is_refused_and_the_worker_keeps_consuming(backend: B
     # When garbage, a JSON list, a bad base64 body, non-UTF-8 bytes, a pickle message and a
     # message for an unknown task arrive on its queue
     for item in (b"not json at all", b"[1, 2, 3]", envelope("%%% not base64 %%%"),
-                 b"\xff\xfe\x00garbage", b'{"properties": 7}'):
+                 b"\xff\xfe\x00garbage", b'{"properties": 7}',
+                 envelope(base64.b64encode(b"[1, 2]").decode())):  # a body of the wrong shape
         client.lpush(queue_key(backend), item)
     celery = backend.app.celery
     celery.send_task("probe.noop", args=[[str(uuid.uuid4())]], queue="default",
@@ -77,7 +80,7 @@ def test_garbage_on_a_queue_is_refused_and_the_worker_keeps_consuming(backend: B
     # and each refused item left one clear line naming the queue, its size and why
     out = worker.output()
     refused = [line for line in out.splitlines() if "refused a message on queue" in line]
-    assert len(refused) == 5, out[-4000:]
+    assert len(refused) == 6, out[-4000:]
     assert any("not JSON" in line and "bytes" in line for line in refused)
     assert any("a JSON list" in line for line in refused)
     assert any("not valid base64" in line for line in refused)
@@ -301,3 +304,36 @@ def test_a_cancel_on_a_threads_worker_is_never_recorded_as_forced(backend: Backe
         proc.terminate()
         proc.wait(30)
         log.close()
+
+
+@pytest.mark.backends("postgres-redis")
+def test_garbage_on_a_rabbitmq_queue_does_not_stop_the_worker(backend: Backend) -> None:
+    """RabbitMQ: Celery's consumer decodes the body itself and refuses what it cannot read."""
+    require("rabbitmq")
+    amqp = "amqp://guest:guest@127.0.0.1:5672//"
+    queue = f"hardening-{uuid.uuid4().hex[:8]}"  # a queue of this test's own on the shared broker
+    app = backend.app_with(broker_url=amqp, broker_prefix="")
+    worker = backend.start_worker(concurrency=1, extra=["-Q", queue], CRISPER_BROKER_URL=amqp,
+                                  CRISPER_BROKER_PREFIX="")
+    try:
+        # When garbage bodies, a pickle message and an unknown task arrive on its queue
+        with app.celery.connection_for_write() as conn, conn.Producer() as producer:
+            for body, ctype, headers in (
+                (b"not json", "application/json", {}),
+                (b"[1, 2]", "application/json", {"task": "probe.noop", "id": "x"}),
+                (b"\xff\xfe", "application/octet-stream", {"task": "probe.noop", "id": "y"}),
+            ):
+                producer.publish(body, routing_key=queue, content_type=ctype,
+                                 content_encoding="binary", headers=headers)
+        app.celery.send_task("probe.noop", args=[[str(uuid.uuid4())]], queue=queue,
+                             serializer="pickle")
+        app.celery.send_task("no.such.task", args=[[]], queue=queue)
+
+        # Then a job sent afterwards still runs on the same worker
+        job = app.submit("probe.echo", {"number": 3}, queue=queue)
+        assert job.wait(timeout=60).state is S.SUCCEEDED
+        assert worker.popen.poll() is None, worker.output()[-3000:]
+    finally:
+        worker.stop()
+        with app.celery.connection_for_write() as conn:
+            conn.default_channel.queue_delete(queue)
