@@ -25,6 +25,17 @@ from crisper.store import jobs as job_sql
 log = logging.getLogger(__name__)
 
 
+def beat_interval(lease_seconds: float, heartbeat_seconds: float) -> float:
+    """The lease keeper's beat: the heartbeat, and at least three beats per lease."""
+    return min(heartbeat_seconds, lease_seconds / 3)
+
+
+def interrupted_lease(lease_seconds: float, heartbeat_seconds: float) -> float:
+    """The lease of a job interrupted by an announced shutdown: three beats, so that a killed
+    worker's job is rescued within seconds while a draining one keeps it."""
+    return min(lease_seconds, 3 * beat_interval(lease_seconds, heartbeat_seconds))
+
+
 class LeaseKeeper:
     def __init__(self, store: Store, lease_seconds: float, interval: float) -> None:
         self.store = store

@@ -20,7 +20,7 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded
 from crisper import retry as retry_policy
 from crisper.engine.context import JobContext, install_log_handler
 from crisper.engine.dispatch import publish
-from crisper.engine.leases import LeaseKeeper, store_news
+from crisper.engine.leases import LeaseKeeper, beat_interval, store_news
 from crisper.errors import Cancelled, CrisperError, StoreUnavailable
 from crisper.ids import parse_id
 from crisper.states import JobState
@@ -72,7 +72,7 @@ class Runner:
         self.crisper = crisper
         settings = crisper.settings
         self.leases = LeaseKeeper(crisper.store, settings.lease_seconds,
-                                  min(settings.heartbeat_seconds, settings.lease_seconds / 3))
+                                  beat_interval(settings.lease_seconds, settings.heartbeat_seconds))
         self._pid = os.getpid()
         self._live_at: dict[Any, float] = {}
         install_log_handler()

@@ -6,10 +6,12 @@ import logging
 import os
 import socket
 import threading
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from celery import signals
 
+from crisper.engine.leases import interrupted_lease
 from crisper.errors import ConfigurationError, CrisperError
 from crisper.store import jobs as job_sql
 from crisper.store import utcnow
@@ -66,8 +68,11 @@ class WorkerPresence:
         if not self.name:
             return
         try:
+            s, now = self.crisper.settings, utcnow()
+            expires = now + timedelta(seconds=interrupted_lease(s.lease_seconds,
+                                                                s.heartbeat_seconds))
             with self.crisper.store.transaction() as session:
-                marked = job_sql.mark_interrupted(session, f"{self.name}:", utcnow())
+                marked = job_sql.mark_interrupted(session, f"{self.name}:", now, expires)
             if marked:
                 log.warning("shutting down: %d running job(s) marked interrupted", marked)
         except CrisperError as exc:
@@ -84,6 +89,7 @@ class WorkerPresence:
 
 
 FORCIBLE_POOLS = ("prefork",)
+
 
 
 def run_worker(crisper: Crisper, celery_args: list[str]) -> None:

@@ -511,11 +511,13 @@ def rescue(db: Session | Connection, job_id: uuid.UUID, token: uuid.UUID, at: da
                             S.QUEUED, reason, detail))
 
 
-def mark_interrupted(session: Session, worker_prefix: str, at: datetime) -> int:
-    """An announced shutdown: mark the running jobs of one worker node as interrupted."""
+def mark_interrupted(session: Session, worker_prefix: str, at: datetime, expires: datetime
+                     ) -> int:
+    """An announced shutdown: mark the running jobs of one worker node as interrupted, their
+    leases cut to `expires` (a process still draining renews them, briefly, on its beat)."""
     return changed(session, update(jobs).where(
         jobs.c.state == S.RUNNING.value, jobs.c.worker.startswith(worker_prefix, autoescape=True),
-        jobs.c.interrupted_at.is_(None)).values(interrupted_at=at))
+        jobs.c.interrupted_at.is_(None)).values(interrupted_at=at, lease_expires_at=expires))
 
 
 # -- user actions ---------------------------------------------------------------------------

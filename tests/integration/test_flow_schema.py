@@ -17,7 +17,7 @@ def test_migrations_match_the_models(backend: Backend) -> None:
     with store.engine.connect() as conn:
         version = MigrationContext.configure(
             conn, opts={"version_table": "crisper_alembic_version"}).get_current_revision()
-        assert version == "0003"
+        assert version == "0005"
         context = MigrationContext.configure(
             conn, opts={"version_table": "crisper_alembic_version",
                         "include_name": lambda name, kind, _: kind != "table"

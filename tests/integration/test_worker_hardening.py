@@ -212,8 +212,11 @@ def test_a_job_that_keeps_killing_its_workers_is_failed_as_poisoned(backend: Bac
 
 
 @pytest.mark.backends("postgres-redis")
-def test_an_announced_shutdown_is_rescued_at_once_and_not_counted(backend: Backend) -> None:
-    """SIGTERM to the worker's main process starts a drain; a supervisor then SIGKILLs it."""
+@pytest.mark.parametrize("whole_group", [False, True], ids=["main", "group"])
+def test_an_announced_shutdown_is_rescued_at_once_and_not_counted(backend: Backend,
+                                                                 whole_group: bool) -> None:
+    """SIGTERM to the worker's main process (or its whole process group, as `crisper up` and
+    systemd do) starts a drain; a supervisor then SIGKILLs it."""
     long_lease = {"CRISPER_LEASE_SECONDS": "60"}
     backend.start_scheduler(CRISPER_MAX_RESCUES="0", **long_lease)
     worker = backend.start_worker(concurrency=1, **long_lease)
@@ -221,7 +224,10 @@ def test_an_announced_shutdown_is_rescued_at_once_and_not_counted(backend: Backe
     wait_for(lambda: backend.probe_rows(), 30, "the job to start")
 
     # When the worker is told to stop, and killed once its drain runs out of time
-    os.kill(worker.pid, signal.SIGTERM)
+    if whole_group:
+        worker.signal(signal.SIGTERM)
+    else:
+        os.kill(worker.pid, signal.SIGTERM)
     wait_for(lambda: "marked interrupted" in worker.output(), 30, "the job to be marked")
     time.sleep(1)
     worker.kill()
