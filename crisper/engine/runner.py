@@ -94,7 +94,7 @@ class Runner:
         worker = f"{request.hostname or 'local'}:{os.getpid()}"
         queue = (getattr(request, "delivery_info", None) or {}).get("routing_key") or None
         budget = None
-        if len(job_ids) > 1:
+        if len(ids) > 1:
             budget = threading.Timer(self.crisper.settings.batch_budget_seconds,
                                      self._hand_back, (turns,))
             budget.daemon = True
