@@ -38,7 +38,7 @@ S = JobState
     (S.QUEUED, S.SUCCEEDED, False),
     (S.RUNNING, S.SUCCEEDED, True),
     (S.RUNNING, S.RETRYING, True),
-    (S.RUNNING, S.QUEUED, False),
+    (S.RUNNING, S.QUEUED, True),  # a rescue: the worker was lost, no attempt spent
     (S.RETRYING, S.QUEUED, True),
     (S.RETRYING, S.RUNNING, False),
     (S.SUCCEEDED, S.QUEUED, True),
