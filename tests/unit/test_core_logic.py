@@ -13,7 +13,7 @@ import pytest
 import crisper
 from crisper import Crisper, InvalidParams, InvalidTransition, Retry
 from crisper.durations import seconds
-from crisper.errors import ConfigurationError, UnknownJobType
+from crisper.errors import ConfigurationError, InvalidRequest, UnknownJobType
 from crisper.ids import new_id, parse_id
 from crisper.retry import decide, delay_for
 from crisper.states import (
@@ -117,7 +117,7 @@ def test_durations(text: object, expected: float) -> None:
 
 @pytest.mark.parametrize("bad", ["", "5 minutes", "m5", "1h-", "-3", -1])
 def test_bad_durations_say_what_would_do(bad: object) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidRequest, match="duration"):
         seconds(bad)  # type: ignore[arg-type]
 
 
