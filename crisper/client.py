@@ -93,16 +93,16 @@ def _body(response: httpx.Response) -> Any:
 
 
 class Calls:
-    """The API's requests, built and read without doing I/O (both clients send them)."""
+    """The API's requests, built and read without doing I/O (Methods makes them methods)."""
 
     @staticmethod
     def submit_ex(type: str, params: dict[str, Any] | None = None, *,
-               queue: str | None = None, priority: int | None = None,
-               delay: Duration | None = None, run_at: datetime | None = None,
-               hold: bool = False, idempotency_key: str | None = None,
-               tags: Sequence[str] = (), max_attempts: int | None = None,
-               unique_key: str | None = None, on_duplicate: str = "return"
-               ) -> Call[Submitted]:
+                  queue: str | None = None, priority: int | None = None,
+                  delay: Duration | None = None, run_at: datetime | None = None,
+                  hold: bool = False, idempotency_key: str | None = None,
+                  tags: Sequence[str] = (), max_attempts: int | None = None,
+                  unique_key: str | None = None, on_duplicate: str = "return"
+                  ) -> Call[Submitted]:
         """Also tells whether the server replayed an earlier job (idempotency_key).
 
         on_duplicate: "return" the active job holding `unique_key`, or "reject" (DuplicateJob).
