@@ -32,6 +32,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from crisper.errors import ConcurrentChange
 from crisper.states import TERMINAL, JobState, check_action
 from crisper.store.models import JSONB, UTCDateTime, job_events, job_logs, jobs, queues
 from crisper.store.records import EventRecord, JobRecord, LogRecord
@@ -581,7 +582,7 @@ def _move(session: Session, job: JobRecord, target: JobState, at: datetime, reas
         fresh = get(session, job.id)
         assert fresh is not None
         check_action(job.id, fresh.state, reason)
-        raise RuntimeError(f"job {job.id} changed state concurrently; try again")
+        raise ConcurrentChange(job.id)
     record_event(session, job.id, job.state, target, reason, at, job.attempt)
 
 
