@@ -16,10 +16,12 @@ if [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null; then
 fi
 .venv/bin/ruff check crisper tests bench examples
 .venv/bin/mypy crisper examples/shop
-# Everything but the fault suite, then the fault suite (tests/fault_suite, marker `faults`) in
-# three processes: its scenarios each run their own private broker and database.
+# Everything but the fault suite, then the fault suite (tests/fault_suite, marker `faults`),
+# each in three processes (pytest-xdist, a test file per process at a time): most tests wait
+# on real workers, brokers and databases, and every test has its own schema, key prefix,
+# ports and private instances, so they do not meet.
 rest=0
-.venv/bin/python -m pytest -m "not faults" "$@" || rest=$?
+.venv/bin/python -m pytest -m "not faults" -n 3 --dist loadfile "$@" || rest=$?
 faults=0
 .venv/bin/python -m pytest -m faults -n 3 "$@" || faults=$?
 # Exit 5 is pytest's "no test selected": fine for one half, not for both.
