@@ -469,6 +469,11 @@ def _finish_statement(target: JobState) -> Any:
         values["run_at"] = bindparam("retry_at")
     if target is S.CANCELLED:
         values["cancelled_at"] = bindparam("at")
+    return _fenced_move(values)
+
+
+def _fenced_move(values: dict[str, Any]) -> Any:
+    """A running job's move, made only by the holder of its lease token (the attempt's fence)."""
     return (
         update(jobs)
         .where(jobs.c.id == bindparam("job_id"), jobs.c.lease_token == bindparam("token"),
@@ -507,13 +512,7 @@ def _rescue_statement(counted: bool) -> Any:
     }
     if counted:
         values["rescues"] = jobs.c.rescues + 1
-    return (
-        update(jobs)
-        .where(jobs.c.id == bindparam("job_id"), jobs.c.lease_token == bindparam("token"),
-               jobs.c.state == S.RUNNING.value)
-        .values(**values)
-        .returning(jobs.c.id, jobs.c.attempt)
-    )
+    return _fenced_move(values)
 
 
 def rescue(db: Session | Connection, job_id: uuid.UUID, token: uuid.UUID, at: datetime, *,
