@@ -8,7 +8,16 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from crisper.durations import Duration
-from crisper.flow.limits import KeySpec, UniqueSpec, flow_options
+from crisper.errors import ConfigurationError
+from crisper.flow.limits import (
+    ConcurrencyLimit,
+    KeySpec,
+    RateLimit,
+    UniqueSpec,
+    check_limit_name,
+    flow_options,
+    parse_rate,
+)
 from crisper.registry import DEFAULT_QUEUE, JobType, Registry, job_options
 from crisper.retry import Retry
 from crisper.service import JobService, SubmitRequest
@@ -22,6 +31,7 @@ if TYPE_CHECKING:
     from crisper.engine.runner import Runner
     from crisper.flow.gate import FlowGate
     from crisper.flow.queues import QueueService
+    from crisper.flow.view import LimitView
     from crisper.handle import JobHandle
     from crisper.live import LivePublisher
     from crisper.schedules import ScheduleService
@@ -37,6 +47,8 @@ class Crisper:
         self.name = name
         self.settings = settings or Settings()
         self.registry = Registry()
+        # Named limits shared by job types (rate_limit(), concurrency_limit()), by name.
+        self.limits: dict[str, RateLimit | ConcurrencyLimit] = {}
         self._existing_celery = celery
 
     def __repr__(self) -> str:
@@ -46,9 +58,10 @@ class Crisper:
 
     def job(self, func: Callable[..., Any] | None = None, /, *, name: str | None = None,
             queue: str = DEFAULT_QUEUE, priority: int = 0, timeout: Duration | None = None,
-            retry: Retry | int | None = None, rate_limit: str | None = None,
+            retry: Retry | int | None = None, rate_limit: str | RateLimit | None = None,
             burst: int | None = None, rate_key: KeySpec | None = None,
-            concurrency: int | None = None, concurrency_key: KeySpec | None = None,
+            concurrency: int | ConcurrencyLimit | None = None,
+            concurrency_key: KeySpec | None = None,
             unique: UniqueSpec = None, batch: int | None = None) -> Any:
         """Register a function as a job type; its signature (after ctx) is the parameter schema.
 
@@ -56,6 +69,8 @@ class Crisper:
         `rate_key` (a param name or a function of the params); at most `concurrency` running
         per `concurrency_key`; `unique` admits one active job per key. `batch=N`: up to N
         jobs sent together share one wake-up message (default 10; 1 for a type with a timeout).
+        `rate_limit` and `concurrency` also take a named limit shared with other job types
+        (`rate_limit()`, `concurrency_limit()`).
         """
         options = job_options(queue=queue, priority=priority, timeout=timeout, retry=retry,
                               batch=batch)
@@ -73,6 +88,29 @@ class Crisper:
             return job_type
 
         return register(func) if func is not None else register
+
+    def rate_limit(self, name: str, rate: str, *, burst: int | None = None) -> RateLimit:
+        """A rate limit shared by every job type given it: `rate_limit=crisper.rate_limit(
+        "email", "50/m")`; one bucket across all workers (per `rate_key` if a type has one)."""
+        limit = parse_rate(rate, burst)
+        return self._declare(RateLimit(limit.limit, limit.period, limit.burst,
+                                       check_limit_name(name)))
+
+    def concurrency_limit(self, name: str, limit: int) -> ConcurrencyLimit:
+        """At most `limit` jobs running at once across every job type given it
+        (`concurrency=crisper.concurrency_limit("gpu", 2)`), per `concurrency_key` if set."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigurationError(f"concurrency limit {name!r} must be at least 1, got {limit}")
+        return self._declare(ConcurrencyLimit(check_limit_name(name), limit))
+
+    def _declare(self, limit: Any) -> Any:
+        """One name, one limit: declaring it again with the same values answers the same one."""
+        known = self.limits.get(limit.name)
+        if known is not None and known != limit:
+            raise ConfigurationError(
+                f"limit {limit.name!r} is already declared as {known}; one name, one limit")
+        self.limits[limit.name] = limit
+        return limit
 
     def declared_queues(self) -> list[str]:
         """The queues a submit may name: the job types', CRISPER_QUEUES and the default."""
@@ -152,6 +190,12 @@ class Crisper:
         from crisper.flow.gate import FlowGate
 
         return FlowGate(self)
+
+    @cached_property
+    def limit_view(self) -> LimitView:
+        from crisper.flow.view import LimitView
+
+        return LimitView(self)
 
     @cached_property
     def schedules(self) -> ScheduleService:

@@ -292,6 +292,21 @@ class QueueInfo(BaseModel):
     throughput_last_minute: int = Field(description="jobs that finished in the last minute")
 
 
+class LimitInfo(BaseModel):
+    name: str = Field(description="the shared limit's name, or the job type owning the limit")
+    kind: str = Field(description="rate or concurrency")
+    shared: bool = Field(description="a named limit (crisper.rate_limit/concurrency_limit)")
+    types: list[str] = Field(description="job types drawing on it")
+    limit: int = Field(description="starts per period (rate) or jobs at once (concurrency)")
+    period_seconds: float | None
+    burst: int | None
+    keyed: bool = Field(description="one bucket or slot set per rate_key/concurrency_key")
+    tokens: int | None = Field(
+        description="starts allowed right now (rate, not keyed; null if Redis is unreachable)")
+    running: int | None = Field(description="jobs holding a slot (concurrency, all keys)")
+    deferred: int = Field(description="jobs waiting for this limit now")
+
+
 class WorkerInfo(BaseModel):
     name: str
     host: str
