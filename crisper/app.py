@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from crisper import cron as cron_rules
 from crisper.durations import Duration
-from crisper.errors import ConfigurationError
+from crisper.errors import ConfigurationError, InvalidRequest
 from crisper.flow.limits import (
     ConcurrencyLimit,
     KeySpec,
@@ -18,15 +20,19 @@ from crisper.flow.limits import (
     flow_options,
     parse_rate,
 )
+from crisper.names import schedule_name_problem
 from crisper.registry import DEFAULT_QUEUE, JobType, Registry, job_options
 from crisper.retry import Retry
+from crisper.schedules import CodeSchedule
 from crisper.service import JobService, SubmitRequest
 from crisper.settings import Settings
+from crisper.states import JobState
 
 if TYPE_CHECKING:
     from celery import Celery
     from sqlalchemy.orm import Session
 
+    from crisper.cron import Catchup, Overlap
     from crisper.engine.dispatch import Refusal
     from crisper.engine.runner import Runner
     from crisper.flow.gate import FlowGate
@@ -34,6 +40,8 @@ if TYPE_CHECKING:
     from crisper.flow.view import LimitView
     from crisper.handle import JobHandle
     from crisper.live import LivePublisher
+    from crisper.monitor import QueueInfo, WorkerInfo
+    from crisper.reads import JobPage
     from crisper.schedules import ScheduleService
     from crisper.store import Store
     from crisper.store.jobs import Dispatch
@@ -49,6 +57,8 @@ class Crisper:
         self.registry = Registry()
         # Named limits shared by job types (rate_limit(), concurrency_limit()), by name.
         self.limits: dict[str, RateLimit | ConcurrencyLimit] = {}
+        # Schedules declared in code, by name; the scheduler syncs them into the store at start.
+        self.code_schedules: dict[str, CodeSchedule] = {}
         self._existing_celery = celery
 
     def __repr__(self) -> str:
@@ -62,7 +72,8 @@ class Crisper:
             burst: int | None = None, rate_key: KeySpec | None = None,
             concurrency: int | ConcurrencyLimit | None = None,
             concurrency_key: KeySpec | None = None,
-            unique: UniqueSpec = None, batch: int | None = None) -> Any:
+            unique: UniqueSpec = None, batch: int | None = None,
+            schedule: str | None = None) -> Any:
         """Register a function as a job type; its signature (after ctx) is the parameter schema.
 
         Flow control (docs/flow-control.md): `rate_limit="50/m"` across all workers, per
@@ -70,7 +81,8 @@ class Crisper:
         per `concurrency_key`; `unique` admits one active job per key. `batch=N`: up to N
         jobs sent together share one wake-up message (default 10; 1 for a type with a timeout).
         `rate_limit` and `concurrency` also take a named limit shared with other job types
-        (`rate_limit()`, `concurrency_limit()`).
+        (`rate_limit()`, `concurrency_limit()`). `schedule="0 3 * * *"` runs it on that cron
+        (UTC, no params) under a schedule named after the type; see `schedule()` for more.
         """
         options = job_options(queue=queue, priority=priority, timeout=timeout, retry=retry,
                               batch=batch)
@@ -81,6 +93,8 @@ class Crisper:
                                 concurrency_key=concurrency_key, unique=unique)
             job_type = JobType(self, f, name or f.__name__, replace(options, flow=flow))
             self.registry.add(job_type)
+            if schedule is not None:
+                self.schedule(job_type.name, job_type.name, schedule)
             if "celery" in self.__dict__:  # the Celery app exists already: teach it the new task
                 from crisper.engine.celery_app import register_task
 
@@ -112,6 +126,31 @@ class Crisper:
         self.limits[limit.name] = limit
         return limit
 
+    def schedule(self, name: str, type: str, cron: str, params: dict[str, Any] | None = None, *,
+                 tz: str = "UTC", queue: str | None = None, priority: int | None = None,
+                 overlap: Overlap = "allow", catchup: Catchup = "none",
+                 catchup_window: float = 3600.0, jitter: float = 0.0) -> CodeSchedule:
+        """Declare a cron schedule in code, like Celery beat's schedule. Each scheduler syncs
+        the declarations into the store when it starts: new ones added, changed ones updated,
+        code schedules no longer declared removed (docs/flow-control.md)."""
+        declared = CodeSchedule(name, type, cron, dict(params or {}), tz, queue, priority,
+                                overlap, catchup, catchup_window, jitter)
+        problem = schedule_name_problem(name)
+        try:
+            cron_rules.validate(cron, tz)
+        except InvalidRequest as exc:
+            problem = problem or str(exc)
+        if overlap not in cron_rules.OVERLAPS or catchup not in cron_rules.CATCHUPS:
+            problem = problem or (f"overlap must be one of {cron_rules.OVERLAPS}, "
+                                  f"catchup one of {cron_rules.CATCHUPS}")
+        if problem is not None:
+            raise ConfigurationError(f"schedule {name!r}: {problem}")
+        known = self.code_schedules.get(name)
+        if known is not None and known != declared:
+            raise ConfigurationError(f"schedule {name!r} is declared twice, differently")
+        self.code_schedules[name] = declared
+        return declared
+
     def declared_queues(self) -> list[str]:
         """The queues a submit may name: the job types', CRISPER_QUEUES and the default."""
         from crisper.names import declared_queues
@@ -141,6 +180,51 @@ class Crisper:
         from crisper.handle import JobHandle
 
         return JobHandle(self.jobs, self.jobs.get(job_id))
+
+    # -- reading (the same functions serve the HTTP API) ------------------------------------
+
+    def list_jobs(self, *, state: JobState | str | Iterable[JobState | str] = (),
+                  type: str | Iterable[str] = (), queue: str | Iterable[str] = (),
+                  tag: str | None = None, tenant: str | None = None,
+                  created_after: datetime | None = None, created_before: datetime | None = None,
+                  finished_after: datetime | None = None,
+                  finished_before: datetime | None = None,
+                  before: object = None, limit: int = 50) -> JobPage:
+        """Jobs matching every filter given, newest first, `limit` (1..500) per page; pass
+        the page's `next_cursor` as `before` for the next. `tenant` None: every tenant."""
+        from crisper import reads
+
+        f = reads.job_filter(state=state, type=type, queue=queue, tag=tag, tenant=tenant,
+                             created_after=created_after, created_before=created_before,
+                             finished_after=finished_after, finished_before=finished_before)
+        return reads.list_jobs(self, f, before=before, limit=limit)
+
+    def count_jobs(self, *, state: JobState | str | Iterable[JobState | str] = (),
+                   type: str | Iterable[str] = (), queue: str | Iterable[str] = (),
+                   tag: str | None = None, tenant: str | None = None,
+                   created_after: datetime | None = None, created_before: datetime | None = None,
+                   finished_after: datetime | None = None,
+                   finished_before: datetime | None = None) -> dict[JobState, int]:
+        """How many jobs match, per state (every state, zeros included); filters as list_jobs."""
+        from crisper import reads
+
+        return reads.count_jobs(self, reads.job_filter(
+            state=state, type=type, queue=queue, tag=tag, tenant=tenant,
+            created_after=created_after, created_before=created_before,
+            finished_after=finished_after, finished_before=finished_before))
+
+    def list_workers(self) -> list[WorkerInfo]:
+        """Workers seen in the last day, with their running jobs; silent ones show as lost."""
+        from crisper import monitor
+
+        return monitor.workers(self)
+
+    def queue_stats(self) -> list[QueueInfo]:
+        """Per queue: jobs waiting, running, the oldest one's wait, finished in the last minute.
+        (Pause and resume are on `crisper.queues`.)"""
+        from crisper import monitor
+
+        return monitor.queues(self)
 
     # -- parts, built on first use ----------------------------------------------------------
 

@@ -267,6 +267,12 @@ def logs(session: Session, job_id: uuid.UUID, after: int = 0, limit: int = 1000)
     return [LogRecord.from_row(r) for r in session.execute(stmt)]
 
 
+def count_matching(session: Session, f: JobFilter) -> dict[str, int]:
+    """Jobs matching the filter, counted per state."""
+    stmt = _where(select(jobs.c.state, func.count()), f).group_by(jobs.c.state)
+    return {state: n for state, n in session.execute(stmt)}
+
+
 def count_by_state(session: Session, tenant: str | None = None) -> dict[str, int]:
     stmt = select(jobs.c.state, func.count()).group_by(jobs.c.state)
     if tenant is not None:

@@ -237,6 +237,9 @@ schedules = Table(
     Column("skipped", Integer, nullable=False, server_default="0"),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # "code": declared in the app (crisper.schedule, @job(schedule=)), kept in step by the
+    # scheduler at start; "api": made from the CLI, API or Python service, kept as made.
+    Column("source", String(8), nullable=False, server_default="api"),
     Index("ix_crisper_schedules_next_fire_at", "next_fire_at"),
 )
 

@@ -74,13 +74,13 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JobPage:
     """Jobs newest first, a page at a time (keyset on the time-ordered id)."""
-    f = JobFilter(states=state, types=type, queues=queue, tenant=who.tenant, tag=tag,
-                  created_after=created_after, created_before=created_before,
-                  finished_after=finished_after, finished_before=finished_before)
-    found = crisper.jobs.list_jobs(f, before=before, limit=limit)
-    cursor = found[-1].id if len(found) == limit else None
+    page = crisper.list_jobs(state=state, type=type, queue=queue, tenant=who.tenant, tag=tag,
+                             created_after=created_after, created_before=created_before,
+                             finished_after=finished_after, finished_before=finished_before,
+                             before=before, limit=limit)
+    cursor = page.next_cursor
     next_url = str(request.url.include_query_params(before=str(cursor))) if cursor else None
-    return JobPage(items=[Job.of(r) for r in found], next_cursor=cursor, next=next_url)
+    return JobPage(items=[Job.of(r) for r in page.items], next_cursor=cursor, next=next_url)
 
 
 @router.get("/{job_id}", response_model=Job, responses=responses(404))
