@@ -22,6 +22,7 @@ from crisper.flow.limits import (
 )
 from crisper.names import schedule_name_problem
 from crisper.registry import DEFAULT_QUEUE, JobType, Registry, job_options
+from crisper.retention import Retention
 from crisper.retry import Retry
 from crisper.schedules import CodeSchedule
 from crisper.service import JobService, SubmitRequest
@@ -73,7 +74,8 @@ class Crisper:
             concurrency: int | ConcurrencyLimit | None = None,
             concurrency_key: KeySpec | None = None,
             unique: UniqueSpec = None, batch: int | None = None,
-            schedule: str | None = None) -> Any:
+            schedule: str | None = None, retention: Retention | Duration | None = None
+            ) -> Any:
         """Register a function as a job type; its signature (after ctx) is the parameter schema.
 
         Flow control (docs/flow-control.md): `rate_limit="50/m"` across all workers, per
@@ -83,9 +85,15 @@ class Crisper:
         `rate_limit` and `concurrency` also take a named limit shared with other job types
         (`rate_limit()`, `concurrency_limit()`). `schedule="0 3 * * *"` runs it on that cron
         (UTC, no params) under a schedule named after the type; see `schedule()` for more.
+        `retention`: how long its finished jobs are kept, one age or `Retention(
+        succeeded=..., failed=..., cancelled=..., payload=...)`.
         """
         options = job_options(queue=queue, priority=priority, timeout=timeout, retry=retry,
                               batch=batch)
+        if retention is not None:
+            kept = (retention if isinstance(retention, Retention)
+                    else Retention.every_state(retention))
+            options = replace(options, retention=kept)
 
         def register(f: Callable[..., Any]) -> JobType:
             flow = flow_options(f, name or f.__name__, rate_limit=rate_limit, burst=burst,

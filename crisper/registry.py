@@ -13,6 +13,7 @@ from crisper.durations import Duration, seconds
 from crisper.errors import ConfigurationError, InvalidParams, UnknownJobType
 from crisper.flow.limits import FlowOptions
 from crisper.names import json_problem, queue_problem
+from crisper.retention import Retention
 from crisper.retry import Retry
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ class JobOptions:
     timeout: float | None = None
     retry: Retry = field(default_factory=Retry)
     flow: FlowOptions = field(default_factory=FlowOptions)
+    # Own retention per final state (None: the app's retention_seconds for every state).
+    retention: Retention | None = None
     # Up to `batch` jobs of this type sent at once share one wake-up message; the worker
     # claims each at its turn (the others stay queued) and hands the waiting ones back once
     # the message has taken longer than the batch budget (see Runner.run).

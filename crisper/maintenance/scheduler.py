@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from crisper.errors import BrokerUnavailable, StoreUnavailable
 from crisper.maintenance import canceller, cron, lifeline, pruner, relay, timers
 from crisper.maintenance.runbook import RunBook
+from crisper.retention import prune_period
 from crisper.store import utcnow
 
 if TYPE_CHECKING:
@@ -42,7 +43,8 @@ def units(crisper: Crisper, relay_state: relay.Relay | None = None) -> list[Unit
         Unit("lifeline", lifeline.rescue, tick),
         Unit("canceller", canceller.enforce, tick),
         Unit("redispatch", relay.redispatch_lost, max(tick, 2.0), lane=BROKER),
-        Unit("pruner", pruner.prune, 60.0),
+        Unit("pruner", pruner.prune, prune_period(crisper.settings.retention_seconds,
+                                                  list(pruner.own_retentions(crisper).values()))),
         Unit("cron", cron.fire_due, tick),
     ]
 

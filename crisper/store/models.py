@@ -94,6 +94,8 @@ jobs = Table(
     Column("dispatched_at", UTCDateTime()),
     Column("started_at", UTCDateTime()),
     Column("finished_at", UTCDateTime()),
+    # Set when retention dropped params, result and logs but kept the record (per type).
+    Column("payload_dropped_at", UTCDateTime()),
     Column("cancelled_at", UTCDateTime()),
     # Flow control (migration 0003): unique key while active, concurrency key, a held rate token.
     Column("unique_key", String(300)),
