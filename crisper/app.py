@@ -68,7 +68,9 @@ class Crisper:
     # -- job types --------------------------------------------------------------------------
 
     def job(self, func: Callable[..., Any] | None = None, /, *, name: str | None = None,
-            queue: str = DEFAULT_QUEUE, priority: int = 0, timeout: Duration | None = None,
+            queue: str = DEFAULT_QUEUE, priority: int = 0,
+            timeout: Duration | tuple[Duration, Duration] | None = None,
+            cancel_grace: Duration | None = None,
             retry: Retry | int | None = None, rate_limit: str | RateLimit | None = None,
             burst: int | None = None, rate_key: KeySpec | None = None,
             concurrency: int | ConcurrencyLimit | None = None,
@@ -85,11 +87,13 @@ class Crisper:
         `rate_limit` and `concurrency` also take a named limit shared with other job types
         (`rate_limit()`, `concurrency_limit()`). `schedule="0 3 * * *"` runs it on that cron
         (UTC, no params) under a schedule named after the type; see `schedule()` for more.
-        `retention`: how long its finished jobs are kept, one age or `Retention(
+        `timeout`: the soft limit, or (soft, hard) like `("1h55m", "2h")`; `cancel_grace`:
+        how long a running job may ignore a cancel before it is stopped (both default to the
+        app's settings). `retention`: how long its finished jobs are kept, one age or `Retention(
         succeeded=..., failed=..., cancelled=..., payload=...)`.
         """
         options = job_options(queue=queue, priority=priority, timeout=timeout, retry=retry,
-                              batch=batch)
+                              batch=batch, cancel_grace=cancel_grace)
         if retention is not None:
             kept = (retention if isinstance(retention, Retention)
                     else Retention.every_state(retention))

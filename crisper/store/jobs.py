@@ -24,6 +24,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql
@@ -611,8 +612,12 @@ def expired_leases(session: Session, at: datetime, limit: int) -> list[Lease]:
     return _leases(session, jobs.c.lease_expires_at < at, limit=limit)
 
 
-def overdue_cancels(session: Session, requested_before: datetime, limit: int) -> list[Lease]:
-    return _leases(session, jobs.c.cancel_requested_at < requested_before, limit=limit)
+def overdue_cancels(session: Session, requested_before: datetime, limit: int, *,
+                    types: Sequence[str] = (), other_than: Sequence[str] = ()) -> list[Lease]:
+    """Running jobs asked to cancel before the time: of `types`, or of all but `other_than`."""
+    by_type = (jobs.c.type.in_(types) if types else
+               jobs.c.type.not_in(other_than) if other_than else true())
+    return _leases(session, jobs.c.cancel_requested_at < requested_before, by_type, limit=limit)
 
 
 def prune(session: Session, finished_before: datetime, limit: int) -> int:
