@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import cached_property
@@ -197,31 +197,35 @@ class Crisper:
 
     def list_jobs(self, *, state: JobState | str | Iterable[JobState | str] = (),
                   type: str | Iterable[str] = (), queue: str | Iterable[str] = (),
-                  tag: str | None = None, tenant: str | None = None,
-                  created_after: datetime | None = None, created_before: datetime | None = None,
+                  tag: str | None = None, metadata: Mapping[str, str] | None = None,
+                  tenant: str | None = None, created_after: datetime | None = None,
+                  created_before: datetime | None = None,
                   finished_after: datetime | None = None,
                   finished_before: datetime | None = None,
                   before: object = None, limit: int = 50) -> JobPage:
         """Jobs matching every filter given, newest first, `limit` (1..500) per page; pass
-        the page's `next_cursor` as `before` for the next. `tenant` None: every tenant."""
+        the page's `next_cursor` as `before` for the next. `tenant` None: every tenant.
+        `metadata={"customer": "acme"}`: jobs holding every pair given, exactly."""
         from crisper import reads
 
-        f = reads.job_filter(state=state, type=type, queue=queue, tag=tag, tenant=tenant,
+        f = reads.job_filter(state=state, type=type, queue=queue, tag=tag, metadata=metadata,
+                             tenant=tenant,
                              created_after=created_after, created_before=created_before,
                              finished_after=finished_after, finished_before=finished_before)
         return reads.list_jobs(self, f, before=before, limit=limit)
 
     def count_jobs(self, *, state: JobState | str | Iterable[JobState | str] = (),
                    type: str | Iterable[str] = (), queue: str | Iterable[str] = (),
-                   tag: str | None = None, tenant: str | None = None,
-                   created_after: datetime | None = None, created_before: datetime | None = None,
+                   tag: str | None = None, metadata: Mapping[str, str] | None = None,
+                   tenant: str | None = None, created_after: datetime | None = None,
+                   created_before: datetime | None = None,
                    finished_after: datetime | None = None,
                    finished_before: datetime | None = None) -> dict[JobState, int]:
         """How many jobs match, per state (every state, zeros included); filters as list_jobs."""
         from crisper import reads
 
         return reads.count_jobs(self, reads.job_filter(
-            state=state, type=type, queue=queue, tag=tag, tenant=tenant,
+            state=state, type=type, queue=queue, tag=tag, metadata=metadata, tenant=tenant,
             created_after=created_after, created_before=created_before,
             finished_after=finished_after, finished_before=finished_before))
 

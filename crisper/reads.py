@@ -7,12 +7,13 @@ queue_stats) call these same functions, so both take the same filters and pagina
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from crisper.errors import InvalidRequest
+from crisper.metadata import metadata_problem
 from crisper.states import JobState
 from crisper.store import jobs as job_sql
 from crisper.store.records import JobRecord
@@ -33,18 +34,24 @@ class JobPage:
 
 def job_filter(*, state: JobState | str | Iterable[JobState | str] = (),
                type: str | Iterable[str] = (), queue: str | Iterable[str] = (),
-               tag: str | None = None, tenant: str | None = None,
-               created_after: datetime | None = None, created_before: datetime | None = None,
+               tag: str | None = None, metadata: Mapping[str, str] | None = None,
+               tenant: str | None = None, created_after: datetime | None = None,
+               created_before: datetime | None = None,
                finished_after: datetime | None = None, finished_before: datetime | None = None,
                ) -> job_sql.JobFilter:
-    """A filter from plain values: each of state/type/queue one value or several (any of)."""
+    """A filter from plain values: each of state/type/queue one value or several (any of);
+    `metadata` pairs must all match exactly."""
     try:
         states = [JobState(s) for s in _many(state)]
     except ValueError:
         raise InvalidRequest(
             "state", f"unknown state in {state!r}; states: "
             f"{', '.join(s.value for s in JobState)}") from None
+    problem = metadata_problem(metadata) if metadata else None
+    if problem is not None:
+        raise InvalidRequest(*problem)
     return job_sql.JobFilter(states=states, types=_many(type), queues=_many(queue),
+                             metadata=tuple(sorted((metadata or {}).items())),
                              tenant=tenant, tag=tag, created_after=created_after,
                              created_before=created_before, finished_after=finished_after,
                              finished_before=finished_before)

@@ -72,6 +72,8 @@ class SubmitBody(BaseModel):
     hold: bool = Field(False, description="create held; it runs after POST .../start")
     idempotency_key: str | None = Field(None, min_length=1, max_length=300, pattern=KEY)
     tags: list[Tag] = Field(default_factory=list, max_length=50)
+    metadata: dict[str, str] | None = Field(
+        None, description="up to 16 text pairs, searchable by exact match (GET /v1/jobs?meta=)")
     max_attempts: int | None = Field(None, ge=1, le=1000)
     unique_key: str | None = Field(None, min_length=1, max_length=300, pattern=KEY,
                                    description="one active job per key (with the type's own)")
@@ -129,6 +131,7 @@ class Job(BaseModel):
     tenant: str
     params: dict[str, Any]
     tags: list[str]
+    metadata: dict[str, str] = Field(default_factory=dict)
     progress: Progress
     attempt: int
     max_attempts: int
@@ -154,7 +157,7 @@ class Job(BaseModel):
         base = f"/v1/jobs/{r.id}"
         return cls(
             id=r.id, type=r.type, state=r.state, queue=r.queue, priority=r.priority,
-            tenant=r.tenant, params=r.params, tags=list(r.tags),
+            tenant=r.tenant, params=r.params, tags=list(r.tags), metadata=dict(r.metadata),
             progress=Progress(current=r.progress_current, total=r.progress_total,
                               percent=r.percent, message=r.progress_message),
             attempt=r.attempt, max_attempts=r.max_attempts, result=r.result,

@@ -35,7 +35,7 @@ from crisper.states import TERMINAL, JobState, check_action
 from crisper.store.models import JSONB, UTCDateTime, job_events, job_logs, jobs, queues
 from crisper.store.records import EventRecord, JobRecord, LogRecord
 from crisper.store.stats import id_floor
-from crisper.store.tags import HasTag
+from crisper.store.tags import HasMetadata, HasTag
 
 S = JobState
 _RECORD_COLUMNS = [jobs.c[name] for name in JobRecord.__dataclass_fields__]
@@ -203,6 +203,7 @@ class JobFilter:
     finished_after: datetime | None = None
     finished_before: datetime | None = None
     ids: Sequence[uuid.UUID] = ()
+    metadata: tuple[tuple[str, str], ...] = ()  # every pair must match exactly
 
 
 def _where(stmt: Any, f: JobFilter) -> Any:
@@ -228,6 +229,8 @@ def _where(stmt: Any, f: JobFilter) -> Any:
         stmt = stmt.where(jobs.c.finished_at < f.finished_before)
     if f.tag:
         stmt = stmt.where(HasTag(jobs.c.tags, f.tag))
+    if f.metadata:
+        stmt = stmt.where(HasMetadata(jobs.c.metadata, dict(f.metadata)))
     return stmt
 
 

@@ -60,6 +60,9 @@ BIGID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements 
 
 _ACTIVE = "state IN ('held', 'scheduled', 'queued', 'running', 'retrying')"
 
+# GIN indexes exist on PostgreSQL only; a SQLite database has none of these.
+POSTGRESQL_ONLY_INDEXES = frozenset({"ix_crisper_jobs_tags_gin", "ix_crisper_jobs_metadata_gin"})
+
 jobs = Table(
     "crisper_jobs",
     metadata,
@@ -110,6 +113,8 @@ jobs = Table(
     Column("dispatch_error", Text),
     Column("dispatch_attempts", Integer, nullable=False, server_default="0"),
     Column("dispatch_after", UTCDateTime()),
+    # Searchable metadata (migration 0007): a few string pairs, filtered by exact match.
+    Column("metadata", JSONB),
     Index("ix_crisper_jobs_state_id", "state", "id"),
     Index("ix_crisper_jobs_type_id", "type", "id"),
     Index("ix_crisper_jobs_queue_state", "queue", "state"),
@@ -147,6 +152,12 @@ jobs = Table(
         sqlite_where=text("concurrency_key IS NOT NULL"),
     ),
     Index("ix_crisper_jobs_schedule_fire", "tenant", "schedule_name", "fire_time", unique=True),
+    # Containment (@>) filters on tags and metadata; PostgreSQL only (SQLite scans):
+    # POSTGRESQL_ONLY_INDEXES.
+    Index("ix_crisper_jobs_tags_gin", "tags", postgresql_using="gin",
+          postgresql_ops={"tags": "jsonb_path_ops"}).ddl_if(dialect="postgresql"),
+    Index("ix_crisper_jobs_metadata_gin", "metadata", postgresql_using="gin",
+          postgresql_ops={"metadata": "jsonb_path_ops"}).ddl_if(dialect="postgresql"),
 )
 
 job_events = Table(

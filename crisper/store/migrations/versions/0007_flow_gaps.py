@@ -1,4 +1,5 @@
-"""Schedules say where they came from (code or api); retention may drop only a job's payload.
+"""Schedules say where they came from (code or api); retention may drop only a job's payload;
+jobs carry searchable metadata (GIN indexes on metadata and tags on PostgreSQL).
 
 Revision ID: 0007
 Revises: 0005 (rechain to 0006 when merged after it)
@@ -22,10 +23,20 @@ def upgrade() -> None:
                                                  server_default="api", nullable=False))
     op.add_column("crisper_jobs", sa.Column(
         "payload_dropped_at", crisper.store.models.UTCDateTime(timezone=True), nullable=True))
+    op.add_column("crisper_jobs", sa.Column("metadata", crisper.store.models.JSONB,
+                                            nullable=True))
+    if op.get_bind().dialect.name == "postgresql":
+        for column in ("tags", "metadata"):
+            op.create_index(f"ix_crisper_jobs_{column}_gin", "crisper_jobs", [column],
+                            postgresql_using="gin", postgresql_ops={column: "jsonb_path_ops"})
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        for column in ("tags", "metadata"):
+            op.drop_index(f"ix_crisper_jobs_{column}_gin", table_name="crisper_jobs")
     with op.batch_alter_table("crisper_jobs") as batch:
+        batch.drop_column("metadata")
         batch.drop_column("payload_dropped_at")
     with op.batch_alter_table("crisper_schedules") as batch:
         batch.drop_column("source")
