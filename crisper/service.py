@@ -415,4 +415,5 @@ def _record_from_row(row: dict[str, Any]) -> JobRecord:
              "finished_at": None, "cancelled_at": None}
     values = {**empty, **{k: v for k, v in row.items() if k in JobRecord.__dataclass_fields__}}
     values["state"] = JobState(values["state"])
+    values["metadata"] = values.get("metadata") or {}
     return JobRecord(**values)

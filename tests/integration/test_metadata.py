@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import httpx
 import pytest
 
 from crisper.errors import InvalidRequest
 from tests.api_support import api_server, key
-from tests.harness import Backend
+from tests.harness import ROOT, Backend
 
 
 def test_jobs_are_found_by_exact_metadata_from_python_and_http(backend: Backend) -> None:
@@ -57,3 +61,32 @@ def test_bad_metadata_is_refused_naming_the_field(backend: Backend, metadata: ob
     with pytest.raises(InvalidRequest) as refused:
         backend.app.submit("probe.noop", hold=True, metadata=metadata)
     assert refused.value.field == where
+
+
+def test_the_cli_lists_by_tag_and_metadata_locally_and_over_http(backend: Backend) -> None:
+    # Given tagged jobs with metadata, of one tenant
+    app = backend.app
+    hit = app.submit("probe.noop", hold=True, tenant="acme", tags=["vip"],
+                     metadata={"customer": "acme"})
+    app.submit("probe.noop", hold=True, tenant="acme", tags=["vip"], metadata={"customer": "x"})
+    app.submit("probe.noop", hold=True, tenant="acme", metadata={"customer": "acme"})
+    env = backend.process_env()
+
+    def ls(*args: str, **extra: str) -> list[str]:
+        done = subprocess.run([sys.executable, "-m", "crisper", "jobs", "ls", "--json", *args],
+                              cwd=ROOT, env={**env, **extra}, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+        return [j["id"] for j in json.loads(done.stdout)]
+
+    # When the CLI lists by tag and metadata, on the database and through the API
+    local = ls("--tag", "vip", "--meta", "customer=acme")
+    with api_server(app) as url:
+        remote = ls("--tag", "vip", "--meta", "customer=acme", CRISPER_URL=url,
+                    CRISPER_API_KEY=key(app, tenant="acme"))
+
+    # Then both find exactly the job with the tag and the pair
+    assert local == remote == [str(hit.id)]
+    bad = subprocess.run([sys.executable, "-m", "crisper", "jobs", "ls", "--meta", "nokey"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "key=value" in bad.stderr + bad.stdout
