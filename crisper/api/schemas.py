@@ -281,7 +281,12 @@ class JobTypeInfo(BaseModel):
     name: str
     queue: str
     priority: int
-    timeout: float | None
+    timeout: float | None = Field(description="the soft time limit, seconds")
+    hard_timeout: float | None = Field(None, description="the hard time limit, seconds")
+    cancel_grace: float | None = Field(None, description="seconds a cancel may be ignored")
+    retention: dict[str, float | None] | None = Field(
+        None, description="seconds a finished job is kept, per final state; payload: before "
+        "its params, result and logs are dropped (null: never)")
     max_attempts: int
     description: str
     params: dict[str, Any] = Field(description="the parameters' JSON Schema")

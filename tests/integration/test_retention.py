@@ -78,3 +78,12 @@ def test_the_pruner_runs_often_enough_for_the_shortest_retention(app: Crisper) -
 def test_bad_retentions_are_refused_at_definition(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigurationError, match="retention"):
         Retention(**kwargs)  # type: ignore[arg-type]
+
+
+def test_each_types_retention_is_published(app: Crisper) -> None:
+    from crisper import monitor
+
+    types = {t["name"]: t["retention"] for t in monitor.job_types(app)}
+    assert types["ret.short"] == {"cancelled": app.settings.retention_seconds, "failed": 120.0,
+                                  "succeeded": 4.0, "payload": 1.0}
+    assert types["ret.plain"]["payload"] is None

@@ -6,10 +6,12 @@ import re
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from crisper import ConfigurationError, Crisper, JobState
 from crisper.registry import job_options
+from tests.api_support import api_server, key
 from tests.apps import limited
 from tests.harness import Backend, wait_for
 
@@ -82,3 +84,18 @@ def test_a_soft_and_hard_pair_sets_both_limits() -> None:
     opts = job_options(timeout=("1h55m", "2h"), cancel_grace="45s")
     assert (opts.timeout, opts.hard_timeout, opts.cancel_grace) == (6900.0, 7200.0, 45.0)
     assert opts.kill_grace(30.0) == 300.0 and job_options(timeout="1h").kill_grace(30.0) == 30.0
+
+
+def test_the_types_endpoint_shows_each_types_own_limits(backend: Backend, app: Crisper) -> None:
+    # Given the limited app served over HTTP
+    with api_server(app) as url:
+        # When a client reads the job types
+        got = {t["name"]: t for t in httpx.get(
+            f"{url}/v1/types", headers={"Authorization": f"Bearer {key(app)}"},
+            timeout=30).json()}
+
+    # Then each shows its soft and hard limits and its cancel grace (own, or the app's)
+    assert (got["lim.stubborn"]["timeout"], got["lim.stubborn"]["hard_timeout"]) == (1.0, 3.0)
+    assert got["lim.patient"]["cancel_grace"] == 60.0
+    assert got["lim.deaf"]["cancel_grace"] == app.settings.cancel_grace_seconds
+    assert got["lim.deaf"]["retention"]["failed"] == app.settings.retention_seconds
