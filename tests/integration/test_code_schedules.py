@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import httpx
 import pytest
 
@@ -11,7 +15,7 @@ from crisper.maintenance.scheduler import Scheduler
 from crisper.store.jobs import JobFilter
 from tests.api_support import api_server, key
 from tests.apps import coded
-from tests.harness import Backend, wait_for
+from tests.harness import ROOT, Backend, wait_for
 
 
 def app_declaring(settings: Settings, *declared: tuple[str, str, dict[str, str]]) -> Crisper:
@@ -102,4 +106,20 @@ def test_a_scheduler_process_fires_the_schedules_its_app_declares(backend: Backe
     assert stored["coded.every-second"].timezone == "Europe/Riga"
     assert all(j.schedule_name == "coded.every-second"  # type: ignore[attr-defined]
                for j in fired())
+    app.store.close()
+
+
+def test_the_cli_lists_where_each_schedule_came_from(backend: Backend) -> None:
+    # Given one code schedule synced and one made from the service (as the CLI and API do)
+    app = app_declaring(backend.settings, ("from-code", "0 1 * * *", {"word": "x"}))
+    app.schedules.sync_code()
+    app.schedules.add("from-api", "coded.ping", "0 2 * * *", params={"word": "y"})
+
+    # When the CLI lists them as JSON, Then each says its source
+    env = backend.process_env()
+    done = subprocess.run([sys.executable, "-m", "crisper", "schedules", "ls", "--json"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    listed = {s["name"]: s["source"] for s in json.loads(done.stdout)["schedules"]}
+    assert listed == {"from-code": "code", "from-api": "api"}
     app.store.close()
