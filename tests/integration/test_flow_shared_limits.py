@@ -92,8 +92,14 @@ def test_two_job_types_share_one_concurrency_limit(backend: Backend, app: Crispe
     backend.start_scheduler()
     backend.start_worker(concurrency=3, **SHARED_APP)
     backend.start_worker(concurrency=3, **SHARED_APP)
-    for job_id in ids:
-        app.get(job_id).wait(timeout=120)
+    seen: list[tuple[int | None, int]] = []
+
+    def finished() -> bool:
+        gpu = next(x for x in app.limit_view.states() if x.name == "gpu")
+        seen.append((gpu.running, gpu.deferred))
+        return all(app.jobs.get(i).state is JobState.SUCCEEDED for i in ids)
+
+    wait_for(finished, 120, "all six jobs to succeed", every=0.2)
 
     # Then never more than two ran at once, across both types, and two did run together
     spans: dict[str, list[float]] = {}
@@ -108,6 +114,9 @@ def test_two_job_types_share_one_concurrency_limit(backend: Backend, app: Crispe
     assert len(spans) == 6
     assert most == shared.GPU_SLOTS, most
     assert all(app.jobs.get(i).attempt == 1 for i in ids)
+    # And the limits view showed at most two holding a slot, and others deferred by it
+    assert max(r or 0 for r, _ in seen) == shared.GPU_SLOTS
+    assert max(d for _, d in seen) > 0
 
 
 def test_the_limits_view_shows_tokens_running_and_deferred_over_http(
