@@ -8,30 +8,33 @@ can move between in-process and remote use without change.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import httpx
 
 from crisper.durations import Duration, seconds
-from crisper.errors import (
-    AccessDenied,
-    BrokerUnavailable,
-    CrisperError,
-    DuplicateJob,
-    InvalidParams,
-    InvalidTransition,
-    JobNotFound,
-    StoreUnavailable,
-    UnknownJobType,
-)
+from crisper.errors import AccessDenied, CrisperError, error_class_for
 from crisper.states import JobState
 from crisper.store.records import EventRecord, JobRecord, LogRecord
+from crisper.waiting import Waiting, await_end, wait_for_end
+
+__all__ = ["AsyncClient", "Call", "Client", "Following", "StreamEvent", "Submitted", "Waiting",
+           "error_from", "job_from_json", "parse_sse"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class Submitted:
 
 
 T = TypeVar("T")
+S = TypeVar("S")
+P = ParamSpec("P")
 
 # Errors after which a stream reconnects (with Last-Event-ID) instead of giving up.
 DROPPED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.ReadTimeout)
@@ -74,6 +79,11 @@ class Call(Generic[T]):
             raise error_from(response)
         return self.parse(response)
 
+    def then(self, f: Callable[[T], S]) -> Call[S]:
+        """The same request, its answer passed through `f`."""
+        parse = self.parse
+        return Call(self.method, self.path, lambda r: f(parse(r)), self.params, self.json)
+
 
 def _job(response: httpx.Response) -> JobRecord:
     return job_from_json(response.json())
@@ -84,16 +94,20 @@ def _body(response: httpx.Response) -> Any:
 
 
 class Calls:
-    """The API's requests, built and read without doing I/O (both clients send them)."""
+    """The API's requests, built and read without doing I/O (Methods makes them methods)."""
 
     @staticmethod
-    def submit(type: str, params: dict[str, Any] | None = None, *,
-               queue: str | None = None, priority: int | None = None,
-               delay: Duration | None = None, run_at: datetime | None = None,
-               hold: bool = False, idempotency_key: str | None = None,
-               tags: Sequence[str] = (), max_attempts: int | None = None,
-               unique_key: str | None = None, on_duplicate: str = "return"
-               ) -> Call[Submitted]:
+    def submit_ex(type: str, params: dict[str, Any] | None = None, *,
+                  queue: str | None = None, priority: int | None = None,
+                  delay: Duration | None = None, run_at: datetime | None = None,
+                  hold: bool = False, idempotency_key: str | None = None,
+                  tags: Sequence[str] = (), max_attempts: int | None = None,
+                  unique_key: str | None = None, on_duplicate: str = "return"
+                  ) -> Call[Submitted]:
+        """Also tells whether the server replayed an earlier job (idempotency_key).
+
+        on_duplicate: "return" the active job holding `unique_key`, or "reject" (DuplicateJob).
+        """
         given = {"queue": queue, "priority": priority,
                  "delay": None if delay is None else seconds(delay),
                  "run_at": None if run_at is None else run_at.isoformat(),
@@ -151,8 +165,9 @@ class Calls:
         return Call("POST", f"/v1/jobs/{job_id}/{action}", _job)
 
     @staticmethod
-    def bulk(action: str, ids: Sequence[object] | None = None,
+    def bulk(action: str, *, ids: Sequence[object] | None = None,
              filter: dict[str, Any] | None = None) -> Call[dict[str, Any]]:
+        """Cancel or retry many jobs by ids or by a filter; answers the counts."""
         body: dict[str, Any] = {"ids": [str(i) for i in ids]} if ids is not None else {}
         if filter is not None:
             body["filter"] = filter
@@ -164,24 +179,72 @@ class Calls:
         return Call("GET", f"/v1/{name}", _body)
 
 
-class Waiting:
-    """When to ask again while waiting for a job to end, and when to give up."""
+def _then(build: Callable[P, Call[S]], f: Callable[[S], T], doc: str) -> Callable[P, Call[T]]:
+    @functools.wraps(build)
+    def mapped(*args: P.args, **kwargs: P.kwargs) -> Call[T]:
+        return build(*args, **kwargs).then(f)
+    mapped.__doc__ = doc
+    return mapped
 
-    def __init__(self, job_id: object, timeout: float | None, poll: float) -> None:
-        self.job_id = job_id
-        self.timeout = timeout
-        self.deadline = None if timeout is None else time.monotonic() + timeout
-        self.interval = poll
 
-    def pause_after(self, job: JobRecord) -> float | None:
-        """None once the job has ended; else seconds to sleep (TimeoutError past the timeout)."""
-        if job.state.is_terminal:
-            return None
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            raise TimeoutError(f"job {self.job_id} is still {job.state.value} "
-                               f"after {self.timeout}s")
-        pause, self.interval = self.interval, min(self.interval * 1.5, 2.0)
-        return pause
+def _action(action: str) -> Callable[[object], Call[JobRecord]]:
+    def act(job_id: object) -> Call[JobRecord]:
+        return Calls.act(job_id, action)
+    act.__doc__ = f"{action.capitalize()} one job; answers the job as it is then."
+    return act
+
+
+def _listing(name: str) -> Callable[[], Call[list[dict[str, Any]]]]:
+    def listing() -> Call[list[dict[str, Any]]]:
+        return Calls.listing(name)
+    listing.__doc__ = f"The server's {name}."
+    return listing
+
+
+class Endpoint(Generic[P, T]):
+    """One API method, defined once as the Call it sends: Client runs it, AsyncClient awaits it.
+
+    (A descriptor, so that each client's attribute has the build's parameters and, for mypy,
+    the right return type: T for Client, a coroutine of T for AsyncClient.)
+    """
+
+    def __init__(self, build: Callable[P, Call[T]]) -> None:
+        self.build = build
+        self.__doc__ = build.__doc__
+        self.__wrapped__ = build  # inspect.signature() shows the build's parameters
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.__name__ = name
+
+    @overload
+    def __get__(self, client: None, owner: type) -> Endpoint[P, T]: ...
+    @overload
+    def __get__(self, client: Client, owner: type) -> Callable[P, T]: ...
+    @overload
+    def __get__(self, client: AsyncClient, owner: type
+                ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+    def __get__(self, client: Client | AsyncClient | None, owner: type) -> Any:
+        return self if client is None else client.bound(self)
+
+
+class Methods:
+    """The API's methods, each one line: what Client and AsyncClient share."""
+
+    submit = Endpoint(_then(Calls.submit_ex, lambda s: s.job,
+                            "Submit a job; options as for submit_ex()."))
+    submit_ex = Endpoint(Calls.submit_ex)
+    get = Endpoint(Calls.get)
+    list_jobs = Endpoint(Calls.list_jobs)
+    events = Endpoint(Calls.events)
+    logs = Endpoint(Calls.logs)
+    cancel = Endpoint(_action("cancel"))
+    retry = Endpoint(_action("retry"))
+    start = Endpoint(_action("start"))
+    bulk = Endpoint(Calls.bulk)
+    types = Endpoint(_listing("types"))
+    queues = Endpoint(_listing("queues"))
+    workers = Endpoint(_listing("workers"))
 
 
 class Following:
@@ -210,7 +273,7 @@ def _unreachable(base_url: object, exc: Exception) -> CrisperError:
     return CrisperError(f"cannot reach the Crisper API at {base_url}: {exc}")
 
 
-class Client:
+class Client(Methods):
     """A synchronous client for one Crisper API server. Use it as a context manager or close()."""
 
     def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 30.0,
@@ -229,6 +292,7 @@ class Client:
         self._http.close()
 
     def run(self, call: Call[T]) -> T:
+        """Send one request and read its answer (a problem raises its Crisper error)."""
         try:
             response = self._http.request(call.method, call.path, params=call.params,
                                           json=call.json)
@@ -236,62 +300,15 @@ class Client:
             raise _unreachable(self._http.base_url, exc) from exc
         return call.answer(response)
 
-    def submit(self, type: str, params: dict[str, Any] | None = None, **options: Any
-               ) -> JobRecord:
-        """Options: queue, priority, delay, run_at, hold, idempotency_key, tags, max_attempts,
-        unique_key, on_duplicate ("return" or "reject")."""
-        return self.run(Calls.submit(type, params, **options)).job
-
-    def submit_ex(self, type: str, params: dict[str, Any] | None = None, **options: Any
-                  ) -> Submitted:
-        """Like submit(), and also tells whether the server replayed an earlier job."""
-        return self.run(Calls.submit(type, params, **options))
-
-    def get(self, job_id: object) -> JobRecord:
-        return self.run(Calls.get(job_id))
-
-    def list_jobs(self, **filters: Any) -> list[JobRecord]:
-        """Filters: states, types, queues, tag, before (a job id), limit."""
-        return self.run(Calls.list_jobs(**filters))
-
-    def events(self, job_id: object) -> list[EventRecord]:
-        return self.run(Calls.events(job_id))
-
-    def logs(self, job_id: object, after: int = 0, limit: int = 1000) -> list[LogRecord]:
-        return self.run(Calls.logs(job_id, after, limit))
-
-    def cancel(self, job_id: object) -> JobRecord:
-        return self.run(Calls.act(job_id, "cancel"))
-
-    def retry(self, job_id: object) -> JobRecord:
-        return self.run(Calls.act(job_id, "retry"))
-
-    def start(self, job_id: object) -> JobRecord:
-        return self.run(Calls.act(job_id, "start"))
-
-    def bulk(self, action: str, *, ids: Sequence[object] | None = None,
-             filter: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Cancel or retry many jobs by ids or by a filter; answers the counts."""
-        return self.run(Calls.bulk(action, ids, filter))
-
-    def types(self) -> list[dict[str, Any]]:
-        return self.run(Calls.listing("types"))
-
-    def queues(self) -> list[dict[str, Any]]:
-        return self.run(Calls.listing("queues"))
-
-    def workers(self) -> list[dict[str, Any]]:
-        return self.run(Calls.listing("workers"))
+    def bound(self, endpoint: Endpoint[P, T]) -> Callable[P, T]:
+        @functools.wraps(endpoint.build)
+        def method(*args: P.args, **kwargs: P.kwargs) -> T:
+            return self.run(endpoint.build(*args, **kwargs))
+        return method
 
     def wait(self, job_id: object, timeout: float | None = None, poll: float = 0.1) -> JobRecord:
         """Block until the job is succeeded, failed or cancelled; TimeoutError past `timeout`."""
-        waiting = Waiting(job_id, timeout, poll)
-        while True:
-            job = self.get(job_id)
-            pause = waiting.pause_after(job)
-            if pause is None:
-                return job
-            time.sleep(pause)
+        return wait_for_end(lambda: self.get(job_id), job_id, timeout, poll)
 
     def stream(self, job_id: object, last_event_id: str | None = None, *,
                reconnect: bool = True) -> Iterator[StreamEvent]:
@@ -315,7 +332,7 @@ class Client:
                 time.sleep(0.2)
 
 
-class AsyncClient:
+class AsyncClient(Methods):
     """The same client for asyncio code (a FastAPI backend, say): every method is awaited."""
 
     def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 30.0,
@@ -333,7 +350,12 @@ class AsyncClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def close(self) -> None:
+        """The same as aclose(), so that both clients have the same methods."""
+        await self.aclose()
+
     async def run(self, call: Call[T]) -> T:
+        """Send one request and read its answer (a problem raises its Crisper error)."""
         try:
             response = await self._http.request(call.method, call.path, params=call.params,
                                                 json=call.json)
@@ -341,38 +363,20 @@ class AsyncClient:
             raise _unreachable(self._http.base_url, exc) from exc
         return call.answer(response)
 
-    async def submit(self, type: str, params: dict[str, Any] | None = None, **options: Any
-                     ) -> JobRecord:
-        """Options as for Client.submit()."""
-        return (await self.run(Calls.submit(type, params, **options))).job
-
-    async def get(self, job_id: object) -> JobRecord:
-        return await self.run(Calls.get(job_id))
-
-    async def list_jobs(self, **filters: Any) -> list[JobRecord]:
-        return await self.run(Calls.list_jobs(**filters))
-
-    async def cancel(self, job_id: object) -> JobRecord:
-        return await self.run(Calls.act(job_id, "cancel"))
-
-    async def retry(self, job_id: object) -> JobRecord:
-        return await self.run(Calls.act(job_id, "retry"))
-
-    async def start(self, job_id: object) -> JobRecord:
-        return await self.run(Calls.act(job_id, "start"))
+    def bound(self, endpoint: Endpoint[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
+        @functools.wraps(endpoint.build)
+        async def method(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await self.run(endpoint.build(*args, **kwargs))
+        return method
 
     async def wait(self, job_id: object, timeout: float | None = None, poll: float = 0.1
                    ) -> JobRecord:
-        waiting = Waiting(job_id, timeout, poll)
-        while True:
-            job = await self.get(job_id)
-            pause = waiting.pause_after(job)
-            if pause is None:
-                return job
-            await asyncio.sleep(pause)
+        """Wait, without blocking the loop, until the job has ended; TimeoutError past timeout."""
+        return await await_end(lambda: self.get(job_id), job_id, timeout, poll)
 
     async def stream(self, job_id: object, last_event_id: str | None = None, *,
                      reconnect: bool = True) -> AsyncIterator[StreamEvent]:
+        """Live events until the job's final state; a dropped connection resumes where it was."""
         following = Following(job_id, last_event_id)
         timeout = httpx.Timeout(self._http.timeout.connect, read=STREAM_READ_TIMEOUT)
         while True:
@@ -435,7 +439,8 @@ def parse_sse(lines: Iterable[str]) -> Iterator[StreamEvent]:
 
 
 def error_from(response: httpx.Response) -> CrisperError:
-    """The Crisper exception for a problem+json answer (a plain CrisperError if unknown)."""
+    """The Crisper exception for a problem+json answer: the class its problem type names
+    (AccessDenied for an unnamed 401/403, else a plain CrisperError)."""
     try:
         body = response.json()
     except ValueError:
@@ -444,33 +449,10 @@ def error_from(response: httpx.Response) -> CrisperError:
         body = {}
     detail = str(body.get("detail") or f"HTTP {response.status_code}")
     kind = str(body.get("type", "")).rpartition(":")[2]
-    if kind == "job-not-found":
-        return JobNotFound(body.get("job_id", "?"))
-    error: CrisperError
-    if kind == "invalid-transition":
-        error = InvalidTransition(body.get("job_id", "?"), body.get("state", "?"), "", [])
-        error.args = (detail,)
-        return error
-    if kind == "duplicate-job":
-        error = DuplicateJob(body.get("unique_key", "?"), body.get("job_id", "?"))
-        error.args = (detail,)
-        return error
-    if kind == "unknown-job-type":
-        error = UnknownJobType("?", body.get("known_types", []))
-        error.args = (detail,)
-        return error
-    if kind == "invalid-params":
-        errors = [{**e, "loc": e["loc"][1:]} for e in body.get("errors", [])]
-        error = InvalidParams("?", errors)
-        error.args = (detail,)
-        return error
-    if response.status_code in (401, 403):
-        return AccessDenied(detail, scope=body.get("scope"))
-    if kind == "database-unavailable":
-        return StoreUnavailable(detail)
-    if kind == "broker-unavailable":
-        return BrokerUnavailable(detail)
-    return CrisperError(detail)
+    cls = error_class_for(kind) if kind else None
+    if cls is None:
+        cls = AccessDenied if response.status_code in (401, 403) else CrisperError
+    return cls.from_problem(detail, body)
 
 
 def _when(value: str | None) -> datetime | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from crisper.errors import InvalidRequest
+
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 
@@ -12,17 +14,17 @@ Duration = float | int | str | timedelta
 
 
 def seconds(value: Duration) -> float:
-    """Seconds in `value`; a bare number is already seconds."""
+    """Seconds in `value`; a bare number is already seconds. InvalidRequest says what is wrong."""
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, int | float):
         if value < 0:
-            raise ValueError(f"a duration cannot be negative: {value}")
+            raise InvalidRequest("duration", f"cannot be negative: {value}")
         return float(value)
     text = value.strip().lower().replace(" ", "")
     if re.fullmatch(r"\d+(\.\d+)?", text):
         return float(text)
     parts = _PART.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a duration: {value!r} (try '30s', '5m', '1h30m')")
+        raise InvalidRequest("duration", f"not a duration: {value!r} (try '30s', '5m', '1h30m')")
     return sum(float(n) * _UNITS[u] for n, u in parts)

@@ -8,23 +8,36 @@
     ├── InvalidRequest            a submit option or schedule field that is not valid
     │   └── UnknownQueue          a queue name that is not declared (or not allowed)
     ├── InvalidTransition         a lifecycle action the job's state does not allow
+    ├── ConcurrentChange          the job changed state while the action ran; try again
     ├── DuplicateJob              a unique key already held by an active job
     ├── ScheduleNotFound          a schedule name that no schedule has
     ├── StoreUnavailable          the database cannot be reached
     ├── BrokerUnavailable         the broker cannot be reached
-    ├── AccessDenied              an API key is missing, unknown, revoked or lacks a scope
+    ├── AccessDenied              an API key is missing, unknown or revoked
+    │   └── MissingScope          a valid key that lacks a scope
     ├── KeyNotFound               an API key id that no key has
     └── JobInterrupted            raised inside a job to stop it
         └── Cancelled             the job was asked to cancel
+
+Each class states, once, how it travels: its HTTP `status`, its problem `kind` (the
+`urn:crisper:problem:<kind>` type), its CLI `exit_code`, and `members`, the problem members
+(name -> attribute) the API sends and the client rebuilds the exception from. Every class
+declares its own `kind`; api/problems.py, cli/main.py and client.py only look these up.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar, Self
 
 
 class CrisperError(Exception):
     """Something went wrong in Crisper."""
+
+    status: ClassVar[int] = 400
+    kind: ClassVar[str] = "bad-request"
+    exit_code: ClassVar[int] = 1
+    members: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or (self.__doc__ or "").strip())
@@ -33,13 +46,44 @@ class CrisperError(Exception):
     def message(self) -> str:
         return str(self.args[0])
 
+    def problem_members(self) -> dict[str, Any]:
+        """The extension members of this error's HTTP problem (besides type, status, detail)."""
+        return {name: getattr(self, attribute) for name, attribute in self.members.items()}
+
+    @classmethod
+    def from_problem(cls, detail: str, body: Mapping[str, Any]) -> Self:
+        """The error again, from its problem's detail and members (the client's side)."""
+        error = cls.__new__(cls)
+        Exception.__init__(error, detail)
+        for name, attribute in cls.members.items():
+            setattr(error, attribute, body.get(name))
+        return error
+
+
+def error_classes(root: type[CrisperError] = CrisperError) -> Iterator[type[CrisperError]]:
+    """`root` and every subclass of it, however deep (a new class cannot be left out)."""
+    yield root
+    for sub in root.__subclasses__():
+        yield from error_classes(sub)
+
+
+def error_class_for(kind: str) -> type[CrisperError] | None:
+    """The error class whose problem type is `kind`, if any."""
+    return next((c for c in error_classes() if c.kind == kind), None)
+
 
 class ConfigurationError(CrisperError):
     """Crisper is not configured correctly."""
 
+    kind = "configuration-error"
+    exit_code = 8
+
 
 class JobNotFound(CrisperError):
     """No job has that id."""
+
+    status, kind, exit_code = 404, "job-not-found", 5
+    members = {"job_id": "job_id"}
 
     def __init__(self, job_id: object) -> None:
         self.job_id = str(job_id)
@@ -48,6 +92,9 @@ class JobNotFound(CrisperError):
 
 class UnknownJobType(CrisperError):
     """No job type has that name."""
+
+    status, kind, exit_code = 422, "unknown-job-type", 2
+    members = {"job_type": "name", "known_types": "known"}
 
     def __init__(self, name: str, known: list[str]) -> None:
         self.name = name
@@ -59,6 +106,9 @@ class UnknownJobType(CrisperError):
 class InvalidParams(CrisperError):
     """The params do not match the job type's parameters."""
 
+    status, kind, exit_code = 422, "invalid-params", 2
+    members = {"job_type": "job_type"}
+
     def __init__(self, job_type: str, errors: list[dict[str, Any]]) -> None:
         self.job_type = job_type
         self.errors = errors
@@ -67,17 +117,51 @@ class InvalidParams(CrisperError):
         )
         super().__init__(f"invalid params for {job_type!r}: {details}")
 
+    def problem_members(self) -> dict[str, Any]:
+        """Error paths start at `params`, as in the request body."""
+        errors = [{"loc": ["params", *e["loc"]], "msg": e["msg"], "type": e.get("type", "")}
+                  for e in self.errors]
+        return {**super().problem_members(), "errors": errors}
+
+    @classmethod
+    def from_problem(cls, detail: str, body: Mapping[str, Any]) -> Self:
+        error = super().from_problem(detail, body)
+        error.errors = [{**e, "loc": list(e.get("loc", []))[1:]} for e in body.get("errors", [])]
+        return error
+
 
 class InvalidRequest(CrisperError):
     """A field of the request is not valid."""
 
+    status, kind, exit_code = 422, "invalid-request", 2
+    members = {"field": "field", "reason": "reason"}
+
     def __init__(self, field: str, message: str) -> None:
         self.field = field
+        self.reason = message
         super().__init__(f"{field}: {message}")
+
+    def problem_members(self) -> dict[str, Any]:
+        return {**super().problem_members(),
+                "errors": [{"loc": [self.field], "msg": str(self), "type": "value_error"}]}
+
+    @classmethod
+    def from_problem(cls, detail: str, body: Mapping[str, Any]) -> Self:
+        """Also from the API's own request validation, whose first error names the field."""
+        error = super().from_problem(detail, body)
+        if error.field is None:
+            first = (body.get("errors") or [{}])[0]
+            loc = [str(part) for part in first.get("loc", [])]
+            error.field = ".".join(loc[1:] if loc[:1] in (["body"], ["query"]) else loc)
+            error.reason = str(first.get("msg", detail))
+        return error
 
 
 class UnknownQueue(InvalidRequest):
     """The queue is not declared, or its name is not allowed."""
+
+    kind = "unknown-queue"
+    members = {**InvalidRequest.members, "known_queues": "known"}
 
     def __init__(self, field: str, message: str, known: list[str]) -> None:
         self.known = sorted(known)
@@ -86,6 +170,10 @@ class UnknownQueue(InvalidRequest):
 
 class InvalidTransition(CrisperError):
     """The job's state does not allow that action."""
+
+    status, kind, exit_code = 409, "invalid-transition", 6
+    members = {"job_id": "job_id", "state": "state", "action": "action",
+               "allowed_from": "allowed_from"}
 
     def __init__(self, job_id: object, state: str, action: str, allowed_from: list[str]) -> None:
         self.job_id = str(job_id)
@@ -97,8 +185,22 @@ class InvalidTransition(CrisperError):
         )
 
 
+class ConcurrentChange(CrisperError):
+    """The job changed state while the action ran; read it again and retry the action."""
+
+    status, kind, exit_code = 409, "concurrent-change", 6
+    members = {"job_id": "job_id"}
+
+    def __init__(self, job_id: object) -> None:
+        self.job_id = str(job_id)
+        super().__init__(f"job {job_id} changed state concurrently; try again")
+
+
 class DuplicateJob(CrisperError):
     """An active job already holds this unique key."""
+
+    status, kind, exit_code = 409, "duplicate-job", 6
+    members = {"job_id": "existing", "unique_key": "unique_key"}
 
     def __init__(self, unique_key: str, existing: object,
                  advice: str = "submit with on_duplicate='return' to get it instead") -> None:
@@ -111,6 +213,9 @@ class DuplicateJob(CrisperError):
 class ScheduleNotFound(CrisperError):
     """No schedule has that name."""
 
+    status, kind, exit_code = 404, "schedule-not-found", 5
+    members = {"name": "name"}
+
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"schedule {name!r} not found")
@@ -119,26 +224,45 @@ class ScheduleNotFound(CrisperError):
 class StoreUnavailable(CrisperError):
     """The database is unavailable; try again when it is back."""
 
+    status, kind, exit_code = 503, "database-unavailable", 7
+
 
 class BrokerUnavailable(CrisperError):
     """The broker is unavailable; the job is stored and will be dispatched when it is back."""
+
+    status, kind, exit_code = 503, "broker-unavailable", 7
 
 
 class AccessDenied(CrisperError):
     """The API key is missing, unknown or revoked."""
 
-    def __init__(self, message: str | None = None, *, scope: str | None = None) -> None:
-        self.scope = scope  # set when the key is valid but lacks this scope
+    status, kind, exit_code = 401, "unauthorized", 9
+
+
+class MissingScope(AccessDenied):
+    """The API key is valid but lacks a scope this request needs."""
+
+    status, kind = 403, "missing-scope"
+    members = {"scope": "scope"}
+
+    def __init__(self, message: str | None = None, *, scope: str) -> None:
+        self.scope = scope
         super().__init__(message)
 
 
 class KeyNotFound(CrisperError):
     """No API key has that id."""
 
+    status, kind, exit_code = 404, "key-not-found", 5
+
 
 class JobInterrupted(CrisperError):
     """The job was interrupted."""
 
+    kind = "job-interrupted"
+
 
 class Cancelled(JobInterrupted):
     """The job was cancelled."""
+
+    kind, exit_code = "cancelled", 3

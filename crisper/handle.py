@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from crisper.states import JobState
 from crisper.store.records import JobRecord
+from crisper.waiting import wait_for_end
 
 if TYPE_CHECKING:
     from crisper.service import JobService
@@ -45,14 +45,7 @@ class JobHandle:
 
     def wait(self, timeout: float | None = None, poll: float = 0.05) -> JobHandle:
         """Block until the job is succeeded, failed or cancelled; TimeoutError past `timeout`."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        interval = poll
-        while not self.refresh().state.is_terminal:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"job {self.id} is still {self.state.value} after {timeout}s")
-            time.sleep(interval)
-            interval = min(interval * 1.5, 1.0)
-        return self
+        return wait_for_end(self.refresh, self.id, timeout, poll)
 
     def cancel(self) -> JobHandle:
         self.record = self._service.cancel(self.id)

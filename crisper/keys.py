@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from crisper.errors import AccessDenied, KeyNotFound
+from crisper.errors import AccessDenied, InvalidRequest, KeyNotFound, MissingScope
 from crisper.store import api_keys as key_sql
 from crisper.store import utcnow
 from crisper.store.api_keys import ApiKeyRecord
@@ -45,7 +45,7 @@ class Principal:
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes:
-            raise AccessDenied(
+            raise MissingScope(
                 f"API key {self.key_id} lacks the {scope!r} scope (it has: "
                 f"{', '.join(sorted(self.scopes)) or 'none'}); create one with "
                 f"`crisper keys create --tenant {self.tenant} --scopes {scope}`",
@@ -54,13 +54,14 @@ class Principal:
 
 
 def parse_scopes(scopes: Iterable[str]) -> list[str]:
-    """Validated scopes in a stable order; ValueError names the unknown ones."""
+    """Validated scopes in a stable order; InvalidRequest names the unknown ones."""
     wanted = {s.strip() for s in scopes if s.strip()}
     unknown = sorted(wanted - set(SCOPES))
     if unknown:
-        raise ValueError(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(SCOPES)}")
+        raise InvalidRequest("scopes", f"unknown scope(s) {', '.join(unknown)}; "
+                                       f"known: {', '.join(SCOPES)}")
     if not wanted:
-        raise ValueError(f"give at least one scope of {', '.join(SCOPES)}")
+        raise InvalidRequest("scopes", f"give at least one scope of {', '.join(SCOPES)}")
     return [s for s in SCOPES if s in wanted]
 
 
@@ -76,7 +77,7 @@ class KeyService:
 
     def create(self, tenant: str, scopes: Iterable[str], name: str | None = None) -> NewKey:
         if not tenant:
-            raise ValueError("a key needs a tenant")
+            raise InvalidRequest("tenant", "a key needs a tenant")
         checked = parse_scopes(scopes)
         key_id = f"key_{secrets.token_hex(6)}"
         secret = f"{SECRET_PREFIX}{secrets.token_urlsafe(32)}"

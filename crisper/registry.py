@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from crisper.durations import Duration, seconds
-from crisper.errors import ConfigurationError, InvalidParams, UnknownJobType
+from crisper.errors import ConfigurationError, InvalidParams, InvalidRequest, UnknownJobType
 from crisper.flow.limits import FlowOptions
 from crisper.names import json_problem, queue_problem
 from crisper.retention import Retention
@@ -204,7 +204,7 @@ def _seconds(label: str, value: Duration | None) -> float | None:
         return None
     try:
         found = seconds(value)
-    except ValueError as exc:
+    except InvalidRequest as exc:  # a duration that is not one
         raise ConfigurationError(f"{label}: {exc}") from None
     if found <= 0 and label != "cancel_grace":
         raise ConfigurationError(f"{label} must be more than 0 seconds")

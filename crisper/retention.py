@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from crisper.durations import Duration, seconds
-from crisper.errors import ConfigurationError
+from crisper.errors import ConfigurationError, InvalidRequest
 from crisper.states import TERMINAL, JobState
 
 # The pruner never waits longer than this between runs, and runs sooner for short retentions.
@@ -59,7 +59,7 @@ class Retention:
             return None
         try:
             found = seconds(value)
-        except ValueError as exc:
+        except InvalidRequest as exc:  # a duration that is not one
             raise ConfigurationError(f"retention {field_name}: {exc}") from None
         if found <= 0:
             raise ConfigurationError(f"retention {field_name} must be more than 0 seconds")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crisper.durations import Duration, seconds
+from crisper.errors import ConfigurationError, InvalidRequest
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,12 @@ class Retry:
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
-            raise ValueError("Retry(attempts=...) must be at least 1")
-        seconds(self.backoff), seconds(self.max_backoff)  # validate early
+            raise ConfigurationError("Retry(attempts=...) must be at least 1")
+        for name in ("backoff", "max_backoff"):  # validate early, when the job type is declared
+            try:
+                seconds(getattr(self, name))
+            except InvalidRequest as exc:
+                raise ConfigurationError(f"Retry({name}=...): {exc.reason}") from None
 
     def to_json(self) -> dict[str, Any]:
         """The part of the policy the scheduler needs without the user's code (lost workers)."""

@@ -248,7 +248,7 @@ def request_for(s: ScheduleRecord, fire: datetime, run_at: datetime | None) -> S
 _DESCRIPTIONS = {
     "timers": "scheduled and retrying jobs whose time has come are queued",
     "relay": "queued jobs get their wake-up message (paused queues wait)",
-    "lifeline": "running jobs whose lease expired are retried or failed (lease rescue)",
+    "lifeline": "running jobs whose lease expired are queued again, unspent (lease rescue)",
     "canceller": "jobs that ignore a cancel past the grace period are stopped",
     "redispatch": "wake-ups lost by the broker are sent again",
     "pruner": "finished jobs older than the retention period are deleted (retention)",

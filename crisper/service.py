@@ -393,8 +393,8 @@ MAX_TAGS = 50
 def _delay_seconds(delay: Duration) -> float:
     try:
         value = seconds(delay)
-    except ValueError as exc:
-        raise InvalidRequest("delay", str(exc)) from None
+    except InvalidRequest as exc:
+        raise InvalidRequest("delay", exc.reason) from None
     if value > MAX_DELAY_SECONDS:
         raise InvalidRequest("delay", "must be at most ten years")
     return value

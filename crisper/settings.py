@@ -39,6 +39,10 @@ class Settings(BaseSettings):
         1.0, gt=0, description="lease renewal beat; also how soon progress is stored and a "
         "cancel request reaches a running job"
     )
+    max_rescues: int = Field(
+        3, ge=0, description="a job is rescued at most this many times after losing its worker "
+        "without notice; the next loss fails it as poisoned (announced shutdowns do not count)"
+    )
     cancel_grace_seconds: float = Field(10.0, ge=0, description="cooperative stop window")
     tick_seconds: float = Field(0.5, gt=0, description="scheduler loop period")
     redispatch_after_seconds: float = Field(

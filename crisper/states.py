@@ -2,7 +2,7 @@
 
     submit ─┬─> held ──start──> queued ─claim─> running ─┬─> succeeded
             ├─> scheduled ─due─> queued                  ├─> retrying ─due─> queued
-            └─> queued                                   ├─> failed
+            └─> queued <──────rescue (worker lost)─────── ├─> failed
        (any non-terminal) ──cancel──> cancelled          └─> cancelled
        (terminal) ──retry──> queued
 """
@@ -39,7 +39,8 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     _S.SCHEDULED: frozenset({_S.QUEUED, _S.CANCELLED}),
     # queued -> scheduled: flow control defers a job (rate limit, concurrency) with no attempt.
     _S.QUEUED: frozenset({_S.RUNNING, _S.SCHEDULED, _S.CANCELLED}),
-    _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.RETRYING, _S.CANCELLED}),
+    # running -> queued: a rescue; the worker was lost or interrupted, no attempt is spent.
+    _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.RETRYING, _S.CANCELLED, _S.QUEUED}),
     _S.RETRYING: frozenset({_S.QUEUED, _S.CANCELLED}),
     _S.SUCCEEDED: frozenset({_S.QUEUED}),
     _S.FAILED: frozenset({_S.QUEUED}),

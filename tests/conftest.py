@@ -12,6 +12,7 @@ import pytest
 
 from tests.harness import Backend, Services, make_backend
 
+pytest_plugins = ["tests.fault_suite.summary"]  # the fault suite's table, also under xdist
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BACKENDS = ("postgres-redis", "sqlite-embedded")
 NEEDS = {"postgres-redis": ("postgres", "redis"), "sqlite-embedded": ()}

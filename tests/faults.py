@@ -55,6 +55,8 @@ class CuttableProxy:
 
     def cut(self) -> None:
         """Drop every open connection and refuse new ones, as a restarting server does."""
+        with contextlib.suppress(OSError):  # wakes a blocked accept(), which close() does not
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         with self._lock:
             conns, self._conns = self._conns, []

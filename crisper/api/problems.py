@@ -11,21 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from crisper.errors import (
-    AccessDenied,
-    BrokerUnavailable,
-    CrisperError,
-    DuplicateJob,
-    InvalidParams,
-    InvalidRequest,
-    InvalidTransition,
-    JobNotFound,
-    KeyNotFound,
-    ScheduleNotFound,
-    StoreUnavailable,
-    UnknownJobType,
-    UnknownQueue,
-)
+from crisper.errors import CrisperError
 
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
@@ -41,39 +27,8 @@ def problem(status: int, detail: str, kind: str | None = None, instance: str | N
 
 
 def describe(exc: CrisperError) -> tuple[int, str, dict[str, Any]]:
-    """(status, problem kind, extra members) for a Crisper error: pure, so it is unit-tested."""
-    if isinstance(exc, JobNotFound):
-        return 404, "job-not-found", {"job_id": exc.job_id}
-    if isinstance(exc, KeyNotFound):
-        return 404, "key-not-found", {}
-    if isinstance(exc, UnknownJobType):
-        return 422, "unknown-job-type", {"known_types": exc.known}
-    if isinstance(exc, InvalidParams):
-        errors = [{"loc": ["params", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-                  for e in exc.errors]
-        return 422, "invalid-params", {"errors": errors}
-    if isinstance(exc, UnknownQueue):
-        return 422, "unknown-queue", {"known_queues": exc.known, "errors": [
-            {"loc": [exc.field], "msg": str(exc), "type": "value_error"}]}
-    if isinstance(exc, InvalidRequest):
-        return 422, "invalid-request", {"errors": [
-            {"loc": [exc.field], "msg": str(exc), "type": "value_error"}]}
-    if isinstance(exc, DuplicateJob):
-        return 409, "duplicate-job", {"job_id": exc.existing, "unique_key": exc.unique_key}
-    if isinstance(exc, ScheduleNotFound):
-        return 404, "schedule-not-found", {}
-    if isinstance(exc, InvalidTransition):
-        return 409, "invalid-transition", {"job_id": exc.job_id, "state": exc.state,
-                                           "allowed_from": exc.allowed_from}
-    if isinstance(exc, AccessDenied):
-        if exc.scope is not None:
-            return 403, "missing-scope", {"scope": exc.scope}
-        return 401, "unauthorized", {}
-    if isinstance(exc, StoreUnavailable):
-        return 503, "database-unavailable", {}
-    if isinstance(exc, BrokerUnavailable):
-        return 503, "broker-unavailable", {}
-    return 400, "bad-request", {}
+    """(status, problem kind, extra members) for a Crisper error: each class states its own."""
+    return exc.status, exc.kind, exc.problem_members()
 
 
 def _crisper_error(request: Request, exc: Exception) -> JSONResponse:

@@ -6,7 +6,6 @@ Each talks to `state.jobs`: the local service, or a server's API with --url.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import typer
@@ -26,6 +25,7 @@ from crisper.service import SubmitRequest
 from crisper.states import JobState
 from crisper.store.jobs import JobFilter
 from crisper.store.records import JobRecord
+from crisper.waiting import wait_for_end
 
 EXIT_FOR_STATE = {JobState.SUCCEEDED: 0, JobState.FAILED: 1, JobState.CANCELLED: 3}
 
@@ -190,19 +190,21 @@ def register(app: typer.Typer) -> None:
 
 
 def _follow(state: State, job: JobRecord, timeout: float | None) -> JobRecord:
-    deadline = None if timeout is None else time.monotonic() + timeout
+    last = [job]
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[msg]}"),
                   TimeElapsedColumn(), console=progress_console, transient=False) as bar:
         task = bar.add_task(f"{job.type} {job.state.value}", total=None, msg="")
-        while True:
-            job = state.jobs.get(job.id)
-            bar.update(task, description=f"{job.type} {job.state.value}",
-                       total=job.progress_total, completed=job.progress_current or 0,
-                       msg=job.progress_message or "")
-            if job.state.is_terminal:
-                if job.state is JobState.SUCCEEDED and job.progress_total:
-                    bar.update(task, completed=job.progress_total)
-                return job
-            if deadline is not None and time.monotonic() > deadline:
-                return job
-            time.sleep(0.2)
+
+        def read() -> JobRecord:
+            last[0] = now = state.jobs.get(job.id)
+            bar.update(task, description=f"{now.type} {now.state.value}",
+                       total=now.progress_total, completed=now.progress_current or 0,
+                       msg=now.progress_message or "")
+            if now.state is JobState.SUCCEEDED and now.progress_total:
+                bar.update(task, completed=now.progress_total)
+            return now
+
+        try:
+            return wait_for_end(read, job.id, timeout, poll=0.2)
+        except TimeoutError:
+            return last[0]  # the caller reports it still running (exit code 4)

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from crisper.cli.main import State, fail
 from crisper.cli.render import console, dumps
+from crisper.errors import InvalidRequest
 from crisper.keys import SCOPES, KeyService
 from crisper.store.api_keys import ApiKeyRecord
 
@@ -35,8 +36,8 @@ def register(app: typer.Typer) -> None:
         state: State = ctx.obj
         try:
             new = KeyService(state.crisper.store).create(tenant, scopes.split(","), name)
-        except ValueError as exc:
-            raise fail(str(exc), 2) from exc
+        except InvalidRequest as exc:
+            raise fail(str(exc), exc.exit_code) from exc
         if as_json:
             typer.echo(dumps({**_key_dict(new.record), "key": new.secret}))
             return

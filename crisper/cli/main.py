@@ -10,21 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from crisper.app import Crisper
-from crisper.errors import (
-    AccessDenied,
-    BrokerUnavailable,
-    ConfigurationError,
-    CrisperError,
-    DuplicateJob,
-    InvalidParams,
-    InvalidRequest,
-    InvalidTransition,
-    JobNotFound,
-    KeyNotFound,
-    ScheduleNotFound,
-    StoreUnavailable,
-    UnknownJobType,
-)
+from crisper.errors import CrisperError
 
 if TYPE_CHECKING:
     from crisper.cli.backends import JobsBackend
@@ -32,7 +18,7 @@ if TYPE_CHECKING:
 EXIT_CODES = """Exit codes: 0 ok (with --wait: the job succeeded); 1 the job failed;
 2 bad input (usage, unknown type, invalid params); 3 the job was cancelled;
 4 --wait timed out; 5 job (or key, schedule) not found; 6 action not allowed in the job's
-state, or a unique job already active;
+state, a unique job already active, or a concurrent change (try again);
 7 database or broker unavailable; 8 configuration error; 9 API key refused."""
 
 app = typer.Typer(
@@ -101,19 +87,8 @@ def fail(message: str, code: int) -> typer.Exit:
 
 
 def exit_code_for(exc: CrisperError) -> int:
-    if isinstance(exc, InvalidParams | InvalidRequest | UnknownJobType):
-        return 2
-    if isinstance(exc, JobNotFound | KeyNotFound | ScheduleNotFound):
-        return 5
-    if isinstance(exc, InvalidTransition | DuplicateJob):
-        return 6
-    if isinstance(exc, StoreUnavailable | BrokerUnavailable):
-        return 7
-    if isinstance(exc, ConfigurationError):
-        return 8
-    if isinstance(exc, AccessDenied):
-        return 9
-    return 1
+    """The exit code each error class states (EXIT_CODES lists them)."""
+    return exc.exit_code
 
 
 def _register_commands() -> None:

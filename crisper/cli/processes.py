@@ -48,7 +48,8 @@ def register(app: typer.Typer) -> None:
     def up(
         ctx: typer.Context,
         concurrency: int = typer.Option(2, help="worker processes"),
-        pool: str = typer.Option("prefork", help="Celery pool: prefork, threads, solo"),
+        pool: str = typer.Option("prefork", help="Celery pool; only prefork can stop a job by "
+                                 "force, so `crisper worker` refuses the others"),
         api_host: str = typer.Option("127.0.0.1", help="the HTTP API's address"),
         api_port: int = typer.Option(8000, help="the HTTP API's port (0: no API)"),
         drain: float = typer.Option(
@@ -57,6 +58,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run everything on one machine: broker (embedded if none set), worker, scheduler, API."""
         from crisper.cli.up import Options, Up
+        from crisper.engine.worker import check_pool
+
+        check_pool(pool)  # before anything starts, rather than as the worker child's exit
 
         state: State = ctx.obj
         crisper = state.crisper

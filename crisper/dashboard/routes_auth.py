@@ -6,6 +6,7 @@ import secrets
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from crisper.dashboard import session as sessions
 from crisper.dashboard.render import base_of, render
@@ -37,7 +38,7 @@ async def login(request: Request) -> Response:
     key = form.get("key")
     key = key.strip() if isinstance(key, str) else ""
     try:
-        who = request.app.state.keys.authenticate(key)
+        who = await run_in_threadpool(request.app.state.keys.authenticate, key)
     except AccessDenied as exc:
         return _login_page(request, 401, str(exc))
     if "read" not in who.scopes:

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from crisper.api.stream import Cursor, JobWatch
 from crisper.dashboard.render import base_of, render
@@ -113,8 +114,9 @@ async def bulk(request: Request, action: Annotated[str, Form()],
     parsed = [i for i in (parse_id(x) for x in ids[:PAGE_SIZE * 10]) if i is not None]
     changed = skipped = 0
     if parsed:
-        result = crisper_of(request).jobs.bulk(action, JobFilter(ids=parsed, tenant=who.tenant),
-                                              limit=len(parsed))
+        result = await run_in_threadpool(  # hundreds of jobs: off the event loop
+            crisper_of(request).jobs.bulk, action, JobFilter(ids=parsed, tenant=who.tenant),
+            limit=len(parsed))
         changed, skipped = result.changed, result.skipped
     kept = {k: v[0] for k, v in parse_qs(back.lstrip("?")).items() if k in FILTER_KEYS}
     query = urlencode({**kept, "done": action, "changed": changed, "skipped": skipped})
@@ -150,9 +152,9 @@ async def job_action(request: Request, job_id: str, action: str) -> Response:
     if method is None:
         return Response("unknown action", status_code=404, media_type="text/plain")
     try:
-        record = method(job_id, who.tenant)
+        record = await run_in_threadpool(method, job_id, who.tenant)
     except InvalidTransition as exc:
-        return _job_page(request, who, job_id, status=409, error=str(exc))
+        return await run_in_threadpool(_job_page, request, who, job_id, 409, str(exc))
     return RedirectResponse(f"{base_of(request)}/jobs/{record.id}?done={action}", status_code=303)
 
 

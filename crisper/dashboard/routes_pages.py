@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from crisper import insights, monitor
 from crisper.app import Crisper
@@ -31,8 +32,12 @@ def crisper_of(request: Request) -> Crisper:
 
 
 async def acting(request: Request, scope: str) -> Viewer:
-    """The viewer behind a state-changing request: its CSRF token first, then its scope."""
-    who = sessions.viewer(request)
+    """The viewer behind a state-changing request: its CSRF token first, then its scope.
+
+    The async POST handlers call the synchronous core only through run_in_threadpool: the
+    dashboard shares the API's event loop, which must never wait on the database.
+    """
+    who = await run_in_threadpool(sessions.viewer, request)  # reads the key from the store
     await sessions.check_csrf(request, who.csrf)
     who.principal.require(scope)
     return who
@@ -94,13 +99,11 @@ def queues_page(request: Request, who: Reader, done: str | None = None) -> Respo
 async def queue_action(request: Request, name: str, action: str) -> Response:
     who = await acting(request, "admin")
     del who
-    crisper = crisper_of(request)
-    if action == "pause":
-        crisper.queues.pause(name)
-    elif action == "resume":
-        crisper.queues.resume(name)
-    else:
+    queues = crisper_of(request).queues
+    change = {"pause": queues.pause, "resume": queues.resume}.get(action)
+    if change is None:
         return Response("unknown action", status_code=404, media_type="text/plain")
+    await run_in_threadpool(change, name)
     return RedirectResponse(f"{base_of(request)}/queues?done={action}", status_code=303)
 
 
@@ -117,8 +120,8 @@ async def failed_retry(request: Request, type: Annotated[str, Form()],
                        error_type: Annotated[str, Form()] = "",
                        message: Annotated[str, Form()] = "") -> Response:
     who = await acting(request, "write")
-    result = insights.retry_failed_group(crisper_of(request), who.tenant, type, error_type,
-                                         message)
+    result = await run_in_threadpool(insights.retry_failed_group, crisper_of(request),
+                                     who.tenant, type, error_type, message)
     return RedirectResponse(
         f"{base_of(request)}/failed?retried={result.changed}&skipped={result.skipped}",
         status_code=303)

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from crisper import monitor
 from crisper.api.schemas import SubmitBody
@@ -61,6 +62,10 @@ async def submit(request: Request) -> Response:
     who = await acting(request, "write")
     raw = await request.form()
     form = {k: v for k, v in raw.items() if isinstance(v, str)}
+    return await run_in_threadpool(_submit, request, who, form)  # the core is synchronous
+
+
+def _submit(request: Request, who: Viewer, form: dict[str, str]) -> Response:
     type_name = form.get("type", "")
     crisper = crisper_of(request)
     if type_name not in crisper.registry:

@@ -13,6 +13,9 @@ if TYPE_CHECKING:
     from crisper.registry import JobType
     from crisper.settings import Settings
 
+HARDENED_REDIS = "crisper.engine.transport:Transport"
+HARDENED_CONSUMER = "crisper.engine.consumer:Consumer"
+CELERY_CONSUMER = "celery.worker.consumer:Consumer"
 TASK_DEFAULTS: dict[str, Any] = {
     # The database decides what runs; the message only has to survive until a claim.
     "acks_late": True,
@@ -53,6 +56,11 @@ def make_celery(crisper: Crisper, existing: Celery | None = None) -> Celery:
             task_queue_max_priority=9,  # RabbitMQ: queues declared with x-max-priority
             broker_transport_options=_transport_options(broker, crisper.settings),
         )
+    # No bytes on a queue stop a worker: checked in the transport (Redis) and the consumer.
+    if is_redis(app.conf.broker_url or "") and not app.conf.broker_transport:
+        app.conf.broker_transport = HARDENED_REDIS
+    if app.conf.worker_consumer in (None, CELERY_CONSUMER):
+        app.conf.worker_consumer = HARDENED_CONSUMER
     return app
 
 

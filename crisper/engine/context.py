@@ -75,7 +75,8 @@ class JobContext:
         self.progress_dirty = False
         self.logs = LogBuffer(max_log_lines)
         self.cancel_requested = False
-        self.lease_lost = False
+        self.lease_lost = False  # unrenewed too long here, or taken away (below)
+        self.lease_revoked = False  # the database says the lease is gone: write nothing
         self._lease_seconds = lease_seconds
         self._on_progress = on_progress
         self._on_log = on_log

@@ -25,6 +25,17 @@ from crisper.store import jobs as job_sql
 log = logging.getLogger(__name__)
 
 
+def beat_interval(lease_seconds: float, heartbeat_seconds: float) -> float:
+    """The lease keeper's beat: the heartbeat, and at least three beats per lease."""
+    return min(heartbeat_seconds, lease_seconds / 3)
+
+
+def interrupted_lease(lease_seconds: float, heartbeat_seconds: float) -> float:
+    """The lease of a job interrupted by an announced shutdown: three beats, so that a killed
+    worker's job is rescued within seconds while a draining one keeps it."""
+    return min(lease_seconds, 3 * beat_interval(lease_seconds, heartbeat_seconds))
+
+
 class LeaseKeeper:
     def __init__(self, store: Store, lease_seconds: float, interval: float) -> None:
         self.store = store
@@ -71,15 +82,18 @@ class LeaseKeeper:
 
     def beat(self, held: list[JobContext]) -> None:
         asked_at = time.monotonic()
-        until = utcnow() + timedelta(seconds=self.lease_seconds)
+        now = utcnow()
+        until = now + timedelta(seconds=self.lease_seconds)
+        short = now + timedelta(seconds=min(self.lease_seconds, 3 * self.interval))
         with self.store.transaction() as session:
-            answer = job_sql.renew_leases(session, {c.job_id: c.lease_token for c in held}, until)
+            answer = job_sql.renew_leases(session, {c.job_id: c.lease_token for c in held}, until,
+                                          interrupted_until=short)
             for ctx in held:
                 if ctx.job_id in answer:
                     store_news(session, ctx)
         for ctx in held:
             if ctx.job_id not in answer:
-                ctx.lease_lost = True
+                ctx.lease_lost = ctx.lease_revoked = True
             else:
                 ctx.lease_renewed(asked_at)
                 ctx.announce_running()

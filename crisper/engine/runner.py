@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from celery.exceptions import SoftTimeLimitExceeded
+from billiard.process import current_process
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 
 from crisper import retry as retry_policy
 from crisper.engine.async_bodies import finish_body
 from crisper.engine.context import JobContext, install_log_handler
 from crisper.engine.dispatch import publish
-from crisper.engine.leases import LeaseKeeper, store_news
+from crisper.engine.leases import LeaseKeeper, beat_interval, store_news
 from crisper.errors import Cancelled, CrisperError, StoreUnavailable
 from crisper.ids import parse_id
 from crisper.states import JobState
@@ -73,7 +74,7 @@ class Runner:
         self.crisper = crisper
         settings = crisper.settings
         self.leases = LeaseKeeper(crisper.store, settings.lease_seconds,
-                                  min(settings.heartbeat_seconds, settings.lease_seconds / 3))
+                                  beat_interval(settings.lease_seconds, settings.heartbeat_seconds))
         self._pid = os.getpid()
         self._live_at: dict[Any, float] = {}
         # Orders one attempt's live progress messages for the stream (it drops older ones).
@@ -89,17 +90,23 @@ class Runner:
         waiting behind a slow job.
         """
         self._reset_after_fork()
-        turns = Turns([i for i in (parse_id(x) for x in job_ids) if i is not None])
+        ids = [parse_id(x) for x in job_ids] if isinstance(job_ids, list) else [None]
+        if None in ids:
+            log.warning("message %s (%s) names no valid job id: %r; dropped", request.id,
+                        job_type.name, job_ids)
+        turns = Turns([i for i in ids if i is not None])
         worker = f"{request.hostname or 'local'}:{os.getpid()}"
+        queue = (getattr(request, "delivery_info", None) or {}).get("routing_key") or None
         budget = None
-        if len(job_ids) > 1:
+        if len(ids) > 1:
             budget = threading.Timer(self.crisper.settings.batch_budget_seconds,
                                      self._hand_back, (turns,))
             budget.daemon = True
             budget.start()
         try:
             while (job_id := turns.take()) is not None:
-                for job in self.claim([job_id], worker, request.id or "", job_type):
+                for job in self._claim_or_requeue(job_id, worker, request.id or "", job_type,
+                                                  queue):
                     ctx = self._context(job)
                     self.leases.hold(ctx)
                     self.run_claimed(job_type, job, ctx, worker)
@@ -120,17 +127,40 @@ class Runner:
         except CrisperError as exc:  # still queued: the lost-message sweep sends them later
             log.warning("could not hand back %d waiting job(s): %s", len(rest), exc)
 
+    def _claim_or_requeue(self, job_id: uuid.UUID, worker: str, task_id: str,
+                          job_type: JobType, queue: str | None) -> list[job_sql.Claimed]:
+        """Claim one job; if the database cannot answer, the message goes back to the broker
+        (not acknowledged) so that the job is tried again as soon as the store is back."""
+        try:
+            claimed = self.claim([job_id], worker, task_id, job_type, queue)
+        except StoreUnavailable as exc:
+            log.warning("could not claim job %s (%s): %s; its message is requeued", job_id,
+                        job_type.name, exc)
+            time.sleep(1.0)  # a redelivery at once would only find the store down again
+            raise Reject(str(exc), requeue=True) from None
+        if not claimed:
+            self._explain_unclaimed(job_id, job_type, queue)
+        return claimed
+
     def claim(self, ids: list[Any], worker: str, task_id: str,
-              job_type: JobType | None = None) -> list[job_sql.Claimed]:
-        """Claim in one statement; limited types, and jobs of paused queues, go through the gate."""
+              job_type: JobType | None = None, queue: str | None = None
+              ) -> list[job_sql.Claimed]:
+        """Claim in one statement; limited types, and jobs of paused queues, go through the gate.
+
+        With `job_type` (and the `queue` the message came from) only a job of that type on that
+        queue is claimed: the message does not decide which function runs on which job.
+        """
+        name = job_type.name if job_type is not None else None
+        forcible = can_force_stop()
         if job_type is not None and job_type.options.flow.limited:
-            return self.crisper.flow.claim(job_type, ids, worker, task_id)
+            return self.crisper.flow.claim(job_type, ids, worker, task_id, forcible=forcible)
         for retry in (True, False):  # a pooled connection may have died since its last use
             try:
                 with self.crisper.store.autocommit() as session:
                     claimed = job_sql.claim(session, ids, worker, task_id,
                                             self.crisper.settings.lease_seconds, utcnow(),
-                                            skip_paused=True)
+                                            skip_paused=True, job_type=name, queue=queue,
+                                            forcible=forcible)
                 break
             except StoreUnavailable:
                 if not retry:
@@ -138,8 +168,27 @@ class Runner:
         if len(claimed) < len(ids) and job_type is not None:  # duplicates, or a paused queue
             got = {c.id for c in claimed}
             claimed += self.crisper.flow.claim(job_type, [i for i in ids if i not in got],
-                                               worker, task_id)
+                                               worker, task_id, forcible=forcible)
         return claimed
+
+    def _explain_unclaimed(self, job_id: uuid.UUID, job_type: JobType, queue: str | None
+                           ) -> None:
+        """One log line for a message that ran nothing: unknown id, wrong type or queue, or a
+        job no longer queued (a duplicate, cancelled, held or finished)."""
+        try:
+            with self.crisper.store.read() as session:
+                found = job_sql.unclaimable(session, [job_id])
+        except CrisperError as exc:
+            log.warning("message for job %s (%s) claimed nothing: %s", job_id, job_type.name, exc)
+            return
+        if not found:
+            log.warning("message for unknown job %s (%s): dropped", job_id, job_type.name)
+        elif found[0].type != job_type.name or (queue and found[0].queue != queue):
+            log.warning("message names %s on queue %s, but job %s is a %s on queue %s: dropped",
+                        job_type.name, queue, job_id, found[0].type, found[0].queue)
+        elif found[0].state != JobState.QUEUED.value:
+            log.info("message for job %s (%s) dropped: the job is %s, not queued", job_id,
+                     job_type.name, found[0].state)
 
     def run_claimed(self, job_type: JobType, job: job_sql.Claimed, ctx: JobContext, worker: str
                     ) -> Outcome:
@@ -184,19 +233,23 @@ class Runner:
         })
 
     def _record(self, job: job_sql.Claimed, ctx: JobContext, outcome: Outcome, worker: str) -> None:
+        """Write the outcome, however long the database is away: it is fenced by the lease
+        token, so writing late is safe (a lifeline that rescued the job meanwhile wins)."""
         if outcome.state is None:
             log.warning("job %s lost its lease; its outcome is not recorded", job.id)
             return
-        deadline = time.monotonic() + self.crisper.settings.lease_seconds
-        while True:  # ride out a short database outage; the lease covers us meanwhile
+        pause, warned = 0.5, False
+        while True:
             try:
                 recorded = self._write_outcome(job, ctx, outcome, worker)
                 break
             except StoreUnavailable as exc:
-                if time.monotonic() > deadline:
-                    log.error("outcome of %s not recorded: %s", job.id, exc)
-                    return
-                time.sleep(1.0)
+                if not warned:
+                    log.warning("outcome of %s (%s) kept until the database is back: %s",
+                                job.id, outcome.state.value, exc)
+                    warned = True
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
         if recorded:
             self.crisper.live.publish(job.id, "state", {"state": outcome.state.value,
                                                         "attempt": job.attempt})
@@ -210,6 +263,9 @@ class Runner:
         assert target is not None
 
         def finish(db: Any) -> bool:
+            if target is S.QUEUED:  # handed back: the attempt is not spent, nor a worker lost
+                return job_sql.rescue(db, job.id, job.lease_token, utcnow(),
+                                      reason=outcome.reason, counted=False, worker=worker)
             return job_sql.finish(
                 db, job.id, job.lease_token, target, utcnow(), reason=outcome.reason,
                 worker=worker, result=outcome.result, error=outcome.error,
@@ -238,16 +294,20 @@ def execute(job_type: JobType, ctx: JobContext, job: job_sql.Claimed) -> Outcome
         result = finish_body(job_type.func(ctx, **job.params), ctx)  # awaits an async body
         json.dumps(result)
     except Cancelled:
-        if ctx.lease_lost:
+        if ctx.lease_revoked:
             return Outcome(None, "lease_lost")
-        return Outcome(S.CANCELLED, "cancelled")
+        if ctx.cancel_requested:
+            return Outcome(S.CANCELLED, "cancelled")
+        # Stopped itself: the lease could not be renewed (database unreachable). Hand the job
+        # back, fenced, once the database answers; if the lifeline took it first, nothing is.
+        return Outcome(S.QUEUED, "lease_expired")
     except SoftTimeLimitExceeded as exc:
         return _failure(job_type, job, ctx, exc, "timeout")
     except Exception as exc:
         return _failure(job_type, job, ctx, exc, "error")
-    if ctx.lease_lost:
+    if ctx.lease_revoked:
         return Outcome(None, "lease_lost")
-    return Outcome(S.SUCCEEDED, "succeeded", result=result)
+    return Outcome(S.SUCCEEDED, "succeeded", result=result)  # written fenced, however late
 
 
 def _failure(job_type: JobType, job: job_sql.Claimed, ctx: JobContext, exc: BaseException,
@@ -257,14 +317,21 @@ def _failure(job_type: JobType, job: job_sql.Claimed, ctx: JobContext, exc: Base
         "message": str(exc) or type(exc).__name__,
         "traceback": "".join(traceback.format_exception(exc))[-20_000:],
     }
-    if ctx.lease_lost:
+    if ctx.lease_revoked:
         return Outcome(None, "lease_lost")
     if ctx.cancel_requested:
         return Outcome(S.CANCELLED, "cancelled", error=error)
     policy = job_type.options.retry
-    decision = retry_policy.decide(job.attempt, job.max_attempts, job.retry_policy, exc,
+    decision = retry_policy.decide(job.spent, job.max_attempts, job.retry_policy, exc,
                                    policy.retry_on, policy.dont_retry_on)
     if decision.retry:
         return Outcome(S.RETRYING, reason, error=error,
                        retry_at=utcnow() + timedelta(seconds=decision.delay))
     return Outcome(S.FAILED, reason, error=error)
+
+
+def can_force_stop() -> bool:
+    """Whether this attempt runs where a forced stop works: a prefork pool child, a process
+    of its own that `revoke(terminate=True)` and hard time limits can kill. Threads, solo,
+    gevent and eventlet run jobs inside the worker process, which cannot be stopped alone."""
+    return current_process().name.startswith("ForkPoolWorker")

@@ -6,11 +6,14 @@ import logging
 import os
 import socket
 import threading
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from celery import signals
 
-from crisper.errors import CrisperError
+from crisper.engine.leases import interrupted_lease
+from crisper.errors import ConfigurationError, CrisperError
+from crisper.store import jobs as job_sql
 from crisper.store import utcnow
 from crisper.store import workers as worker_sql
 
@@ -26,12 +29,15 @@ class WorkerPresence:
     def __init__(self, crisper: Crisper) -> None:
         self.crisper = crisper
         self.name = ""
+        self.exitcode = 0  # Celery's worker's, as it stopped (non-zero: stopped by an error)
         self._stop = threading.Event()
 
     def connect(self) -> None:
         signals.worker_ready.connect(self._ready, weak=False, dispatch_uid="crisper-presence")
         signals.worker_shutdown.connect(self._shutdown, weak=False,
                                         dispatch_uid="crisper-presence-stop")
+        signals.worker_shutting_down.connect(self._shutting_down, weak=False,
+                                             dispatch_uid="crisper-presence-announced")
 
     def _ready(self, sender: Any = None, **_: Any) -> None:
         self.name = getattr(sender, "hostname", None) or f"celery@{socket.gethostname()}"
@@ -54,7 +60,26 @@ class WorkerPresence:
             except CrisperError as exc:
                 log.warning("worker heartbeat failed: %s", exc)
 
-    def _shutdown(self, **_: Any) -> None:
+    def _shutting_down(self, **_: Any) -> None:
+        """An announced shutdown (SIGTERM, SIGQUIT, a deploy): mark this worker's running jobs
+        interrupted. Their leases are then renewed only briefly, so if the drain runs out of
+        time and the worker is killed, the lifeline rescues them within seconds, not a whole
+        lease, and the loss does not count towards the poison-pill cap."""
+        if not self.name:
+            return
+        try:
+            s, now = self.crisper.settings, utcnow()
+            expires = now + timedelta(seconds=interrupted_lease(s.lease_seconds,
+                                                                s.heartbeat_seconds))
+            with self.crisper.store.transaction() as session:
+                marked = job_sql.mark_interrupted(session, f"{self.name}:", now, expires)
+            if marked:
+                log.warning("shutting down: %d running job(s) marked interrupted", marked)
+        except CrisperError as exc:
+            log.warning("could not mark running jobs interrupted: %s", exc)
+
+    def _shutdown(self, sender: Any = None, **_: Any) -> None:
+        self.exitcode = int(getattr(sender, "exitcode", None) or 0)
         self._stop.set()
         try:
             with self.crisper.store.transaction() as session:
@@ -63,13 +88,48 @@ class WorkerPresence:
             pass
 
 
+FORCIBLE_POOLS = ("prefork",)
+
+
 def run_worker(crisper: Crisper, celery_args: list[str]) -> None:
-    """Start Celery's worker with Crisper's tasks; unless told, consume every declared queue."""
+    """Start Celery's worker with Crisper's tasks; unless told, consume every declared queue.
+
+    Exits with Celery's worker exit code when it is not 0 (a worker stopped by an error), so
+    that supervisors restart it.
+    """
     args = list(celery_args)
+    check_pool(pool_of(args) or str(crisper.celery.conf.worker_pool or "prefork"))
     if not any(a in ("-Q", "--queues") or a.startswith("--queues=") for a in args):
         args += ["-Q", ",".join(crisper.declared_queues())]
     if not any(a.startswith(("-l", "--loglevel")) for a in args):
         args += ["--loglevel", "INFO"]
-    WorkerPresence(crisper).connect()
+    presence = WorkerPresence(crisper)
+    presence.connect()
     crisper.store.dispose()
     crisper.celery.worker_main(["worker", *args])
+    if presence.exitcode:  # Celery's own command line drops it when run from Python
+        raise SystemExit(presence.exitcode)
+
+
+def pool_of(args: list[str]) -> str | None:
+    """The pool named on a Celery worker command line (-P x, -Px, --pool x, --pool=x)."""
+    for i, arg in enumerate(args):
+        if arg in ("-P", "--pool"):
+            return args[i + 1] if i + 1 < len(args) else None
+        if arg.startswith("--pool="):
+            return arg.split("=", 1)[1]
+        if arg.startswith("-P") and len(arg) > 2:
+            return arg[2:]
+    return None
+
+
+def check_pool(pool: str) -> None:
+    """Crisper guarantees forced cancellation and hard time limits: only prefork can keep that
+    promise (each job runs in a child process that can be killed alone)."""
+    name = pool.rsplit(":", 1)[-1].lower()
+    if name not in FORCIBLE_POOLS:
+        raise ConfigurationError(
+            f"pool {pool!r} cannot stop a running job by force (a forced cancel or a hard time "
+            "limit would only be recorded, while the job's code ran on): use --pool prefork "
+            "(the default)"
+        )

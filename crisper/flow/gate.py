@@ -43,14 +43,15 @@ class FlowGate:
         settings = crisper.settings
         self.buckets = RateBuckets(settings.resolved_redis_url(), settings.broker_prefix)
 
-    def claim(self, job_type: JobType, ids: list[uuid.UUID], worker: str, task_id: str
-              ) -> list[job_sql.Claimed]:
+    def claim(self, job_type: JobType, ids: list[uuid.UUID], worker: str, task_id: str,
+              forcible: bool | None = None) -> list[job_sql.Claimed]:
         """Claim the admitted jobs; defer the others; leave paused queues' jobs untouched."""
         lease = self.crisper.settings.lease_seconds
         with self.crisper.store.transaction() as session:
             at = utcnow()
             admitted = self._admit(session, job_type, ids, at)
-            claimed = job_sql.claim(session, admitted, worker, task_id, lease, at)
+            claimed = job_sql.claim(session, admitted, worker, task_id, lease, at,
+                                    job_type=job_type.name, forcible=forcible)
             if claimed and job_type.options.flow.limited:
                 flow_sql.admitted(session, [c.id for c in claimed])
         return claimed

@@ -1,10 +1,19 @@
-"""Forced cancellation: a running job that ignored its cancel request past the grace period."""
+"""Forced cancellation: a running job that ignored its cancel request past the grace period.
+
+Only a job running in a prefork pool child can be stopped by force (its process is killed).
+A job claimed by a worker on another pool (threads, solo, gevent, eventlet: started other than
+by `crisper worker`, which refuses them) is never recorded as force-cancelled: it stays
+running, with one event saying why it could not be forced, until its body checks for the
+cancel request or ends.
+"""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
 
 from crisper.states import JobState
 from crisper.store import jobs as job_sql
@@ -21,9 +30,9 @@ def enforce(crisper: Crisper, at: datetime) -> int:
     default = crisper.settings.cancel_grace_seconds
     own = {t.name: t.options.cancel_grace for t in crisper.registry
            if t.options.cancel_grace is not None}
+    before = at - timedelta(seconds=default)
     with crisper.store.transaction() as session:
-        overdue = job_sql.overdue_cancels(session, at - timedelta(seconds=default), BATCH,
-                                          other_than=sorted(own))
+        overdue = job_sql.overdue_cancels(session, before, BATCH, other_than=sorted(own))
         for name, grace in own.items():  # job types with their own grace period
             overdue += job_sql.overdue_cancels(session, at - timedelta(seconds=grace), BATCH,
                                                types=[name])
@@ -32,6 +41,8 @@ def enforce(crisper: Crisper, at: datetime) -> int:
             if job_sql.finish(session, lease.id, lease.token, JobState.CANCELLED, at,
                               reason="cancel_forced", worker=lease.worker)
         ]
+        for lease in job_sql.unforcible_cancels(session, before, BATCH):
+            explain_unforcible(session, lease, at)
     for lease in stopped:
         if lease.task_id:
             try:
@@ -39,3 +50,15 @@ def enforce(crisper: Crisper, at: datetime) -> int:
             except Exception as exc:  # the lease fence already protects the outcome
                 log.warning("could not terminate job %s: %s", lease.id, exc)
     return len(stopped)
+
+
+UNFORCIBLE = ("the job runs on a worker pool that cannot stop it by force (not prefork); it "
+              "stops at its next cancellation check, or when it ends")
+
+
+def explain_unforcible(session: Session, lease: job_sql.Lease, at: datetime) -> None:
+    """Say once, in the job's history, why an overdue cancel was not forced."""
+    log.warning("job %s: cancel not forced: %s", lease.id, UNFORCIBLE)
+    job_sql.record_event(session, lease.id, JobState.RUNNING, JobState.RUNNING,
+                         "cancel_not_forcible", at, lease.attempt, worker=lease.worker,
+                         detail={"why": UNFORCIBLE})

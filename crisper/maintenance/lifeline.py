@@ -1,37 +1,106 @@
-"""The lifeline: running jobs whose lease ran out are retried or failed, with the reason."""
+"""The lifeline: running jobs whose lease ran out are rescued (queued again), with the reason.
+
+Losing a worker is not the job's failure. A job whose lease expired goes back to `queued`
+without spending one of its attempts. Only a job that keeps killing its workers is stopped:
+after `max_rescues` unannounced losses it fails with reason `poisoned`. Jobs marked
+`interrupted` by an announced shutdown (SIGTERM, a deploy) are rescued too, and do not count.
+A running job asked to cancel whose worker is lost ends cancelled.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import logging
+import time
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from crisper import retry
+from sqlalchemy.orm import Session
+
+from crisper.errors import StoreUnavailable
 from crisper.states import JobState
 from crisper.store import jobs as job_sql
 
 if TYPE_CHECKING:
     from crisper.app import Crisper
 
+log = logging.getLogger(__name__)
 BATCH = 500
 WORKER_LOST = {
     "type": "WorkerLost",
     "message": "the worker stopped renewing its lease (killed, frozen or unreachable)",
 }
+POISONED = {
+    "type": "Poisoned",
+    "message": "the job's worker was lost {n} times without notice; it is not run again",
+}
+
+
+class Lifeline:
+    """The lease reaper, which does not mistake its own database outage for lost workers.
+
+    A lease that expired while the lifeline itself could not reach the database says nothing
+    about its worker: the worker was most likely cut off too, and renews the lease as soon as
+    the database is back. So, after an outage of its own (from `blind_since`, the last moment
+    it saw the database, to `seen_since`, the first moment it saw it again), the lifeline
+    rescues only leases that had expired before the outage began, until it has seen the
+    database continuously for a whole lease period: every live worker has renewed by then,
+    and whatever is still expired is truly lost. A fresh lifeline knows of no outage and
+    rescues at once (a scheduler restarted after its workers died does not wait).
+    """
+
+    def __init__(self) -> None:
+        self._last_seen: datetime | None = None  # wall time of the last successful tick
+        self._blind_since: datetime | None = None
+        self._seen_since = 0.0  # monotonic time the database came back
+
+    def __call__(self, crisper: Crisper, at: datetime) -> int:
+        try:
+            rescued = self._rescue(crisper, at, self._cutoff(crisper, at))
+        except StoreUnavailable:
+            if self._blind_since is None:
+                self._blind_since = self._last_seen or at
+            self._seen_since = 0.0
+            raise
+        if self._blind_since is not None and not self._seen_since:
+            self._seen_since = time.monotonic()
+        self._last_seen = at
+        return rescued
+
+    def _cutoff(self, crisper: Crisper, at: datetime) -> datetime:
+        """Leases that expired before this moment count as lost."""
+        if self._blind_since is None:
+            return at
+        if self._seen_since and time.monotonic() - self._seen_since >= \
+                crisper.settings.lease_seconds:
+            self._blind_since = None
+            return at
+        return min(at, self._blind_since)
+
+    def _rescue(self, crisper: Crisper, at: datetime, cutoff: datetime) -> int:
+        cap = crisper.settings.max_rescues
+        rescued = 0
+        with crisper.store.transaction() as session:
+            for lease in job_sql.expired_leases(session, cutoff, BATCH):
+                rescued += _rescue_one(session, lease, at, cap)
+        return rescued
+
+
+def _rescue_one(session: Session, lease: job_sql.Lease, at: datetime, cap: int) -> bool:
+    if lease.cancel_requested:
+        return job_sql.finish(session, lease.id, lease.token, JobState.CANCELLED, at,
+                              reason="worker_lost", worker=lease.worker, error=dict(WORKER_LOST))
+    if lease.interrupted:
+        return job_sql.rescue(session, lease.id, lease.token, at, reason="interrupted",
+                              counted=False, worker=lease.worker)
+    if lease.rescues >= cap:  # rescued `cap` times already: this loss is one too many
+        log.warning("job %s lost its worker %d times: failed as poisoned", lease.id, cap + 1)
+        error = {**POISONED, "message": POISONED["message"].format(n=cap + 1)}
+        return job_sql.finish(session, lease.id, lease.token, JobState.FAILED, at,
+                              reason="poisoned", worker=lease.worker, error=error)
+    return job_sql.rescue(session, lease.id, lease.token, at, reason="worker_lost", counted=True,
+                          worker=lease.worker, detail={"rescues": lease.rescues + 1})
 
 
 def rescue(crisper: Crisper, at: datetime) -> int:
-    rescued = 0
-    with crisper.store.transaction() as session:
-        for lease in job_sql.expired_leases(session, at, BATCH):
-            if lease.cancel_requested:
-                target, retry_at = JobState.CANCELLED, None
-            else:
-                decision = retry.decide(lease.attempt, lease.max_attempts, lease.retry_policy)
-                target = JobState.RETRYING if decision.retry else JobState.FAILED
-                retry_at = at + timedelta(seconds=decision.delay) if decision.retry else None
-            rescued += job_sql.finish(
-                session, lease.id, lease.token, target, at, reason="worker_lost",
-                worker=lease.worker, error=dict(WORKER_LOST),
-                retry_at=retry_at,
-            )
-    return rescued
+    """One pass with no memory of earlier outages (tests, one-off runs)."""
+    return Lifeline()(crisper, at)

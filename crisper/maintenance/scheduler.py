@@ -40,7 +40,7 @@ def units(crisper: Crisper, relay_state: relay.Relay | None = None) -> list[Unit
     return [
         Unit("timers", timers.promote_due, tick),
         Unit("relay", relay_state.relay, tick, lane=BROKER),
-        Unit("lifeline", lifeline.rescue, tick),
+        Unit("lifeline", lifeline.Lifeline(), tick),
         Unit("canceller", canceller.enforce, tick),
         Unit("redispatch", relay.redispatch_lost, max(tick, 2.0), lane=BROKER),
         Unit("pruner", pruner.prune, prune_period(crisper.settings.retention_seconds,

@@ -12,10 +12,12 @@ from typing import Any, cast
 from psycopg.types.json import Jsonb
 from sqlalchemy import (
     JSON,
+    Boolean,
     CursorResult,
     String,
     Uuid,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -31,6 +33,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from crisper.errors import ConcurrentChange
 from crisper.states import TERMINAL, JobState, check_action
 from crisper.store.models import JSONB, UTCDateTime, job_events, job_logs, jobs, queues
 from crisper.store.records import EventRecord, JobRecord, LogRecord
@@ -53,6 +56,12 @@ class Claimed:
     retry_policy: dict[str, Any]
     timeout: float | None
     lease_token: uuid.UUID
+    returned_attempts: int = 0
+
+    @property
+    def spent(self) -> int:
+        """Attempts that count against max_attempts: rescued ones were handed back unspent."""
+        return self.attempt - self.returned_attempts
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,9 @@ class Lease:
     cancel_requested: bool
     worker: str | None
     task_id: str | None
+    rescues: int = 0
+    interrupted: bool = False
+    forcible: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -346,12 +358,17 @@ _PG_STATEMENTS: dict[Any, tuple[str, dict[str, Any]]] = {}
 
 
 @cache
-def _claim_statement(dialect: str, skip_paused: bool) -> Any:
+def _claim_statement(dialect: str, skip_paused: bool, by_type: bool = False,
+                     by_queue: bool = False) -> Any:
     if dialect == "postgresql":
         wanted = jobs.c.id == func.any(bindparam("ids", type_=postgresql.ARRAY(Uuid())))
     else:
         wanted = jobs.c.id.in_(bindparam("ids", expanding=True))
     where = [wanted, jobs.c.state == S.QUEUED.value]
+    if by_type:  # the message names a type: it must be the job's own (it picks the function)
+        where.append(jobs.c.type == bindparam("want_type", type_=String()))
+    if by_queue:
+        where.append(jobs.c.queue == bindparam("want_queue", type_=String()))
     if skip_paused:
         paused = exists().where(queues.c.name == jobs.c.queue, queues.c.paused_at.is_not(None))
         where.append(~paused)
@@ -361,41 +378,75 @@ def _claim_statement(dialect: str, skip_paused: bool) -> Any:
             state=S.RUNNING.value, attempt=jobs.c.attempt + 1, lease_token=bindparam("token"),
             lease_expires_at=bindparam("expires"), worker=bindparam("worker"),
             task_id=bindparam("task_id"), started_at=bindparam("at"), cancel_requested_at=None,
+            interrupted_at=None, forcible=bindparam("forcible", type_=Boolean()),
         )
         .returning(jobs.c.id, jobs.c.type, jobs.c.params, jobs.c.attempt, jobs.c.max_attempts,
-                   jobs.c.retry_policy, jobs.c.timeout)
+                   jobs.c.retry_policy, jobs.c.timeout, jobs.c.returned_attempts)
     )
 
 
 def claim(db: Session | Connection, ids: Sequence[uuid.UUID], worker: str, task_id: str,
-          lease_seconds: float, at: datetime, skip_paused: bool = False) -> list[Claimed]:
+          lease_seconds: float, at: datetime, skip_paused: bool = False, *,
+          job_type: str | None = None, queue: str | None = None,
+          forcible: bool | None = None) -> list[Claimed]:
     """queued -> running in one conditional update; a stale or duplicate message claims nothing.
 
     With `skip_paused`, jobs of a paused queue are left queued (the caller decides their fate).
+    With `job_type` (and `queue`), only jobs of that type (on that queue) are claimed: a message
+    naming another type than the job's must not decide which function runs. `forcible` records
+    whether the claiming worker can stop the attempt by force (prefork) or not.
     """
     token = uuid.uuid4()
     dialect = _dialect(db)
     params = {"ids": list(ids), "token": token, "worker": worker, "task_id": task_id, "at": at,
-              "expires": at + timedelta(seconds=lease_seconds)}
-    rows = _run_moving(db, dialect, _claim_statement(dialect, skip_paused), params,
-                       S.QUEUED, S.RUNNING, "claimed", None)
+              "expires": at + timedelta(seconds=lease_seconds), "forcible": forcible}
+    if job_type is not None:
+        params["want_type"] = job_type
+    if queue is not None:
+        params["want_queue"] = queue
+    statement = _claim_statement(dialect, skip_paused, job_type is not None, queue is not None)
+    rows = _run_moving(db, dialect, statement, params, S.QUEUED, S.RUNNING, "claimed", None)
     return [Claimed(r.id, r.type, r.params, r.attempt, r.max_attempts, r.retry_policy, r.timeout,
-                    token) for r in rows]
+                    token, r.returned_attempts) for r in rows]
 
 
-def renew_leases(session: Session, leases: dict[uuid.UUID, uuid.UUID], until: datetime
-                 ) -> dict[uuid.UUID, bool]:
+@dataclass(frozen=True)
+class Unclaimable:
+    """Why a message's job could not be claimed: what the store holds for it."""
+
+    id: uuid.UUID
+    state: str
+    type: str
+    queue: str
+
+
+def unclaimable(session: Session, ids: Sequence[uuid.UUID]) -> list[Unclaimable]:
+    """The stored state, type and queue of jobs a claim did not take (for one log line each)."""
+    stmt = select(jobs.c.id, jobs.c.state, jobs.c.type, jobs.c.queue).where(
+        jobs.c.id.in_(list(ids)))
+    return [Unclaimable(r.id, r.state, r.type, r.queue) for r in session.execute(stmt)]
+
+
+def renew_leases(session: Session, leases: dict[uuid.UUID, uuid.UUID], until: datetime,
+                 interrupted_until: datetime | None = None) -> dict[uuid.UUID, bool]:
     """Extend the leases still held; answer {job id: cancel requested} for each one renewed.
 
-    A job missing from the answer has lost its lease (rescued, or finished elsewhere).
+    A job missing from the answer has lost its lease (rescued, or finished elsewhere). Jobs
+    marked interrupted (their worker is shutting down) get only `interrupted_until`: once the
+    shutdown kills them, the lifeline rescues them within a few beats, not a whole lease.
     """
     if not leases:
         return {}
+    expires: Any = bindparam("until", until, type_=UTCDateTime())
+    if interrupted_until is not None:
+        expires = case((jobs.c.interrupted_at.is_not(None),
+                        bindparam("short", interrupted_until, type_=UTCDateTime())),
+                       else_=expires)
     rows = session.execute(
         update(jobs)
         .where(jobs.c.id.in_(list(leases)), jobs.c.lease_token.in_(list(leases.values())),
                jobs.c.state == S.RUNNING.value)
-        .values(lease_expires_at=until)
+        .values(lease_expires_at=expires)
         .returning(jobs.c.id, jobs.c.cancel_requested_at)
     ).all()
     return {r.id: r.cancel_requested_at is not None for r in rows}
@@ -457,6 +508,46 @@ def finish(
                             detail))
 
 
+@cache
+def _rescue_statement(counted: bool) -> Any:
+    values: dict[str, Any] = {
+        "state": S.QUEUED.value, "lease_token": None, "lease_expires_at": None,
+        "queued_at": bindparam("at"), "dispatched_at": None, "interrupted_at": None,
+        "returned_attempts": jobs.c.returned_attempts + 1,
+    }
+    if counted:
+        values["rescues"] = jobs.c.rescues + 1
+    return (
+        update(jobs)
+        .where(jobs.c.id == bindparam("job_id"), jobs.c.lease_token == bindparam("token"),
+               jobs.c.state == S.RUNNING.value)
+        .values(**values)
+        .returning(jobs.c.id, jobs.c.attempt)
+    )
+
+
+def rescue(db: Session | Connection, job_id: uuid.UUID, token: uuid.UUID, at: datetime, *,
+           reason: str, counted: bool, worker: str | None = None,
+           detail: dict[str, Any] | None = None) -> bool:
+    """running -> queued, fenced by the lease token, handing the attempt back unspent.
+
+    `counted` rescues (a worker lost without notice) add to the job's poison-pill count;
+    announced ones (a shutdown's interruption, a worker cut off from the database) do not.
+    """
+    params = {"job_id": job_id, "token": token, "at": at, "worker": worker}
+    return bool(_run_moving(db, _dialect(db), _rescue_statement(counted), params, S.RUNNING,
+                            S.QUEUED, reason, detail))
+
+
+def mark_interrupted(session: Session, worker_prefix: str, at: datetime, expires: datetime
+                     ) -> int:
+    """An announced shutdown: mark the running jobs of one worker node as interrupted, their
+    leases cut to `expires` (a process still draining renews them, briefly, on its beat)."""
+    return changed(session, update(jobs).where(
+        jobs.c.state == S.RUNNING.value, jobs.c.worker.startswith(worker_prefix, autoescape=True),
+        jobs.c.interrupted_at.is_(None)).values(interrupted_at=at, lease_expires_at=expires))
+
+
 # -- user actions ---------------------------------------------------------------------------
 
 def cancel(session: Session, job: JobRecord, at: datetime, reason: str = "cancelled") -> JobState:
@@ -486,7 +577,8 @@ def restart(session: Session, job: JobRecord, at: datetime) -> None:
     _move(session, job, S.QUEUED, at, "retried", attempt=0, result=None, error=None,
           progress_current=None, progress_total=None, progress_message=None, finished_at=None,
           cancelled_at=None, cancel_requested_at=None, started_at=None, run_at=None,
-          queued_at=at, dispatched_at=None, worker=None, task_id=None)
+          queued_at=at, dispatched_at=None, worker=None, task_id=None, returned_attempts=0,
+          rescues=0, interrupted_at=None)
 
 
 def _move(session: Session, job: JobRecord, target: JobState, at: datetime, reason: str,
@@ -500,7 +592,7 @@ def _move(session: Session, job: JobRecord, target: JobState, at: datetime, reas
         fresh = get(session, job.id)
         assert fresh is not None
         check_action(job.id, fresh.state, reason)
-        raise RuntimeError(f"job {job.id} changed state concurrently; try again")
+        raise ConcurrentChange(job.id)
     record_event(session, job.id, job.state, target, reason, at, job.attempt)
 
 
@@ -600,13 +692,15 @@ def _dispatch(row: Any) -> Dispatch:
 def _leases(session: Session, *conditions: Any, limit: int) -> list[Lease]:
     stmt = (
         select(jobs.c.id, jobs.c.lease_token, jobs.c.attempt, jobs.c.max_attempts,
-               jobs.c.retry_policy, jobs.c.cancel_requested_at, jobs.c.worker, jobs.c.task_id)
+               jobs.c.retry_policy, jobs.c.cancel_requested_at, jobs.c.worker, jobs.c.task_id,
+               jobs.c.rescues, jobs.c.interrupted_at, jobs.c.forcible)
         .where(jobs.c.state == S.RUNNING.value, *conditions)
         .limit(limit).with_for_update(skip_locked=True)
     )
     return [
         Lease(r.id, r.lease_token, r.attempt, r.max_attempts, r.retry_policy,
-              r.cancel_requested_at is not None, r.worker, r.task_id)
+              r.cancel_requested_at is not None, r.worker, r.task_id, r.rescues,
+              r.interrupted_at is not None, r.forcible)
         for r in session.execute(stmt)
     ]
 
@@ -617,10 +711,22 @@ def expired_leases(session: Session, at: datetime, limit: int) -> list[Lease]:
 
 def overdue_cancels(session: Session, requested_before: datetime, limit: int, *,
                     types: Sequence[str] = (), other_than: Sequence[str] = ()) -> list[Lease]:
-    """Running jobs asked to cancel before the time: of `types`, or of all but `other_than`."""
+    """Running jobs asked to cancel before `requested_before`, which a forced stop can reach
+    (a job whose worker cannot be forced is left to stop cooperatively): of `types`, or of
+    every type but `other_than` (job types with their own cancel grace)."""
     by_type = (jobs.c.type.in_(types) if types else
                jobs.c.type.not_in(other_than) if other_than else true())
-    return _leases(session, jobs.c.cancel_requested_at < requested_before, by_type, limit=limit)
+    return _leases(session, jobs.c.cancel_requested_at < requested_before,
+                   jobs.c.forcible.is_not(False), by_type, limit=limit)
+
+
+def unforcible_cancels(session: Session, requested_before: datetime, limit: int) -> list[Lease]:
+    """Overdue cancel requests on workers that cannot stop a job by force, not yet explained."""
+    explained = exists().where(job_events.c.job_id == jobs.c.id,
+                               job_events.c.reason == "cancel_not_forcible",
+                               job_events.c.attempt == jobs.c.attempt)
+    return _leases(session, jobs.c.cancel_requested_at < requested_before,
+                   jobs.c.forcible.is_(False), ~explained, limit=limit)
 
 
 def prune(session: Session, finished_before: datetime, limit: int) -> int:

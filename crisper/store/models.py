@@ -90,6 +90,12 @@ jobs = Table(
     Column("worker", String(300)),
     Column("task_id", String(64)),
     Column("cancel_requested_at", UTCDateTime()),
+    # Worker losses (migration 0006): attempts handed back unspent, unannounced losses (the
+    # poison-pill count), an announced shutdown's mark, and whether a forced stop can work.
+    Column("returned_attempts", Integer, nullable=False, server_default="0"),
+    Column("rescues", Integer, nullable=False, server_default="0"),
+    Column("interrupted_at", UTCDateTime()),
+    Column("forcible", Boolean),
     # One timestamp per transition.
     Column("created_at", UTCDateTime(), nullable=False),
     Column("run_at", UTCDateTime()),

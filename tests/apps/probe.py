@@ -117,6 +117,8 @@ JOB_TYPES = [
     ("probe.chatty", chatty, dict()),
     ("probe.steps", steps, dict()),
     ("probe.explode", explode, dict(retry=Retry(attempts=1))),
+    # Written as most users write a job type: no retry option at all.
+    ("probe.plain", sleep, dict()),
 ]
 
 crisper = build()

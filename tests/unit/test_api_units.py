@@ -16,8 +16,10 @@ from crisper.errors import (
     CrisperError,
     DuplicateJob,
     InvalidParams,
+    InvalidRequest,
     InvalidTransition,
     JobNotFound,
+    MissingScope,
     StoreUnavailable,
     UnknownJobType,
 )
@@ -66,7 +68,7 @@ def test_a_followed_stream_resumes_after_the_last_id_and_drops_a_cut_message() -
 
 def test_waiting_backs_off_and_gives_up_at_its_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [100.0]
-    monkeypatch.setattr("crisper.client.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("crisper.waiting.time.monotonic", lambda: clock[0])
     running = SimpleNamespace(state=JobState.RUNNING)
     waiting = Waiting("j1", timeout=1.0, poll=0.1)
     pauses = [waiting.pause_after(running) for _ in range(3)]  # type: ignore[arg-type]
@@ -84,7 +86,7 @@ def test_waiting_backs_off_and_gives_up_at_its_timeout(monkeypatch: pytest.Monke
     (InvalidParams("t", [{"loc": ["n"], "msg": "bad", "type": "int"}]), 422, "invalid-params"),
     (InvalidTransition("j", "succeeded", "started", ["held"]), 409, "invalid-transition"),
     (AccessDenied("no key"), 401, "unauthorized"),
-    (AccessDenied("weak", scope="write"), 403, "missing-scope"),
+    (MissingScope("weak", scope="write"), 403, "missing-scope"),
     (StoreUnavailable(), 503, "database-unavailable"),
     (CrisperError("odd"), 400, "bad-request"),
 ])
@@ -116,9 +118,9 @@ def test_problem_answers_turn_back_into_the_same_errors() -> None:
 
 def test_scopes_are_validated_and_ordered() -> None:
     assert parse_scopes(["admin", " read", "read"]) == ["read", "admin"]
-    with pytest.raises(ValueError, match="unknown scope"):
+    with pytest.raises(InvalidRequest, match="unknown scope"):
         parse_scopes(["read", "root"])
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(InvalidRequest, match="at least one"):
         parse_scopes([""])
 
 

@@ -13,7 +13,7 @@ import pytest
 import crisper
 from crisper import Crisper, InvalidParams, InvalidTransition, Retry
 from crisper.durations import seconds
-from crisper.errors import ConfigurationError, UnknownJobType
+from crisper.errors import ConfigurationError, CrisperError, InvalidRequest, UnknownJobType
 from crisper.ids import new_id, parse_id
 from crisper.retry import decide, delay_for
 from crisper.states import (
@@ -38,7 +38,7 @@ S = JobState
     (S.QUEUED, S.SUCCEEDED, False),
     (S.RUNNING, S.SUCCEEDED, True),
     (S.RUNNING, S.RETRYING, True),
-    (S.RUNNING, S.QUEUED, False),
+    (S.RUNNING, S.QUEUED, True),  # a rescue: the worker was lost, no attempt spent
     (S.RETRYING, S.QUEUED, True),
     (S.RETRYING, S.RUNNING, False),
     (S.SUCCEEDED, S.QUEUED, True),
@@ -117,7 +117,7 @@ def test_durations(text: object, expected: float) -> None:
 
 @pytest.mark.parametrize("bad", ["", "5 minutes", "m5", "1h-", "-3", -1])
 def test_bad_durations_say_what_would_do(bad: object) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidRequest, match="duration"):
         seconds(bad)  # type: ignore[arg-type]
 
 
@@ -216,3 +216,17 @@ def test_a_messages_turns_hand_back_only_the_jobs_not_yet_taken() -> None:
     assert turns.take() == ids[0]
     assert turns.hand_back() == ids[1:]
     assert turns.take() is None and turns.hand_back() == []
+
+
+@pytest.mark.parametrize("options", [{"attempts": 0}, {"backoff": "soon"}, {"max_backoff": -1}])
+def test_a_bad_retry_policy_is_a_configuration_error(options: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError, match="Retry"):
+        Retry(**options)  # type: ignore[arg-type]
+
+
+def test_the_cli_exit_code_is_the_one_each_error_class_states() -> None:
+    from crisper.cli.main import exit_code_for
+    from crisper.errors import Cancelled, InvalidRequest, KeyNotFound, StoreUnavailable
+
+    assert [exit_code_for(e) for e in (InvalidRequest("f", "bad"), KeyNotFound(), Cancelled(),
+                                       StoreUnavailable(), CrisperError("odd"))] == [2, 5, 3, 7, 1]

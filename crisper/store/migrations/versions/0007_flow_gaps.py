@@ -2,7 +2,7 @@
 jobs carry searchable metadata (GIN indexes on metadata and tags on PostgreSQL).
 
 Revision ID: 0007
-Revises: 0005 (rechain to 0006 when merged after it)
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from alembic import op
 import crisper.store.models
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

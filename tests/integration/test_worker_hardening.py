@@ -1,0 +1,345 @@
+"""A worker survives what reaches it (any bytes, wrong types, a database that is away), and
+losing a worker is not the job's failure (issue 8: findings 2, 3, 4, 5, 8, 11, 12b, 12c)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+
+import pytest
+import redis
+from sqlalchemy import select
+
+from crisper import JobState, SubmitRequest
+from crisper.store.models import jobs
+from tests.conftest import require
+from tests.faults import CuttableProxy
+from tests.harness import ROOT, Backend, wait_for
+
+S = JobState
+
+
+def events(backend: Backend, job_id: object) -> list[tuple[str | None, str, str]]:
+    return [(e.from_state, e.to_state, e.reason) for e in backend.app.jobs.events(job_id)]
+
+
+def column(backend: Backend, job_id: object, name: str) -> object:
+    with backend.app.store.read() as session:
+        return session.scalar(select(jobs.c[name]).where(jobs.c.id == job_id))
+
+
+def starts(backend: Backend) -> Counter[str]:
+    return Counter(r.job_id for r in backend.probe_rows() if r.event == "start")
+
+
+def queue_key(backend: Backend, queue: str = "default") -> str:
+    return backend.env.get("CRISPER_BROKER_PREFIX", "") + queue
+
+
+def envelope(body: str, encoding: str = "base64", task: str = "probe.noop") -> bytes:
+    """A kombu Redis envelope as a producer would write it, with the given body."""
+    return json.dumps({
+        "body": body, "content-encoding": "utf-8", "content-type": "application/json",
+        "headers": {"lang": "py", "task": task, "id": str(uuid.uuid4())},
+        "properties": {"body_encoding": encoding, "delivery_tag": str(uuid.uuid4()),
+                       "delivery_info": {"exchange": "", "routing_key": "default"},
+                       "priority": 0, "correlation_id": str(uuid.uuid4())},
+    }).encode()
+
+
+# -- finding 2: any bytes on a queue ---------------------------------------------------------
+
+def test_garbage_on_a_queue_is_refused_and_the_worker_keeps_consuming(backend: Backend) -> None:
+    # Given a running worker
+    worker = backend.start_worker(concurrency=1)
+    client = redis.Redis.from_url(backend.broker_url())
+
+    # When garbage, a JSON list, a bad base64 body, non-UTF-8 bytes, a pickle message and a
+    # message for an unknown task arrive on its queue
+    for item in (b"not json at all", b"[1, 2, 3]", envelope("%%% not base64 %%%"),
+                 b"\xff\xfe\x00garbage", b'{"properties": 7}',
+                 envelope(base64.b64encode(b"[1, 2]").decode())):  # a body of the wrong shape
+        client.lpush(queue_key(backend), item)
+    celery = backend.app.celery
+    celery.send_task("probe.noop", args=[[str(uuid.uuid4())]], queue="default",
+                     serializer="pickle")
+    celery.send_task("no.such.task", args=[[str(uuid.uuid4())]], queue="default")
+    client.close()
+
+    # Then a job submitted afterwards still runs, and the worker is still up
+    job = backend.app.submit("probe.echo", {"number": 7})
+    assert job.wait(timeout=60).state is S.SUCCEEDED
+    assert worker.popen.poll() is None, worker.output()[-3000:]
+    # and each refused item left one clear line naming the queue, its size and why
+    out = worker.output()
+    refused = [line for line in out.splitlines() if "refused a message on queue" in line]
+    assert len(refused) == 6, out[-4000:]
+    assert any("not JSON" in line and "bytes" in line for line in refused)
+    assert any("a JSON list" in line for line in refused)
+    assert any("not valid base64" in line for line in refused)
+    assert "no.such.task" in out  # Celery's own refusal of an unknown task
+    assert "ContentDisallowed" in out or "pickle" in out
+
+
+@pytest.mark.backends("postgres-redis")
+def test_a_worker_stopped_by_an_error_exits_non_zero(backend: Backend) -> None:
+    """A supervisor restarts only a worker whose exit code says it failed."""
+    # Given a queue whose broker key holds something that is not a list
+    client = redis.Redis.from_url(backend.broker_url())
+    client.set(queue_key(backend, "spoiled"), "a string, not a list")
+    client.close()
+
+    # When a worker consumes it, Celery's worker stops on the broker's error
+    worker = backend.start_worker(concurrency=1, wait=False, extra=["-Q", "spoiled"])
+    code = worker.popen.wait(60)
+
+    # Then `crisper worker` exits non-zero
+    assert code != 0, worker.output()[-3000:]
+
+
+# -- finding 3: the message does not decide which function runs ------------------------------
+
+def test_a_message_naming_another_type_runs_nothing_on_the_job(backend: Backend) -> None:
+    # Given a queued echo job whose own message is gone
+    job = backend.app.submit("probe.echo", {"number": 1})
+    backend.flush_broker()
+
+    # When a message names "probe.explode" with the echo job's id
+    backend.app.celery.send_task("probe.explode", args=[[str(job.id)]], queue="default")
+    worker = backend.start_worker(concurrency=1)
+    wait_for(lambda: "is a probe.echo" in worker.output(), 30, "the mismatch to be logged")
+
+    # Then the job is untouched: still queued, no attempt, and explode's error is nowhere
+    assert job.refresh().state is S.QUEUED
+    assert job.record.attempt == 0
+    # and its own message (re-sent by the relay) runs the job's own function
+    backend.start_scheduler()
+    assert job.wait(timeout=60).state is S.SUCCEEDED
+    assert job.result == {"number": 1, "text": ""}
+
+
+# -- finding 11: dropped messages say why ----------------------------------------------------
+
+def test_messages_for_unknown_held_or_finished_jobs_are_logged(backend: Backend) -> None:
+    worker = backend.start_worker(concurrency=1)
+    done = backend.app.submit("probe.noop")
+    assert done.wait(timeout=60).state is S.SUCCEEDED
+    held = backend.app.submit("probe.noop", hold=True)
+    unknown = uuid.uuid4()
+
+    for job_id in (unknown, held.id, done.id):
+        backend.app.celery.send_task("probe.noop", args=[[str(job_id)]], queue="default")
+    backend.app.celery.send_task("probe.noop", args=[["not-an-id"]], queue="default")
+
+    wait_for(lambda: "not-an-id" in worker.output(), 30, "the four messages to be handled")
+    out = worker.output()
+    assert f"message for unknown job {unknown}" in out
+    assert f"message for job {held.id} (probe.noop) dropped: the job is held" in out
+    assert f"message for job {done.id} (probe.noop) dropped: the job is succeeded" in out
+    assert "Traceback" not in out
+
+
+# -- finding 12c: a claim the database cannot answer is not acknowledged ---------------------
+
+@pytest.mark.backends("postgres-redis")
+def test_a_claim_during_a_database_outage_requeues_its_message(backend: Backend) -> None:
+    proxy = CuttableProxy("127.0.0.1", 5432)
+    url = backend.env["CRISPER_DATABASE_URL"].replace(":5432/", f":{proxy.port}/")
+    try:
+        # Given a worker whose database is away (and no scheduler to re-send lost messages)
+        worker = backend.start_worker(concurrency=1, CRISPER_DATABASE_URL=url)
+        proxy.cut()
+        # When a job's message reaches it
+        job = backend.app.submit("probe.noop")
+        wait_for(lambda: "its message is requeued" in worker.output(), 30,
+                 f"a failed claim: {events(backend, job.id)}")
+        proxy.restore()
+        # Then the message comes back and the job runs once the database answers
+        assert job.wait(timeout=60).state is S.SUCCEEDED
+        assert worker.popen.poll() is None
+    finally:
+        backend.close()
+        proxy.close()
+
+
+# -- finding 4: losing a worker is not the job's failure -------------------------------------
+
+def test_a_killed_worker_rescues_a_job_without_retries_at_no_attempt(backend: Backend) -> None:
+    # Given a job type with no retry option, running
+    doomed = backend.start_worker(concurrency=1)
+    backend.start_scheduler()
+    job = backend.app.submit("probe.plain", {"seconds": 1.5})
+    wait_for(lambda: backend.probe_rows(), 30, "the job to start")
+
+    # When its worker is SIGKILLed, and another worker starts
+    doomed.kill()
+    backend.start_worker(concurrency=1)
+
+    # Then the job is rescued (queued again), runs again and succeeds
+    assert job.wait(timeout=60).state is S.SUCCEEDED
+    assert ("running", "queued", "worker_lost") in events(backend, job.id)
+    assert "failed" not in [to for _, to, _ in events(backend, job.id)]
+    assert column(backend, job.id, "rescues") == 1
+    assert column(backend, job.id, "returned_attempts") == 1
+
+
+@pytest.mark.backends("postgres-redis")
+def test_a_job_that_keeps_killing_its_workers_is_failed_as_poisoned(backend: Backend) -> None:
+    # Given a cap of one rescue
+    backend.start_scheduler(CRISPER_MAX_RESCUES="1")
+    job = backend.app.submit("probe.plain", {"seconds": 120, "check": False})
+
+    # When two workers in turn die while running it
+    for n in (1, 2):
+        worker = backend.start_worker(concurrency=1)
+        wait_for(lambda n=n: starts(backend)[str(job.id)] == n, 60, f"attempt {n} to start")
+        worker.kill()
+
+    # Then it is failed with its own reason, and not run a third time
+    assert job.wait(timeout=60).state is S.FAILED
+    assert [r for _, _, r in events(backend, job.id)][-1] == "poisoned"
+    assert job.record.error is not None and job.record.error["type"] == "Poisoned"
+    backend.start_worker(concurrency=1)
+    time.sleep(3)
+    assert starts(backend)[str(job.id)] == 2
+
+
+@pytest.mark.backends("postgres-redis")
+@pytest.mark.parametrize("whole_group", [False, True], ids=["main", "group"])
+def test_an_announced_shutdown_is_rescued_at_once_and_not_counted(backend: Backend,
+                                                                 whole_group: bool) -> None:
+    """SIGTERM to the worker's main process (or its whole process group, as `crisper up` and
+    systemd do) starts a drain; a supervisor then SIGKILLs it."""
+    long_lease = {"CRISPER_LEASE_SECONDS": "60"}
+    backend.start_scheduler(CRISPER_MAX_RESCUES="0", **long_lease)
+    worker = backend.start_worker(concurrency=1, **long_lease)
+    job = backend.app.submit("probe.plain", {"seconds": 120, "check": False})
+    wait_for(lambda: backend.probe_rows(), 30, "the job to start")
+
+    # When the worker is told to stop, and killed once its drain runs out of time
+    if whole_group:
+        worker.signal(signal.SIGTERM)
+    else:
+        os.kill(worker.pid, signal.SIGTERM)
+    wait_for(lambda: "marked interrupted" in worker.output(), 30, "the job to be marked")
+    time.sleep(1)
+    worker.kill()
+    killed = time.monotonic()
+
+    # Then the job is queued again within seconds (not after its 60 s lease), even with a
+    # poison-pill cap of zero, because an announced shutdown does not count
+    wait_for(lambda: column(backend, job.id, "state") == "queued", 30, "the rescue")
+    assert time.monotonic() - killed < 20
+    assert ("running", "queued", "interrupted") in events(backend, job.id)
+    assert column(backend, job.id, "rescues") == 0
+
+
+# -- finding 5: a database outage longer than the lease --------------------------------------
+
+@pytest.mark.backends("postgres-redis")
+def test_outcomes_finished_during_a_long_database_outage_are_kept(backend: Backend) -> None:
+    proxy = CuttableProxy("127.0.0.1", 5432)
+    url = backend.env["CRISPER_DATABASE_URL"].replace(":5432/", f":{proxy.port}/")
+    try:
+        # Given four jobs running whose bodies never check, half without a retry option
+        backend.start_worker(concurrency=4, CRISPER_DATABASE_URL=url)
+        backend.start_scheduler(CRISPER_DATABASE_URL=url)
+        handles = backend.app.submit_many(
+            [SubmitRequest(t, {"seconds": 3, "check": False})
+             for t in ("probe.sleep", "probe.sleep", "probe.plain", "probe.plain")])
+        wait_for(lambda: len(starts(backend)) == 4, 60, "all four to be running")
+
+        # When the database is away for three lease periods, while the bodies finish
+        proxy.cut()
+        time.sleep(3 * float(backend.env["CRISPER_LEASE_SECONDS"]))
+        proxy.restore()
+
+        # Then every job is recorded succeeded on its first attempt, and ran once
+        for h in handles:
+            assert h.wait(timeout=90).state is S.SUCCEEDED, events(backend, h.id)
+            assert h.record.attempt == 1
+            assert "worker_lost" not in [r for _, _, r in events(backend, h.id)]
+        assert starts(backend) == {str(h.id): 1 for h in handles}
+    finally:
+        backend.close()
+        proxy.close()
+
+
+# -- finding 8: forced stops only where they work --------------------------------------------
+
+@pytest.mark.backends("postgres-redis")
+def test_crisper_worker_refuses_a_pool_that_cannot_force_a_stop(backend: Backend) -> None:
+    worker = backend.start_worker(concurrency=1, pool="threads", wait=False)
+    code = worker.popen.wait(60)
+    assert code != 0
+    assert "use --pool prefork" in worker.output()
+
+
+@pytest.mark.backends("postgres-redis")
+def test_a_cancel_on_a_threads_worker_is_never_recorded_as_forced(backend: Backend) -> None:
+    # Given a worker on the threads pool, started the plain Celery way
+    log = (backend.tmp / "celery-threads.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tests.apps.probe_celery", "worker", "-P",
+         "threads", "-c", "1", "-Q", "default", "--without-mingle", "--without-gossip"],
+        env=backend.process_env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        backend.start_scheduler()
+        job = backend.app.submit("probe.plain", {"seconds": 8, "check": False})
+        wait_for(lambda: backend.probe_rows(), 60, "the job to start")
+
+        # When it is asked to cancel and ignores the request past the grace period
+        job.cancel()
+        wait_for(lambda: "cancel_not_forcible" in [r for _, _, r in events(backend, job.id)],
+                 30, "the canceller to give up forcing")
+
+        # Then the record says why it was not forced, and never claims a forced stop
+        assert job.refresh().state is S.RUNNING
+        job.wait(timeout=60)
+        reasons = [r for _, _, r in events(backend, job.id)]
+        assert "cancel_forced" not in reasons
+        assert [r.event for r in backend.probe_rows()] == ["start", "end"]  # it really ran on
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+@pytest.mark.backends("postgres-redis")
+def test_garbage_on_a_rabbitmq_queue_does_not_stop_the_worker(backend: Backend) -> None:
+    """RabbitMQ: Celery's consumer decodes the body itself and refuses what it cannot read."""
+    require("rabbitmq")
+    amqp = "amqp://guest:guest@127.0.0.1:5672//"
+    queue = f"hardening-{uuid.uuid4().hex[:8]}"  # a queue of this test's own on the shared broker
+    app = backend.app_with(broker_url=amqp, broker_prefix="")
+    worker = backend.start_worker(concurrency=1, extra=["-Q", queue], CRISPER_BROKER_URL=amqp,
+                                  CRISPER_BROKER_PREFIX="")
+    try:
+        # When garbage bodies, a pickle message and an unknown task arrive on its queue
+        with app.celery.connection_for_write() as conn, conn.Producer() as producer:
+            for body, ctype, headers in (
+                (b"not json", "application/json", {}),
+                (b"[1, 2]", "application/json", {"task": "probe.noop", "id": "x"}),
+                (b"\xff\xfe", "application/octet-stream", {"task": "probe.noop", "id": "y"}),
+            ):
+                producer.publish(body, routing_key=queue, content_type=ctype,
+                                 content_encoding="binary", headers=headers)
+        app.celery.send_task("probe.noop", args=[[str(uuid.uuid4())]], queue=queue,
+                             serializer="pickle")
+        app.celery.send_task("no.such.task", args=[[]], queue=queue)
+
+        # Then a job sent afterwards still runs on the same worker
+        job = app.submit("probe.echo", {"number": 3}, queue=queue)
+        assert job.wait(timeout=60).state is S.SUCCEEDED
+        assert worker.popen.poll() is None, worker.output()[-3000:]
+    finally:
+        worker.stop()
+        with app.celery.connection_for_write() as conn:
+            conn.default_channel.queue_delete(queue)
