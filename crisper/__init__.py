@@ -18,6 +18,7 @@ from crisper.errors import (
 )
 from crisper.handle import JobHandle
 from crisper.registry import JobType
+from crisper.retention import Retention
 from crisper.retry import Retry
 from crisper.service import SubmitRequest
 from crisper.settings import Settings
@@ -40,6 +41,7 @@ __all__ = [
     "JobNotFound",
     "JobState",
     "JobType",
+    "Retention",
     "Retry",
     "Settings",
     "StoreUnavailable",

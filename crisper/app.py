@@ -2,28 +2,47 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from crisper import cron as cron_rules
 from crisper.durations import Duration
-from crisper.flow.limits import KeySpec, UniqueSpec, flow_options
+from crisper.errors import ConfigurationError, InvalidRequest
+from crisper.flow.limits import (
+    ConcurrencyLimit,
+    KeySpec,
+    RateLimit,
+    UniqueSpec,
+    check_limit_name,
+    flow_options,
+    parse_rate,
+)
+from crisper.names import schedule_name_problem
 from crisper.registry import DEFAULT_QUEUE, JobType, Registry, job_options
+from crisper.retention import Retention
 from crisper.retry import Retry
+from crisper.schedules import CodeSchedule
 from crisper.service import JobService, SubmitRequest
 from crisper.settings import Settings
+from crisper.states import JobState
 
 if TYPE_CHECKING:
     from celery import Celery
     from sqlalchemy.orm import Session
 
+    from crisper.cron import Catchup, Overlap
     from crisper.engine.dispatch import Refusal
     from crisper.engine.runner import Runner
     from crisper.flow.gate import FlowGate
     from crisper.flow.queues import QueueService
+    from crisper.flow.view import LimitView
     from crisper.handle import JobHandle
     from crisper.live import LivePublisher
+    from crisper.monitor import QueueInfo, WorkerInfo
+    from crisper.reads import JobPage
     from crisper.schedules import ScheduleService
     from crisper.store import Store
     from crisper.store.jobs import Dispatch
@@ -37,6 +56,10 @@ class Crisper:
         self.name = name
         self.settings = settings or Settings()
         self.registry = Registry()
+        # Named limits shared by job types (rate_limit(), concurrency_limit()), by name.
+        self.limits: dict[str, RateLimit | ConcurrencyLimit] = {}
+        # Schedules declared in code, by name; the scheduler syncs them into the store at start.
+        self.code_schedules: dict[str, CodeSchedule] = {}
         self._existing_celery = celery
 
     def __repr__(self) -> str:
@@ -45,20 +68,36 @@ class Crisper:
     # -- job types --------------------------------------------------------------------------
 
     def job(self, func: Callable[..., Any] | None = None, /, *, name: str | None = None,
-            queue: str = DEFAULT_QUEUE, priority: int = 0, timeout: Duration | None = None,
-            retry: Retry | int | None = None, rate_limit: str | None = None,
+            queue: str = DEFAULT_QUEUE, priority: int = 0,
+            timeout: Duration | tuple[Duration, Duration] | None = None,
+            cancel_grace: Duration | None = None,
+            retry: Retry | int | None = None, rate_limit: str | RateLimit | None = None,
             burst: int | None = None, rate_key: KeySpec | None = None,
-            concurrency: int | None = None, concurrency_key: KeySpec | None = None,
-            unique: UniqueSpec = None, batch: int | None = None) -> Any:
+            concurrency: int | ConcurrencyLimit | None = None,
+            concurrency_key: KeySpec | None = None,
+            unique: UniqueSpec = None, batch: int | None = None,
+            schedule: str | None = None, retention: Retention | Duration | None = None
+            ) -> Any:
         """Register a function as a job type; its signature (after ctx) is the parameter schema.
 
         Flow control (docs/flow-control.md): `rate_limit="50/m"` across all workers, per
         `rate_key` (a param name or a function of the params); at most `concurrency` running
         per `concurrency_key`; `unique` admits one active job per key. `batch=N`: up to N
         jobs sent together share one wake-up message (default 10; 1 for a type with a timeout).
+        `rate_limit` and `concurrency` also take a named limit shared with other job types
+        (`rate_limit()`, `concurrency_limit()`). `schedule="0 3 * * *"` runs it on that cron
+        (UTC, no params) under a schedule named after the type; see `schedule()` for more.
+        `timeout`: the soft limit, or (soft, hard) like `("1h55m", "2h")`; `cancel_grace`:
+        how long a running job may ignore a cancel before it is stopped (both default to the
+        app's settings). `retention`: how long its finished jobs are kept, one age or `Retention(
+        succeeded=..., failed=..., cancelled=..., payload=...)`.
         """
         options = job_options(queue=queue, priority=priority, timeout=timeout, retry=retry,
-                              batch=batch)
+                              batch=batch, cancel_grace=cancel_grace)
+        if retention is not None:
+            kept = (retention if isinstance(retention, Retention)
+                    else Retention.every_state(retention))
+            options = replace(options, retention=kept)
 
         def register(f: Callable[..., Any]) -> JobType:
             flow = flow_options(f, name or f.__name__, rate_limit=rate_limit, burst=burst,
@@ -66,6 +105,8 @@ class Crisper:
                                 concurrency_key=concurrency_key, unique=unique)
             job_type = JobType(self, f, name or f.__name__, replace(options, flow=flow))
             self.registry.add(job_type)
+            if schedule is not None:
+                self.schedule(job_type.name, job_type.name, schedule)
             if "celery" in self.__dict__:  # the Celery app exists already: teach it the new task
                 from crisper.engine.celery_app import register_task
 
@@ -73,6 +114,54 @@ class Crisper:
             return job_type
 
         return register(func) if func is not None else register
+
+    def rate_limit(self, name: str, rate: str, *, burst: int | None = None) -> RateLimit:
+        """A rate limit shared by every job type given it: `rate_limit=crisper.rate_limit(
+        "email", "50/m")`; one bucket across all workers (per `rate_key` if a type has one)."""
+        limit = parse_rate(rate, burst)
+        return self._declare(RateLimit(limit.limit, limit.period, limit.burst,
+                                       check_limit_name(name)))
+
+    def concurrency_limit(self, name: str, limit: int) -> ConcurrencyLimit:
+        """At most `limit` jobs running at once across every job type given it
+        (`concurrency=crisper.concurrency_limit("gpu", 2)`), per `concurrency_key` if set."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigurationError(f"concurrency limit {name!r} must be at least 1, got {limit}")
+        return self._declare(ConcurrencyLimit(check_limit_name(name), limit))
+
+    def _declare(self, limit: Any) -> Any:
+        """One name, one limit: declaring it again with the same values answers the same one."""
+        known = self.limits.get(limit.name)
+        if known is not None and known != limit:
+            raise ConfigurationError(
+                f"limit {limit.name!r} is already declared as {known}; one name, one limit")
+        self.limits[limit.name] = limit
+        return limit
+
+    def schedule(self, name: str, type: str, cron: str, params: dict[str, Any] | None = None, *,
+                 tz: str = "UTC", queue: str | None = None, priority: int | None = None,
+                 overlap: Overlap = "allow", catchup: Catchup = "none",
+                 catchup_window: float = 3600.0, jitter: float = 0.0) -> CodeSchedule:
+        """Declare a cron schedule in code, like Celery beat's schedule. Each scheduler syncs
+        the declarations into the store when it starts: new ones added, changed ones updated,
+        code schedules no longer declared removed (docs/flow-control.md)."""
+        declared = CodeSchedule(name, type, cron, dict(params or {}), tz, queue, priority,
+                                overlap, catchup, catchup_window, jitter)
+        problem = schedule_name_problem(name)
+        try:
+            cron_rules.validate(cron, tz)
+        except InvalidRequest as exc:
+            problem = problem or str(exc)
+        if overlap not in cron_rules.OVERLAPS or catchup not in cron_rules.CATCHUPS:
+            problem = problem or (f"overlap must be one of {cron_rules.OVERLAPS}, "
+                                  f"catchup one of {cron_rules.CATCHUPS}")
+        if problem is not None:
+            raise ConfigurationError(f"schedule {name!r}: {problem}")
+        known = self.code_schedules.get(name)
+        if known is not None and known != declared:
+            raise ConfigurationError(f"schedule {name!r} is declared twice, differently")
+        self.code_schedules[name] = declared
+        return declared
 
     def declared_queues(self) -> list[str]:
         """The queues a submit may name: the job types', CRISPER_QUEUES and the default."""
@@ -103,6 +192,55 @@ class Crisper:
         from crisper.handle import JobHandle
 
         return JobHandle(self.jobs, self.jobs.get(job_id))
+
+    # -- reading (the same functions serve the HTTP API) ------------------------------------
+
+    def list_jobs(self, *, state: JobState | str | Iterable[JobState | str] = (),
+                  type: str | Iterable[str] = (), queue: str | Iterable[str] = (),
+                  tag: str | None = None, metadata: Mapping[str, str] | None = None,
+                  tenant: str | None = None, created_after: datetime | None = None,
+                  created_before: datetime | None = None,
+                  finished_after: datetime | None = None,
+                  finished_before: datetime | None = None,
+                  before: object = None, limit: int = 50) -> JobPage:
+        """Jobs matching every filter given, newest first, `limit` (1..500) per page; pass
+        the page's `next_cursor` as `before` for the next. `tenant` None: every tenant.
+        `metadata={"customer": "acme"}`: jobs holding every pair given, exactly."""
+        from crisper import reads
+
+        f = reads.job_filter(state=state, type=type, queue=queue, tag=tag, metadata=metadata,
+                             tenant=tenant,
+                             created_after=created_after, created_before=created_before,
+                             finished_after=finished_after, finished_before=finished_before)
+        return reads.list_jobs(self, f, before=before, limit=limit)
+
+    def count_jobs(self, *, state: JobState | str | Iterable[JobState | str] = (),
+                   type: str | Iterable[str] = (), queue: str | Iterable[str] = (),
+                   tag: str | None = None, metadata: Mapping[str, str] | None = None,
+                   tenant: str | None = None, created_after: datetime | None = None,
+                   created_before: datetime | None = None,
+                   finished_after: datetime | None = None,
+                   finished_before: datetime | None = None) -> dict[JobState, int]:
+        """How many jobs match, per state (every state, zeros included); filters as list_jobs."""
+        from crisper import reads
+
+        return reads.count_jobs(self, reads.job_filter(
+            state=state, type=type, queue=queue, tag=tag, metadata=metadata, tenant=tenant,
+            created_after=created_after, created_before=created_before,
+            finished_after=finished_after, finished_before=finished_before))
+
+    def list_workers(self) -> list[WorkerInfo]:
+        """Workers seen in the last day, with their running jobs; silent ones show as lost."""
+        from crisper import monitor
+
+        return monitor.workers(self)
+
+    def queue_stats(self) -> list[QueueInfo]:
+        """Per queue: jobs waiting, running, the oldest one's wait, finished in the last minute.
+        (Pause and resume are on `crisper.queues`.)"""
+        from crisper import monitor
+
+        return monitor.queues(self)
 
     # -- parts, built on first use ----------------------------------------------------------
 
@@ -152,6 +290,12 @@ class Crisper:
         from crisper.flow.gate import FlowGate
 
         return FlowGate(self)
+
+    @cached_property
+    def limit_view(self) -> LimitView:
+        from crisper.flow.view import LimitView
+
+        return LimitView(self)
 
     @cached_property
     def schedules(self) -> ScheduleService:

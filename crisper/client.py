@@ -18,6 +18,7 @@ from collections.abc import (
     Coroutine,
     Iterable,
     Iterator,
+    Mapping,
     Sequence,
 )
 from dataclasses import dataclass
@@ -126,12 +127,14 @@ class Calls:
     @staticmethod
     def list_jobs(*, states: Sequence[JobState | str] = (), types: Sequence[str] = (),
                   queues: Sequence[str] = (), tag: str | None = None, before: object = None,
-                  limit: int = 50) -> Call[list[JobRecord]]:
+                  limit: int = 50, metadata: Mapping[str, str] | None = None
+                  ) -> Call[list[JobRecord]]:
         params: list[tuple[str, str]] = [("limit", str(limit))]
         params += [("state", JobState(s).value) for s in states]
         params += [("type", t) for t in types] + [("queue", q) for q in queues]
         if tag:
             params.append(("tag", tag))
+        params += [("meta", f"{k}:{v}") for k, v in (metadata or {}).items()]
         if before is not None:
             params.append(("before", str(before)))
         return Call("GET", "/v1/jobs", lambda r: [job_from_json(j) for j in r.json()["items"]],
@@ -461,7 +464,8 @@ def job_from_json(j: dict[str, Any]) -> JobRecord:
     return JobRecord(
         id=uuid.UUID(j["id"]), type=j["type"], queue=j["queue"], priority=j["priority"],
         state=JobState(j["state"]), tenant=j["tenant"], params=j["params"], result=j["result"],
-        error=j["error"], tags=j["tags"], attempt=j["attempt"], max_attempts=j["max_attempts"],
+        error=j["error"], tags=j["tags"], metadata=j.get("metadata") or {},
+        attempt=j["attempt"], max_attempts=j["max_attempts"],
         timeout=j["timeout"], idempotency_key=j["idempotency_key"],
         progress_current=progress.get("current"), progress_total=progress.get("total"),
         progress_message=progress.get("message"), worker=j["worker"], task_id=None,

@@ -11,12 +11,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from crisper.errors import CrisperError
+from crisper.retention import FINAL_STATES
 from crisper.store import stats as stats_sql
 from crisper.store import utcnow
 from crisper.store import workers as worker_sql
 
 if TYPE_CHECKING:
     from crisper.app import Crisper
+    from crisper.registry import JobType
 
 # Seconds; the same buckets serve run time and wait time.
 BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 3600.0)
@@ -28,9 +30,24 @@ def job_types(crisper: Crisper) -> list[dict[str, Any]]:
     return [
         {"name": jt.name, "queue": jt.options.queue, "priority": jt.options.priority,
          "timeout": jt.options.timeout, "max_attempts": jt.options.retry.attempts,
-         "description": jt.description, "params": jt.json_schema()}
+         "description": jt.description, "params": jt.json_schema(),
+         "hard_timeout": jt.options.timeout and jt.options.timeout + jt.options.kill_grace(
+             crisper.settings.kill_grace_seconds),
+         "cancel_grace": (crisper.settings.cancel_grace_seconds if jt.options.cancel_grace is None
+                          else jt.options.cancel_grace),
+         "retention": _retention(crisper, jt)}
         for jt in sorted(crisper.registry, key=lambda t: t.name)
     ]
+
+
+def _retention(crisper: Crisper, job_type: JobType) -> dict[str, float | None]:
+    """Seconds a finished job is kept per final state, and before its payload is dropped."""
+    default = crisper.settings.retention_seconds
+    own = job_type.options.retention
+    kept: dict[str, float | None] = {
+        s.value: own.age(s, default) if own else default for s in FINAL_STATES}
+    kept["payload"] = own.payload_seconds if own else None
+    return kept
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from crisper.durations import Duration, seconds
-from crisper.errors import ConfigurationError, InvalidParams, UnknownJobType
+from crisper.errors import ConfigurationError, InvalidParams, InvalidRequest, UnknownJobType
 from crisper.flow.limits import FlowOptions
 from crisper.names import json_problem, queue_problem
+from crisper.retention import Retention
 from crisper.retry import Retry
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 # Names that submit() takes as options, so a job type may not use them as parameters.
 RESERVED_PARAMS = frozenset(
     {"session", "queue", "priority", "delay", "run_at", "hold", "idempotency_key", "tags",
-     "tenant", "max_attempts", "unique_key", "on_duplicate"}
+     "tenant", "max_attempts", "unique_key", "on_duplicate", "metadata"}
 )
 DEFAULT_QUEUE = "default"
 MAX_BATCH = 100
@@ -33,13 +34,25 @@ DEFAULT_BATCH = 10
 class JobOptions:
     queue: str = DEFAULT_QUEUE
     priority: int = 0
-    timeout: float | None = None
+    timeout: float | None = None  # the soft limit: SoftTimeLimitExceeded in the body
+    # The hard limit (the process is killed); None: timeout + the app's kill_grace_seconds.
+    hard_timeout: float | None = None
+    # Seconds a running job may ignore a cancel; None: the app's cancel_grace_seconds.
+    cancel_grace: float | None = None
     retry: Retry = field(default_factory=Retry)
     flow: FlowOptions = field(default_factory=FlowOptions)
+    # Own retention per final state (None: the app's retention_seconds for every state).
+    retention: Retention | None = None
     # Up to `batch` jobs of this type sent at once share one wake-up message; the worker
     # claims each at its turn (the others stay queued) and hands the waiting ones back once
     # the message has taken longer than the batch budget (see Runner.run).
     batch: int = 1
+
+    def kill_grace(self, default: float) -> float:
+        """Seconds from the soft limit to the hard one: the type's own, else `default`."""
+        if self.hard_timeout is None or self.timeout is None:
+            return default
+        return self.hard_timeout - self.timeout
 
 
 class JobType:
@@ -140,12 +153,15 @@ class Registry:
 def job_options(
     queue: str = DEFAULT_QUEUE,
     priority: int = 0,
-    timeout: Duration | None = None,
+    timeout: Duration | tuple[Duration, Duration] | None = None,
     retry: Retry | int | None = None,
     batch: int | None = None,
+    cancel_grace: Duration | None = None,
 ) -> JobOptions:
     """`batch` None: DEFAULT_BATCH, or 1 for a type with a timeout (Celery's time limit covers
-    a whole message, so a batched job could be stopped before its own timeout)."""
+    a whole message, so a batched job could be stopped before its own timeout).
+    `timeout` is the soft limit, or (soft, hard): `("1h55m", "2h")`."""
+    soft, hard = _limits(timeout)
     if batch is None:
         batch = DEFAULT_BATCH if timeout is None else 1
     if isinstance(retry, int):
@@ -161,6 +177,35 @@ def job_options(
         batch=batch,
         queue=queue,
         priority=priority,
-        timeout=seconds(timeout) if timeout is not None else None,
+        timeout=soft,
+        hard_timeout=hard,
+        cancel_grace=_seconds("cancel_grace", cancel_grace),
         retry=retry or Retry(),
     )
+
+
+def _limits(timeout: Duration | tuple[Duration, Duration] | None
+            ) -> tuple[float | None, float | None]:
+    """(soft, hard) seconds; the hard limit must come after the soft one."""
+    if not isinstance(timeout, tuple):
+        return _seconds("timeout", timeout), None
+    if len(timeout) != 2:
+        raise ConfigurationError("timeout: give one duration or (soft, hard)")
+    soft, hard = _seconds("timeout", timeout[0]), _seconds("timeout", timeout[1])
+    assert soft is not None and hard is not None
+    if hard <= soft:
+        raise ConfigurationError(f"timeout: the hard limit ({hard:g} s) must come after the "
+                                 f"soft one ({soft:g} s)")
+    return soft, hard
+
+
+def _seconds(label: str, value: Duration | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        found = seconds(value)
+    except InvalidRequest as exc:  # a duration that is not one
+        raise ConfigurationError(f"{label}: {exc}") from None
+    if found <= 0 and label != "cancel_grace":
+        raise ConfigurationError(f"{label} must be more than 0 seconds")
+    return found

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
 
 from crisper import cron
+from crisper.cron import Catchup, Overlap
 from crisper.errors import InvalidRequest, ScheduleNotFound, UnknownQueue
 from crisper.names import schedule_name_problem, unknown_queue_problem
 from crisper.service import DEFAULT_TENANT, SubmitRequest
@@ -19,6 +20,33 @@ from crisper.store.schedules import ScheduleRecord
 
 if TYPE_CHECKING:
     from crisper.app import Crisper
+
+
+@dataclass(frozen=True)
+class CodeSchedule:
+    """A schedule declared in the app's code (`crisper.schedule()`, `@job(schedule=)`)."""
+
+    name: str
+    type: str
+    cron: str
+    params: dict[str, Any] = field(default_factory=dict)
+    timezone: str = "UTC"
+    queue: str | None = None
+    priority: int | None = None
+    overlap: Overlap = "allow"
+    catchup: Catchup = "none"
+    catchup_window: float = 3600.0
+    jitter: float = 0.0
+
+
+@dataclass
+class SyncReport:
+    """What a sync did, by schedule name; `conflicts`: names already used from the CLI/API."""
+
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    conflicts: list[str]
 
 
 @dataclass(frozen=True)
@@ -44,35 +72,21 @@ class ScheduleService:
             tenant: str = DEFAULT_TENANT, enabled: bool = True, overlap: cron.Overlap = "allow",
             catchup: cron.Catchup = "none", catchup_window: float = 3600.0,
             jitter: float = 0.0, replace: bool = False) -> ScheduleRecord:
-        """Store a schedule (validated now, not at its first fire); `replace` to change one."""
+        """Store a schedule (validated now, not at its first fire); `replace` to change one.
+
+        A schedule declared in code is changed in the code, not here (the scheduler would
+        put it back at its next start)."""
         problem = schedule_name_problem(name)
         if problem is not None:
             raise InvalidRequest("name", problem)
-        job_type = self.crisper.registry.get(type)
-        clean = job_type.validate(params or {})
-        known = self.crisper.declared_queues()
-        problem = unknown_queue_problem(queue or job_type.options.queue, known)
-        if problem is not None:
-            raise UnknownQueue("queue", problem, known)
-        cron.validate(cron_expr, timezone)
-        if overlap not in cron.OVERLAPS:
-            raise InvalidRequest("overlap", f"must be one of {', '.join(cron.OVERLAPS)}")
-        if catchup not in cron.CATCHUPS:
-            raise InvalidRequest("catchup", f"must be one of {', '.join(cron.CATCHUPS)}")
-        if jitter < 0 or catchup_window <= 0:
-            raise InvalidRequest("jitter", "jitter must be >= 0 and catchup_window > 0 (seconds)")
-        if priority is not None and not 0 <= priority <= 9:
-            raise InvalidRequest("priority", f"must be 0..9 (9 first), got {priority}")
         at = utcnow()
-        values = {
-            "type": job_type.name, "params": clean, "queue": queue, "priority": priority,
-            "tenant": tenant, "cron": cron_expr, "timezone": timezone, "enabled": enabled,
-            "overlap": overlap, "catchup": catchup, "catchup_window": float(catchup_window),
-            "jitter": float(jitter), "updated_at": at,
-            "next_fire_at": cron.next_fire(cron_expr, timezone, at) if enabled else None,
-        }
+        values = self._values(CodeSchedule(name, type, cron_expr, params or {}, timezone, queue,
+                                           priority, overlap, catchup, catchup_window, jitter))
+        values.update(tenant=tenant, enabled=enabled, updated_at=at,
+                      next_fire_at=cron.next_fire(cron_expr, timezone, at) if enabled else None)
         try:
             with self.crisper.store.transaction() as session:
+                _refuse_code(schedule_sql.get(session, name, tenant), "replace")
                 if not (replace and schedule_sql.replace(session, name, tenant, values)):
                     schedule_sql.create(session, {"name": name, "created_at": at, **values})
         except IntegrityError:
@@ -80,6 +94,73 @@ class ScheduleService:
                 "name", f"schedule {name!r} exists already; replace it (replace=True, "
                 "--replace) or remove it first") from None
         return self.get(name, tenant)
+
+    def _values(self, d: CodeSchedule) -> dict[str, Any]:
+        """A schedule's stored definition, every part validated (InvalidRequest names it)."""
+        job_type = self.crisper.registry.get(d.type)
+        clean = job_type.validate(d.params)
+        known = self.crisper.declared_queues()
+        problem = unknown_queue_problem(d.queue or job_type.options.queue, known)
+        if problem is not None:
+            raise UnknownQueue("queue", problem, known)
+        cron.validate(d.cron, d.timezone)
+        if d.overlap not in cron.OVERLAPS:
+            raise InvalidRequest("overlap", f"must be one of {', '.join(cron.OVERLAPS)}")
+        if d.catchup not in cron.CATCHUPS:
+            raise InvalidRequest("catchup", f"must be one of {', '.join(cron.CATCHUPS)}")
+        if d.jitter < 0 or d.catchup_window <= 0:
+            raise InvalidRequest("jitter", "jitter must be >= 0 and catchup_window > 0 (seconds)")
+        if d.priority is not None and not 0 <= d.priority <= 9:
+            raise InvalidRequest("priority", f"must be 0..9 (9 first), got {d.priority}")
+        return {
+            "type": job_type.name, "params": clean, "queue": d.queue, "priority": d.priority,
+            "cron": d.cron, "timezone": d.timezone, "overlap": d.overlap, "catchup": d.catchup,
+            "catchup_window": float(d.catchup_window), "jitter": float(d.jitter),
+        }
+
+    def sync_code(self) -> SyncReport:
+        """Make the stored code-declared schedules match `crisper.schedule()` declarations.
+
+        Adds the new, changes the changed (a new cron or time zone restarts the fire times),
+        removes those the code no longer declares. A schedule made from the CLI or API with
+        a declared name is left alone and reported. Enabled/disabled, fire counts and the
+        next fire time of an unchanged schedule are kept. Several schedulers starting at once
+        serialize on the row locks; one that loses the insert race syncs again.
+        """
+        try:
+            return self._sync_code()
+        except IntegrityError:  # another scheduler inserted the same new schedule first
+            return self._sync_code()
+
+    def _sync_code(self) -> SyncReport:
+        declared = {d.name: (d, self._values(d)) for d in self.crisper.code_schedules.values()}
+        report = SyncReport([], [], [], [])
+        at = utcnow()
+        with self.crisper.store.transaction() as session:
+            stored = {s.name: s for s in schedule_sql.from_code(session, DEFAULT_TENANT)}
+            for name in sorted(set(stored) - set(declared)):
+                schedule_sql.remove(session, name, DEFAULT_TENANT)
+                report.removed.append(name)
+            for name, (_, values) in sorted(declared.items()):
+                old = stored.get(name) or schedule_sql.get(session, name, DEFAULT_TENANT)
+                if old is None:
+                    schedule_sql.create(session, {
+                        "name": name, "tenant": DEFAULT_TENANT, "source": "code",
+                        "created_at": at, "updated_at": at, "enabled": True,
+                        "next_fire_at": cron.next_fire(values["cron"], values["timezone"], at),
+                        **values})
+                    report.added.append(name)
+                elif old.source != "code":
+                    report.conflicts.append(name)
+                elif any(getattr(old, k) != v for k, v in values.items()):
+                    update = {**values, "updated_at": at}
+                    if old.enabled and (old.cron, old.timezone) != (values["cron"],
+                                                                      values["timezone"]):
+                        update["next_fire_at"] = cron.next_fire(values["cron"],
+                                                                values["timezone"], at)
+                    schedule_sql.replace(session, name, DEFAULT_TENANT, update)
+                    report.changed.append(name)
+        return report
 
     def get(self, name: str, tenant: str = DEFAULT_TENANT) -> ScheduleRecord:
         """The tenant's schedule `name` (names are per tenant: another's is not found)."""
@@ -96,6 +177,7 @@ class ScheduleService:
     def remove(self, name: str, tenant: str = DEFAULT_TENANT) -> None:
         """Delete the schedule; the jobs it made stay, still naming it."""
         with self.crisper.store.transaction() as session:
+            _refuse_code(schedule_sql.get(session, name, tenant), "remove")
             if not schedule_sql.remove(session, name, tenant):
                 raise ScheduleNotFound(name)
 
@@ -147,6 +229,13 @@ class ScheduleService:
                 run.last_run_at if run else None, run.last_count if run else None,
                 run.last_by if run else None))
         return out
+
+
+def _refuse_code(record: ScheduleRecord | None, action: str) -> None:
+    if record is not None and record.source == "code":
+        raise InvalidRequest(
+            "name", f"schedule {record.name!r} is declared in the app's code; {action} it there "
+            "(the scheduler syncs code schedules at start); enable, disable and run-now work")
 
 
 def request_for(s: ScheduleRecord, fire: datetime, run_at: datetime | None) -> SubmitRequest:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,6 +25,7 @@ from crisper.errors import (
 )
 from crisper.flow import limits
 from crisper.ids import new_id, parse_id
+from crisper.metadata import metadata_problem
 from crisper.names import MAX_KEY, tag_problem, text_problem, unknown_queue_problem
 from crisper.states import JobState
 from crisper.store import flow as flow_sql
@@ -55,6 +56,8 @@ class SubmitRequest:
     hold: bool = False
     idempotency_key: str | None = None
     tags: Sequence[str] = ()
+    # A few searchable string pairs (crisper/metadata.py): {"customer": "acme", "region": "eu"}
+    metadata: Mapping[str, str] | None = None
     tenant: str = DEFAULT_TENANT
     max_attempts: int | None = None
     # Unique jobs: a key given here (or computed by the type's `unique=`) admits one active
@@ -144,6 +147,7 @@ class JobService:
             "id": new_id(), "type": job_type.name, "queue": r.queue or opts.queue,
             "priority": opts.priority if r.priority is None else r.priority,
             "state": state.value, "tenant": r.tenant, "params": params, "tags": list(r.tags),
+            "metadata": dict(r.metadata) if r.metadata else None,
             "attempt": 0, "max_attempts": max_attempts,
             "retry_policy": opts.retry.to_json(), "timeout": opts.timeout,
             "idempotency_key": r.idempotency_key, "created_at": at, "run_at": run_at,
@@ -166,6 +170,9 @@ class JobService:
             problem = tag_problem(tag)
             if problem is not None:
                 raise InvalidRequest(f"tags.{i}", problem)
+        meta_problem = None if r.metadata is None else metadata_problem(r.metadata)
+        if meta_problem is not None:
+            raise InvalidRequest(*meta_problem)
         for name, key in (("idempotency_key", r.idempotency_key), ("unique_key", r.unique_key)):
             problem = None if key is None else text_problem(key, MAX_KEY)
             if problem is not None:
@@ -408,4 +415,5 @@ def _record_from_row(row: dict[str, Any]) -> JobRecord:
              "finished_at": None, "cancelled_at": None}
     values = {**empty, **{k: v for k, v in row.items() if k in JobRecord.__dataclass_fields__}}
     values["state"] = JobState(values["state"])
+    values["metadata"] = values.get("metadata") or {}
     return JobRecord(**values)

@@ -72,6 +72,8 @@ class SubmitBody(BaseModel):
     hold: bool = Field(False, description="create held; it runs after POST .../start")
     idempotency_key: str | None = Field(None, min_length=1, max_length=300, pattern=KEY)
     tags: list[Tag] = Field(default_factory=list, max_length=50)
+    metadata: dict[str, str] | None = Field(
+        None, description="up to 16 text pairs, searchable by exact match (GET /v1/jobs?meta=)")
     max_attempts: int | None = Field(None, ge=1, le=1000)
     unique_key: str | None = Field(None, min_length=1, max_length=300, pattern=KEY,
                                    description="one active job per key (with the type's own)")
@@ -129,6 +131,7 @@ class Job(BaseModel):
     tenant: str
     params: dict[str, Any]
     tags: list[str]
+    metadata: dict[str, str] = Field(default_factory=dict)
     progress: Progress
     attempt: int
     max_attempts: int
@@ -154,7 +157,7 @@ class Job(BaseModel):
         base = f"/v1/jobs/{r.id}"
         return cls(
             id=r.id, type=r.type, state=r.state, queue=r.queue, priority=r.priority,
-            tenant=r.tenant, params=r.params, tags=list(r.tags),
+            tenant=r.tenant, params=r.params, tags=list(r.tags), metadata=dict(r.metadata),
             progress=Progress(current=r.progress_current, total=r.progress_total,
                               percent=r.percent, message=r.progress_message),
             attempt=r.attempt, max_attempts=r.max_attempts, result=r.result,
@@ -278,7 +281,12 @@ class JobTypeInfo(BaseModel):
     name: str
     queue: str
     priority: int
-    timeout: float | None
+    timeout: float | None = Field(description="the soft time limit, seconds")
+    hard_timeout: float | None = Field(None, description="the hard time limit, seconds")
+    cancel_grace: float | None = Field(None, description="seconds a cancel may be ignored")
+    retention: dict[str, float | None] | None = Field(
+        None, description="seconds a finished job is kept, per final state; payload: before "
+        "its params, result and logs are dropped (null: never)")
     max_attempts: int
     description: str
     params: dict[str, Any] = Field(description="the parameters' JSON Schema")
@@ -290,6 +298,21 @@ class QueueInfo(BaseModel):
     running: int
     oldest_waiting_seconds: float | None
     throughput_last_minute: int = Field(description="jobs that finished in the last minute")
+
+
+class LimitInfo(BaseModel):
+    name: str = Field(description="the shared limit's name, or the job type owning the limit")
+    kind: str = Field(description="rate or concurrency")
+    shared: bool = Field(description="a named limit (crisper.rate_limit/concurrency_limit)")
+    types: list[str] = Field(description="job types drawing on it")
+    limit: int = Field(description="starts per period (rate) or jobs at once (concurrency)")
+    period_seconds: float | None
+    burst: int | None
+    keyed: bool = Field(description="one bucket or slot set per rate_key/concurrency_key")
+    tokens: int | None = Field(
+        description="starts allowed right now (rate, not keyed; null if Redis is unreachable)")
+    running: int | None = Field(description="jobs holding a slot (concurrency, all keys)")
+    deferred: int = Field(description="jobs waiting for this limit now")
 
 
 class WorkerInfo(BaseModel):

@@ -84,7 +84,7 @@ class RemoteJobs:
 
     def list_jobs(self, f: JobFilter, before: object, limit: int) -> list[JobRecord]:
         return self.client.list_jobs(states=f.states, types=f.types, queues=f.queues, tag=f.tag,
-                                     before=before, limit=limit)
+                                     metadata=dict(f.metadata), before=before, limit=limit)
 
     def events(self, job_id: object) -> list[EventRecord]:
         return self.client.events(job_id)

@@ -20,6 +20,7 @@ from crisper.cli.render import (
     jobs_table,
     progress_console,
 )
+from crisper.metadata import parse_pairs
 from crisper.service import SubmitRequest
 from crisper.states import JobState
 from crisper.store.jobs import JobFilter
@@ -103,6 +104,8 @@ def register(app: typer.Typer) -> None:
         state_: list[str] = typer.Option(None, "--state", help="repeat for several"),
         type_: list[str] = typer.Option(None, "--type"),
         queue: list[str] = typer.Option(None, "--queue"),
+        tag: str = typer.Option(None, "--tag", help="jobs with this tag (exact)"),
+        meta: list[str] = typer.Option(None, "--meta", help="key=value, exact; repeat: all"),
         limit: int = typer.Option(20, min=1, max=1000),
         before: str = typer.Option(None, help="cursor: list jobs older than this id"),
         as_json: bool = typer.Option(False, "--json"),
@@ -113,7 +116,12 @@ def register(app: typer.Typer) -> None:
             states = [JobState(s) for s in state_ or []]
         except ValueError as exc:
             raise fail(f"{exc}; states: {', '.join(s.value for s in JobState)}", 2) from exc
-        f = JobFilter(states=states, types=type_ or [], queues=queue or [])
+        try:
+            metadata = parse_pairs(meta or [], "=")
+        except ValueError as exc:
+            raise fail(f"--meta {exc}", 2) from exc
+        f = JobFilter(states=states, types=type_ or [], queues=queue or [], tag=tag,
+                      metadata=tuple(sorted(metadata.items())))
         found = state.jobs.list_jobs(f, before=before, limit=limit)
         if as_json:
             typer.echo(dumps([job_dict(j) for j in found]))

@@ -52,13 +52,13 @@ def register(app: typer.Typer) -> None:
             return
         table = Table(title="schedules")
         for col in ("name", "type", "cron", "tz", "on", "next fire (UTC)", "last fire",
-                    "fires", "policy"):
+                    "fires", "policy", "from"):
             table.add_column(col)
         for s in found:
             table.add_row(s.name, s.type, s.cron, s.timezone, "yes" if s.enabled else "no",
                           _when(s.next_fire_at), _when(s.last_fire_at), str(s.fires),
                           f"overlap={s.overlap} catchup={s.catchup}"
-                          + (f" jitter={s.jitter:g}s" if s.jitter else ""))
+                          + (f" jitter={s.jitter:g}s" if s.jitter else ""), s.source)
         console.print(table)
         if builtins:
             table = Table(title="built-in maintenance (every scheduler runs these)")

@@ -84,7 +84,8 @@ def register_task(crisper: Crisper, app: Celery, job_type: JobType) -> None:
         if job_type.options.batch > 1:
             timeout += crisper.settings.batch_budget_seconds
         limits = {"soft_time_limit": timeout,
-                  "time_limit": timeout + crisper.settings.kill_grace_seconds}
+                  "time_limit": timeout + job_type.options.kill_grace(
+                      crisper.settings.kill_grace_seconds)}
 
     def run(self: Any, job_ids: list[str]) -> None:
         crisper.runner.run(job_type, job_ids, self.request)

@@ -7,7 +7,7 @@ from typing import Any
 import redis
 
 from crisper.errors import ConfigurationError
-from crisper.flow.limits import RateLimit
+from crisper.flow.limits import RateLimit, gcra_tokens
 
 # gcra_reserve() from limits.py, run atomically next to the data, on the server's clock.
 _RESERVE = """
@@ -55,6 +55,20 @@ class RateBuckets:
         wait = script(keys=[f"{self.prefix}crisper:rate:{key}"],
                       args=[repr(rate.interval), rate.burst])
         return float(wait)
+
+    def tokens(self, key: str, rate: RateLimit) -> int:
+        """Starts `key` would allow now, read without reserving (for the limits view).
+
+        Raises redis.RedisError when Redis cannot be reached.
+        """
+        self._reserve_script()
+        assert self._client is not None
+        pipe = self._client.pipeline(transaction=True)
+        pipe.get(f"{self.prefix}crisper:rate:{key}")
+        pipe.time()
+        raw, (secs, micros) = pipe.execute()
+        tat = float(raw) if raw is not None else 0.0
+        return gcra_tokens(tat, secs + micros / 1_000_000, rate.interval, rate.burst)
 
     def reset(self) -> None:
         """Forget the connection (after fork)."""

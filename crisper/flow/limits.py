@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ _PERIODS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hour": 3
             "d": 86400.0, "day": 86400.0}
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*([a-z]+)\s*")
 MAX_KEY = 250
+_LIMIT_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class RateLimit:
     limit: int
     period: float
     burst: int = 1
+    # A named limit (crisper.rate_limit) is one bucket shared by every job type that uses it.
+    name: str | None = None
 
     @property
     def interval(self) -> float:
@@ -61,6 +65,34 @@ def parse_rate(text: str, burst: int | None = None) -> RateLimit:
     return RateLimit(limit, period, burst)
 
 
+@dataclass(frozen=True)
+class ConcurrencyLimit:
+    """At most `limit` jobs running at once, shared by every job type that uses this name."""
+
+    name: str
+    limit: int
+
+
+def check_limit_name(name: str) -> str:
+    """A limit's name becomes part of a Redis key and of job rows: keep it plain."""
+    if not isinstance(name, str) or not _LIMIT_NAME.fullmatch(name):
+        raise ConfigurationError(
+            f"limit name {name!r} must be 1-64 characters of a-z 0-9 _ . -, "
+            "starting with a letter or digit")
+    return name
+
+
+def limit_scope(name: str) -> str:
+    """The key prefix of a named limit: '@' keeps it apart from every job type's own keys."""
+    return f"@{name}"
+
+
+def gcra_tokens(tat: float, now: float, interval: float, burst: int) -> int:
+    """How many starts the bucket would allow right now (0..burst), without reserving any."""
+    ahead = max(0.0, tat - now) / interval
+    return max(0, min(burst, math.floor(burst - ahead + 1e-9)))
+
+
 def gcra_reserve(tat: float, now: float, interval: float, burst: int) -> tuple[float, float]:
     """Reserve the next slot: (the new TAT, seconds to wait before starting; 0 = start now).
 
@@ -82,19 +114,36 @@ class FlowOptions:
     concurrency: int | None = None
     concurrency_key: KeySpec | None = None
     unique: UniqueSpec = None
+    # The name of a shared concurrency limit (crisper.concurrency_limit), if `concurrency` is one.
+    concurrency_name: str | None = None
 
     @property
     def limited(self) -> bool:
         return self.rate_limit is not None or self.concurrency is not None
 
+    def rate_scope(self, job_type: str) -> str:
+        """The bucket's key prefix: the shared limit's name, or the job type's own."""
+        name = self.rate_limit.name if self.rate_limit is not None else None
+        return limit_scope(name) if name else job_type
+
+    def concurrency_scope(self, job_type: str) -> str:
+        return limit_scope(self.concurrency_name) if self.concurrency_name else job_type
+
 
 def flow_options(func: Callable[..., Any], name: str, *, rate_limit: str | RateLimit | None = None,
                  burst: int | None = None, rate_key: KeySpec | None = None,
-                 concurrency: int | None = None, concurrency_key: KeySpec | None = None,
+                 concurrency: int | ConcurrencyLimit | None = None,
+                 concurrency_key: KeySpec | None = None,
                  unique: UniqueSpec = None) -> FlowOptions:
     """Validate flow options against the function's parameters, at decoration time."""
     params = [p for p in list(inspect.signature(func).parameters)[1:]]
     rate = parse_rate(rate_limit, burst) if isinstance(rate_limit, str) else rate_limit
+    if isinstance(rate_limit, RateLimit) and burst is not None:
+        raise ConfigurationError(
+            f"job type {name!r}: burst belongs to the rate limit; give it to crisper.rate_limit()")
+    concurrency_name = None
+    if isinstance(concurrency, ConcurrencyLimit):
+        concurrency_name, concurrency = concurrency.name, concurrency.limit
     if rate is None and (rate_key is not None or burst is not None):
         raise ConfigurationError(f"job type {name!r}: rate_key/burst need a rate_limit")
     if concurrency is not None and concurrency < 1:
@@ -113,7 +162,8 @@ def flow_options(func: Callable[..., Any], name: str, *, rate_limit: str | RateL
     elif unique is not None and not isinstance(unique, bool) and not callable(unique):
         raise ConfigurationError(
             f"job type {name!r}: unique must be True, param name(s) or a callable")
-    return FlowOptions(rate, rate_key, concurrency, concurrency_key, unique or None)
+    return FlowOptions(rate, rate_key, concurrency, concurrency_key, unique or None,
+                       concurrency_name)
 
 
 def _check_names(job: str, label: str, names: list[str], params: list[str]) -> None:
@@ -138,18 +188,20 @@ def scoped(job_type: str, key: str) -> str:
 
 
 def rate_key(options: FlowOptions, job_type: str, params: dict[str, Any]) -> str:
-    """The bucket a job draws from: per job type, or per type and computed key."""
+    """The bucket a job draws from: per job type (or shared limit), alone or with a key."""
+    scope = options.rate_scope(job_type)
     if options.rate_key is None:
-        return job_type
-    return scoped(job_type, _compute(options.rate_key, params))
+        return scope
+    return scoped(scope, _compute(options.rate_key, params))
 
 
 def concurrency_key(options: FlowOptions, job_type: str, params: dict[str, Any]) -> str | None:
     if options.concurrency is None:
         return None
+    scope = options.concurrency_scope(job_type)
     if options.concurrency_key is None:
-        return job_type
-    return scoped(job_type, _compute(options.concurrency_key, params))
+        return scope
+    return scoped(scope, _compute(options.concurrency_key, params))
 
 
 def unique_key(options: FlowOptions, job_type: str, params: dict[str, Any],

@@ -27,9 +27,15 @@ BATCH = 100
 
 def enforce(crisper: Crisper, at: datetime) -> int:
     """Record the job cancelled (fencing out its worker), then kill the process running it."""
-    before = at - timedelta(seconds=crisper.settings.cancel_grace_seconds)
+    default = crisper.settings.cancel_grace_seconds
+    own = {t.name: t.options.cancel_grace for t in crisper.registry
+           if t.options.cancel_grace is not None}
+    before = at - timedelta(seconds=default)
     with crisper.store.transaction() as session:
-        overdue = job_sql.overdue_cancels(session, before, BATCH)
+        overdue = job_sql.overdue_cancels(session, before, BATCH, other_than=sorted(own))
+        for name, grace in own.items():  # job types with their own grace period
+            overdue += job_sql.overdue_cancels(session, at - timedelta(seconds=grace), BATCH,
+                                               types=[name])
         stopped = [
             lease for lease in overdue
             if job_sql.finish(session, lease.id, lease.token, JobState.CANCELLED, at,

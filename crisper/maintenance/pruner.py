@@ -1,11 +1,17 @@
-"""Retention: finished jobs older than the configured age are deleted with their history."""
+"""Retention: finished jobs past their age are deleted with their history; payloads dropped.
+
+A job type may set its own ages per final state and a shorter age after which only the
+payload (params, result, logs) goes (`@crisper.job(retention=Retention(...))`); every other
+type uses `retention_seconds` for every final state.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from crisper.store import jobs as job_sql
+from crisper.retention import FINAL_STATES, Retention
+from crisper.store import retention as retention_sql
 from crisper.store import workers as worker_sql
 
 if TYPE_CHECKING:
@@ -14,9 +20,26 @@ if TYPE_CHECKING:
 BATCH = 5000
 
 
+def own_retentions(crisper: Crisper) -> dict[str, Retention]:
+    return {t.name: t.options.retention for t in crisper.registry
+            if t.options.retention is not None}
+
+
 def prune(crisper: Crisper, at: datetime) -> int:
-    before = at - timedelta(seconds=crisper.settings.retention_seconds)
+    default = crisper.settings.retention_seconds
+    own = own_retentions(crisper)
+    done = 0
     with crisper.store.transaction() as session:
-        pruned = job_sql.prune(session, before, BATCH)
+        for state in FINAL_STATES:
+            done += retention_sql.prune(session, state, at - timedelta(seconds=default), BATCH,
+                                        other_than=sorted(own))
+            for name, kept in own.items():
+                before = at - timedelta(seconds=kept.age(state, default))
+                done += retention_sql.prune(session, state, before, BATCH, types=[name])
+        for name, kept in own.items():
+            payload = kept.payload_seconds
+            if payload is not None:
+                done += retention_sql.drop_payloads(
+                    session, name, at - timedelta(seconds=payload), BATCH, at)
         worker_sql.forget(session, at - timedelta(days=1))
-    return pruned
+    return done

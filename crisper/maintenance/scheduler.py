@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from crisper.errors import BrokerUnavailable, StoreUnavailable
 from crisper.maintenance import canceller, cron, lifeline, pruner, relay, timers
 from crisper.maintenance.runbook import RunBook
+from crisper.retention import prune_period
 from crisper.store import utcnow
 
 if TYPE_CHECKING:
@@ -42,7 +43,8 @@ def units(crisper: Crisper, relay_state: relay.Relay | None = None) -> list[Unit
         Unit("lifeline", lifeline.Lifeline(), tick),
         Unit("canceller", canceller.enforce, tick),
         Unit("redispatch", relay.redispatch_lost, max(tick, 2.0), lane=BROKER),
-        Unit("pruner", pruner.prune, 60.0),
+        Unit("pruner", pruner.prune, prune_period(crisper.settings.retention_seconds,
+                                                  list(pruner.own_retentions(crisper).values()))),
         Unit("cron", cron.fire_due, tick),
     ]
 
@@ -94,6 +96,7 @@ class Scheduler:
     def run(self, stop: threading.Event | None = None) -> None:
         stop = stop or threading.Event()
         log.info("scheduler started")
+        self.sync_code_schedules()
         broker = threading.Thread(target=self._loop, args=(stop, BROKER),
                                   name="crisper-relay", daemon=True)
         broker.start()
@@ -103,6 +106,21 @@ class Scheduler:
             stop.set()
             broker.join(timeout=10)
             self.relay.close()
+
+    def sync_code_schedules(self) -> None:
+        """Bring the schedules declared in code into the store; a failure only logs (the
+        database-held schedules still fire, and the next start tries again)."""
+        try:
+            report = self.crisper.schedules.sync_code()
+        except Exception:
+            log.exception("could not sync the schedules declared in code")
+            return
+        for name in report.conflicts:
+            log.warning("schedule %r is declared in code but exists from the CLI/API; the "
+                        "stored one is kept (remove it to let the code's take over)", name)
+        if report.added or report.changed or report.removed:
+            log.info("code schedules: added %s, changed %s, removed %s",
+                     report.added, report.changed, report.removed)
 
     def _loop(self, stop: threading.Event, lane: str) -> None:
         while not stop.is_set():

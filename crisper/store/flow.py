@@ -100,3 +100,19 @@ def active_unique(session: Session, tenant: str, key: str) -> JobRecord | None:
                                        jobs.c.state.in_([s.value for s in ACTIVE]))
     ).first()
     return JobRecord.from_row(row) if row else None
+
+
+def deferred(session: Session, types: Sequence[str], why: str) -> int:
+    """Jobs of these types waiting (scheduled) for a rate token or a concurrency slot."""
+    stmt = select(func.count()).select_from(jobs).where(
+        jobs.c.type.in_(types), jobs.c.state == S.SCHEDULED.value, jobs.c.flow_wait == why)
+    return int(session.scalar(stmt) or 0)
+
+
+def running_under(session: Session, scope: str) -> int:
+    """Running jobs holding a slot of this limit, under any of its keys."""
+    stmt = select(func.count()).select_from(jobs).where(
+        jobs.c.state == S.RUNNING.value,
+        (jobs.c.concurrency_key == scope)
+        | jobs.c.concurrency_key.startswith(f"{scope}:", autoescape=True))
+    return int(session.scalar(stmt) or 0)

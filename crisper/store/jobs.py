@@ -26,6 +26,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql
@@ -37,7 +38,7 @@ from crisper.states import TERMINAL, JobState, check_action
 from crisper.store.models import JSONB, UTCDateTime, job_events, job_logs, jobs, queues
 from crisper.store.records import EventRecord, JobRecord, LogRecord
 from crisper.store.stats import id_floor
-from crisper.store.tags import HasTag
+from crisper.store.tags import HasMetadata, HasTag
 
 S = JobState
 _RECORD_COLUMNS = [jobs.c[name] for name in JobRecord.__dataclass_fields__]
@@ -214,6 +215,7 @@ class JobFilter:
     finished_after: datetime | None = None
     finished_before: datetime | None = None
     ids: Sequence[uuid.UUID] = ()
+    metadata: tuple[tuple[str, str], ...] = ()  # every pair must match exactly
 
 
 def _where(stmt: Any, f: JobFilter) -> Any:
@@ -239,6 +241,8 @@ def _where(stmt: Any, f: JobFilter) -> Any:
         stmt = stmt.where(jobs.c.finished_at < f.finished_before)
     if f.tag:
         stmt = stmt.where(HasTag(jobs.c.tags, f.tag))
+    if f.metadata:
+        stmt = stmt.where(HasMetadata(jobs.c.metadata, dict(f.metadata)))
     return stmt
 
 
@@ -277,6 +281,12 @@ def logs(session: Session, job_id: uuid.UUID, after: int = 0, limit: int = 1000)
         .limit(limit)
     )
     return [LogRecord.from_row(r) for r in session.execute(stmt)]
+
+
+def count_matching(session: Session, f: JobFilter) -> dict[str, int]:
+    """Jobs matching the filter, counted per state."""
+    stmt = _where(select(jobs.c.state, func.count()), f).group_by(jobs.c.state)
+    return {state: n for state, n in session.execute(stmt)}
 
 
 def count_by_state(session: Session, tenant: str | None = None) -> dict[str, int]:
@@ -698,11 +708,15 @@ def expired_leases(session: Session, at: datetime, limit: int) -> list[Lease]:
     return _leases(session, jobs.c.lease_expires_at < at, limit=limit)
 
 
-def overdue_cancels(session: Session, requested_before: datetime, limit: int) -> list[Lease]:
+def overdue_cancels(session: Session, requested_before: datetime, limit: int, *,
+                    types: Sequence[str] = (), other_than: Sequence[str] = ()) -> list[Lease]:
     """Running jobs asked to cancel before `requested_before`, which a forced stop can reach
-    (a job whose worker cannot be forced is left to stop cooperatively)."""
+    (a job whose worker cannot be forced is left to stop cooperatively): of `types`, or of
+    every type but `other_than` (job types with their own cancel grace)."""
+    by_type = (jobs.c.type.in_(types) if types else
+               jobs.c.type.not_in(other_than) if other_than else true())
     return _leases(session, jobs.c.cancel_requested_at < requested_before,
-                   jobs.c.forcible.is_not(False), limit=limit)
+                   jobs.c.forcible.is_not(False), by_type, limit=limit)
 
 
 def unforcible_cancels(session: Session, requested_before: datetime, limit: int) -> list[Lease]:

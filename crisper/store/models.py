@@ -60,6 +60,9 @@ BIGID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements 
 
 _ACTIVE = "state IN ('held', 'scheduled', 'queued', 'running', 'retrying')"
 
+# GIN indexes exist on PostgreSQL only; a SQLite database has none of these.
+POSTGRESQL_ONLY_INDEXES = frozenset({"ix_crisper_jobs_tags_gin", "ix_crisper_jobs_metadata_gin"})
+
 jobs = Table(
     "crisper_jobs",
     metadata,
@@ -100,6 +103,8 @@ jobs = Table(
     Column("dispatched_at", UTCDateTime()),
     Column("started_at", UTCDateTime()),
     Column("finished_at", UTCDateTime()),
+    # Set when retention dropped params, result and logs but kept the record (per type).
+    Column("payload_dropped_at", UTCDateTime()),
     Column("cancelled_at", UTCDateTime()),
     # Flow control (migration 0003): unique key while active, concurrency key, a held rate token.
     Column("unique_key", String(300)),
@@ -114,6 +119,8 @@ jobs = Table(
     Column("dispatch_error", Text),
     Column("dispatch_attempts", Integer, nullable=False, server_default="0"),
     Column("dispatch_after", UTCDateTime()),
+    # Searchable metadata (migration 0007): a few string pairs, filtered by exact match.
+    Column("metadata", JSONB),
     Index("ix_crisper_jobs_state_id", "state", "id"),
     Index("ix_crisper_jobs_type_id", "type", "id"),
     Index("ix_crisper_jobs_queue_state", "queue", "state"),
@@ -151,6 +158,12 @@ jobs = Table(
         sqlite_where=text("concurrency_key IS NOT NULL"),
     ),
     Index("ix_crisper_jobs_schedule_fire", "tenant", "schedule_name", "fire_time", unique=True),
+    # Containment (@>) filters on tags and metadata; PostgreSQL only (SQLite scans):
+    # POSTGRESQL_ONLY_INDEXES.
+    Index("ix_crisper_jobs_tags_gin", "tags", postgresql_using="gin",
+          postgresql_ops={"tags": "jsonb_path_ops"}).ddl_if(dialect="postgresql"),
+    Index("ix_crisper_jobs_metadata_gin", "metadata", postgresql_using="gin",
+          postgresql_ops={"metadata": "jsonb_path_ops"}).ddl_if(dialect="postgresql"),
 )
 
 job_events = Table(
@@ -243,6 +256,9 @@ schedules = Table(
     Column("skipped", Integer, nullable=False, server_default="0"),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # "code": declared in the app (crisper.schedule, @job(schedule=)), kept in step by the
+    # scheduler at start; "api": made from the CLI, API or Python service, kept as made.
+    Column("source", String(8), nullable=False, server_default="api"),
     Index("ix_crisper_schedules_next_fire_at", "next_fire_at"),
 )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Self
 
@@ -52,12 +52,14 @@ class JobRecord:
     schedule_name: str | None = None
     fire_time: datetime | None = None
     dispatch_error: str | None = None  # why its wake-up message waits to be published again
+    metadata: dict[str, str] = field(default_factory=dict)  # searchable string pairs
 
     @classmethod
     def from_row(cls, row: Any) -> JobRecord:
         m = row._mapping
         values = {f.name: m[f.name] for f in fields(cls)}
         values["state"] = JobState(values["state"])
+        values["metadata"] = values["metadata"] or {}
         return cls(**values)
 
     @property

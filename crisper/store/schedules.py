@@ -41,6 +41,7 @@ class ScheduleRecord(Record):
     skipped: int
     created_at: datetime
     updated_at: datetime
+    source: str
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,13 @@ def list_schedules(session: Session, tenant: str | None = None) -> list[Schedule
     stmt = select(schedules).order_by(schedules.c.name)
     if tenant is not None:
         stmt = stmt.where(schedules.c.tenant == tenant)
+    return [ScheduleRecord.from_row(r) for r in session.execute(stmt)]
+
+
+def from_code(session: Session, tenant: str) -> list[ScheduleRecord]:
+    """The tenant's schedules declared in code, locked while the scheduler syncs them."""
+    stmt = (select(schedules).where(schedules.c.tenant == tenant, schedules.c.source == "code")
+            .order_by(schedules.c.name).with_for_update())
     return [ScheduleRecord.from_row(r) for r in session.execute(stmt)]
 
 

@@ -1,4 +1,4 @@
-"""Exact tag match on the JSON tags column: a tag is a value, never a pattern.
+"""Exact tag and metadata match on the JSON columns: a value, never a pattern.
 
 PostgreSQL asks for JSON containment (`tags @> '["x"]'`); SQLite looks through the list's
 elements with json_each. No LIKE anywhere, so `%`, `_` and quotes in a tag are plain text.
@@ -39,3 +39,36 @@ def _postgresql(element: HasTag, compiler: Any, **kw: Any) -> str:
 def _other(element: HasTag, compiler: Any, **kw: Any) -> str:
     return (f"EXISTS (SELECT 1 FROM json_each({compiler.process(element.tags, **kw)}) "
             f"WHERE json_each.value = {compiler.process(element.tag, **kw)})")
+
+
+class HasMetadata(ColumnElement[bool]):
+    """True where the JSON object `metadata` holds every given pair exactly."""
+
+    inherit_cache = True
+    type = Boolean()
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement),
+                           ("as_json", InternalTraversal.dp_clauseelement),
+                           ("pairs", InternalTraversal.dp_clauseelement_list)]
+
+    def __init__(self, column: ColumnElement[Any], pairs: dict[str, str]) -> None:
+        self.column = column
+        self.as_json = bindparam(None, json.dumps(pairs, sort_keys=True), type_=String)
+        # SQLite: (path, value) per pair; the key was validated, the path is still a parameter.
+        self.pairs = [bindparam(None, v, type_=String) for k in sorted(pairs)
+                      for v in (f'$."{k}"', pairs[k])]
+
+
+@compiles(HasMetadata, "postgresql")
+def _metadata_postgresql(element: HasMetadata, compiler: Any, **kw: Any) -> str:
+    """Containment, which the GIN index (jsonb_path_ops) answers."""
+    return (f"({compiler.process(element.column, **kw)} @> "
+            f"CAST({compiler.process(element.as_json, **kw)} AS JSONB))")
+
+
+@compiles(HasMetadata)
+def _metadata_other(element: HasMetadata, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    parts = [f"json_extract({column}, {compiler.process(path, **kw)}) = "
+             f"{compiler.process(value, **kw)}"
+             for path, value in zip(element.pairs[::2], element.pairs[1::2], strict=True)]
+    return "(" + " AND ".join(parts or ["1 = 1"]) + ")"

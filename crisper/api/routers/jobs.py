@@ -25,6 +25,8 @@ from crisper.api.schemas import (
     Timestamp,
 )
 from crisper.api.stream import Cursor, JobWatch
+from crisper.errors import InvalidRequest
+from crisper.metadata import parse_pairs
 from crisper.service import SubmitRequest
 from crisper.states import JobState
 from crisper.store import utcnow
@@ -50,7 +52,8 @@ def submit(body: SubmitBody, response: Response, crisper: AppDep, who: Writer,
     record = crisper.jobs.submit(SubmitRequest(
         type=body.type, params=body.params, queue=body.queue, priority=body.priority,
         delay=body.delay, run_at=body.run_at, hold=body.hold, idempotency_key=key,
-        tags=body.tags, tenant=who.tenant, max_attempts=body.max_attempts,
+        tags=body.tags, metadata=body.metadata, tenant=who.tenant,
+        max_attempts=body.max_attempts,
         unique_key=body.unique_key, on_duplicate=body.on_duplicate,
     ))
     if record.created_at < asked_at:  # it existed before this request: a replay
@@ -66,6 +69,8 @@ def list_jobs(
     type: Annotated[list[Name], Query()] = [],  # noqa: B006
     queue: Annotated[list[Name], Query()] = [],  # noqa: B006
     tag: Tag | None = None,
+    meta: Annotated[list[str], Query(
+        description="key:value, exact; repeat for several (all must match)")] = [],  # noqa: B006
     created_after: Timestamp | None = None,
     created_before: Timestamp | None = None,
     finished_after: Timestamp | None = None,
@@ -74,13 +79,18 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JobPage:
     """Jobs newest first, a page at a time (keyset on the time-ordered id)."""
-    f = JobFilter(states=state, types=type, queues=queue, tenant=who.tenant, tag=tag,
-                  created_after=created_after, created_before=created_before,
-                  finished_after=finished_after, finished_before=finished_before)
-    found = crisper.jobs.list_jobs(f, before=before, limit=limit)
-    cursor = found[-1].id if len(found) == limit else None
+    try:
+        metadata = parse_pairs(meta, ":")
+    except ValueError as exc:
+        raise InvalidRequest("meta", str(exc)) from None
+    page = crisper.list_jobs(state=state, type=type, queue=queue, tenant=who.tenant, tag=tag,
+                             metadata=metadata,
+                             created_after=created_after, created_before=created_before,
+                             finished_after=finished_after, finished_before=finished_before,
+                             before=before, limit=limit)
+    cursor = page.next_cursor
     next_url = str(request.url.include_query_params(before=str(cursor))) if cursor else None
-    return JobPage(items=[Job.of(r) for r in found], next_cursor=cursor, next=next_url)
+    return JobPage(items=[Job.of(r) for r in page.items], next_cursor=cursor, next=next_url)
 
 
 @router.get("/{job_id}", response_model=Job, responses=responses(404))

@@ -1,4 +1,4 @@
-"""/v1/queues and /v1/workers: what operators look at (admin scope: they span tenants)."""
+"""/v1/queues, /v1/workers, /v1/limits: what operators look at (admin scope: spans tenants)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from crisper import monitor
 from crisper.api.auth import Admin, AppDep
 from crisper.api.problems import responses
-from crisper.api.schemas import QueueInfo, WorkerInfo
+from crisper.api.schemas import LimitInfo, QueueInfo, WorkerInfo
 
 router = APIRouter(prefix="/v1", tags=["operations"], responses=responses(401, 403, 500, 503))
 
@@ -24,3 +24,9 @@ def queues(crisper: AppDep, who: Admin) -> list[QueueInfo]:
 def workers(crisper: AppDep, who: Admin) -> list[WorkerInfo]:
     """Workers seen in the last day, with their running jobs; silent ones are shown as lost."""
     return [WorkerInfo(**asdict(w)) for w in monitor.workers(crisper)]
+
+
+@router.get("/limits", response_model=list[LimitInfo])
+def limits(crisper: AppDep, who: Admin) -> list[LimitInfo]:
+    """Each rate and concurrency limit: tokens left, jobs running, jobs deferred by it."""
+    return [LimitInfo(**asdict(s)) for s in crisper.limit_view.states()]

@@ -58,6 +58,9 @@ class ScheduleOut(BaseModel):
     last_error: str | None
     fires: int
     skipped: int
+    source: str = Field(description="code: declared in the app, synced by the scheduler at "
+                                    "start (change it there); api: made from the CLI, API or "
+                                    "Python service")
 
 
 class QueueState(BaseModel):
