@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from crisper.errors import InvalidRequest
 from crisper.names import text_problem
 
 MAX_ENTRIES = 16
@@ -31,15 +32,16 @@ def metadata_problem(meta: Any) -> tuple[str, str] | None:
     return None
 
 
-def parse_pairs(pairs: Iterable[str], sep: str) -> dict[str, str]:
-    """'key<sep>value' strings (CLI --meta k=v, HTTP ?meta=k:v) -> a filter dict."""
+def parse_pairs(pairs: Iterable[str], sep: str, field: str = "meta") -> dict[str, str]:
+    """'key<sep>value' strings (CLI --meta k=v, HTTP ?meta=k:v) -> a filter dict;
+    InvalidRequest naming `field` when one is not a pair or not valid metadata."""
     found: dict[str, str] = {}
     for pair in pairs:
         key, got, value = pair.partition(sep)
         if not got:
-            raise ValueError(f"{pair!r}: write it as key{sep}value")
+            raise InvalidRequest(field, f"{pair!r}: write it as key{sep}value")
         found[key] = value
     problem = metadata_problem(found)
     if problem is not None:
-        raise ValueError(f"{problem[0]}: {problem[1]}")
+        raise InvalidRequest(field, f"{problem[0]}: {problem[1]}")
     return found

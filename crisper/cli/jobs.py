@@ -20,6 +20,7 @@ from crisper.cli.render import (
     jobs_table,
     progress_console,
 )
+from crisper.errors import InvalidRequest
 from crisper.metadata import parse_pairs
 from crisper.service import SubmitRequest
 from crisper.states import JobState
@@ -118,8 +119,8 @@ def register(app: typer.Typer) -> None:
             raise fail(f"{exc}; states: {', '.join(s.value for s in JobState)}", 2) from exc
         try:
             metadata = parse_pairs(meta or [], "=")
-        except ValueError as exc:
-            raise fail(f"--meta {exc}", 2) from exc
+        except InvalidRequest as exc:
+            raise fail(f"--meta {exc.reason}", 2) from exc
         f = JobFilter(states=states, types=type_ or [], queues=queue or [], tag=tag,
                       metadata=tuple(sorted(metadata.items())))
         found = state.jobs.list_jobs(f, before=before, limit=limit)

@@ -18,7 +18,6 @@ from sqlalchemy import (
     Uuid,
     bindparam,
     case,
-    delete,
     exists,
     func,
     insert,
@@ -726,21 +725,6 @@ def unforcible_cancels(session: Session, requested_before: datetime, limit: int)
                                job_events.c.attempt == jobs.c.attempt)
     return _leases(session, jobs.c.cancel_requested_at < requested_before,
                    jobs.c.forcible.is_(False), ~explained, limit=limit)
-
-
-def prune(session: Session, finished_before: datetime, limit: int) -> int:
-    old = (
-        select(jobs.c.id)
-        .where(jobs.c.state.in_([s.value for s in TERMINAL]), jobs.c.finished_at < finished_before)
-        .limit(limit)
-    )
-    ids = list(session.scalars(old))
-    if not ids:
-        return 0
-    # Children first: not every database enforces ON DELETE CASCADE.
-    session.execute(delete(job_logs).where(job_logs.c.job_id.in_(ids)))
-    session.execute(delete(job_events).where(job_events.c.job_id.in_(ids)))
-    return changed(session, delete(jobs).where(jobs.c.id.in_(ids)))
 
 
 def ids_of(rows: Iterable[Dispatch]) -> list[uuid.UUID]:

@@ -25,7 +25,6 @@ from crisper.api.schemas import (
     Timestamp,
 )
 from crisper.api.stream import Cursor, JobWatch
-from crisper.errors import InvalidRequest
 from crisper.metadata import parse_pairs
 from crisper.service import SubmitRequest
 from crisper.states import JobState
@@ -79,10 +78,7 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JobPage:
     """Jobs newest first, a page at a time (keyset on the time-ordered id)."""
-    try:
-        metadata = parse_pairs(meta, ":")
-    except ValueError as exc:
-        raise InvalidRequest("meta", str(exc)) from None
+    metadata = parse_pairs(meta, ":", field="meta")
     page = crisper.list_jobs(state=state, type=type, queue=queue, tenant=who.tenant, tag=tag,
                              metadata=metadata,
                              created_after=created_after, created_before=created_before,
