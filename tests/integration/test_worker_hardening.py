@@ -90,18 +90,32 @@ def test_garbage_on_a_queue_is_refused_and_the_worker_keeps_consuming(backend: B
 
 @pytest.mark.backends("postgres-redis")
 def test_a_worker_stopped_by_an_error_exits_non_zero(backend: Backend) -> None:
-    """A supervisor restarts only a worker whose exit code says it failed."""
-    # Given a queue whose broker key holds something that is not a list
-    client = redis.Redis.from_url(backend.broker_url())
-    client.set(queue_key(backend, "spoiled"), "a string, not a list")
-    client.close()
+    """A supervisor restarts only a worker whose exit code says it failed.
 
-    # When a worker consumes it, Celery's worker stops on the broker's error
-    worker = backend.start_worker(concurrency=1, wait=False, extra=["-Q", "spoiled"])
-    code = worker.popen.wait(60)
+    (On Redis a broken queue key is retried as a channel error, so that a full disk does not
+    stop workers: RabbitMQ's refusal of a queue declaration is the error that stops one.)
+    """
+    require("rabbitmq")
+    amqp = "amqp://guest:guest@127.0.0.1:5672//"
+    queue = f"spoiled-{uuid.uuid4().hex[:8]}"  # a queue of this test's own on the shared broker
+    app = backend.app_with(broker_url=amqp, broker_prefix="", queues=[queue])
+    # Given a queue RabbitMQ holds with other arguments than the worker declares it with
+    with app.celery.connection_for_write() as conn:
+        conn.default_channel.queue_declare(queue, durable=False, auto_delete=False,
+                                           arguments={"x-max-priority": 2})
+    try:
+        # When a worker consumes it, Celery's worker stops on the broker's refusal
+        worker = backend.start_worker(concurrency=1, wait=False, extra=["-Q", queue],
+                                      CRISPER_BROKER_URL=amqp, CRISPER_BROKER_PREFIX="",
+                                      CRISPER_QUEUES=queue)
+        code = worker.popen.wait(60)
 
-    # Then `crisper worker` exits non-zero
-    assert code != 0, worker.output()[-3000:]
+        # Then `crisper worker` exits non-zero
+        assert code != 0, worker.output()[-3000:]
+        assert "PRECONDITION_FAILED" in worker.output()
+    finally:
+        with app.celery.connection_for_write() as conn:
+            conn.default_channel.queue_delete(queue)
 
 
 # -- finding 3: the message does not decide which function runs ------------------------------
@@ -318,9 +332,9 @@ def test_garbage_on_a_rabbitmq_queue_does_not_stop_the_worker(backend: Backend) 
     require("rabbitmq")
     amqp = "amqp://guest:guest@127.0.0.1:5672//"
     queue = f"hardening-{uuid.uuid4().hex[:8]}"  # a queue of this test's own on the shared broker
-    app = backend.app_with(broker_url=amqp, broker_prefix="")
+    app = backend.app_with(broker_url=amqp, broker_prefix="", queues=[queue])
     worker = backend.start_worker(concurrency=1, extra=["-Q", queue], CRISPER_BROKER_URL=amqp,
-                                  CRISPER_BROKER_PREFIX="")
+                                  CRISPER_BROKER_PREFIX="", CRISPER_QUEUES=queue)
     try:
         # When garbage bodies, a pickle message and an unknown task arrive on its queue
         with app.celery.connection_for_write() as conn, conn.Producer() as producer:
