@@ -31,7 +31,7 @@ from sqlalchemy.orm import sessionmaker
 from bench.systems import CrisperSystem
 from bench.throughput import PG_BASE, fresh_world
 from crisper.states import JobState
-from crisper.store import jobs as job_sql
+from crisper.store import attempts as attempt_sql
 from crisper.store import utcnow
 from crisper.store.db import normalize_url
 
@@ -67,11 +67,11 @@ def as_is(system: CrisperSystem, pre_ping: bool) -> Callable[[uuid.UUID], None]:
 
     def one(job_id: uuid.UUID) -> None:
         with sessions() as s, s.begin():
-            claimed = job_sql.claim(s, [job_id], WORKER, "task", 30.0, utcnow())
+            claimed = attempt_sql.claim(s, [job_id], WORKER, "task", 30.0, utcnow())
         with sessions() as s, s.begin():
             c = claimed[0]
-            job_sql.finish(s, c.id, c.lease_token, JobState.SUCCEEDED, utcnow(),
-                           reason="succeeded", attempt=c.attempt, worker=WORKER, result=None)
+            attempt_sql.finish(s, c.id, c.lease_token, JobState.SUCCEEDED, utcnow(),
+                               reason="succeeded", attempt=c.attempt, worker=WORKER, result=None)
     return one
 
 

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from crisper.reads import JobPage
     from crisper.schedules import ScheduleService
     from crisper.store import Store
-    from crisper.store.jobs import Dispatch
+    from crisper.store.sweeps import Dispatch
 
 
 class Crisper:

@@ -30,6 +30,7 @@ from crisper.names import MAX_KEY, tag_problem, text_problem, unknown_queue_prob
 from crisper.states import JobState
 from crisper.store import flow as flow_sql
 from crisper.store import jobs as job_sql
+from crisper.store import sweeps as sweep_sql
 from crisper.store import utcnow
 from crisper.store.records import EventRecord, JobRecord, LogRecord
 
@@ -257,7 +258,7 @@ class JobService:
         """Outbox rows are stored unsent; once their wake-ups are out, say so."""
         try:
             with self.crisper.store.transaction() as session:
-                job_sql.mark_dispatched(session, ids, utcnow())
+                sweep_sql.mark_dispatched(session, ids, utcnow())
         except CrisperError as exc:  # still unsent in the database: the relay sends them again
             log.warning("%d wake-up(s) sent but not marked sent (%s)", len(ids), exc)
 
@@ -265,12 +266,12 @@ class JobService:
         """Leave the job for the relay to send once the broker is back."""
         try:
             with self.crisper.store.transaction() as session:
-                job_sql.mark_dispatched(session, ids, None)
+                sweep_sql.mark_dispatched(session, ids, None)
         except CrisperError as exc:
             log.warning("%d job(s) stored, but not marked for the relay (%s); the lost-message "
                         "sweep sends them", len(ids), exc)
 
-    def _record_refusals(self, todo: list[job_sql.Dispatch],
+    def _record_refusals(self, todo: list[sweep_sql.Dispatch],
                          refusals: list[Refusal]) -> None:
         from crisper.maintenance.relay import record_refusals
 
@@ -404,8 +405,8 @@ def _forget_pending(session: Session) -> None:
     session.info.pop(_PENDING, None)
 
 
-def _dispatch(record: JobRecord) -> job_sql.Dispatch:
-    return job_sql.Dispatch(record.id, record.type, record.queue, record.priority)
+def _dispatch(record: JobRecord) -> sweep_sql.Dispatch:
+    return sweep_sql.Dispatch(record.id, record.type, record.queue, record.priority)
 
 
 def _record_from_row(row: dict[str, Any]) -> JobRecord:

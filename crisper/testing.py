@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from crisper.durations import Duration, seconds
 from crisper.engine.dispatch import Refusal
 from crisper.states import JobState
-from crisper.store import jobs as job_sql
+from crisper.store import sweeps as sweep_sql
 from crisper.store import utcnow
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class InlineWorker:
         """How far the testing clock has been moved ahead (by advance() and skipped back-off)."""
         return timedelta(seconds=self._offset)
 
-    def publish(self, dispatches: Sequence[job_sql.Dispatch]) -> list[Refusal]:
+    def publish(self, dispatches: Sequence[sweep_sql.Dispatch]) -> list[Refusal]:
         """Stands in for the broker: run the jobs now (after the running one, if any).
 
         Nothing is refused here, as a broker that took every message would answer.
@@ -107,10 +107,10 @@ class InlineWorker:
         """Queue jobs due on the testing clock, and queued jobs nobody sent (the relay's work)."""
         at = utcnow() + self.now()
         with self.crisper.store.transaction() as session:
-            job_sql.promote_due(session, at, BATCH)
-            todo = job_sql.undispatched(session, BATCH)
-            job_sql.mark_dispatched(session, job_sql.ids_of(todo), at)
-        self._waiting.extend(job_sql.ids_of(todo))
+            sweep_sql.promote_due(session, at, BATCH)
+            todo = sweep_sql.undispatched(session, BATCH)
+            sweep_sql.mark_dispatched(session, sweep_sql.ids_of(todo), at)
+        self._waiting.extend(sweep_sql.ids_of(todo))
         return bool(todo)
 
 

@@ -22,7 +22,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from crisper.engine.celery_app import broker_priority, is_redis
 from crisper.errors import BrokerUnavailable
 from crisper.store import utcnow
-from crisper.store.jobs import Dispatch
+from crisper.store.sweeps import Dispatch
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from crisper.engine.context import JobContext
 from crisper.errors import StoreUnavailable
 from crisper.store import Store, utcnow
-from crisper.store import jobs as job_sql
+from crisper.store import attempts as attempt_sql
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,8 @@ class LeaseKeeper:
         until = now + timedelta(seconds=self.lease_seconds)
         short = now + timedelta(seconds=min(self.lease_seconds, 3 * self.interval))
         with self.store.transaction() as session:
-            answer = job_sql.renew_leases(session, {c.job_id: c.lease_token for c in held}, until,
-                                          interrupted_until=short)
+            answer = attempt_sql.renew_leases(session, {c.job_id: c.lease_token for c in held},
+                                              until, interrupted_until=short)
             for ctx in held:
                 if ctx.job_id in answer:
                     store_news(session, ctx)
@@ -104,11 +104,11 @@ def store_news(session: Session, ctx: JobContext, final: bool = False) -> None:
     """Write a job's new progress and log lines (and, at the end, how many were dropped)."""
     progress = ctx.take_progress()
     if progress is not None:
-        job_sql.save_progress(session, ctx.job_id, ctx.lease_token, *progress)
+        attempt_sql.save_progress(session, ctx.job_id, ctx.lease_token, *progress)
     lines: list[dict[str, Any]] = ctx.logs.take()
     if final and ctx.logs.dropped:
         lines.append({"job_id": ctx.job_id, "at": utcnow(), "attempt": ctx.attempt,
                       "level": "WARNING",
                       "message": f"{ctx.logs.dropped} more log lines were not kept"})
         ctx.logs.dropped = 0
-    job_sql.append_logs(session, lines)
+    attempt_sql.append_logs(session, lines)

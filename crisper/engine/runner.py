@@ -26,7 +26,8 @@ from crisper.engine.leases import LeaseKeeper, beat_interval, store_news
 from crisper.errors import Cancelled, CrisperError, StoreUnavailable
 from crisper.ids import parse_id
 from crisper.states import JobState
-from crisper.store import jobs as job_sql
+from crisper.store import attempts as attempt_sql
+from crisper.store import sweeps as sweep_sql
 from crisper.store import utcnow
 
 if TYPE_CHECKING:
@@ -122,13 +123,13 @@ class Runner:
             return
         try:
             with self.crisper.store.read() as session:
-                waiting = job_sql.waiting_dispatches(session, rest)
+                waiting = sweep_sql.waiting_dispatches(session, rest)
             publish(self.crisper.celery, waiting)
         except CrisperError as exc:  # still queued: the lost-message sweep sends them later
             log.warning("could not hand back %d waiting job(s): %s", len(rest), exc)
 
     def _claim_or_requeue(self, job_id: uuid.UUID, worker: str, task_id: str,
-                          job_type: JobType, queue: str | None) -> list[job_sql.Claimed]:
+                          job_type: JobType, queue: str | None) -> list[attempt_sql.Claimed]:
         """Claim one job; if the database cannot answer, the message goes back to the broker
         (not acknowledged) so that the job is tried again as soon as the store is back."""
         try:
@@ -144,7 +145,7 @@ class Runner:
 
     def claim(self, ids: list[Any], worker: str, task_id: str,
               job_type: JobType | None = None, queue: str | None = None
-              ) -> list[job_sql.Claimed]:
+              ) -> list[attempt_sql.Claimed]:
         """Claim in one statement; limited types, and jobs of paused queues, go through the gate.
 
         With `job_type` (and the `queue` the message came from) only a job of that type on that
@@ -157,10 +158,10 @@ class Runner:
         for retry in (True, False):  # a pooled connection may have died since its last use
             try:
                 with self.crisper.store.autocommit() as session:
-                    claimed = job_sql.claim(session, ids, worker, task_id,
-                                            self.crisper.settings.lease_seconds, utcnow(),
-                                            skip_paused=True, job_type=name, queue=queue,
-                                            forcible=forcible)
+                    claimed = attempt_sql.claim(session, ids, worker, task_id,
+                                                self.crisper.settings.lease_seconds, utcnow(),
+                                                skip_paused=True, job_type=name, queue=queue,
+                                                forcible=forcible)
                 break
             except StoreUnavailable:
                 if not retry:
@@ -177,7 +178,7 @@ class Runner:
         job no longer queued (a duplicate, cancelled, held or finished)."""
         try:
             with self.crisper.store.read() as session:
-                found = job_sql.unclaimable(session, [job_id])
+                found = attempt_sql.unclaimable(session, [job_id])
         except CrisperError as exc:
             log.warning("message for job %s (%s) claimed nothing: %s", job_id, job_type.name, exc)
             return
@@ -190,7 +191,7 @@ class Runner:
             log.info("message for job %s (%s) dropped: the job is %s, not queued", job_id,
                      job_type.name, found[0].state)
 
-    def run_claimed(self, job_type: JobType, job: job_sql.Claimed, ctx: JobContext, worker: str
+    def run_claimed(self, job_type: JobType, job: attempt_sql.Claimed, ctx: JobContext, worker: str
                     ) -> Outcome:
         """Execute one claimed job (its lease already kept) and record how it ended."""
         try:
@@ -203,7 +204,7 @@ class Runner:
 
     # -- steps ------------------------------------------------------------------------------
 
-    def _context(self, job: job_sql.Claimed) -> JobContext:
+    def _context(self, job: attempt_sql.Claimed) -> JobContext:
         s = self.crisper.settings
         return JobContext(
             job_id=job.id, job_type=job.type, attempt=job.attempt,
@@ -232,7 +233,8 @@ class Runner:
             "level": line["level"], "message": line["message"], "at": line["at"].isoformat(),
         })
 
-    def _record(self, job: job_sql.Claimed, ctx: JobContext, outcome: Outcome, worker: str) -> None:
+    def _record(self, job: attempt_sql.Claimed, ctx: JobContext, outcome: Outcome,
+                worker: str) -> None:
         """Write the outcome, however long the database is away: it is fenced by the lease
         token, so writing late is safe (a lifeline that rescued the job meanwhile wins)."""
         if outcome.state is None:
@@ -256,7 +258,7 @@ class Runner:
         else:
             log.warning("job %s: lease lost before the outcome was written", job.id)
 
-    def _write_outcome(self, job: job_sql.Claimed, ctx: JobContext, outcome: Outcome,
+    def _write_outcome(self, job: attempt_sql.Claimed, ctx: JobContext, outcome: Outcome,
                        worker: str) -> bool:
         """One statement when nothing else waits to be stored; else one transaction."""
         target = outcome.state
@@ -264,9 +266,9 @@ class Runner:
 
         def finish(db: Any) -> bool:
             if target is S.QUEUED:  # handed back: the attempt is not spent, nor a worker lost
-                return job_sql.rescue(db, job.id, job.lease_token, utcnow(),
-                                      reason=outcome.reason, counted=False, worker=worker)
-            return job_sql.finish(
+                return attempt_sql.rescue(db, job.id, job.lease_token, utcnow(),
+                                          reason=outcome.reason, counted=False, worker=worker)
+            return attempt_sql.finish(
                 db, job.id, job.lease_token, target, utcnow(), reason=outcome.reason,
                 worker=worker, result=outcome.result, error=outcome.error,
                 retry_at=outcome.retry_at,
@@ -287,7 +289,7 @@ class Runner:
             self.leases.forget_after_fork()
 
 
-def execute(job_type: JobType, ctx: JobContext, job: job_sql.Claimed) -> Outcome:
+def execute(job_type: JobType, ctx: JobContext, job: attempt_sql.Claimed) -> Outcome:
     """Call the job function and turn whatever happens into an Outcome."""
     try:
         ctx.check_cancelled()  # asked to stop between its claim and now
@@ -310,7 +312,7 @@ def execute(job_type: JobType, ctx: JobContext, job: job_sql.Claimed) -> Outcome
     return Outcome(S.SUCCEEDED, "succeeded", result=result)  # written fenced, however late
 
 
-def _failure(job_type: JobType, job: job_sql.Claimed, ctx: JobContext, exc: BaseException,
+def _failure(job_type: JobType, job: attempt_sql.Claimed, ctx: JobContext, exc: BaseException,
              reason: str) -> Outcome:
     error = {
         "type": type(exc).__name__,

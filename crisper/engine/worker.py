@@ -13,7 +13,7 @@ from celery import signals
 
 from crisper.engine.leases import interrupted_lease
 from crisper.errors import ConfigurationError, CrisperError
-from crisper.store import jobs as job_sql
+from crisper.store import attempts as attempt_sql
 from crisper.store import utcnow
 from crisper.store import workers as worker_sql
 
@@ -72,7 +72,7 @@ class WorkerPresence:
             expires = now + timedelta(seconds=interrupted_lease(s.lease_seconds,
                                                                 s.heartbeat_seconds))
             with self.crisper.store.transaction() as session:
-                marked = job_sql.mark_interrupted(session, f"{self.name}:", now, expires)
+                marked = attempt_sql.mark_interrupted(session, f"{self.name}:", now, expires)
             if marked:
                 log.warning("shutting down: %d running job(s) marked interrupted", marked)
         except CrisperError as exc:

@@ -17,8 +17,10 @@ import redis
 from crisper.errors import CrisperError
 from crisper.flow import limits
 from crisper.flow.bucket import RateBuckets
+from crisper.store import attempts as attempt_sql
 from crisper.store import flow as flow_sql
 from crisper.store import jobs as job_sql
+from crisper.store import sweeps as sweep_sql
 from crisper.store import utcnow
 
 if TYPE_CHECKING:
@@ -44,14 +46,14 @@ class FlowGate:
         self.buckets = RateBuckets(settings.resolved_redis_url(), settings.broker_prefix)
 
     def claim(self, job_type: JobType, ids: list[uuid.UUID], worker: str, task_id: str,
-              forcible: bool | None = None) -> list[job_sql.Claimed]:
+              forcible: bool | None = None) -> list[attempt_sql.Claimed]:
         """Claim the admitted jobs; defer the others; leave paused queues' jobs untouched."""
         lease = self.crisper.settings.lease_seconds
         with self.crisper.store.transaction() as session:
             at = utcnow()
             admitted = self._admit(session, job_type, ids, at)
-            claimed = job_sql.claim(session, admitted, worker, task_id, lease, at,
-                                    job_type=job_type.name, forcible=forcible)
+            claimed = attempt_sql.claim(session, admitted, worker, task_id, lease, at,
+                                        job_type=job_type.name, forcible=forcible)
             if claimed and job_type.options.flow.limited:
                 flow_sql.admitted(session, [c.id for c in claimed])
         return claimed
@@ -62,7 +64,7 @@ class FlowGate:
         rows = flow_sql.pending(session, ids)
         held = [r.id for r in rows if r.paused]
         if held:  # the relay sends them again once the queue is resumed
-            job_sql.mark_dispatched(session, held, None)
+            sweep_sql.mark_dispatched(session, held, None)
         rows = [r for r in rows if not r.paused]
         if not opts.limited:
             return [r.id for r in rows]

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from crisper.states import JobState
-from crisper.store import jobs as job_sql
+from crisper.store import attempts as attempt_sql
+from crisper.store import statements as statement_sql
+from crisper.store import sweeps as sweep_sql
 
 if TYPE_CHECKING:
     from crisper.app import Crisper
@@ -32,16 +34,16 @@ def enforce(crisper: Crisper, at: datetime) -> int:
            if t.options.cancel_grace is not None}
     before = at - timedelta(seconds=default)
     with crisper.store.transaction() as session:
-        overdue = job_sql.overdue_cancels(session, before, BATCH, other_than=sorted(own))
+        overdue = sweep_sql.overdue_cancels(session, before, BATCH, other_than=sorted(own))
         for name, grace in own.items():  # job types with their own grace period
-            overdue += job_sql.overdue_cancels(session, at - timedelta(seconds=grace), BATCH,
-                                               types=[name])
+            overdue += sweep_sql.overdue_cancels(session, at - timedelta(seconds=grace), BATCH,
+                                                 types=[name])
         stopped = [
             lease for lease in overdue
-            if job_sql.finish(session, lease.id, lease.token, JobState.CANCELLED, at,
-                              reason="cancel_forced", worker=lease.worker)
+            if attempt_sql.finish(session, lease.id, lease.token, JobState.CANCELLED, at,
+                                  reason="cancel_forced", worker=lease.worker)
         ]
-        for lease in job_sql.unforcible_cancels(session, before, BATCH):
+        for lease in sweep_sql.unforcible_cancels(session, before, BATCH):
             explain_unforcible(session, lease, at)
     for lease in stopped:
         if lease.task_id:
@@ -56,9 +58,9 @@ UNFORCIBLE = ("the job runs on a worker pool that cannot stop it by force (not p
               "stops at its next cancellation check, or when it ends")
 
 
-def explain_unforcible(session: Session, lease: job_sql.Lease, at: datetime) -> None:
+def explain_unforcible(session: Session, lease: sweep_sql.Lease, at: datetime) -> None:
     """Say once, in the job's history, why an overdue cancel was not forced."""
     log.warning("job %s: cancel not forced: %s", lease.id, UNFORCIBLE)
-    job_sql.record_event(session, lease.id, JobState.RUNNING, JobState.RUNNING,
-                         "cancel_not_forcible", at, lease.attempt, worker=lease.worker,
-                         detail={"why": UNFORCIBLE})
+    statement_sql.record_event(session, lease.id, JobState.RUNNING, JobState.RUNNING,
+                               "cancel_not_forcible", at, lease.attempt, worker=lease.worker,
+                               detail={"why": UNFORCIBLE})

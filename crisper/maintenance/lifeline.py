@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from crisper.errors import StoreUnavailable
 from crisper.states import JobState
-from crisper.store import jobs as job_sql
+from crisper.store import attempts as attempt_sql
+from crisper.store import sweeps as sweep_sql
 
 if TYPE_CHECKING:
     from crisper.app import Crisper
@@ -80,25 +81,27 @@ class Lifeline:
         cap = crisper.settings.max_rescues
         rescued = 0
         with crisper.store.transaction() as session:
-            for lease in job_sql.expired_leases(session, cutoff, BATCH):
+            for lease in sweep_sql.expired_leases(session, cutoff, BATCH):
                 rescued += _rescue_one(session, lease, at, cap)
         return rescued
 
 
-def _rescue_one(session: Session, lease: job_sql.Lease, at: datetime, cap: int) -> bool:
+def _rescue_one(session: Session, lease: sweep_sql.Lease, at: datetime, cap: int) -> bool:
     if lease.cancel_requested:
-        return job_sql.finish(session, lease.id, lease.token, JobState.CANCELLED, at,
-                              reason="worker_lost", worker=lease.worker, error=dict(WORKER_LOST))
+        return attempt_sql.finish(session, lease.id, lease.token, JobState.CANCELLED, at,
+                                  reason="worker_lost", worker=lease.worker,
+                                  error=dict(WORKER_LOST))
     if lease.interrupted:
-        return job_sql.rescue(session, lease.id, lease.token, at, reason="interrupted",
-                              counted=False, worker=lease.worker)
+        return attempt_sql.rescue(session, lease.id, lease.token, at, reason="interrupted",
+                                  counted=False, worker=lease.worker)
     if lease.rescues >= cap:  # rescued `cap` times already: this loss is one too many
         log.warning("job %s lost its worker %d times: failed as poisoned", lease.id, cap + 1)
         error = {**POISONED, "message": POISONED["message"].format(n=cap + 1)}
-        return job_sql.finish(session, lease.id, lease.token, JobState.FAILED, at,
-                              reason="poisoned", worker=lease.worker, error=error)
-    return job_sql.rescue(session, lease.id, lease.token, at, reason="worker_lost", counted=True,
-                          worker=lease.worker, detail={"rescues": lease.rescues + 1})
+        return attempt_sql.finish(session, lease.id, lease.token, JobState.FAILED, at,
+                                  reason="poisoned", worker=lease.worker, error=error)
+    return attempt_sql.rescue(session, lease.id, lease.token, at, reason="worker_lost",
+                              counted=True, worker=lease.worker,
+                              detail={"rescues": lease.rescues + 1})
 
 
 def rescue(crisper: Crisper, at: datetime) -> int:

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from crisper.engine.dispatch import BrokerEpoch, Refusal, queue_depth
-from crisper.store import jobs as job_sql
 from crisper.store import queues as queue_sql
+from crisper.store import sweeps as sweep_sql
 from crisper.store import utcnow
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class Relay:
         sent = 0
         while True:
             with crisper.store.transaction() as session:
-                lost = job_sql.dispatched_before(session, began, BATCH)
+                lost = sweep_sql.dispatched_before(session, began, BATCH)
                 if lost:
                     _publish(crisper, session, lost, began)
             sent += len(lost)
@@ -75,7 +75,7 @@ class Relay:
 def relay(crisper: Crisper, at: datetime) -> int:
     """Publish queued jobs with no message out yet. Row locks keep other relays off them."""
     with crisper.store.transaction() as session:
-        todo = job_sql.undispatched(session, BATCH, queue_sql.paused(session), at)
+        todo = sweep_sql.undispatched(session, BATCH, queue_sql.paused(session), at)
         if todo:
             _publish(crisper, session, todo, at)
     return len(todo)
@@ -90,20 +90,20 @@ def redispatch_lost(crisper: Crisper, at: datetime) -> int:
     """
     before = at - timedelta(seconds=crisper.settings.redispatch_after_seconds)
     with crisper.store.read() as session:
-        queues = job_sql.queues_with_stale_dispatch(session, before)
+        queues = sweep_sql.queues_with_stale_dispatch(session, before)
     sent = 0
     for queue in queues:
         if queue_depth(crisper.celery, queue) != 0:
             continue  # messages still wait there (or the broker cannot say): nothing is lost
         with crisper.store.transaction() as session:
-            stale = job_sql.stale_dispatched(session, queue, before, BATCH)
+            stale = sweep_sql.stale_dispatched(session, queue, before, BATCH)
             if stale:
                 _publish(crisper, session, stale, at)
         sent += len(stale)
     return sent
 
 
-def _publish(crisper: Crisper, session: Session, todo: list[job_sql.Dispatch],
+def _publish(crisper: Crisper, session: Session, todo: list[sweep_sql.Dispatch],
              at: datetime) -> None:
     """Publish and record: sent jobs are dispatched; refused ones wait with their error.
 
@@ -112,12 +112,12 @@ def _publish(crisper: Crisper, session: Session, todo: list[job_sql.Dispatch],
     refusals = crisper.publish(todo)
     refused = {i for r in refusals for i in r.ids}
     sent_at = max(at, utcnow())  # when the messages were out (not when the tick began)
-    job_sql.mark_dispatched(session, [d.id for d in todo if d.id not in refused], sent_at)
+    sweep_sql.mark_dispatched(session, [d.id for d in todo if d.id not in refused], sent_at)
     if refusals:
         record_refusals(crisper, session, todo, refusals, at)
 
 
-def record_refusals(crisper: Crisper, session: Session, todo: list[job_sql.Dispatch],
+def record_refusals(crisper: Crisper, session: Session, todo: list[sweep_sql.Dispatch],
                     refusals: list[Refusal], at: datetime) -> None:
     """Each refused job waits, with the broker's answer, for a back-off that grows per refusal."""
     attempts = {d.id: d.dispatch_attempts for d in todo}
@@ -125,6 +125,6 @@ def record_refusals(crisper: Crisper, session: Session, todo: list[job_sql.Dispa
     for r in refusals:
         tries = 1 + max(attempts.get(i, 0) for i in r.ids)
         retry_at = at + timedelta(seconds=dispatch_backoff(tries, tick))
-        job_sql.mark_dispatch_refused(session, r.ids, r.error, retry_at)
+        sweep_sql.mark_dispatch_refused(session, r.ids, r.error, retry_at)
         log.warning("broker refused the wake-up of %d job(s) (%s): %s; retrying in %.1f s",
                     len(r.ids), r.ids[0], r.error, dispatch_backoff(tries, tick))

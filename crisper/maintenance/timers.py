@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from crisper.store import jobs as job_sql
+from crisper.store import sweeps as sweep_sql
 
 if TYPE_CHECKING:
     from crisper.app import Crisper
@@ -15,4 +15,4 @@ BATCH = 1000
 
 def promote_due(crisper: Crisper, at: datetime) -> int:
     with crisper.store.transaction() as session:
-        return job_sql.promote_due(session, at, BATCH)
+        return sweep_sql.promote_due(session, at, BATCH)

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from crisper.store.jobs import changed
 from crisper.store.models import api_keys
+from crisper.store.statements import changed
 
 
 @dataclass(frozen=True)

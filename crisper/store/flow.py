@@ -11,9 +11,9 @@ from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from crisper.states import ACTIVE, JobState
-from crisper.store.jobs import _RECORD_COLUMNS, _event, changed
 from crisper.store.models import job_events, jobs, queues
 from crisper.store.records import JobRecord
+from crisper.store.statements import RECORD_COLUMNS, changed, event
 
 S = JobState
 
@@ -67,7 +67,7 @@ def defer(session: Session, job: Pending, until: datetime, why: str, at: datetim
                 rate_token_at=rate_token_at or job.rate_token_at),
     )
     if done:
-        session.execute(insert(job_events), [_event(
+        session.execute(insert(job_events), [event(
             job.id, S.QUEUED, S.SCHEDULED, f"{why}_limited", at, job.attempt,
             detail={"until": until.isoformat()})])
     return bool(done)
@@ -96,7 +96,7 @@ def wake(session: Session, key: str, count: int, at: datetime) -> int:
 def active_unique(session: Session, tenant: str, key: str) -> JobRecord | None:
     """The active job holding a unique key, if any."""
     row = session.execute(
-        select(*_RECORD_COLUMNS).where(jobs.c.tenant == tenant, jobs.c.unique_key == key,
+        select(*RECORD_COLUMNS).where(jobs.c.tenant == tenant, jobs.c.unique_key == key,
                                        jobs.c.state.in_([s.value for s in ACTIVE]))
     ).first()
     return JobRecord.from_row(row) if row else None

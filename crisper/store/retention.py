@@ -9,8 +9,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from crisper.states import JobState
-from crisper.store.jobs import changed
 from crisper.store.models import job_events, job_logs, jobs
+from crisper.store.statements import changed
 
 
 def prune(session: Session, state: JobState, finished_before: datetime, limit: int, *,

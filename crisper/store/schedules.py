@@ -13,9 +13,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from crisper.states import ACTIVE
-from crisper.store.jobs import _RECORD_COLUMNS, changed
 from crisper.store.models import jobs, maintenance_runs, schedules
 from crisper.store.records import JobRecord, Record
+from crisper.store.statements import RECORD_COLUMNS, changed
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def record_fires(session: Session, name: str, tenant: str, fired: int, skipped: 
 
 def active_jobs(session: Session, name: str, tenant: str) -> list[JobRecord]:
     """The jobs of this schedule that have not finished (for the overlap policy)."""
-    stmt = select(*_RECORD_COLUMNS).where(
+    stmt = select(*RECORD_COLUMNS).where(
         jobs.c.schedule_name == name, jobs.c.tenant == tenant,
         jobs.c.state.in_([s.value for s in ACTIVE])
     ).with_for_update()

@@ -7,9 +7,9 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from crisper.store.jobs import changed
 from crisper.store.models import workers
 from crisper.store.records import WorkerRecord
+from crisper.store.statements import changed
 
 
 def register(session: Session, name: str, host: str, pid: int, queues: list[str],

@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy import select, text
 
 from crisper.states import JobState
-from crisper.store.jobs import _RECORD_COLUMNS, JobFilter, _where
+from crisper.store.jobs import JobFilter, _where
 from crisper.store.models import jobs
+from crisper.store.statements import RECORD_COLUMNS
 from tests.harness import Backend
 
 ROWS = int(os.environ.get("CRISPER_EXPLAIN_ROWS", "200000"))
@@ -39,7 +40,7 @@ FROM generate_series(1, :rows) AS g
 
 def explain(backend: Backend, f: JobFilter, before: Any = None, limit: int = 50
             ) -> tuple[dict[str, Any], float]:
-    stmt = _where(select(*_RECORD_COLUMNS), f)
+    stmt = _where(select(*RECORD_COLUMNS), f)
     if before is not None:
         stmt = stmt.where(jobs.c.id < before)
     stmt = stmt.order_by(jobs.c.id.desc()).limit(limit)

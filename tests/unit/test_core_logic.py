@@ -183,7 +183,7 @@ def test_the_public_api_is_small_and_sorted() -> None:
 
 def test_wake_up_messages_group_by_type_queue_and_priority_in_batches() -> None:
     from crisper.engine.dispatch import batches
-    from crisper.store.jobs import Dispatch
+    from crisper.store.sweeps import Dispatch
 
     ids = [uuid.UUID(int=i) for i in range(7)]
     todo = [Dispatch(ids[0], "a", "q", 0), Dispatch(ids[1], "a", "q", 0),

@@ -1,0 +1,231 @@
+"""The worker side of a job: claim, heartbeat, progress, logs, outcome (callers commit)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Boolean, String, Uuid, bindparam, case, exists, func, insert, select, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from crisper.states import TERMINAL, JobState
+from crisper.store.models import JSONB, UTCDateTime, job_logs, jobs, queues
+from crisper.store.statements import changed, dialect_of, run_moving
+
+S = JobState
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A job a worker now holds: what it needs to run it and to fence its writes."""
+
+    id: uuid.UUID
+    type: str
+    params: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    retry_policy: dict[str, Any]
+    timeout: float | None
+    lease_token: uuid.UUID
+    returned_attempts: int = 0
+
+    @property
+    def spent(self) -> int:
+        """Attempts that count against max_attempts: rescued ones were handed back unspent."""
+        return self.attempt - self.returned_attempts
+
+
+@cache
+def _claim_statement(dialect: str, skip_paused: bool, by_type: bool = False,
+                     by_queue: bool = False) -> Any:
+    if dialect == "postgresql":
+        wanted = jobs.c.id == func.any(bindparam("ids", type_=postgresql.ARRAY(Uuid())))
+    else:
+        wanted = jobs.c.id.in_(bindparam("ids", expanding=True))
+    where = [wanted, jobs.c.state == S.QUEUED.value]
+    if by_type:  # the message names a type: it must be the job's own (it picks the function)
+        where.append(jobs.c.type == bindparam("want_type", type_=String()))
+    if by_queue:
+        where.append(jobs.c.queue == bindparam("want_queue", type_=String()))
+    if skip_paused:
+        paused = exists().where(queues.c.name == jobs.c.queue, queues.c.paused_at.is_not(None))
+        where.append(~paused)
+    return (
+        update(jobs).where(*where)
+        .values(
+            state=S.RUNNING.value, attempt=jobs.c.attempt + 1, lease_token=bindparam("token"),
+            lease_expires_at=bindparam("expires"), worker=bindparam("worker"),
+            task_id=bindparam("task_id"), started_at=bindparam("at"), cancel_requested_at=None,
+            interrupted_at=None, forcible=bindparam("forcible", type_=Boolean()),
+        )
+        .returning(jobs.c.id, jobs.c.type, jobs.c.params, jobs.c.attempt, jobs.c.max_attempts,
+                   jobs.c.retry_policy, jobs.c.timeout, jobs.c.returned_attempts)
+    )
+
+
+def claim(db: Session | Connection, ids: Sequence[uuid.UUID], worker: str, task_id: str,
+          lease_seconds: float, at: datetime, skip_paused: bool = False, *,
+          job_type: str | None = None, queue: str | None = None,
+          forcible: bool | None = None) -> list[Claimed]:
+    """queued -> running in one conditional update; a stale or duplicate message claims nothing.
+
+    With `skip_paused`, jobs of a paused queue are left queued (the caller decides their fate).
+    With `job_type` (and `queue`), only jobs of that type (on that queue) are claimed: a message
+    naming another type than the job's must not decide which function runs. `forcible` records
+    whether the claiming worker can stop the attempt by force (prefork) or not.
+    """
+    token = uuid.uuid4()
+    dialect = dialect_of(db)
+    params = {"ids": list(ids), "token": token, "worker": worker, "task_id": task_id, "at": at,
+              "expires": at + timedelta(seconds=lease_seconds), "forcible": forcible}
+    if job_type is not None:
+        params["want_type"] = job_type
+    if queue is not None:
+        params["want_queue"] = queue
+    statement = _claim_statement(dialect, skip_paused, job_type is not None, queue is not None)
+    rows = run_moving(db, dialect, statement, params, S.QUEUED, S.RUNNING, "claimed", None)
+    return [Claimed(r.id, r.type, r.params, r.attempt, r.max_attempts, r.retry_policy, r.timeout,
+                    token, r.returned_attempts) for r in rows]
+
+
+@dataclass(frozen=True)
+class Unclaimable:
+    """Why a message's job could not be claimed: what the store holds for it."""
+
+    id: uuid.UUID
+    state: str
+    type: str
+    queue: str
+
+
+def unclaimable(session: Session, ids: Sequence[uuid.UUID]) -> list[Unclaimable]:
+    """The stored state, type and queue of jobs a claim did not take (for one log line each)."""
+    stmt = select(jobs.c.id, jobs.c.state, jobs.c.type, jobs.c.queue).where(
+        jobs.c.id.in_(list(ids)))
+    return [Unclaimable(r.id, r.state, r.type, r.queue) for r in session.execute(stmt)]
+
+
+def renew_leases(session: Session, leases: dict[uuid.UUID, uuid.UUID], until: datetime,
+                 interrupted_until: datetime | None = None) -> dict[uuid.UUID, bool]:
+    """Extend the leases still held; answer {job id: cancel requested} for each one renewed.
+
+    A job missing from the answer has lost its lease (rescued, or finished elsewhere). Jobs
+    marked interrupted (their worker is shutting down) get only `interrupted_until`: once the
+    shutdown kills them, the lifeline rescues them within a few beats, not a whole lease.
+    """
+    if not leases:
+        return {}
+    expires: Any = bindparam("until", until, type_=UTCDateTime())
+    if interrupted_until is not None:
+        expires = case((jobs.c.interrupted_at.is_not(None),
+                        bindparam("short", interrupted_until, type_=UTCDateTime())),
+                       else_=expires)
+    rows = session.execute(
+        update(jobs)
+        .where(jobs.c.id.in_(list(leases)), jobs.c.lease_token.in_(list(leases.values())),
+               jobs.c.state == S.RUNNING.value)
+        .values(lease_expires_at=expires)
+        .returning(jobs.c.id, jobs.c.cancel_requested_at)
+    ).all()
+    return {r.id: r.cancel_requested_at is not None for r in rows}
+
+
+def save_progress(session: Session, job_id: uuid.UUID, token: uuid.UUID, current: float,
+                  total: float | None, message: str | None) -> None:
+    session.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.lease_token == token)
+        .values(progress_current=current, progress_total=total, progress_message=message)
+    )
+
+
+def append_logs(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(job_logs), list(rows))
+
+
+@cache
+def _finish_statement(target: JobState) -> Any:
+    values: dict[str, Any] = {"state": target.value, "lease_token": None, "lease_expires_at": None,
+                              "error": func.coalesce(bindparam("error", type_=JSONB), jobs.c.error)}
+    if target in TERMINAL:
+        values["finished_at"] = bindparam("at")
+    if target is S.SUCCEEDED:
+        values["result"] = bindparam("result", type_=JSONB)
+        values["error"] = None
+    if target is S.RETRYING:
+        values["run_at"] = bindparam("retry_at")
+    if target is S.CANCELLED:
+        values["cancelled_at"] = bindparam("at")
+    return _fenced_move(values)
+
+
+def _fenced_move(values: dict[str, Any]) -> Any:
+    """A running job's move, made only by the holder of its lease token (the attempt's fence)."""
+    return (
+        update(jobs)
+        .where(jobs.c.id == bindparam("job_id"), jobs.c.lease_token == bindparam("token"),
+               jobs.c.state == S.RUNNING.value)
+        .values(**values)
+        .returning(jobs.c.id, jobs.c.attempt)
+    )
+
+
+def finish(
+    db: Session | Connection, job_id: uuid.UUID, token: uuid.UUID, target: JobState,
+    at: datetime, *,
+    reason: str, worker: str | None = None, result: Any = None,
+    error: dict[str, Any] | None = None, retry_at: datetime | None = None,
+) -> bool:
+    """running -> target, fenced by the lease token: a worker that lost its lease writes nothing."""
+    detail = {"error": error["message"]} if error else None
+    if retry_at is not None:
+        detail = {**(detail or {}), "retry_at": retry_at.isoformat()}
+    statement = _finish_statement(target)
+    params = {"job_id": job_id, "token": token, "at": at, "worker": worker, "error": error}
+    if target is S.SUCCEEDED:
+        params["result"] = result
+    if target is S.RETRYING:
+        params["retry_at"] = retry_at
+    return bool(run_moving(db, dialect_of(db), statement, params, S.RUNNING, target, reason,
+                           detail))
+
+
+@cache
+def _rescue_statement(counted: bool) -> Any:
+    values: dict[str, Any] = {
+        "state": S.QUEUED.value, "lease_token": None, "lease_expires_at": None,
+        "queued_at": bindparam("at"), "dispatched_at": None, "interrupted_at": None,
+        "returned_attempts": jobs.c.returned_attempts + 1,
+    }
+    if counted:
+        values["rescues"] = jobs.c.rescues + 1
+    return _fenced_move(values)
+
+
+def rescue(db: Session | Connection, job_id: uuid.UUID, token: uuid.UUID, at: datetime, *,
+           reason: str, counted: bool, worker: str | None = None,
+           detail: dict[str, Any] | None = None) -> bool:
+    """running -> queued, fenced by the lease token, handing the attempt back unspent.
+
+    `counted` rescues (a worker lost without notice) add to the job's poison-pill count;
+    announced ones (a shutdown's interruption, a worker cut off from the database) do not.
+    """
+    params = {"job_id": job_id, "token": token, "at": at, "worker": worker}
+    return bool(run_moving(db, dialect_of(db), _rescue_statement(counted), params, S.RUNNING,
+                           S.QUEUED, reason, detail))
+
+
+def mark_interrupted(session: Session, worker_prefix: str, at: datetime, expires: datetime
+                     ) -> int:
+    """An announced shutdown: mark the running jobs of one worker node as interrupted, their
+    leases cut to `expires` (a process still draining renews them, briefly, on its beat)."""
+    return changed(session, update(jobs).where(
+        jobs.c.state == S.RUNNING.value, jobs.c.worker.startswith(worker_prefix, autoescape=True),
+        jobs.c.interrupted_at.is_(None)).values(interrupted_at=at, lease_expires_at=expires))

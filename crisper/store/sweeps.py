@@ -1,0 +1,205 @@
+"""Maintenance on jobs: dispatch bookkeeping, promotion of due jobs, lease and cancel sweeps."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import exists, insert, or_, select, true, update
+from sqlalchemy.orm import Session
+
+from crisper.states import JobState
+from crisper.store.models import job_events, jobs
+from crisper.store.statements import event
+
+S = JobState
+
+
+@dataclass(frozen=True)
+class Lease:
+    id: uuid.UUID
+    token: uuid.UUID
+    attempt: int
+    max_attempts: int
+    retry_policy: dict[str, Any]
+    cancel_requested: bool
+    worker: str | None
+    task_id: str | None
+    rescues: int = 0
+    interrupted: bool = False
+    forcible: bool | None = None
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """A wake-up message to send: which job, of what type, on which queue."""
+
+    id: uuid.UUID
+    type: str
+    queue: str
+    priority: int
+    dispatch_attempts: int = 0  # refused publishes in a row (the relay backs off on them)
+
+
+def mark_dispatched(session: Session, ids: Sequence[uuid.UUID], at: datetime | None) -> None:
+    """Record that wake-up messages went out (at) or must go out again (None).
+
+    A message that went out clears the job's dispatch error and its back-off.
+    """
+    values: dict[str, Any] = {"dispatched_at": at}
+    if at is not None:
+        values.update(dispatch_error=None, dispatch_attempts=0, dispatch_after=None)
+    session.execute(
+        update(jobs)
+        .where(jobs.c.id.in_(ids), jobs.c.state == S.QUEUED.value)
+        .values(**values)
+    )
+
+
+def mark_dispatch_refused(session: Session, ids: Sequence[uuid.UUID], error: str,
+                          retry_at: datetime) -> None:
+    """The broker refused these jobs' message: they wait, showing why, until `retry_at`."""
+    session.execute(
+        update(jobs)
+        .where(jobs.c.id.in_(ids), jobs.c.state == S.QUEUED.value)
+        .values(dispatched_at=None, dispatch_error=error[:2000], dispatch_after=retry_at,
+                dispatch_attempts=jobs.c.dispatch_attempts + 1)
+    )
+
+
+def promote_due(session: Session, at: datetime, limit: int) -> int:
+    """scheduled/retrying jobs whose time has come -> queued (their wake-up goes out next)."""
+    moved = 0
+    for source in (S.SCHEDULED, S.RETRYING):
+        due = (
+            select(jobs.c.id).where(jobs.c.state == source.value, jobs.c.run_at <= at)
+            .order_by(jobs.c.run_at).limit(limit).with_for_update(skip_locked=True)
+        )
+        rows = session.execute(
+            update(jobs).where(jobs.c.id.in_(due.scalar_subquery()), jobs.c.state == source.value)
+            .values(state=S.QUEUED.value, queued_at=at, dispatched_at=None)
+            .returning(jobs.c.id, jobs.c.attempt)
+        ).all()
+        if rows:
+            reason = "due" if source is S.SCHEDULED else "retry_due"
+            session.execute(insert(job_events), [
+                event(r.id, source, S.QUEUED, reason, at, r.attempt) for r in rows
+            ])
+        moved += len(rows)
+    return moved
+
+
+def undispatched(session: Session, limit: int, skip_queues: Collection[str] = (),
+                 at: datetime | None = None) -> list[Dispatch]:
+    """Queued jobs whose wake-up message has not gone out, locked against other relays.
+
+    Jobs of `skip_queues` (the paused ones) wait until their queue is resumed; jobs whose
+    message the broker refused wait out their back-off (until `dispatch_after`, if `at`).
+    """
+    stmt = (
+        select(*_DISPATCH_COLUMNS)
+        .where(jobs.c.state == S.QUEUED.value, jobs.c.dispatched_at.is_(None),
+               jobs.c.queue.not_in(list(skip_queues)))
+        .order_by(jobs.c.priority.desc(), jobs.c.id).limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if at is not None:
+        stmt = stmt.where(or_(jobs.c.dispatch_after.is_(None), jobs.c.dispatch_after <= at))
+    return [_dispatch(r) for r in session.execute(stmt)]
+
+
+def waiting_dispatches(session: Session, ids: Sequence[uuid.UUID]) -> list[Dispatch]:
+    """The wake-up messages for those of `ids` still queued (a batch's waiting jobs)."""
+    stmt = (
+        select(jobs.c.id, jobs.c.type, jobs.c.queue, jobs.c.priority)
+        .where(jobs.c.id.in_(list(ids)), jobs.c.state == S.QUEUED.value)
+        .order_by(jobs.c.id)
+    )
+    return [Dispatch(r.id, r.type, r.queue, r.priority) for r in session.execute(stmt)]
+
+
+def queues_with_stale_dispatch(session: Session, before: datetime) -> list[str]:
+    stmt = (
+        select(jobs.c.queue).distinct()
+        .where(jobs.c.state == S.QUEUED.value, jobs.c.dispatched_at < before)
+    )
+    return list(session.scalars(stmt))
+
+
+def stale_dispatched(session: Session, queue: str, before: datetime, limit: int) -> list[Dispatch]:
+    """Queued jobs told to a worker long ago and still unclaimed: their message may be lost."""
+    stmt = (
+        select(*_DISPATCH_COLUMNS)
+        .where(jobs.c.state == S.QUEUED.value, jobs.c.queue == queue,
+               jobs.c.dispatched_at < before)
+        .order_by(jobs.c.priority.desc(), jobs.c.id).limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [_dispatch(r) for r in session.execute(stmt)]
+
+
+def dispatched_before(session: Session, before: datetime, limit: int) -> list[Dispatch]:
+    """Queued jobs whose message went out before `before` (a broker that restarted empty lost
+    them), highest priority and oldest first, locked against other relays."""
+    stmt = (
+        select(*_DISPATCH_COLUMNS)
+        .where(jobs.c.state == S.QUEUED.value, jobs.c.dispatched_at < before)
+        .order_by(jobs.c.priority.desc(), jobs.c.id).limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [_dispatch(r) for r in session.execute(stmt)]
+
+
+_DISPATCH_COLUMNS = (jobs.c.id, jobs.c.type, jobs.c.queue, jobs.c.priority,
+                     jobs.c.dispatch_attempts)
+
+
+def _dispatch(row: Any) -> Dispatch:
+    return Dispatch(row.id, row.type, row.queue, row.priority, row.dispatch_attempts)
+
+
+def _leases(session: Session, *conditions: Any, limit: int) -> list[Lease]:
+    stmt = (
+        select(jobs.c.id, jobs.c.lease_token, jobs.c.attempt, jobs.c.max_attempts,
+               jobs.c.retry_policy, jobs.c.cancel_requested_at, jobs.c.worker, jobs.c.task_id,
+               jobs.c.rescues, jobs.c.interrupted_at, jobs.c.forcible)
+        .where(jobs.c.state == S.RUNNING.value, *conditions)
+        .limit(limit).with_for_update(skip_locked=True)
+    )
+    return [
+        Lease(r.id, r.lease_token, r.attempt, r.max_attempts, r.retry_policy,
+              r.cancel_requested_at is not None, r.worker, r.task_id, r.rescues,
+              r.interrupted_at is not None, r.forcible)
+        for r in session.execute(stmt)
+    ]
+
+
+def expired_leases(session: Session, at: datetime, limit: int) -> list[Lease]:
+    return _leases(session, jobs.c.lease_expires_at < at, limit=limit)
+
+
+def overdue_cancels(session: Session, requested_before: datetime, limit: int, *,
+                    types: Sequence[str] = (), other_than: Sequence[str] = ()) -> list[Lease]:
+    """Running jobs asked to cancel before `requested_before`, which a forced stop can reach
+    (a job whose worker cannot be forced is left to stop cooperatively): of `types`, or of
+    every type but `other_than` (job types with their own cancel grace)."""
+    by_type = (jobs.c.type.in_(types) if types else
+               jobs.c.type.not_in(other_than) if other_than else true())
+    return _leases(session, jobs.c.cancel_requested_at < requested_before,
+                   jobs.c.forcible.is_not(False), by_type, limit=limit)
+
+
+def unforcible_cancels(session: Session, requested_before: datetime, limit: int) -> list[Lease]:
+    """Overdue cancel requests on workers that cannot stop a job by force, not yet explained."""
+    explained = exists().where(job_events.c.job_id == jobs.c.id,
+                               job_events.c.reason == "cancel_not_forcible",
+                               job_events.c.attempt == jobs.c.attempt)
+    return _leases(session, jobs.c.cancel_requested_at < requested_before,
+                   jobs.c.forcible.is_(False), ~explained, limit=limit)
+
+
+def ids_of(rows: Iterable[Dispatch]) -> list[uuid.UUID]:
+    return [r.id for r in rows]
