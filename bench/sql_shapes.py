@@ -71,7 +71,7 @@ def as_is(system: CrisperSystem, pre_ping: bool) -> Callable[[uuid.UUID], None]:
         with sessions() as s, s.begin():
             c = claimed[0]
             attempt_sql.finish(s, c.id, c.lease_token, JobState.SUCCEEDED, utcnow(),
-                               reason="succeeded", attempt=c.attempt, worker=WORKER, result=None)
+                               reason="succeeded", worker=WORKER, result=None)
     return one
 
 
