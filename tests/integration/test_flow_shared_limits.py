@@ -84,15 +84,16 @@ def test_two_job_types_share_one_rate_limit_across_three_workers(
 
 @pytest.mark.timeout(180)
 def test_two_job_types_share_one_concurrency_limit(backend: Backend, app: Crisper) -> None:
-    # Given a "gpu" limit of 2 shared by render and train, and three jobs of each
-    ids = [app.submit(t, {"seconds": 1.0}).id for t in ("shared.render", "shared.train")
-           for _ in range(3)]
-
-    # When two workers with six slots in all run them
+    # Given a "gpu" limit of 2 shared by render and train, and two workers with six slots
     backend.start_scheduler()
     backend.start_worker(concurrency=3, **SHARED_APP)
     backend.start_worker(concurrency=3, **SHARED_APP)
     seen: list[tuple[int | None, int]] = []
+
+    # When three jobs of each type arrive (after the workers are up, so that the limits view
+    # is watched from the first start: a slow worker start-up could otherwise hide every run)
+    ids = [app.submit(t, {"seconds": 1.0}).id for t in ("shared.render", "shared.train")
+           for _ in range(3)]
 
     def finished() -> bool:
         gpu = next(x for x in app.limit_view.states() if x.name == "gpu")
