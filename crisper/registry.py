@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from crisper.durations import Duration, seconds
-from crisper.errors import ConfigurationError, InvalidParams, InvalidRequest, UnknownJobType
+from crisper.durations import Duration, option_seconds
+from crisper.errors import ConfigurationError, InvalidParams, UnknownJobType
 from crisper.flow.limits import FlowOptions
 from crisper.names import json_problem, queue_problem
 from crisper.retention import Retention
@@ -179,7 +179,7 @@ def job_options(
         priority=priority,
         timeout=soft,
         hard_timeout=hard,
-        cancel_grace=_seconds("cancel_grace", cancel_grace),
+        cancel_grace=option_seconds("cancel_grace", cancel_grace, zero_ok=True),
         retry=retry or Retry(),
     )
 
@@ -188,24 +188,12 @@ def _limits(timeout: Duration | tuple[Duration, Duration] | None
             ) -> tuple[float | None, float | None]:
     """(soft, hard) seconds; the hard limit must come after the soft one."""
     if not isinstance(timeout, tuple):
-        return _seconds("timeout", timeout), None
+        return option_seconds("timeout", timeout), None
     if len(timeout) != 2:
         raise ConfigurationError("timeout: give one duration or (soft, hard)")
-    soft, hard = _seconds("timeout", timeout[0]), _seconds("timeout", timeout[1])
+    soft, hard = option_seconds("timeout", timeout[0]), option_seconds("timeout", timeout[1])
     assert soft is not None and hard is not None
     if hard <= soft:
         raise ConfigurationError(f"timeout: the hard limit ({hard:g} s) must come after the "
                                  f"soft one ({soft:g} s)")
     return soft, hard
-
-
-def _seconds(label: str, value: Duration | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        found = seconds(value)
-    except InvalidRequest as exc:  # a duration that is not one
-        raise ConfigurationError(f"{label}: {exc}") from None
-    if found <= 0 and label != "cancel_grace":
-        raise ConfigurationError(f"{label} must be more than 0 seconds")
-    return found

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from crisper.durations import Duration, seconds
-from crisper.errors import ConfigurationError, InvalidRequest
+from crisper.durations import Duration, option_seconds
+from crisper.errors import ConfigurationError
 from crisper.states import TERMINAL, JobState
 
 # The pruner never waits longer than this between runs, and runs sooner for short retentions.
@@ -54,16 +54,7 @@ class Retention:
                                                         "payload")) if a is not None]
 
     def _seconds(self, field_name: str) -> float | None:
-        value = getattr(self, field_name)
-        if value is None:
-            return None
-        try:
-            found = seconds(value)
-        except InvalidRequest as exc:  # a duration that is not one
-            raise ConfigurationError(f"retention {field_name}: {exc}") from None
-        if found <= 0:
-            raise ConfigurationError(f"retention {field_name} must be more than 0 seconds")
-        return found
+        return option_seconds(f"retention {field_name}", getattr(self, field_name))
 
 
 def prune_period(default: float, retentions: list[Retention]) -> float:
