@@ -14,7 +14,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crisper.durations import Duration, seconds
-from crisper.engine.dispatch import Breaker, Refusal
 from crisper.errors import (
     CrisperError,
     DuplicateJob,
@@ -36,6 +35,7 @@ from crisper.store.records import EventRecord, JobRecord, LogRecord
 
 if TYPE_CHECKING:
     from crisper.app import Crisper
+    from crisper.engine.dispatch import Refusal
 
 log = logging.getLogger(__name__)
 S = JobState
@@ -81,6 +81,8 @@ class JobService:
     """Submit, read and steer jobs. Adapters (CLI, HTTP, dashboard) call only this."""
 
     def __init__(self, crisper: Crisper) -> None:
+        from crisper.engine.dispatch import Breaker  # Celery and Kombu load on first use
+
         self.crisper = crisper
         self.breaker = Breaker()
 
