@@ -12,6 +12,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StringConstraints,
     field_validator,
     model_validator,
 )
@@ -58,6 +59,10 @@ def _text_time(value: Any) -> Any:
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_text_time)]
 
 
+LimitValue = Annotated[float | Annotated[str, StringConstraints(max_length=32)],
+                      "seconds, or a duration such as '1h55m'"]
+
+
 class SubmitBody(BaseModel):
     """A job to submit. The OpenAPI document narrows `type` and `params` to the app's job types."""
 
@@ -79,6 +84,12 @@ class SubmitBody(BaseModel):
                                    description="one active job per key (with the type's own)")
     on_duplicate: Literal["return", "reject"] = Field(
         "return", description="a unique key held by an active job: answer that job (200), or 409")
+    soft_time_limit: LimitValue | None = Field(
+        None, description="this job's soft time limit instead of its type's: seconds or a "
+        "duration ('10m'); the body gets SoftTimeLimitExceeded")
+    time_limit: LimitValue | None = Field(
+        None, description="this job's hard time limit: its process is killed; not before the "
+        "soft one, at most a week")
 
     @model_validator(mode="after")
     def _check(self) -> SubmitBody:
@@ -141,7 +152,9 @@ class Job(BaseModel):
         None, description="why this queued job's wake-up message could not be published; "
         "the relay tries again with back-off")
     idempotency_key: str | None
-    timeout: float | None
+    timeout: float | None = Field(description="the soft time limit, seconds")
+    hard_timeout: float | None = Field(
+        None, description="the job's own hard time limit (seconds); null: its type's")
     worker: str | None
     cancel_requested_at: datetime | None
     created_at: datetime
@@ -163,7 +176,8 @@ class Job(BaseModel):
             attempt=r.attempt, max_attempts=r.max_attempts, result=r.result,
             error=JobError(**r.error) if r.error else None, dispatch_error=r.dispatch_error,
             idempotency_key=r.idempotency_key,
-            timeout=r.timeout, worker=r.worker, cancel_requested_at=r.cancel_requested_at,
+            timeout=r.timeout, hard_timeout=r.hard_timeout, worker=r.worker,
+            cancel_requested_at=r.cancel_requested_at,
             created_at=r.created_at, run_at=r.run_at, queued_at=r.queued_at,
             started_at=r.started_at, finished_at=r.finished_at, cancelled_at=r.cancelled_at,
             links=JobLinks(self=base, cancel=f"{base}/cancel", retry=f"{base}/retry",

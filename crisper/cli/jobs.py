@@ -64,6 +64,10 @@ def register(app: typer.Typer) -> None:
         unique_key: str = typer.Option(None, help="one active job per key"),
         reject_duplicate: bool = typer.Option(
             False, help="with a unique key held by an active job: fail (exit 6), not return it"),
+        soft_time_limit: str = typer.Option(
+            None, help="this job's soft time limit instead of its type's, e.g. 10m"),
+        time_limit: str = typer.Option(
+            None, help="this job's hard time limit (its process is killed), e.g. 12m"),
         wait: bool = typer.Option(False, help="follow the job with a progress bar until it ends"),
         timeout: float = typer.Option(None, help="with --wait: give up after this many seconds"),
         as_json: bool = typer.Option(False, "--json", help="print the job as JSON"),
@@ -74,7 +78,8 @@ def register(app: typer.Typer) -> None:
         request = SubmitRequest(type=job_type, params=parse_params(params or []), queue=queue,
                                 priority=priority, delay=delay, hold=hold,
                                 idempotency_key=idempotency_key, unique_key=unique_key,
-                                on_duplicate="reject" if reject_duplicate else "return")
+                                on_duplicate="reject" if reject_duplicate else "return",
+                                soft_time_limit=soft_time_limit, time_limit=time_limit)
         job = service.submit(request)
         if not wait:
             typer.echo(dumps(job_dict(job)) if as_json else f"{job.id} {job.state.value}")

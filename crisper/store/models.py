@@ -121,6 +121,9 @@ jobs = Table(
     Column("dispatch_after", UTCDateTime()),
     # Searchable metadata (migration 0007): a few string pairs, filtered by exact match.
     Column("metadata", JSONB),
+    # A submit's own hard time limit (migration 0013; `timeout` then holds its soft one). NULL:
+    # the job type's limits apply. Set, the wake-up message carries both (time_limits.py).
+    Column("hard_timeout", Float),
     Index("ix_crisper_jobs_state_id", "state", "id"),
     Index("ix_crisper_jobs_type_id", "type", "id"),
     Index("ix_crisper_jobs_queue_state", "queue", "state"),
