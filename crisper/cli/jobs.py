@@ -22,9 +22,9 @@ from crisper.cli.render import (
 )
 from crisper.errors import InvalidRequest
 from crisper.metadata import parse_pairs
+from crisper.reads import job_filter
 from crisper.service import SubmitRequest
 from crisper.states import JobState
-from crisper.store.jobs import JobFilter
 from crisper.store.records import JobRecord
 from crisper.waiting import wait_for_end
 
@@ -118,16 +118,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """List jobs, newest first."""
         state: State = ctx.obj
-        try:
-            states = [JobState(s) for s in state_ or []]
-        except ValueError as exc:
-            raise fail(f"{exc}; states: {', '.join(s.value for s in JobState)}", 2) from exc
-        try:
-            metadata = parse_pairs(meta or [], "=")
+        try:  # the filter the API and Python build from the same values (reads.job_filter)
+            f = job_filter(state=state_ or (), type=type_ or (), queue=queue or (), tag=tag,
+                           metadata=parse_pairs(meta or [], "="))
         except InvalidRequest as exc:
-            raise fail(f"--meta {exc.reason}", 2) from exc
-        f = JobFilter(states=states, types=type_ or [], queues=queue or [], tag=tag,
-                      metadata=tuple(sorted(metadata.items())))
+            raise fail(f"--{exc.field} {exc.reason}", 2) from exc
         found = state.jobs.list_jobs(f, before=before, limit=limit)
         if as_json:
             typer.echo(dumps([job_dict(j) for j in found]))
