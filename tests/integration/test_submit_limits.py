@@ -58,6 +58,26 @@ def test_a_submits_hard_limit_kills_the_running_job_at_that_limit(
     assert (app.jobs.get(plain.id).timeout, app.jobs.get(plain.id).hard_timeout) == (3600.0, None)
 
 
+@pytest.mark.timeout(150)
+def test_a_submits_soft_limit_stops_a_job_of_a_type_without_limits(
+        backend: Backend, app: Crisper) -> None:
+    # Given a type with no time limit at all (its jobs are batched several to a message)
+    backend.start_worker(concurrency=1, **LIMITED)
+
+    # When one of its 30-second jobs is submitted with a 1 s soft limit
+    job = app.submit("lim.deaf", {"seconds": 30.0}, soft_time_limit=1)
+
+    # Then it ends failed by that limit about a second after it started, not 30 s later
+    done = job.wait(timeout=90)
+    record = app.jobs.get(done.id)
+    assert record.state is JobState.FAILED and record.error is not None
+    assert record.error["type"] == "SoftTimeLimitExceeded"
+    assert record.started_at is not None and record.finished_at is not None
+    assert (record.finished_at - record.started_at).total_seconds() < 10
+    assert [e.reason for e in app.jobs.events(job.id)][-1] == "timeout"
+    assert (record.timeout, record.hard_timeout) == (1.0, 31.0)  # + the app's 30 s kill grace
+
+
 def test_http_submits_take_their_own_limits_and_refuse_bad_ones(app: Crisper) -> None:
     # Given the limited app over HTTP
     with api_server(app) as url:
