@@ -23,9 +23,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from crisper import Crisper, InvalidTransition, JobNotFound, JobState
+from crisper.records import JobRecord
 from crisper.states import check_action
 from crisper.store.jobs import JobFilter
-from crisper.store.records import JobRecord
 from leadgen import jobs
 
 STATUS = {JobState.HELD: "draft", JobState.SCHEDULED: "queued", JobState.QUEUED: "queued",

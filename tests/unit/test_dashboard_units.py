@@ -16,8 +16,8 @@ from crisper.dashboard.session import MAX_AGE_SECONDS, SessionData, new_session,
 from crisper.dashboard.timeline import attempts
 from crisper.errors import InvalidRequest
 from crisper.insights import Minute
+from crisper.records import EventRecord
 from crisper.states import JobState
-from crisper.store.records import EventRecord
 
 SCHEMA = {
     "properties": {
