@@ -115,18 +115,24 @@ def test_the_cli_submits_with_its_own_limits(backend: Backend, app: Crisper) -> 
     # Given the limited app's environment
     env = {**backend.process_env(), **LIMITED}
 
-    def submit(*args: str) -> subprocess.CompletedProcess[str]:
+    def submit(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "crisper", "submit", "lim.deaf", "--hold",
-                               "--json", *args], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=60)
+                               "--json", *args], cwd=ROOT, env={**env, **extra},
+                              capture_output=True, text=True, timeout=60)
 
-    # When the CLI submits with limits, and with a hard limit before the soft one
+    # When the CLI submits with limits, on the database and through the API, and with a
+    # hard limit before the soft one
     done = submit("--soft-time-limit", "10m", "--time-limit", "12m")
+    with api_server(app) as url:
+        remote = submit("--soft-time-limit", "90s", "--time-limit", "2m", CRISPER_URL=url,
+                        CRISPER_API_KEY=key(app))
     bad = submit("--soft-time-limit", "10m", "--time-limit", "1m")
 
-    # Then the job holds them, and the bad pair exits 2 naming the option's field
+    # Then the jobs hold them, and the bad pair exits 2 naming the option's field
     assert done.returncode == 0, done.stderr
     job = json.loads(done.stdout)
     assert (job["timeout"], job["hard_timeout"]) == (600.0, 720.0)
     assert app.jobs.get(job["id"]).hard_timeout == 720.0
+    assert remote.returncode == 0, remote.stderr
+    assert app.jobs.get(json.loads(remote.stdout)["id"]).hard_timeout == 120.0
     assert bad.returncode == 2 and "time_limit" in bad.stderr + bad.stdout
