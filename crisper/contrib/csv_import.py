@@ -220,6 +220,9 @@ def csv_import(crisper: Crisper, *, name: str, model: type[BaseModel], table: st
                encoding: str = "utf-8") -> CsvImport:
     """Register the job type `name`, taking one parameter, `path` (a file inside `folder`).
 
+    Retries (default: 3 attempts, 30 s back-off) skip what cannot get better: a refused
+    file (ImportFileError) or a value the table refuses (psycopg.errors.DataError).
+
     `table` ("name" or "schema.name") must exist with a column per model field and a unique
     constraint on `key`; `database_url` defaults to the app's own database.
     """
@@ -242,5 +245,6 @@ def csv_import(crisper: Crisper, *, name: str, model: type[BaseModel], table: st
     import_csv.__doc__ = f"Import a CSV file from the import folder into {table}."
     crisper.job(name=name, queue=queue, timeout=timeout,
                 retry=retry or Retry(attempts=3, backoff="30s",
-                                     dont_retry_on=(ImportFileError,)))(import_csv)
+                                     dont_retry_on=(ImportFileError, psycopg.errors.DataError)))(
+                                         import_csv)
     return spec
