@@ -60,10 +60,11 @@ class RejectionLog:
         self.count = 0
         self._kept: list[Rejection] = []
 
-    def add(self, rejections: Iterable[Rejection]) -> None:
-        for rejection in rejections:
-            self.count += 1
-            self._kept.append(rejection)
+    def add(self, rejections: Iterable[Rejection], count: int | None = None) -> None:
+        """Keep these; count them, or `count` if only some of them were given."""
+        before = len(self._kept)
+        self._kept.extend(rejections)
+        self.count += len(self._kept) - before if count is None else count
         if len(self._kept) > 2 * self.cap:
             self._kept = sorted(self._kept, key=lambda r: r.line)[: self.cap]
 
@@ -109,8 +110,8 @@ class CsvImport:
                     staged, unreadable = self._stage(ctx, cur, rows, validator, rejected,
                                                      size, started)
                     timings = {"stage": time.monotonic() - started}
-                    duplicates = self._duplicates(cur)
-                    rejected.add(duplicates)
+                    duplicates, duplicated = self._duplicates(cur)
+                    rejected.add(duplicates, duplicated)
                     timings["duplicates"] = time.monotonic() - started - timings["stage"]
                     ctx.progress(size, size, f"{staged} rows staged, merging")
                     inserted, written = self._merge(cur)
@@ -120,7 +121,7 @@ class CsvImport:
                 if gc_was_enabled:
                     gc.enable()
         seconds = time.monotonic() - started
-        valid, total = staged - len(duplicates), staged + unreadable
+        valid, total = staged - duplicated, staged + unreadable
         ctx.progress(size, size, f"{total} rows, {rejected.count} rejected")
         result = {
             "path": path, "bytes": size, "rows": total,
@@ -177,16 +178,25 @@ class CsvImport:
     def _key_sql(self) -> sql.Composable:
         return sql.SQL(", ").join(map(sql.Identifier, self.key))
 
-    def _duplicates(self, cur: psycopg.Cursor[Any]) -> list[Rejection]:
-        """Later rows repeating an earlier row's key: rejected, and taken out of the stage."""
+    def _duplicates(self, cur: psycopg.Cursor[Any]) -> tuple[list[Rejection], int]:
+        """Later rows repeating an earlier row's key: rejected, and taken out of the stage.
+        One hash aggregate finds whether there are any; only then are they looked up."""
+        names = {"stage": sql.Identifier(STAGE), "line": sql.Identifier(LINE),
+                 "key": self._key_sql()}
+        cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {stage} GROUP BY {key} "
+                            "HAVING count(*) > 1)").format(**names))
+        if not (row := cur.fetchone()) or not row[0]:
+            return [], 0
         cur.execute(sql.SQL(
-            "DELETE FROM {stage} s USING (SELECT {line}, min({line}) OVER (PARTITION BY {key})"
-            " AS first FROM {stage}) d WHERE s.{line} = d.{line} AND d.{line} > d.first "
-            "RETURNING s.{line}, d.first").format(
-                stage=sql.Identifier(STAGE), line=sql.Identifier(LINE), key=self._key_sql()))
+            "WITH gone AS (DELETE FROM {stage} s USING (SELECT {line}, min({line}) OVER "
+            "(PARTITION BY {key}) AS first FROM {stage}) d WHERE s.{line} = d.{line} "
+            "AND d.{line} > d.first RETURNING s.{line} AS line, d.first) "
+            "SELECT line, first, count(*) OVER () FROM gone ORDER BY line LIMIT %s"
+        ).format(**names), (self.max_errors,))
         shown = ", ".join(self.key)
+        found = cur.fetchall()  # only the first max_errors come back, with the total
         return [Rejection(line, f"duplicate {shown}: the same as line {first}")
-                for line, first in cur.fetchall()]
+                for line, first, _ in found], (found[0][2] if found else 0)
 
     def _merge(self, cur: psycopg.Cursor[Any]) -> tuple[int, int]:
         """Upsert the staged rows by key: (rows inserted, rows inserted or changed)."""

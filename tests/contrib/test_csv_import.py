@@ -151,3 +151,20 @@ def test_an_uploaded_file_is_imported_with_live_progress(world: World) -> None:
     live = [m for m in seen if "rows/s" in m]
     assert live, f"no live progress seen: {seen}"
     assert all(m.split()[0].isdigit() and m.split()[1] == "rows," for m in live)
+
+
+def test_rejections_are_counted_in_full_and_listed_up_to_the_cap(world: World) -> None:
+    # Given 300 rows of one SKU, and 50 rows with a field too many after them
+    rng = random.Random(3)
+    same = gen_products.product_line(1, rng)
+    lines = [gen_products.HEADER] + [same] * 300 + [
+        same.replace("SKU-00000001", f"SKU-X{n}").replace(",EUR,", ",EUR,lots,", 1)
+        for n in range(50)]
+    (world.folder / "same.csv").write_text("\n".join(lines) + "\n")
+
+    result = world.run("same.csv")
+
+    assert (result["imported"], result["rejected"]) == (1, 299 + 50)
+    assert result["errors_truncated"] is True and len(result["errors"]) == 100
+    assert [e["line"] for e in result["errors"]] == list(range(3, 103))
+    assert result["errors"][0]["reason"] == "duplicate sku: the same as line 2"
