@@ -145,10 +145,13 @@ def child(args: argparse.Namespace) -> None:
     else:
         run = builtin(args.file, args.url, args.table)
     baseline = rss_now_mb()
+    cpu0 = time.process_time()
     started = time.perf_counter()
     rows = run()
     seconds = time.perf_counter() - started
-    print(json.dumps({"rows": rows, "seconds": seconds, "peak_rss_mb": peak_rss_mb(),
+    cpu = time.process_time() - cpu0
+    print(json.dumps({"rows": rows, "seconds": seconds, "cpu_seconds": cpu,
+                      "peak_rss_mb": peak_rss_mb(),
                       "rss_at_start_mb": baseline}))
 
 
@@ -220,7 +223,9 @@ def measure(args: argparse.Namespace, tmp: Path, url: str) -> dict[str, Any]:
             note = f"  (on {figures['rows']} rows; {args.rows} extrapolated: " \
                    f"{args.rows / rate:.0f} s)"
         print(f"{way:9} {figures['rows']:>7} rows {figures['seconds']:7.2f} s "
-              f"{rate:>9,.0f} rows/s  peak RSS {figures['peak_rss_mb']:6.1f} MB "
+              f"{rate:>9,.0f} rows/s  (this process's CPU {figures['cpu_seconds']:6.2f} s: "
+              f"{figures['rows'] / figures['cpu_seconds']:>8,.0f} rows per CPU-s)\n"
+              f"{'':10}peak RSS {figures['peak_rss_mb']:6.1f} MB "
               f"(at start {figures['rss_at_start_mb']:.1f})  load {figures['load_before']:.2f}"
               f"->{figures['load_after']:.2f}{note}")
         if "timings" in figures:
