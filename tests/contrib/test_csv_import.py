@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -168,3 +169,31 @@ def test_rejections_are_counted_in_full_and_listed_up_to_the_cap(world: World) -
     assert result["errors_truncated"] is True and len(result["errors"]) == 100
     assert [e["line"] for e in result["errors"]] == list(range(3, 103))
     assert result["errors"][0]["reason"] == "duplicate sku: the same as line 2"
+
+
+def test_a_cancelled_import_stops_between_chunks_and_rolls_back(world: World) -> None:
+    # Given a long import that has started storing chunks
+    gen_products.write(world.folder / "long.csv", rows=300_000)
+    job = world.app.submit(TYPE, {"path": "long.csv"})
+    running = wait_for_progress(world, job.id)
+
+    # When it is cancelled
+    world.app.jobs.cancel(job.id)
+    job.wait(timeout=120)
+
+    # Then it stopped before the end, and nothing reached the table
+    record = world.app.jobs.get(job.id)
+    assert record.state is JobState.CANCELLED
+    assert running.progress_current < running.progress_total
+    assert world.query("SELECT count(*) FROM products") == [(0,)]
+
+
+def wait_for_progress(world: World, job_id: object, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = world.app.jobs.get(job_id)
+        if record.state is JobState.RUNNING and record.progress_current:
+            return record
+        assert record.state in (JobState.QUEUED, JobState.RUNNING), record.state
+        time.sleep(0.05)
+    raise AssertionError("the import never reported progress")
