@@ -52,14 +52,17 @@ SENT_KEPT_SECONDS = 7 * 86400
 PREVIEWS = 3
 
 
+# Template values: at most 50, names of 64 characters, values of 10,000.
+Values = Annotated[dict[Annotated[str, Field(max_length=64)],
+                        Annotated[str, Field(max_length=10_000)]], Field(max_length=50)]
+
+
 class Recipient(BaseModel):
     """One message: the address and the values its templates are filled with."""
 
     model_config = ConfigDict(extra="forbid")
     to: str = Field(max_length=254, pattern=ADDRESS)
-    values: dict[Annotated[str, Field(max_length=64)],
-                 Annotated[str, Field(max_length=10_000)]] = Field(default_factory=dict,
-                                                                   max_length=50)
+    values: Values = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -346,7 +349,7 @@ def batch_email(crisper: Crisper, *, name: str, server: SmtpServer, sender: str,
               inspect.Parameter("recipients", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                 annotation=bounded),
               inspect.Parameter("values", inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                default=None, annotation=dict[str, str] | None),
+                                default=None, annotation=Values | None),
               inspect.Parameter("test_mode", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                 default=False, annotation=bool)]
     send_batch.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]

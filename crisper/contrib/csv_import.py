@@ -17,15 +17,16 @@ adding them again. See docs/contrib.md.
 from __future__ import annotations
 
 import gc
+import inspect
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 import psycopg
 from psycopg import sql
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.engine import make_url
 
 from crisper.contrib.csv_source import (
@@ -252,6 +253,10 @@ def csv_import(crisper: Crisper, *, name: str, model: type[BaseModel], table: st
     def import_csv(ctx: JobContext, path: str) -> dict[str, Any]:
         return spec.run(ctx, path)
 
+    path_type = Annotated[str, Field(min_length=1, max_length=1024)]
+    import_csv.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter("path", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=path_type)])
     import_csv.__doc__ = f"Import a CSV file from the import folder into {table}."
     crisper.job(name=name, queue=queue, timeout=timeout,
                 retry=retry or Retry(attempts=3, backoff="30s",

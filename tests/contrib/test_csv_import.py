@@ -92,7 +92,7 @@ def test_good_rows_are_stored_bad_ones_named_by_line_and_a_rerun_adds_nothing(
 
 
 @pytest.mark.parametrize("path", ["../outside.csv", "/etc/passwd", "link.csv", "missing.csv",
-                                  "sub/../../outside.csv", ""])
+                                  "sub/../../outside.csv"])
 def test_a_path_that_leaves_the_folder_fails_at_once(world: World, path: str) -> None:
     (world.folder.parent / "outside.csv").write_text("sku\nX\n")
     (world.folder / "link.csv").symlink_to(world.folder.parent / "outside.csv")
