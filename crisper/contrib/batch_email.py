@@ -111,6 +111,8 @@ class Connection:
             self._open().send_message(message, from_addr=sender, to_addrs=[to])
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = exc.recipients.get(to, (None, b"refused"))
+            if code == 421:  # smtplib has closed the session: open a new one next time
+                self.close()
             raise SmtpFailure(code, _text(text)) from None
         except smtplib.SMTPResponseException as exc:
             if exc.smtp_code in (421, -1):  # the server is closing the session
@@ -301,7 +303,8 @@ class SentLog:
 
     def __init__(self, url: str | None, key: str, enabled: bool) -> None:
         self.key = key
-        self._client = redis.Redis.from_url(url) if url and enabled else None
+        self._client = (redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+                        if url and enabled else None)
 
     def has(self, to: str) -> bool:
         if self._client is None:
