@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from string import Template
 
 import pytest
 
 from crisper import Crisper, JobState
+from crisper.contrib.batch_email import BatchEmail, SmtpServer
+from crisper.engine.context import JobContext
 from tests.apps import contribapp
+from tests.conftest import require
 from tests.contrib.smtp_inbox import Inbox, smtp_server
-from tests.harness import Backend
+from tests.harness import REDIS_BASE, Backend, delete_prefixed
 
 pytestmark = [pytest.mark.backends("postgres-redis"), pytest.mark.slow]
 
@@ -112,3 +117,30 @@ def test_two_mailing_types_share_one_rate_limit(mail_app: Crisper, inbox: Inbox)
     for i, start in enumerate(times):
         in_window = sum(1 for t in times[i:] if t - start <= 1.0)
         assert in_window <= contribapp.MAIL_BURST + 1.0 / interval + 1  # +1: arrival jitter
+
+
+def test_a_second_attempt_of_the_same_job_skips_who_already_got_the_message() -> None:
+    # The body run twice for one job id (as a retry after a lost worker would), on a real
+    # SMTP server and the real Redis
+    require("redis")
+    prefix = f"t{uuid.uuid4().hex[:10]}:"
+    inbox = Inbox(flaky={"late@shop.example"}, flaky_times=99)
+    try:
+        with smtp_server(inbox) as port:
+            spec = BatchEmail("t.mail", SmtpServer("127.0.0.1", port, timeout=10),
+                              "news@shop.example", Template("Hi"), Template("Hello"), None,
+                              None, f"{REDIS_BASE}/1", prefix, attempts=2, backoff=0.05)
+            ctx = JobContext(job_id=uuid.uuid4(), job_type="t.mail", attempt=1,
+                             max_attempts=2, lease_token=uuid.uuid4(), lease_seconds=60,
+                             max_log_lines=100)
+            people = [{"to": "ada@shop.example"}, {"to": "late@shop.example"}]
+            first = spec.run(ctx, people, None, False)
+            second = spec.run(ctx, people, None, False)
+    finally:
+        delete_prefixed(f"{REDIS_BASE}/1", prefix)
+
+    assert [r["status"] for r in first["recipients"]] == ["sent", "failed"]
+    assert second["recipients"][0] == {"to": "ada@shop.example", "status": "sent", "tries": 0,
+                                       "error": "sent by an earlier attempt of this job"}
+    assert second["recipients"][1]["status"] == "failed"
+    assert inbox.count("ada@shop.example") == 1 and inbox.tries["late@shop.example"] == 4
