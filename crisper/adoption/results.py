@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import threading
 import time
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -189,10 +190,8 @@ def _cancel(crisper: Crisper, task_id: object) -> bool:
         return False
     if job is None:
         return False
-    try:
+    with suppress(InvalidTransition, JobNotFound):  # ended already: nothing to stop
         crisper.jobs.cancel(job.id)
-    except (InvalidTransition, JobNotFound):  # ended already: nothing to stop, as in Celery
-        pass
     return True
 
 

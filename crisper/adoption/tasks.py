@@ -122,8 +122,9 @@ class AdoptedJobType(JobType):
         return self.crisper.celery.AsyncResult(str(record.id) if task_id is None else task_id)
 
     def request_for(self, args: Any, kwargs: Any, *, countdown: float | None = None,
-                    eta: datetime | str | None = None, expires: float | datetime | str | None = None,
-                    queue: Any = None, priority: int | None = None, task_id: str | None = None,
+                    eta: datetime | str | None = None,
+                    expires: float | datetime | str | None = None, queue: Any = None,
+                    priority: int | None = None, task_id: str | None = None,
                     celery_priority: bool = True) -> SubmitRequest:
         """A submit request from Celery's arguments (shared with the adopting consumer)."""
         from crisper.adoption.results import EXPIRES_KEY

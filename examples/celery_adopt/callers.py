@@ -2,7 +2,6 @@
 the same code runs against the plain app, the wrapped one and the one with tasks moved."""
 
 from celery.result import AsyncResult
-
 from proj import ai, app, campaigns, demo, emails, scraper
 
 

@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+
 from crisper import Crisper
 
 prefix = os.environ.get("PROJ_KEY_PREFIX", "")
