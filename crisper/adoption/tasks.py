@@ -115,7 +115,12 @@ class AdoptedJobType(JobType):
                     expires: float | datetime | None = None, queue: Any = None,
                     priority: int | None = None, task_id: str | None = None,
                     **_options: Any) -> AsyncResult:
-        """Create the durable job; countdown/eta become a database timer (never broker ETA)."""
+        """Create the durable job; countdown/eta become a database timer (never broker ETA).
+        Canvas callbacks (link, link_error, chain, chord) are refused: a job does not run them."""
+        canvas = sorted(k for k in ("link", "link_error", "chain", "chord") if _options.get(k))
+        if canvas:
+            raise InvalidRequest(canvas[0], f"{self.name} is a Crisper job: callbacks are not "
+                                 "run; call the next task from the body, or wait for the result")
         record = self.crisper.jobs.submit(self.request_for(
             args, kwargs, countdown=countdown, eta=eta, expires=expires, queue=queue,
             priority=priority, task_id=task_id))

@@ -176,3 +176,70 @@ def test_self_retry_asks_for_a_timed_attempt_until_the_last(tmp_path: Path) -> N
     with pytest.raises(RuntimeError):
         current_job()
     crisper.store.close()
+
+
+class _Message:
+    """The parts of a Kombu message the adopting consumer reads."""
+
+    def __init__(self, headers: dict[str, object], body: object) -> None:
+        self.headers = headers
+        self.body = body
+        self.properties = {"priority": 2}
+        self.delivery_info: dict[str, object] = {}
+
+    def decode(self) -> object:
+        return self.body
+
+
+def test_old_format_messages_are_read_in_both_protocols(tmp_path: Path) -> None:
+    from crisper.adoption.consumer import celery_call, old_format_job
+    from crisper.engine.dispatch import WAKE_HEADERS
+
+    _, crisper = wrapped(tmp_path)
+
+    @crisper.job(name="proj.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    v2 = _Message({"task": "proj.add", "id": "abc", "eta": "2030-01-01T00:00:00+00:00"},
+                  [[1], {"y": 2}, {}])
+    assert old_format_job(crisper, v2) is add
+    assert celery_call(v2) == {"args": [1], "kwargs": {"y": 2}, "task_id": "abc",
+                               "eta": "2030-01-01T00:00:00+00:00", "expires": None,
+                               "priority": 2}
+    v1 = _Message({}, {"task": "proj.add", "id": "def", "args": [1, 2], "kwargs": {}})
+    v1.payload = v1.body  # type: ignore[attr-defined]
+    assert old_format_job(crisper, v1) is add
+    assert celery_call(v1)["args"] == [1, 2] and celery_call(v1)["task_id"] == "def"
+    wake = _Message({"task": "proj.add", "id": "w", **WAKE_HEADERS}, [[["id"]], {}, {}])
+    assert old_format_job(crisper, wake) is None  # Crisper's own wake-up: the runner's
+    other = _Message({"task": "proj.unmoved", "id": "x"}, [[], {}, {}])
+    assert old_format_job(crisper, other) is None
+    crisper.store.close()
+
+
+def test_a_job_started_after_its_expiry_is_cancelled(tmp_path: Path) -> None:
+    from crisper.adoption.results import check_expiry
+    from crisper.errors import Cancelled
+
+    _, crisper = wrapped(tmp_path)
+    crisper.store.create_all()
+
+    @crisper.job(name="proj.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    expired = add.request_for((1, 2), {}, expires=-1)
+    fresh = add.request_for((1, 2), {}, expires=3600)
+    for request, late in ((expired, True), (fresh, False)):
+        request.hold = True  # stored without a wake-up message
+        job = crisper.jobs.submit(request)
+        ctx = _ctx(1, 1)
+        ctx.job_id = job.id
+        if late:
+            with pytest.raises(Cancelled):
+                check_expiry(add, ctx)
+            assert ctx.cancel_requested
+        else:
+            check_expiry(add, ctx)
+    crisper.store.close()
