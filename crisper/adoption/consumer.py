@@ -20,6 +20,7 @@ from crisper.engine.consumer import Consumer as HardenedConsumer
 from crisper.engine.consumer import refuse
 from crisper.engine.dispatch import WAKE_HEADERS
 from crisper.errors import CrisperError, InvalidParams, InvalidRequest
+from crisper.store import utcnow
 
 if TYPE_CHECKING:
     from crisper.adoption.tasks import AdoptedJobType
@@ -92,8 +93,13 @@ def adopt_message(crisper: Crisper, job_type: AdoptedJobType, message: Any) -> N
         request = job_type.request_for(call["args"], call["kwargs"], eta=call["eta"],
                                        expires=call["expires"], priority=call["priority"],
                                        task_id=call["task_id"])
+    except Exception as exc:  # noqa: BLE001 - any body we cannot read: refused, not fatal
+        refuse(message, exc)
+        return
+    before = utcnow()
+    try:
         record = crisper.jobs.submit(request)
-    except (InvalidParams, InvalidRequest, ValueError, TypeError, KeyError, IndexError) as exc:
+    except (InvalidParams, InvalidRequest) as exc:
         refuse(message, exc)
         return
     except CrisperError as exc:
@@ -102,6 +108,10 @@ def adopt_message(crisper: Crisper, job_type: AdoptedJobType, message: Any) -> N
         time.sleep(STORE_DOWN_PAUSE)
         message.requeue()
         return
-    log.info("adopted a Celery message for %s as job %s (%s)", job_type.name, record.id,
-             record.state.value)
+    if record.created_at < before:  # delivered again: the first delivery made the job
+        log.info("a Celery message for %s was adopted already, as job %s; dropped",
+                 job_type.name, record.id)
+    else:
+        log.info("adopted a Celery message for %s as job %s (%s)", job_type.name, record.id,
+                 record.state.value)
     message.ack()

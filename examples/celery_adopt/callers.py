@@ -49,6 +49,10 @@ def start_slow(seconds):
     return demo.slow.delay(seconds)
 
 
+def start_stuck(seconds):
+    return demo.stuck.delay(seconds)
+
+
 def status(task_id):
     """What the status page shows for a task id kept from earlier."""
     result = AsyncResult(task_id, app=app)

@@ -90,8 +90,16 @@ class Project:
         try:
             with engine.connect() as conn:
                 rows = conn.execute(text("SELECT id, type, state, attempt, queue, priority, "
-                                         "result FROM crisper_jobs")).mappings().all()
+                                         "result, run_at FROM crisper_jobs")).mappings().all()
                 return [dict(r) for r in rows]
+        finally:
+            engine.dispose()
+
+    def workers(self) -> list[str]:
+        engine = create_engine(normalize_url(self.db_url))
+        try:
+            with engine.connect() as conn:
+                return list(conn.execute(text("SELECT name FROM crisper_workers")).scalars())
         finally:
             engine.dispose()
 
@@ -113,6 +121,12 @@ class Project:
                 with suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
         self.procs.clear()
+
+    def full_log(self, containing: str) -> str:
+        """The lines of every process's log that contain `containing`."""
+        return "\n".join(line for p in self.tmp.glob("*.log")
+                         for line in p.read_text(errors="replace").splitlines()
+                         if containing in line)
 
     def logs(self) -> str:
         return "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-3000:]}"
@@ -157,6 +171,7 @@ def check_callers(seen: dict[str, Any]) -> None:
     for name in ("welcome", "bounce", "launch", "fetch", "crawl", "summary", "add"):
         assert seen[f"{name}_state"] == "SUCCESS"
         assert seen[f"{name}_status"][0] == "SUCCESS"
+    assert (seen["stuck_get"], seen["stuck_state"]) == ("SoftTimeLimitExceeded", "FAILURE")
     assert seen["slow_state"] == "REVOKED"
     assert seen["slow_get"] in ("TaskRevokedError",)
 
@@ -176,8 +191,9 @@ def test_moved_tasks_keep_their_callers_and_lose_nothing_in_flight(project: Proj
                                                                    kind: str) -> None:
     with explained(project):
         in_flight = project.run("stage1_plain", "send_old")  # sent before the deploy
+        project.run("stage1_plain", "send_garbage")  # and messages no task can take
         project.scheduler("stage3_moved")
-        project.worker("stage3_moved", kind)
+        worker = project.worker("stage3_moved", kind)
         seen = project.run("stage3_moved", "calls")
         check_callers(seen)
 
@@ -189,6 +205,7 @@ def test_moved_tasks_keep_their_callers_and_lose_nothing_in_flight(project: Proj
         assert jobs[seen["crawl_id"]]["priority"] == 9  # Redis priority 0: runs first
         assert jobs[seen["launch_id"]]["queue"] == "campaigns"  # where Celery routed it
         assert jobs[seen["slow_id"]]["state"] == "cancelled"
+        assert jobs[seen["stuck_id"]]["state"] == "failed"  # its soft time limit, under -A too
 
         def all_done() -> dict[str, Any] | None:
             got = project.run("stage3_moved", "states", json.dumps(in_flight))
@@ -203,3 +220,8 @@ def test_moved_tasks_keep_their_callers_and_lose_nothing_in_flight(project: Proj
         assert len(adopted) == len(in_flight)
         assert all(j["state"] == "succeeded" for j in adopted)
         assert "slow 60" not in project.marks()
+        delayed = next(j for j in adopted if str(j["id"]) == in_flight["add 100 100"])
+        assert delayed["run_at"] is not None  # its countdown became a database timer
+        assert any(name.startswith(kind) for name in project.workers())  # registered
+        assert worker.poll() is None  # the garbage was refused, the worker went on
+        assert project.full_log("refused a message").count("refused") == 3

@@ -5,6 +5,7 @@ path) and prints what they saw as JSON: `python -m tests.driver STEP`, cwd examp
 import json
 import sys
 import time
+import uuid
 
 import callers
 from proj import app, demo, emails
@@ -30,6 +31,14 @@ def calls():
         out[name + "_id"] = result.id
         out[name + "_state"] = result.state
         out[name + "_status"] = list(callers.status(result.id))
+    stuck = callers.start_stuck(30)
+    try:
+        stuck.get(timeout=90)
+        out["stuck_get"] = "returned"
+    except Exception as exc:  # noqa: BLE001 - the caller sees the time limit's exception
+        out["stuck_get"] = type(exc).__name__
+    out["stuck_id"] = stuck.id
+    out["stuck_state"] = stuck.state
     slow = callers.start_slow(60)
     time.sleep(3)
     slow.revoke(terminate=True)
@@ -60,6 +69,20 @@ def send_old():
     return ids
 
 
+def send_garbage():
+    """Messages no task can take, on the queue the workers consume."""
+    with app.connection_for_write() as conn:
+        producer = conn.Producer()
+        for body in ("not a call", {"args": 1}):
+            producer.publish(body, routing_key="general", serializer="json",
+                             headers={"task": "proj.demo.add", "id": str(uuid.uuid4())})
+        producer.publish(b"\x80\x04garbage", routing_key="general",
+                         content_type="application/x-python-serialize",
+                         content_encoding="binary", headers={"task": "proj.demo.add",
+                                                             "id": str(uuid.uuid4())})
+    return {"sent": 3}
+
+
 def states():
     """The state of each id given on stdin, through AsyncResult."""
     ids = json.loads(sys.stdin.read())
@@ -67,5 +90,6 @@ def states():
 
 
 if __name__ == "__main__":
-    step = {"calls": calls, "send_old": send_old, "states": states}[sys.argv[1]]
+    step = {"calls": calls, "send_old": send_old, "states": states,
+            "send_garbage": send_garbage}[sys.argv[1]]
     print("RESULT " + json.dumps(step(), default=str))

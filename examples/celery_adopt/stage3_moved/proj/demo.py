@@ -25,3 +25,11 @@ def slow(seconds):
 def echo(value):
     mark(f"echo {value}")
     return value
+
+
+@crisper.job(soft_time_limit=2)
+def stuck(seconds):
+    for _ in range(int(seconds * 10)):
+        time.sleep(0.1)
+    mark(f"stuck {seconds}")
+    return seconds
