@@ -34,9 +34,10 @@ def adopt(crisper: Crisper, app: Celery) -> None:
     from crisper.engine.celery_app import CELERY_CONSUMER, HARDENED_CONSUMER
     from crisper.engine.worker import WorkerPresence
 
+    update: dict[str, Any] = {"queues": sorted({*crisper.settings.queues, *app_queues(app)})}
     if crisper.settings.broker_url is None and app.conf.broker_url:
-        crisper.settings = crisper.settings.model_copy(
-            update={"broker_url": str(app.conf.broker_url)})
+        update["broker_url"] = str(app.conf.broker_url)
+    crisper.settings = crisper.settings.model_copy(update=update)
     if app.conf.worker_consumer in (None, CELERY_CONSUMER, HARDENED_CONSUMER):
         app.conf.worker_consumer = ADOPTING_CONSUMER
     app.crisper = crisper  # type: ignore[attr-defined]  # read by the adopting consumer
@@ -45,6 +46,19 @@ def adopt(crisper: Crisper, app: Celery) -> None:
     presence = WorkerPresence(crisper)
     presence.connect()
     crisper.presence = presence  # type: ignore[attr-defined]
+
+
+def app_queues(app: Celery) -> list[str]:
+    """The queues the app names: its default, its declared queues, its routes' (dict form),
+    so that `crisper worker` consumes them by default and moved jobs may be sent there."""
+    names = {str(app.conf.task_default_queue or "celery")}
+    names.update(str(q.name) for q in (app.conf.task_queues or ()))
+    routes = app.conf.task_routes
+    for table in routes if isinstance(routes, list | tuple) else [routes]:
+        if isinstance(table, dict):
+            names.update(str(r["queue"]) for r in table.values()
+                         if isinstance(r, dict) and isinstance(r.get("queue"), str))
+    return sorted(names)
 
 
 def celery_queue(app: Celery, task_name: str) -> str:
@@ -60,6 +74,11 @@ def define_job(crisper: Crisper, func: Callable[..., Any], given: dict[str, Any]
     """Register `func`, declared Crisper's way or Celery's, on an app that wraps Celery."""
     from crisper.engine.celery_app import is_redis
 
+    if crisper._existing_celery is None:
+        raise ConfigurationError(
+            f"unknown option(s) {', '.join(sorted(celery_options))}: Celery's task options "
+            "are accepted on an app that wraps a Celery app, Crisper(name, celery=app) "
+            "(docs/migrating-from-celery.md)")
     app = crisper.celery
     name = given.get("name") or celery_options.pop("name", None) or _default_name(func)
     given = {**given, "name": name}

@@ -87,6 +87,7 @@ def test_a_moved_task_goes_where_celery_routes_it(tmp_path: Path) -> None:
     def ping() -> str:
         return "pong"
 
+    assert crisper.settings.queues == ["general", "mail"]  # `crisper worker` consumes them
     assert send.options.queue == "mail"
     assert ping.options.queue == "fast"
     assert ping.name.endswith(".ping")  # Celery's default name: module.function
@@ -243,3 +244,11 @@ def test_a_job_started_after_its_expiry_is_cancelled(tmp_path: Path) -> None:
         else:
             check_expiry(add, ctx)
     crisper.store.close()
+
+
+def test_celery_options_on_an_app_without_celery_are_refused(tmp_path: Path) -> None:
+    crisper = Crisper("plain", settings=Settings(database_url=f"sqlite:///{tmp_path / 'c.db'}"))
+    with pytest.raises(ConfigurationError, match="wraps a Celery app"):
+        @crisper.job(max_retries=3)
+        def job(ctx: object) -> None:
+            return None
