@@ -5,7 +5,8 @@ same name (`crisper scheduler` syncs code schedules at start), and the entry lea
 beat_schedule, so a `celery beat` still running from the same module does not fire it twice.
 Crontabs carry over as they are; a fixed interval carries over when a cron line can say it
 (a whole number of minutes dividing an hour, or of hours dividing a day). Anything else is
-refused at definition with the entry named.
+refused at definition with the entry named. `crisper schedules import-beat` stores them at
+once (every `crisper scheduler` also does when it starts) and says which entries it took.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
     from crisper.adoption.tasks import AdoptedJobType
     from crisper.app import Crisper
+    from crisper.schedules import SyncReport
 
 
 def cron_line(schedule: Any) -> str:
@@ -67,6 +69,25 @@ def honour_beat(crisper: Crisper, app: Celery, job_type: AdoptedJobType) -> None
         params = job_type.bind_params(tuple(spec.get("args") or ()),
                                       dict(spec.get("kwargs") or {}))
         options = spec.get("options") or {}
-        crisper.schedule(schedule_name(entry), job_type.name, cron, params,
+        name = schedule_name(entry)
+        crisper.schedule(name, job_type.name, cron, params,
                          tz=str(app.conf.timezone or "UTC"), queue=options.get("queue"))
+        taken_over(crisper)[name] = entry
         del entries[entry]
+
+
+def taken_over(crisper: Crisper) -> dict[str, str]:
+    """Schedule name -> the beat entry it was made from, for this app."""
+    found: dict[str, str] | None = getattr(crisper, "_beat_entries", None)
+    if found is None:
+        found = {}
+        crisper._beat_entries = found  # type: ignore[attr-defined]
+    return found
+
+
+def import_beat(crisper: Crisper) -> tuple[dict[str, str], SyncReport]:
+    """Store the schedules taken over from beat now, as a scheduler does when it starts."""
+    if crisper._existing_celery is None:
+        raise ConfigurationError("import-beat needs an app that wraps a Celery app: "
+                                 "Crisper(name, celery=app)")
+    return dict(taken_over(crisper)), crisper.schedules.sync_code()

@@ -14,7 +14,7 @@ from celery.schedules import crontab
 
 from crisper import Crisper, Settings
 from crisper.adoption import celery_queue
-from crisper.adoption.beat import cron_line, schedule_name
+from crisper.adoption.beat import cron_line, import_beat, schedule_name
 from crisper.adoption.options import CRISPER_PRIORITY_MAX, crisper_priority, map_options
 from crisper.adoption.tasks import AdoptedJobType, BoundTask, RetryLater, current_job
 from crisper.engine.context import JobContext
@@ -148,6 +148,11 @@ def test_moved_beat_entries_leave_celery_beat(tmp_path: Path) -> None:
     assert list(app.conf.beat_schedule) == ["other"]
     declared = crisper.code_schedules["every-five"]
     assert (declared.cron, declared.params) == ("*/5 * * * *", {"url": "u"})
+    crisper.store.create_all()
+    entries, report = import_beat(crisper)
+    assert entries == {"every-five": "every five"} and report.added == ["every-five"]
+    stored = crisper.schedules.get("every-five")
+    assert (stored.type, stored.cron) == ("proj.fetch", "*/5 * * * *")
     crisper.store.close()
 
 
