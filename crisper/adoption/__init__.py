@@ -87,7 +87,7 @@ def define_job(crisper: Crisper, func: Callable[..., Any], given: dict[str, Any]
     _check_redis(crisper, name, {**given, **celery_options})
     if not celery_style(func, celery_options):
         return crisper.define(func, **given)
-    mapped = map_options(name, celery_options, is_redis(app.conf.broker_url or ""))
+    mapped = map_options(name, celery_options)
     for key, value in mapped.crisper.items():
         if key == "retry" and given.get("retry") is not None:
             continue  # Crisper's own retry= wins over Celery's options

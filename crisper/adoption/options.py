@@ -73,7 +73,7 @@ def crisper_priority(celery_priority: int | None, redis_broker: bool,
     return round(min(max(celery_priority, 0), highest) * top / highest)
 
 
-def map_options(name: str, options: Mapping[str, Any], redis_broker: bool) -> Mapped:
+def map_options(name: str, options: Mapping[str, Any]) -> Mapped:
     """Celery's `@app.task` options as Crisper's job() options; refused ones raise."""
     opts = dict(options)
     for key in opts:

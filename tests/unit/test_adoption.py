@@ -48,7 +48,7 @@ def test_celery_options_map_to_crisper_options() -> None:
                                "max_retries": 2, "autoretry_for": (OSError,),
                                "retry_backoff": 3, "retry_backoff_max": 20,
                                "retry_jitter": False, "acks_late": True,
-                               "ignore_result": True, "rate_limit": "10"}, True)
+                               "ignore_result": True, "rate_limit": "10"})
     assert mapped.bind is True
     assert mapped.crisper["timeout"] == (50.0, 60.0)
     assert mapped.crisper["rate_limit"] == "10/s"
@@ -56,7 +56,7 @@ def test_celery_options_map_to_crisper_options() -> None:
     assert retry.attempts == 3 and retry.backoff == 3.0 and retry.factor == 2.0
     assert retry.max_backoff == 20.0 and retry.jitter is False
     assert retry.retry_on == (OSError, RetryLater)
-    plain = map_options("t", {"default_retry_delay": 7}, True)
+    plain = map_options("t", {"default_retry_delay": 7})
     assert plain.crisper["retry"].attempts == 4  # Celery's default max_retries is 3
     assert plain.crisper["retry"].backoff == 7.0 and plain.crisper["retry"].factor == 1.0
     assert plain.crisper["retry"].retry_on == (RetryLater,)  # other errors fail, as in Celery
@@ -71,7 +71,7 @@ def test_celery_options_map_to_crisper_options() -> None:
 def test_options_without_a_mapping_are_refused_with_the_replacement(
         options: dict[str, object], names: str) -> None:
     with pytest.raises(ConfigurationError, match=names):
-        map_options("t", options, True)
+        map_options("t", options)
 
 
 def test_a_moved_task_goes_where_celery_routes_it(tmp_path: Path) -> None:
