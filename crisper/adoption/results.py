@@ -20,9 +20,9 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 
 from crisper.errors import Cancelled, CrisperError, InvalidTransition, JobNotFound
 from crisper.ids import parse_id
+from crisper.records import JobRecord
 from crisper.states import JobState
 from crisper.store import jobs as job_sql
-from crisper.store.records import JobRecord
 
 if TYPE_CHECKING:
     from celery import Celery
