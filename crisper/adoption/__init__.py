@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from crisper.adoption.options import map_options
+from crisper.adoption.options import crisper_priority, map_options
 from crisper.adoption.tasks import AdoptedJobType, celery_style, current_job, runnable
 from crisper.errors import ConfigurationError
 
@@ -92,12 +92,10 @@ def define_job(crisper: Crisper, func: Callable[..., Any], given: dict[str, Any]
         if key == "retry" and given.get("retry") is not None:
             continue  # Crisper's own retry= wins over Celery's options
         given[key] = value
-    if given.get("priority"):
-        from crisper.adoption.options import crisper_priority
-
-        given["priority"] = crisper_priority(given["priority"], is_redis(app.conf.broker_url
-                                                                         or ""),
-                                             app.conf.task_queue_max_priority or 255)
+    # Celery's meaning, 0 (its default) included: on Redis 0 is the first served.
+    given["priority"] = crisper_priority(int(given.get("priority") or 0),
+                                         is_redis(app.conf.broker_url or ""),
+                                         app.conf.task_queue_max_priority or 255)
     holder: list[AdoptedJobType] = []
     body = runnable(func, name, mapped.bind, lambda: holder[0])
     job_type = crisper.define(body, job_class=AdoptedJobType, **given)

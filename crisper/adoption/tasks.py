@@ -66,6 +66,7 @@ class BoundTask:
     def __init__(self, job_type: AdoptedJobType, ctx: JobContext) -> None:
         self.job = ctx
         self.name = job_type.name
+        self.app = job_type.crisper.celery
         self.request = Request(ctx)
         self.max_retries = job_type.max_retries
         self.default_retry_delay = job_type.default_retry_delay

@@ -89,6 +89,8 @@ def test_a_moved_task_goes_where_celery_routes_it(tmp_path: Path) -> None:
 
     assert crisper.settings.queues == ["general", "mail"]  # `crisper worker` consumes them
     assert send.options.queue == "mail"
+    assert send.options.priority == CRISPER_PRIORITY_MAX  # Celery's default 0, on Redis
+    assert ping.options.priority == CRISPER_PRIORITY_MAX
     assert ping.options.queue == "fast"
     assert ping.name.endswith(".ping")  # Celery's default name: module.function
     assert isinstance(send, AdoptedJobType)
