@@ -72,6 +72,7 @@ class SubmitRequest:
     time_limit: Duration | None = None
     schedule_name: str | None = None  # set by the cron unit: the schedule this job fires for
     fire_time: datetime | None = None
+    job_id: uuid.UUID | None = None  # the caller's own id (a Celery task id); default: new
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ class JobService:
             "unique_key": limits.unique_key(opts.flow, job_type.name, params, r.unique_key),
             "concurrency_key": limits.concurrency_key(opts.flow, job_type.name, params),
             "schedule_name": r.schedule_name, "fire_time": r.fire_time,
-            "id": new_id(), "type": job_type.name, "queue": r.queue or opts.queue,
+            "id": r.job_id or new_id(), "type": job_type.name, "queue": r.queue or opts.queue,
             "priority": opts.priority if r.priority is None else r.priority,
             "state": state.value, "tenant": r.tenant, "params": params, "tags": list(r.tags),
             "metadata": dict(r.metadata) if r.metadata else None,

@@ -31,6 +31,9 @@ _SERVER_WIDE = re.compile(r"\b(MISCONF|READONLY|OOM|LOADING|NOAUTH|NOPERM|WRONGP
 _SERVER_WIDE_TYPES = (redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError,
                       redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError)
 EPOCH_KEY = "crisper.broker-epoch"
+# Marks Crisper's own wake-up messages, so that a worker tells them from a Celery caller's
+# message for the same task name (crisper/adoption/consumer.py adopts those).
+WAKE_HEADERS = {"crisper": "wake"}
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ def publish(app: Celery, dispatches: Sequence[Dispatch],
                         key[0], args=[ids], queue=key[1], producer=producer,
                         retry=False, priority=broker_priority(app, key[2]), ignore_result=True,
                         time_limit=hard, soft_time_limit=soft,
+                        headers=WAKE_HEADERS,
                     )
                 except Exception as exc:  # noqa: BLE001 - sorted just below
                     if broker_wide(exc):

@@ -327,8 +327,11 @@ def _failure(job_type: JobType, job: attempt_sql.Claimed, ctx: JobContext, exc: 
     decision = retry_policy.decide(job.spent, job.max_attempts, job.retry_policy, exc,
                                    policy.retry_on, policy.dont_retry_on)
     if decision.retry:
+        # An exception may name its own delay (a Celery-style `self.retry(countdown=...)`).
+        delay = getattr(exc, "retry_delay", None)
+        delay = decision.delay if delay is None else float(delay)
         return Outcome(S.RETRYING, reason, error=error,
-                       retry_at=utcnow() + timedelta(seconds=decision.delay))
+                       retry_at=utcnow() + timedelta(seconds=delay))
     return Outcome(S.FAILED, reason, error=error)
 
 
