@@ -53,6 +53,7 @@ class JobRecord:
     fire_time: datetime | None = None
     dispatch_error: str | None = None  # why its wake-up message waits to be published again
     metadata: dict[str, str] = field(default_factory=dict)  # searchable string pairs
+    source: str = "crisper"  # "observed": a plain Celery task Crisper records but does not run
 
     @classmethod
     def from_row(cls, row: Any) -> JobRecord:
