@@ -27,9 +27,11 @@ RANK: dict[JobState, int] = {
 TRUNCATED = "…(truncated)"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Observation:
-    """One task's latest known step. `raw` holds args/kwargs until the flusher encodes them."""
+    """One task's latest known step. `raw` holds args/kwargs until the flusher encodes them.
+    Treated as immutable (merge makes a new one); not frozen, which makes it cheaper to build
+    in a task's signal handler."""
 
     task_id: str
     type: str

@@ -57,13 +57,25 @@ class Observer:
         self._flusher: Flusher | None = None
         self._store: Store | None = None
         self._worker: dict[str, Any] | None = None  # set in a worker's main process
+        self._waiting: dict[str, Observation] = {}  # worker main: received, not yet written
         self._last_lost_check = 0.0
 
     # -- wiring -----------------------------------------------------------------------------
 
     def connect(self) -> None:
-        uid = f"crisper-observe-{id(self)}"
-        for signal, handler in (
+        # A lock held by this process's flusher at a fork would stay held in the child.
+        os.register_at_fork(after_in_child=self._fresh_locks)
+        for signal, handler in self._handlers():
+            signal.connect(handler, weak=False, dispatch_uid=f"crisper-observe-{id(self)}")
+
+    def disconnect(self) -> None:
+        """Stop observing (and flush what this process holds)."""
+        for signal, _ in self._handlers():
+            signal.disconnect(dispatch_uid=f"crisper-observe-{id(self)}")
+        self._shutdown()
+
+    def _handlers(self) -> tuple[tuple[Any, Any], ...]:
+        return (
             (signals.after_task_publish, self._published),
             (signals.task_received, self._received),
             (signals.task_prerun, self._started),
@@ -75,8 +87,11 @@ class Observer:
             (signals.worker_ready, self._worker_ready),
             (signals.worker_shutdown, self._shutdown),
             (signals.worker_process_shutdown, self._shutdown),
-        ):
-            signal.connect(handler, weak=False, dispatch_uid=uid)
+        )
+
+    def _fresh_locks(self) -> None:
+        self._lock = threading.Lock()
+        self.buffer = ObserveBuffer(self.settings.observe_buffer)
 
     def observes(self, name: str | None) -> bool:
         """A plain task of this app: not a Crisper job type, not Celery's own."""
@@ -114,7 +129,7 @@ class Observer:
         if request is None or not self._task_of(task):
             return
         ctx = request.request_dict
-        self.record(Observation(
+        self._hold(Observation(
             request.id, task.name, S.QUEUED, _now(), attempt=int(ctx.get("retries") or 0) + 1,
             queue=_queue(request.delivery_info), worker=request.hostname,
             raw=(request.args, request.kwargs), run_at=_parse_time(request.eta),
@@ -179,6 +194,33 @@ class Observer:
             finished_at=now if state.is_terminal else None,
             cancelled_at=now if state is S.CANCELLED else None))
 
+    # -- received, held back ----------------------------------------------------------------
+
+    def _hold(self, obs: Observation) -> None:
+        """A received task is written only if it still waits in this worker at the next flush
+        (an eta, a full pool): one that already ran is told by the process that ran it, so a
+        fast task costs no row write here."""
+        if self._pid != os.getpid():
+            self._start_process()
+        with self._lock:
+            if len(self._waiting) < self.settings.observe_buffer:
+                self._waiting[obs.task_id] = obs
+            else:
+                self.buffer.counters.dropped += 1
+
+    def _release_received(self) -> None:
+        from celery.worker import state
+
+        cutoff = _now() - timedelta(seconds=self.settings.observe_flush_seconds)
+        with self._lock:
+            due = [o for o in self._waiting.values() if o.at <= cutoff]
+            for obs in due:
+                del self._waiting[obs.task_id]
+        active = {r.id for r in list(state.active_requests)}
+        for obs in due:
+            if obs.task_id in state.requests and obs.task_id not in active:
+                self.buffer.add(obs)
+
     # -- processes --------------------------------------------------------------------------
 
     def _worker_ready(self, sender: Any = None, **_: Any) -> None:
@@ -199,6 +241,9 @@ class Observer:
     def _shutdown(self, **_: Any) -> None:
         if self._flusher is not None and self._pid == os.getpid():
             self._flusher.stop(flush=True)
+        if self._store is not None and self._pid == os.getpid():
+            self._store.close()
+            self._store = None
 
     def _start_process(self) -> None:
         """First observation in this process (or the first since a fork): a fresh flusher."""
@@ -208,9 +253,11 @@ class Observer:
             if self._pid != -1:  # forked: the parent's buffer, thread and pool are not ours
                 self.buffer = ObserveBuffer(self.settings.observe_buffer)
                 self._worker = None
+                self._waiting = {}
             self._store = None
             self._flusher = Flusher(self.buffer, self._write, self.settings.observe_flush_seconds,
-                                    self.settings.observe_payload_chars)
+                                    self.settings.observe_payload_chars,
+                                    before=[self._release_received])
             self._pid = os.getpid()
             self._flusher.start()
             atexit.register(self._shutdown)

@@ -86,6 +86,7 @@ class Flusher:
     every: float
     payload_chars: int
     extra: list[Callable[[], None]] = field(default_factory=list)
+    before: list[Callable[[], None]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _failures: int = 0
@@ -112,6 +113,8 @@ class Flusher:
 
     def flush_once(self) -> bool:
         """Write what is buffered; on failure keep it for the next try. Never raises."""
+        for step in self.before:
+            step()
         items = self.buffer.take()
         try:
             if items:

@@ -7,12 +7,13 @@ minted when the task was first seen; Celery's id is in `task_id`, unique among o
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, literal_column, select, tuple_, update
+from sqlalchemy import and_, case, exists, func, literal_column, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -40,6 +41,12 @@ def upsert(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
     dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        # One statement, one parameter: the batch as JSON, unpacked by the server (the
+        # per-row parameter handling of an executemany costs the flushing process more).
+        batch = json.dumps([{**_DEFAULTS, **r} for r in rows], default=str)
+        session.connection().exec_driver_sql(_PG_UPSERT, (batch,))
+        return
     ins = (postgresql.insert(jobs) if dialect == "postgresql" else sqlite.insert(jobs))
     ex = ins.excluded
     newer = tuple_(ex.attempt, _rank(ex.state)) >= tuple_(jobs.c.attempt, _rank(jobs.c.state))
@@ -54,7 +61,7 @@ def upsert(session: Session, rows: Sequence[dict[str, Any]]) -> None:
                     (old.is_(None), ex[column]), else_=jobs.c[column])
 
     stmt = ins.on_conflict_do_update(
-        index_elements=[jobs.c.task_id], index_where=jobs.c.source == OBSERVED,
+        index_elements=[jobs.c.task_id], index_where=text(f"source = '{OBSERVED}'"),
         set_={
             "state": case((newer, ex.state), else_=jobs.c.state),
             "attempt": biggest(jobs.c.attempt, ex.attempt),
@@ -83,6 +90,51 @@ _DEFAULTS: dict[str, Any] = {
     "result": None, "error": None, "worker": None, "run_at": None, "queued_at": None,
     "started_at": None, "finished_at": None, "cancelled_at": None,
 }
+
+
+_COLUMNS = (
+    ("id", "uuid"), ("task_id", "varchar"), ("source", "varchar"), ("type", "varchar"),
+    ("queue", "varchar"), ("priority", "integer"), ("state", "varchar"), ("tenant", "varchar"),
+    ("params", "jsonb"), ("result", "jsonb"), ("error", "jsonb"), ("tags", "jsonb"),
+    ("attempt", "integer"), ("max_attempts", "integer"), ("retry_policy", "jsonb"),
+    ("worker", "varchar"), ("created_at", "timestamptz"), ("queued_at", "timestamptz"),
+    ("run_at", "timestamptz"), ("started_at", "timestamptz"), ("finished_at", "timestamptz"),
+    ("cancelled_at", "timestamptz"),
+)
+_RANK_SQL = ("CASE {0}.state WHEN 'queued' THEN 1 WHEN 'running' THEN 2 WHEN 'retrying' "
+             "THEN 3 WHEN 'succeeded' THEN 4 WHEN 'failed' THEN 4 WHEN 'cancelled' THEN 4 "
+             "ELSE 0 END")
+_NEWER = (f"(excluded.attempt, {_RANK_SQL.format('excluded')}) >= "
+          f"(crisper_jobs.attempt, {_RANK_SQL.format('crisper_jobs')})")
+
+
+def _pg_later(column: str, json_value: bool = False) -> str:
+    """The later step's value if it has one; else the row's; else the other step's."""
+    new, old = f"excluded.{column}", f"crisper_jobs.{column}"
+    if json_value:
+        new, old = f"nullif({new}, 'null'::jsonb)", f"nullif({old}, 'null'::jsonb)"
+    return (f"{column} = CASE WHEN {_NEWER} AND {new} IS NOT NULL THEN excluded.{column} "
+            f"WHEN {old} IS NULL THEN excluded.{column} ELSE crisper_jobs.{column} END")
+
+
+_NAMES = ", ".join(name for name, _ in _COLUMNS)
+_PG_UPSERT = (
+    f"INSERT INTO crisper_jobs ({_NAMES}) SELECT {_NAMES} FROM jsonb_to_recordset(%s::jsonb) "
+    f"AS r({', '.join(f'{n} {t}' for n, t in _COLUMNS)}) "
+    "ON CONFLICT (task_id) WHERE source = 'observed' DO UPDATE SET "
+    f"state = CASE WHEN {_NEWER} THEN excluded.state ELSE crisper_jobs.state END, "
+    "attempt = greatest(crisper_jobs.attempt, excluded.attempt), "
+    "max_attempts = greatest(crisper_jobs.max_attempts, excluded.max_attempts), "
+    "queue = CASE WHEN crisper_jobs.queue = '' THEN excluded.queue ELSE crisper_jobs.queue END, "
+    "params = CASE WHEN nullif(nullif(crisper_jobs.params, 'null'::jsonb), '{}'::jsonb) IS NULL "
+    "THEN excluded.params ELSE crisper_jobs.params END, "
+    + ", ".join([_pg_later("result", True), _pg_later("error", True)]
+                + [_pg_later(c) for c in ("worker", "run_at", "started_at", "finished_at",
+                                          "cancelled_at")]) + ", "
+    "created_at = least(crisper_jobs.created_at, excluded.created_at), "
+    "queued_at = least(coalesce(crisper_jobs.queued_at, excluded.queued_at), "
+    "coalesce(excluded.queued_at, crisper_jobs.queued_at))"
+)
 
 
 def _rank(state: Any) -> Any:

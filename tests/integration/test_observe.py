@@ -60,7 +60,7 @@ def observed(backend: Backend) -> Iterator[tuple[Any, Crisper]]:
     try:
         yield app, crisper
     finally:
-        crisper.observer._shutdown()
+        crisper.observer.disconnect()
         crisper.store.close()
 
 
