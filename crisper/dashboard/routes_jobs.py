@@ -20,6 +20,7 @@ from crisper.ids import parse_id
 from crisper.states import JobState, action_sources
 from crisper.store import utcnow
 from crisper.store.jobs import JobFilter
+from crisper.store.records import JobRecord
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -60,6 +61,13 @@ class ListQuery:
 def allowed_actions(state: JobState) -> list[str]:
     """The lifecycle actions a job in `state` offers, as the transition table allows."""
     return [a for a, name in ACTIONS.items() if state in action_sources(name)]
+
+
+def job_actions(job: JobRecord) -> list[str]:
+    """An observed Celery task offers only cancel (sent as Celery's revoke) while active."""
+    if job.source == "observed":
+        return [] if job.state.is_terminal else ["cancel"]
+    return allowed_actions(job.state)
 
 
 @router.get("/jobs")
@@ -135,7 +143,7 @@ def _job_page(request: Request, who: Any, job_id: str, status: int = 200,
     cursor = Cursor(events[-1].id if events else 0, lines[-1].id if lines else 0)
     return render(request, "job.html", who, status=status, page="jobs", job=job,
                   events=events, attempts=attempts(events), lines=lines, cursor=str(cursor),
-                  actions=allowed_actions(job.state), error=error,
+                  actions=job_actions(job), error=error,
                   done=done if done in NOTICES else None, now=utcnow())
 
 
