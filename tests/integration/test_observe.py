@@ -172,3 +172,20 @@ def test_observe_can_be_switched_off(backend: Backend) -> None:
         assert crisper.list_jobs().items == []
     finally:
         crisper.store.close()
+
+
+def test_a_task_waiting_in_a_worker_is_recorded_there_and_revoked_before_it_starts(
+        backend: Backend, observed: tuple[Any, Crisper]) -> None:
+    """Given a task with a countdown, held by the worker, when it is cancelled through
+    Crisper, then it was recorded queued on that worker, and ends cancelled without running."""
+    app, crisper = observed
+    celery_worker(backend)
+    mark = backend.tmp / "never.pid"
+    later = app.tasks["obs.sleepy"].apply_async(args=[0, str(mark)], countdown=6)
+    waiting = wait_for(lambda: (r := record_of(crisper, later.id)) is not None
+                       and r.worker is not None and r, 30, "the held task on its worker")
+    assert waiting.state is S.QUEUED and waiting.run_at is not None
+    crisper.jobs.cancel(waiting.id)
+    ended = settled(crisper, later.id, S.CANCELLED, timeout=60)
+    assert ended.error is not None and "before it started" in ended.error["message"]
+    assert not mark.exists()
