@@ -190,13 +190,12 @@ class NotControlled(InvalidTransition):
     """The job is an observed Celery task: Crisper records it but does not run it."""
 
     kind = "not-controlled"
-    members = {"job_id": "job_id", "action": "action"}
 
     def __init__(self, job_id: object, action: str) -> None:
         self.job_id = str(job_id)
         self.state = "observed"
         self.action = action
-        self.allowed_from = []
+        self.allowed_from: list[str] = []
         CrisperError.__init__(
             self, f"job {job_id} is an observed Celery task, which Crisper records but does "
             f"not control: it cannot be {action} (cancel sends Celery's revoke); move the task "
