@@ -57,7 +57,8 @@ class Observer:
         self._flusher: Flusher | None = None
         self._store: Store | None = None
         self._worker: dict[str, Any] | None = None  # set in a worker's main process
-        self._waiting: dict[str, Observation] = {}  # worker main: received, not yet written
+        # In a worker main process: requests received and not yet written (see _hold).
+        self._waiting: dict[str, tuple[datetime, Any]] = {}
         self._last_lost_check = 0.0
 
     # -- wiring -----------------------------------------------------------------------------
@@ -126,14 +127,16 @@ class Observer:
 
     def _received(self, request: Any = None, **_: Any) -> None:
         task: Any = getattr(request, "task", None)
-        if request is None or not self._task_of(task):
-            return
+        if request is not None and self._task_of(task):
+            self._hold(request)
+
+    def _seen_waiting(self, request: Any, at: datetime) -> Observation:
         ctx = request.request_dict
-        self._hold(Observation(
-            request.id, task.name, S.QUEUED, _now(), attempt=int(ctx.get("retries") or 0) + 1,
-            queue=_queue(request.delivery_info), worker=request.hostname,
-            raw=(request.args, request.kwargs), run_at=_parse_time(request.eta),
-            max_attempts=_max_attempts_of(task)))
+        return Observation(
+            request.id, request.task.name, S.QUEUED, at,
+            attempt=int(ctx.get("retries") or 0) + 1, queue=_queue(request.delivery_info),
+            worker=request.hostname, raw=(request.args, request.kwargs),
+            run_at=_parse_time(request.eta), max_attempts=_max_attempts_of(request.task))
 
     def _started(self, sender: Any = None, task_id: str | None = None, args: Any = None,
                  kwargs: Any = None, **_: Any) -> None:
@@ -196,15 +199,15 @@ class Observer:
 
     # -- received, held back ----------------------------------------------------------------
 
-    def _hold(self, obs: Observation) -> None:
+    def _hold(self, request: Any) -> None:
         """A received task is written only if it still waits in this worker at the next flush
         (an eta, a full pool): one that already ran is told by the process that ran it, so a
-        fast task costs no row write here."""
+        fast task costs no row write (and no record) here."""
         if self._pid != os.getpid():
             self._start_process()
         with self._lock:
             if len(self._waiting) < self.settings.observe_buffer:
-                self._waiting[obs.task_id] = obs
+                self._waiting[request.id] = (_now(), request)
             else:
                 self.buffer.counters.dropped += 1
 
@@ -213,13 +216,13 @@ class Observer:
 
         cutoff = _now() - timedelta(seconds=self.settings.observe_flush_seconds)
         with self._lock:
-            due = [o for o in self._waiting.values() if o.at <= cutoff]
-            for obs in due:
-                del self._waiting[obs.task_id]
+            due = [(at, r) for at, r in self._waiting.values() if at <= cutoff]
+            for _, request in due:
+                del self._waiting[request.id]
         active = {r.id for r in list(state.active_requests)}
-        for obs in due:
-            if obs.task_id in state.requests and obs.task_id not in active:
-                self.buffer.add(obs)
+        for at, request in due:
+            if request.id in state.requests and request.id not in active:
+                self.buffer.add(self._seen_waiting(request, at))
 
     # -- processes --------------------------------------------------------------------------
 
