@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from crisper import Crisper
+from crisper.dashboard.session import SESSION_COOKIE, new_session
 from crisper.errors import NotControlled
 from crisper.states import JobState
 from crisper.store.records import JobRecord
@@ -109,6 +110,12 @@ def test_success_failure_and_retry_are_recorded_and_listed(
     assert [r.id for r in ours] == sorted((r.id for r in ours), reverse=True)
     assert crisper.count_jobs(type="obs.boom")[S.FAILED] == 1
 
+    listed = subprocess.run(
+        [sys.executable, "-m", "crisper", "--app", "tests.apps.observed_celery", "jobs", "ls"],
+        env=backend.process_env(COLUMNS="200"), cwd=ROOT, capture_output=True, text=True,
+        timeout=60)
+    assert "obs.add (observed)" in listed.stdout, listed.stdout + listed.stderr
+
     with api_server(crisper) as url:
         answer = httpx.get(f"{url}/v1/jobs", params={"type": "obs.add"},
                            headers={"Authorization": f"Bearer {key(crisper, 'default')}"})
@@ -130,6 +137,13 @@ def test_cancel_is_celerys_revoke_and_says_so(backend: Backend,
 
     with pytest.raises(NotControlled, match="revoke"):
         crisper.jobs.retry(record.id)
+    with api_server(crisper) as root:
+        cookies = {SESSION_COOKIE: new_session(key(crisper, "default")).encode()}
+        page = httpx.get(f"{root}/dashboard/jobs/{record.id}", cookies=cookies).text
+        listing = httpx.get(f"{root}/dashboard/jobs", cookies=cookies).text
+    assert 'data-role="observed"' in page and "Celery's revoke" in page
+    assert 'data-action="cancel"' in page and 'data-action="retry"' not in page
+    assert ">observed</span>" in listing
     asked = crisper.jobs.cancel(record.id)
     assert asked.cancel_requested_at is not None and asked.source == "observed"
 
