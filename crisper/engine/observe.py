@@ -60,6 +60,7 @@ class Observer:
         # In a worker main process: requests received and not yet written (see _hold).
         self._waiting: dict[str, tuple[datetime, Any]] = {}
         self._last_lost_check = 0.0
+        self._app_tasks: set[str] = set()
 
     # -- wiring -----------------------------------------------------------------------------
 
@@ -95,9 +96,16 @@ class Observer:
         self.buffer = ObserveBuffer(self.settings.observe_buffer)
 
     def observes(self, name: str | None) -> bool:
-        """A plain task of this app: not a Crisper job type, not Celery's own."""
-        return bool(name) and not str(name).startswith("celery.") \
-            and name not in self.crisper.registry and name in self.app.tasks
+        """A plain task of this app: not a Crisper job type, not Celery's own. (Names the app
+        has are remembered: a signal handler should cost next to nothing.)"""
+        if not name or name in self.crisper.registry or name.startswith("celery."):
+            return False
+        if name in self._app_tasks:
+            return True
+        if name in self.app.tasks:
+            self._app_tasks.add(name)
+            return True
+        return False
 
     def _task_of(self, task: Any) -> bool:
         return getattr(task, "app", None) is self.app and self.observes(getattr(task, "name", ""))
