@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -41,10 +42,18 @@ from crisper.store.models import jobs
 PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def one_mode(world: World, app: Celery, observe: bool, n: int, logs: Path, run: int
-             ) -> tuple[float, float]:
-    """Tasks per second for one worker start with observe mode on or off, and the CPU
-    milliseconds per task the worker (all its processes) and this caller spent."""
+@dataclass(frozen=True)
+class Pass:
+    """One worker start's figures."""
+
+    rate: float  # tasks/s from the first publish to the last body start
+    drain: float  # tasks/s between the first and the last body start (the worker alone)
+    worker_cpu: float  # CPU ms per task of the worker's processes (main + pool)
+    caller_cpu: float  # CPU ms per task of this process publishing (and flushing, when on)
+
+
+def one_mode(world: World, app: Celery, observe: bool, n: int, logs: Path, run: int) -> Pass:
+    """One worker start with observe mode on or off, `n` no-op tasks through it."""
     mode = "on" if observe else "off"
     tag = f"{mode}{run}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CRISPER_", "BENCH_"))}
@@ -62,26 +71,30 @@ def one_mode(world: World, app: Celery, observe: bool, n: int, logs: Path, run: 
         database_url=world.database_url, observe=observe))
     try:
         wait_ready(signals, env["BENCH_READY_KEY"], worker)
-        task = app.tasks[celery_noop.TASK]
-        cpu0 = sum(worker.cpu_seconds()) + time.process_time()
+        task, queue = app.tasks[celery_noop.TASK], world.queue(tag)
+        worker0, caller0 = sum(worker.cpu_seconds()), time.process_time()
         started = time.perf_counter()
-        queue = world.queue(tag)
         for _ in range(n):
             task.apply_async(queue=queue)
+        caller_cpu = time.process_time() - caller0
         while signals.llen(env["BENCH_SIGNAL_KEY"]) < n:
             if not worker.alive():
                 raise RuntimeError(f"worker exited:\n{worker.tail()}")
-            time.sleep(0.01)
+            time.sleep(0.05)
         elapsed = time.perf_counter() - started
         time.sleep(2 * caller.settings.observe_flush_seconds)  # the flushes of these tasks
-        cpu = sum(worker.cpu_seconds()) + time.process_time() - cpu0
+        worker_cpu = sum(worker.cpu_seconds()) - worker0
+        caller1 = time.process_time()
+        if "observer" in caller.__dict__:
+            caller.observer.disconnect()  # the caller's last flush
+        caller_cpu += time.process_time() - caller1
+        marks = [float(x) for x in signals.lrange(env["BENCH_SIGNAL_KEY"], 0, -1)]
         if observe:
             check_rows(caller, n)
-        return n / elapsed, 1000 * cpu / n
+        return Pass(n / elapsed, (n - 1) / (max(marks) - min(marks)),
+                    1000 * worker_cpu / n, 1000 * caller_cpu / n)
     finally:
         worker.stop()
-        if "observer" in caller.__dict__:
-            caller.observer.disconnect()
         caller.store.close()
         signals.close()
 
@@ -113,31 +126,33 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     world = World(pg_base=args.postgres, broker=args.broker, signal_url=args.broker)
     logs = Path(tempfile.mkdtemp(prefix="crisper-observe-cost-"))
-    rates: dict[bool, list[float]] = {False: [], True: []}
-    cpus: dict[bool, list[float]] = {False: [], True: []}
+    passes: dict[bool, list[Pass]] = {False: [], True: []}
     app = celery_noop.make(world.broker, world.prefix("broker"))
     with postgres_schema(world):
-        Store(world.database_url).create_all()
+        store = Store(world.database_url)
+        store.create_all()
+        store.close()
         try:
             for run in range(args.runs):
                 load, idle = os.getloadavg()[0], cpu_idle_fraction() * 100
                 print(f"run {run + 1}: load average {load:.2f}, CPU idle {idle:.0f}%", flush=True)
-                order = (False, True) if run % 2 == 0 else (True, False)
-                for observe in order:
+                for observe in ((False, True) if run % 2 == 0 else (True, False)):
                     # Rows of earlier "on" passes stay; check_rows counts multiples of n.
-                    rate, cpu = one_mode(world, app, observe, args.jobs, logs, run)
-                    rates[observe].append(rate)
-                    cpus[observe].append(cpu)
-                    print(f"  observe {'on ' if observe else 'off'}: {rate:8.1f} tasks/s, "
-                          f"{cpu:.2f} CPU ms per task", flush=True)
+                    f = one_mode(world, app, observe, args.jobs, logs, run)
+                    passes[observe].append(f)
+                    print(f"  observe {'on ' if observe else 'off'}: {f.rate:7.1f} tasks/s "
+                          f"end to end, worker drain {f.drain:7.1f}/s, CPU per task: worker "
+                          f"{f.worker_cpu:.2f} ms, caller {f.caller_cpu:.2f} ms", flush=True)
         finally:
             delete_prefixed(world.signal_url, f"bench{world.token}:")
-    off, on = statistics.median(rates[False]), statistics.median(rates[True])
-    print(f"median of {args.runs}: observe off {off:.1f} tasks/s, on {on:.1f} tasks/s, "
-          f"{100 * (off - on) / off:+.1f}% slower with observe on (target: under 15%)")
-    c_off, c_on = statistics.median(cpus[False]), statistics.median(cpus[True])
-    print(f"median CPU per task (worker processes + caller): off {c_off:.2f} ms, on "
-          f"{c_on:.2f} ms ({100 * (c_on - c_off) / c_off:+.1f}%)")
+    print(f"medians of {args.runs} runs ({args.jobs} tasks each):")
+    for label, attr in (("end-to-end tasks/s", "rate"), ("worker drain tasks/s", "drain"),
+                        ("worker CPU ms/task", "worker_cpu"), ("caller CPU ms/task",
+                                                               "caller_cpu")):
+        off = statistics.median(getattr(x, attr) for x in passes[False])
+        on = statistics.median(getattr(x, attr) for x in passes[True])
+        print(f"  {label:22s} off {off:8.2f}  on {on:8.2f}  ({100 * (on - off) / off:+.1f}%)")
+    print("target: throughput under 15% lower with observe on")
     print(f"worker logs: {logs}")
     return 0
 
