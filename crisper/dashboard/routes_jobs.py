@@ -17,10 +17,10 @@ from crisper.dashboard.routes_pages import Reader, acting, crisper_of
 from crisper.dashboard.timeline import attempts
 from crisper.errors import InvalidTransition
 from crisper.ids import parse_id
+from crisper.records import JobRecord
 from crisper.states import JobState, action_sources
 from crisper.store import utcnow
 from crisper.store.jobs import JobFilter
-from crisper.store.records import JobRecord
 
 router = APIRouter()
 PAGE_SIZE = 50

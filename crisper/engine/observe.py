@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from celery import Celery
 
     from crisper.app import Crisper
+    from crisper.records import JobRecord
     from crisper.store import Store
-    from crisper.store.records import JobRecord
 
 log = logging.getLogger("crisper.observe")
 S = JobState

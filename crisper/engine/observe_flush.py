@@ -109,7 +109,7 @@ class Flusher:
             self.flush_once()
 
     def _pause(self) -> float:
-        return min(MAX_BACKOFF, self.every * (2 ** min(self._failures, 5)))
+        return min(MAX_BACKOFF, self.every * float(2 ** min(self._failures, 5)))
 
     def flush_once(self) -> bool:
         """Write what is buffered; on failure keep it for the next try. Never raises."""

@@ -16,8 +16,8 @@ import pytest
 from crisper import Crisper
 from crisper.dashboard.session import SESSION_COOKIE, new_session
 from crisper.errors import NotControlled
+from crisper.records import JobRecord
 from crisper.states import JobState
-from crisper.store.records import JobRecord
 from tests.api_support import api_server, key
 from tests.apps.observed_tasks import build
 from tests.harness import ROOT, Backend, Proc, wait_for
