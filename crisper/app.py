@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from crisper.cron import Catchup, Overlap
     from crisper.engine.dispatch import Refusal
+    from crisper.engine.observe import Observer
     from crisper.engine.runner import Runner
     from crisper.flow.gate import FlowGate
     from crisper.flow.queues import QueueService
@@ -65,6 +66,8 @@ class Crisper:
             from crisper.adoption import adopt
 
             adopt(self, celery)
+        if celery is not None and self.settings.observe:
+            self.observer.connect()  # plain Celery tasks of the app are recorded (observe mode)
 
     def __repr__(self) -> str:
         return f"<Crisper {self.name} types={self.registry.names()}>"
@@ -298,6 +301,15 @@ class Crisper:
 
     def _batch_size(self, type_name: str) -> int:
         return self.registry.get(type_name).options.batch if type_name in self.registry else 1
+
+    @cached_property
+    def observer(self) -> Observer:
+        """Observe mode's signal handlers for the wrapped Celery app (docs/observe.md)."""
+        from crisper.engine.observe import Observer
+
+        if self._existing_celery is None:
+            raise ConfigurationError("observe mode needs a Celery app: Crisper(celery=app)")
+        return Observer(self, self._existing_celery)
 
     @cached_property
     def jobs(self) -> JobService:

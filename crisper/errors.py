@@ -8,6 +8,7 @@
     ├── InvalidRequest            a submit option or schedule field that is not valid
     │   └── UnknownQueue          a queue name that is not declared (or not allowed)
     ├── InvalidTransition         a lifecycle action the job's state does not allow
+    │   └── NotControlled         retry/start asked of an observed Celery task
     ├── ConcurrentChange          the job changed state while the action ran; try again
     ├── DuplicateJob              a unique key already held by an active job
     ├── ScheduleNotFound          a schedule name that no schedule has
@@ -183,6 +184,22 @@ class InvalidTransition(CrisperError):
         super().__init__(
             f"job {job_id} is {state}; only {' or '.join(allowed_from)} jobs can be {action}"
         )
+
+
+class NotControlled(InvalidTransition):
+    """The job is an observed Celery task: Crisper records it but does not run it."""
+
+    kind = "not-controlled"
+
+    def __init__(self, job_id: object, action: str) -> None:
+        self.job_id = str(job_id)
+        self.state = "observed"
+        self.action = action
+        self.allowed_from: list[str] = []
+        CrisperError.__init__(
+            self, f"job {job_id} is an observed Celery task, which Crisper records but does "
+            f"not control: it cannot be {action} (cancel sends Celery's revoke); move the task "
+            "to @crisper.job to steer it")
 
 
 class ConcurrentChange(CrisperError):

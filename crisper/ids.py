@@ -7,9 +7,9 @@ import time
 import uuid
 
 
-def new_id() -> uuid.UUID:
-    """A UUIDv7: 48 bits of Unix milliseconds, then random bits."""
-    millis = time.time_ns() // 1_000_000
+def new_id(at: float | None = None) -> uuid.UUID:
+    """A UUIDv7: 48 bits of Unix milliseconds (now, or `at` in Unix seconds), then random bits."""
+    millis = time.time_ns() // 1_000_000 if at is None else int(at * 1000)
     rand = int.from_bytes(os.urandom(10), "big")
     value = (millis & 0xFFFF_FFFF_FFFF) << 80
     value |= 0x7 << 76  # version

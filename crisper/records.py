@@ -54,6 +54,7 @@ class JobRecord:
     dispatch_error: str | None = None  # why its wake-up message waits to be published again
     metadata: dict[str, str] = field(default_factory=dict)  # searchable string pairs
     hard_timeout: float | None = None  # set when the submit gave its own time limits
+    source: str = "crisper"  # "observed": a plain Celery task Crisper records but does not run
 
     @classmethod
     def from_row(cls, row: Any) -> JobRecord:

@@ -20,6 +20,7 @@ from crisper.errors import (
     InvalidRequest,
     InvalidTransition,
     JobNotFound,
+    NotControlled,
     UnknownQueue,
 )
 from crisper.flow import limits
@@ -348,17 +349,34 @@ class JobService:
     # -- steer ------------------------------------------------------------------------------
 
     def cancel(self, job_id: object, tenant: str | None = None) -> JobRecord:
-        """Cancel now if waiting; if running, ask it to stop (forced after the grace period)."""
+        """Cancel now if waiting; if running, ask it to stop (forced after the grace period).
+        An observed Celery task is not Crisper's: it gets Celery's revoke(terminate=True)."""
+        observed = self._observed(job_id, tenant, "cancelled")
+        if observed is not None:
+            from crisper.engine.observe import revoke
+
+            return revoke(self.crisper, observed)
         return self._act(job_id, tenant, lambda s, job, at: job_sql.cancel(s, job, at))
 
     def start(self, job_id: object, tenant: str | None = None) -> JobRecord:
+        self._observed(job_id, tenant, "started")
         record = self._act(job_id, tenant, job_sql.start)
         self._dispatch_now([record])
         return record
 
     def retry(self, job_id: object, tenant: str | None = None) -> JobRecord:
+        self._observed(job_id, tenant, "retried")
         record = self._act(job_id, tenant, job_sql.restart)
         self._dispatch_now([record])
+        return record
+
+    def _observed(self, job_id: object, tenant: str | None, action: str) -> JobRecord | None:
+        """The job if it is an observed Celery task (only cancel applies: as a revoke)."""
+        record = self.get(job_id, tenant)
+        if record.source != "observed":
+            return None
+        if action != "cancelled":
+            raise NotControlled(record.id, action)
         return record
 
     def _act(self, job_id: object, tenant: str | None, action: Any) -> JobRecord:

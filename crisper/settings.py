@@ -73,6 +73,22 @@ class Settings(BaseSettings):
         30.0, gt=0, description="a worker silent this long is shown as lost"
     )
 
+    observe: bool = Field(
+        True, description="with a Celery app wrapped (Crisper(celery=app)), record its plain "
+        "Celery tasks in the store through Celery's signals (docs/observe.md)"
+    )
+    observe_flush_seconds: float = Field(
+        1.0, gt=0, description="observe mode: each process writes its buffered task records "
+        "this often, one row statement per task"
+    )
+    observe_buffer: int = Field(
+        10000, gt=0, description="observe mode: tasks a process keeps while the store is "
+        "unreachable; records beyond it are dropped, counted and logged"
+    )
+    observe_payload_chars: int = Field(
+        4096, gt=0, description="observe mode: args, results and tracebacks are cut to this size"
+    )
+
     @field_validator("queues", mode="before")
     @classmethod
     def _queue_names(cls, value: Any) -> Any:

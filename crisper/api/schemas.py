@@ -133,6 +133,11 @@ class JobLinks(BaseModel):
     stream: str
 
 
+OBSERVED_NOTICE = (
+    "observed Celery task: Crisper records it but does not control it; cancel sends Celery's "
+    "revoke(terminate=True) to the workers, retry and start are not available")
+
+
 class Job(BaseModel):
     id: uuid.UUID
     type: str
@@ -163,6 +168,12 @@ class Job(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     cancelled_at: datetime | None
+    source: Literal["crisper", "observed"] = Field(
+        "crisper", description="observed: a plain Celery task of the wrapped app, recorded "
+        "through Celery's signals; Crisper does not control it (docs/observe.md)")
+    task_id: str | None = Field(None, description="an observed task's Celery task id")
+    notice: str | None = Field(None, description="what the actions mean for this job, "
+                               "when it is not Crisper's to steer")
     links: JobLinks
 
     @classmethod
@@ -180,6 +191,9 @@ class Job(BaseModel):
             cancel_requested_at=r.cancel_requested_at,
             created_at=r.created_at, run_at=r.run_at, queued_at=r.queued_at,
             started_at=r.started_at, finished_at=r.finished_at, cancelled_at=r.cancelled_at,
+            source="observed" if r.source == "observed" else "crisper",
+            task_id=r.task_id if r.source == "observed" else None,
+            notice=OBSERVED_NOTICE if r.source == "observed" else None,
             links=JobLinks(self=base, cancel=f"{base}/cancel", retry=f"{base}/retry",
                            start=f"{base}/start", events=f"{base}/events", logs=f"{base}/logs",
                            stream=f"{base}/stream"),

@@ -47,7 +47,9 @@ def jobs_table(jobs: list[JobRecord]) -> Table:
         table.add_column(column)
     for job in jobs:
         progress = f"{job.percent:.0f}%" if job.percent is not None else ""
-        table.add_row(str(job.id), job.type, job.state.value, job.queue,
+        # An observed Celery task is recorded, not run, by Crisper: say so where it is listed.
+        kind = f"{job.type} (observed)" if job.source == "observed" else job.type
+        table.add_row(str(job.id), kind, job.state.value, job.queue,
                       f"{job.attempt}/{job.max_attempts}", progress, _when(job.created_at))
     return table
 

@@ -19,6 +19,7 @@ from crisper.dashboard.timeline import attempts
 from crisper.errors import InvalidRequest, InvalidTransition
 from crisper.ids import parse_id
 from crisper.metadata import parse_pairs
+from crisper.records import JobRecord
 from crisper.states import JobState, action_sources
 from crisper.store import utcnow
 from crisper.store.jobs import JobFilter
@@ -76,6 +77,13 @@ class ListQuery:
 def allowed_actions(state: JobState) -> list[str]:
     """The lifecycle actions a job in `state` offers, as the transition table allows."""
     return [a for a, name in ACTIONS.items() if state in action_sources(name)]
+
+
+def job_actions(job: JobRecord) -> list[str]:
+    """An observed Celery task offers only cancel (sent as Celery's revoke) while active."""
+    if job.source == "observed":
+        return [] if job.state.is_terminal else ["cancel"]
+    return allowed_actions(job.state)
 
 
 @router.get("/jobs")
@@ -166,7 +174,7 @@ def _job_page(request: Request, who: Any, job_id: str, status: int = 200,
     cursor = Cursor(events[-1].id if events else 0, lines[-1].id if lines else 0)
     return render(request, "job.html", who, status=status, page="jobs", job=job,
                   events=events, attempts=attempts(events), lines=lines, cursor=str(cursor),
-                  actions=allowed_actions(job.state), error=error,
+                  actions=job_actions(job), error=error,
                   done=done if done in NOTICES else None, now=utcnow())
 
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from crisper.errors import BrokerUnavailable, StoreUnavailable
-from crisper.maintenance import canceller, cron, lifeline, pruner, relay, timers
+from crisper.maintenance import canceller, cron, lifeline, observed, pruner, relay, timers
 from crisper.maintenance.runbook import RunBook
 from crisper.retention import prune_period
 from crisper.store import utcnow
@@ -46,6 +46,7 @@ def units(crisper: Crisper, relay_state: relay.Relay | None = None) -> list[Unit
         Unit("pruner", pruner.prune, prune_period(crisper.settings.retention_seconds,
                                                   list(pruner.own_retentions(crisper).values()))),
         Unit("cron", cron.fire_due, tick),
+        Unit("observed", observed.mark_lost, max(tick, 5.0)),
     ]
 
 

@@ -124,6 +124,9 @@ jobs = Table(
     # A submit's own hard time limit (migration 0013; `timeout` then holds its soft one). NULL:
     # the job type's limits apply. Set, the wake-up message carries both (time_limits.py).
     Column("hard_timeout", Float),
+    # Where the row comes from (migration 0010): "crisper" (a job Crisper runs) or "observed"
+    # (a plain Celery task recorded through Celery's signals; task_id is its Celery id).
+    Column("source", String(16), nullable=False, server_default="crisper"),
     Index("ix_crisper_jobs_state_id", "state", "id"),
     Index("ix_crisper_jobs_type_id", "type", "id"),
     Index("ix_crisper_jobs_queue_state", "queue", "state"),
@@ -159,6 +162,11 @@ jobs = Table(
         "ix_crisper_jobs_concurrency", "concurrency_key", "state",
         postgresql_where=text("concurrency_key IS NOT NULL"),
         sqlite_where=text("concurrency_key IS NOT NULL"),
+    ),
+    # One row per observed Celery task: the observers' upserts meet on its task id.
+    Index(
+        "ix_crisper_jobs_observed_task", "task_id", unique=True,
+        postgresql_where=text("source = 'observed'"), sqlite_where=text("source = 'observed'"),
     ),
     Index("ix_crisper_jobs_schedule_fire", "tenant", "schedule_name", "fire_time", unique=True),
     # Containment (@>) filters on tags and metadata; PostgreSQL only (SQLite scans):

@@ -16,6 +16,8 @@ from crisper.store.models import job_events, jobs
 from crisper.store.statements import event
 
 S = JobState
+# Observed Celery tasks are recorded, never dispatched, promoted, rescued or force-stopped.
+OWN = jobs.c.source != "observed"
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ def promote_due(session: Session, at: datetime, limit: int) -> int:
     moved = 0
     for source in (S.SCHEDULED, S.RETRYING):
         due = (
-            select(jobs.c.id).where(jobs.c.state == source.value, jobs.c.run_at <= at)
+            select(jobs.c.id).where(jobs.c.state == source.value, jobs.c.run_at <= at, OWN)
             .order_by(jobs.c.run_at).limit(limit).with_for_update(skip_locked=True)
         )
         rows = session.execute(
@@ -109,7 +111,7 @@ def undispatched(session: Session, limit: int, skip_queues: Collection[str] = ()
     stmt = (
         select(*_DISPATCH_COLUMNS)
         .where(jobs.c.state == S.QUEUED.value, jobs.c.dispatched_at.is_(None),
-               jobs.c.queue.not_in(list(skip_queues)))
+               jobs.c.queue.not_in(list(skip_queues)), OWN)
         .order_by(jobs.c.priority.desc(), jobs.c.id).limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -131,7 +133,7 @@ def waiting_dispatches(session: Session, ids: Sequence[uuid.UUID]) -> list[Dispa
 def queues_with_stale_dispatch(session: Session, before: datetime) -> list[str]:
     stmt = (
         select(jobs.c.queue).distinct()
-        .where(jobs.c.state == S.QUEUED.value, jobs.c.dispatched_at < before)
+        .where(jobs.c.state == S.QUEUED.value, jobs.c.dispatched_at < before, OWN)
     )
     return list(session.scalars(stmt))
 
@@ -141,7 +143,7 @@ def stale_dispatched(session: Session, queue: str, before: datetime, limit: int)
     stmt = (
         select(*_DISPATCH_COLUMNS)
         .where(jobs.c.state == S.QUEUED.value, jobs.c.queue == queue,
-               jobs.c.dispatched_at < before)
+               jobs.c.dispatched_at < before, OWN)
         .order_by(jobs.c.priority.desc(), jobs.c.id).limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -153,7 +155,7 @@ def dispatched_before(session: Session, before: datetime, limit: int) -> list[Di
     them), highest priority and oldest first, locked against other relays."""
     stmt = (
         select(*_DISPATCH_COLUMNS)
-        .where(jobs.c.state == S.QUEUED.value, jobs.c.dispatched_at < before)
+        .where(jobs.c.state == S.QUEUED.value, jobs.c.dispatched_at < before, OWN)
         .order_by(jobs.c.priority.desc(), jobs.c.id).limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -174,7 +176,7 @@ def _leases(session: Session, *conditions: Any, limit: int) -> list[Lease]:
         select(jobs.c.id, jobs.c.lease_token, jobs.c.attempt, jobs.c.max_attempts,
                jobs.c.retry_policy, jobs.c.cancel_requested_at, jobs.c.worker, jobs.c.task_id,
                jobs.c.rescues, jobs.c.interrupted_at, jobs.c.forcible)
-        .where(jobs.c.state == S.RUNNING.value, *conditions)
+        .where(jobs.c.state == S.RUNNING.value, OWN, *conditions)
         .limit(limit).with_for_update(skip_locked=True)
     )
     return [

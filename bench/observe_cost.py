@@ -1,0 +1,161 @@
+"""The cost of observe mode on plain Celery's no-op throughput, both measured in one run.
+
+    python -m bench.observe_cost [--jobs 2000] [--runs 3]
+
+Each run starts a `celery -A bench.apps.observed_noop worker -c 2` twice, once with
+CRISPER_OBSERVE=false (plain Celery: the wrapper connects nothing) and once with it on (the
+order alternates between runs), publishes `jobs` no-op tasks from this process (observing too
+when the worker does) and times them from the first publish to the last body start. Medians
+over the runs are reported, with the load average and idle CPU before each run; with observe
+on, it also checks that every task ended as a `succeeded` observed row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from celery import Celery
+from sqlalchemy import func, select
+
+from bench.apps import celery_noop
+from bench.environment import (
+    Proc,
+    World,
+    cpu_idle_fraction,
+    delete_prefixed,
+    postgres_schema,
+    python,
+    wait_ready,
+)
+from crisper import Crisper, Settings
+from crisper.store import Store
+from crisper.store.models import jobs
+
+PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One worker start's figures."""
+
+    rate: float  # tasks/s from the first publish to the last body start
+    drain: float  # tasks/s between the first and the last body start (the worker alone)
+    worker_cpu: float  # CPU ms per task of the worker's processes (main + pool)
+    caller_cpu: float  # CPU ms per task of this process publishing (and flushing, when on)
+
+
+def one_mode(world: World, app: Celery, observe: bool, n: int, logs: Path, run: int) -> Pass:
+    """One worker start with observe mode on or off, `n` no-op tasks through it."""
+    mode = "on" if observe else "off"
+    tag = f"{mode}{run}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRISPER_", "BENCH_"))}
+    env.update(PYTHONPATH=str(Path(__file__).resolve().parent.parent),
+               BENCH_BROKER_URL=world.broker, BENCH_BROKER_PREFIX=world.prefix("broker"),
+               BENCH_QUEUE=world.queue(tag), BENCH_SIGNAL_URL=world.signal_url,
+               BENCH_SIGNAL_KEY=world.prefix("marks") + tag,
+               BENCH_READY_KEY=world.prefix("ready") + tag,
+               CRISPER_DATABASE_URL=world.database_url, CRISPER_OBSERVE=str(observe).lower())
+    worker = Proc([python(), "-m", "celery", "-A", "bench.apps.observed_noop", "worker", "-Q",
+                   world.queue(tag), "-c", "2", "--without-mingle", "--without-gossip",
+                   "--loglevel", "WARNING"], env, logs / f"worker-{tag}.log")
+    signals = redis.Redis.from_url(world.signal_url)
+    caller = Crisper("bench_caller", celery=app, settings=Settings(
+        database_url=world.database_url, observe=observe))
+    try:
+        wait_ready(signals, env["BENCH_READY_KEY"], worker)
+        task, queue = app.tasks[celery_noop.TASK], world.queue(tag)
+        worker0, caller0 = sum(worker.cpu_seconds()), time.process_time()
+        started = time.perf_counter()
+        for _ in range(n):
+            task.apply_async(queue=queue)
+        caller_cpu = time.process_time() - caller0
+        while signals.llen(env["BENCH_SIGNAL_KEY"]) < n:
+            if not worker.alive():
+                raise RuntimeError(f"worker exited:\n{worker.tail()}")
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        time.sleep(2 * caller.settings.observe_flush_seconds)  # the flushes of these tasks
+        worker_cpu = sum(worker.cpu_seconds()) - worker0
+        caller1 = time.process_time()
+        if "observer" in caller.__dict__:
+            caller.observer.disconnect()  # the caller's last flush
+        caller_cpu += time.process_time() - caller1
+        marks = [float(x) for x in signals.lrange(env["BENCH_SIGNAL_KEY"], 0, -1)]
+        if observe:
+            check_rows(caller, n)
+        return Pass(n / elapsed, (n - 1) / (max(marks) - min(marks)),
+                    1000 * worker_cpu / n, 1000 * caller_cpu / n)
+    finally:
+        worker.stop()
+        caller.store.close()
+        signals.close()
+
+
+def check_rows(caller: Crisper, n: int, timeout: float = 60) -> None:
+    """Every task of this pass ends as one succeeded observed row (flushes lag a little)."""
+    store = Store(caller.settings.resolved_database_url())
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            with store.read() as s:
+                done = s.scalar(select(func.count()).select_from(jobs).where(
+                    jobs.c.source == "observed", jobs.c.state == "succeeded"))
+            if done and done % n == 0 and done >= n:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"observed rows: {done} succeeded, expected a multiple of {n}")
+            time.sleep(0.5)
+    finally:
+        store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--jobs", "-n", type=int, default=2000)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--broker", default="redis://127.0.0.1:6379/3")
+    p.add_argument("--postgres", default=PG_BASE)
+    args = p.parse_args(argv)
+    world = World(pg_base=args.postgres, broker=args.broker, signal_url=args.broker)
+    logs = Path(tempfile.mkdtemp(prefix="crisper-observe-cost-"))
+    passes: dict[bool, list[Pass]] = {False: [], True: []}
+    app = celery_noop.make(world.broker, world.prefix("broker"))
+    with postgres_schema(world):
+        store = Store(world.database_url)
+        store.create_all()
+        store.close()
+        try:
+            for run in range(args.runs):
+                load, idle = os.getloadavg()[0], cpu_idle_fraction() * 100
+                print(f"run {run + 1}: load average {load:.2f}, CPU idle {idle:.0f}%", flush=True)
+                for observe in ((False, True) if run % 2 == 0 else (True, False)):
+                    # Rows of earlier "on" passes stay; check_rows counts multiples of n.
+                    f = one_mode(world, app, observe, args.jobs, logs, run)
+                    passes[observe].append(f)
+                    print(f"  observe {'on ' if observe else 'off'}: {f.rate:7.1f} tasks/s "
+                          f"end to end, worker drain {f.drain:7.1f}/s, CPU per task: worker "
+                          f"{f.worker_cpu:.2f} ms, caller {f.caller_cpu:.2f} ms", flush=True)
+        finally:
+            delete_prefixed(world.signal_url, f"bench{world.token}:")
+    print(f"medians of {args.runs} runs ({args.jobs} tasks each):")
+    for label, attr in (("end-to-end tasks/s", "rate"), ("worker drain tasks/s", "drain"),
+                        ("worker CPU ms/task", "worker_cpu"), ("caller CPU ms/task",
+                                                               "caller_cpu")):
+        off = statistics.median(getattr(x, attr) for x in passes[False])
+        on = statistics.median(getattr(x, attr) for x in passes[True])
+        print(f"  {label:22s} off {off:8.2f}  on {on:8.2f}  ({100 * (on - off) / off:+.1f}%)")
+    print("target: throughput under 15% lower with observe on")
+    print(f"worker logs: {logs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
