@@ -92,7 +92,8 @@ def register_task(crisper: Crisper, app: Celery, job_type: JobType) -> None:
 
     run.__name__ = job_type.name.replace(".", "_")
     run.__doc__ = job_type.description
-    app.task(name=job_type.name, bind=True, **TASK_DEFAULTS, **limits)(run)
+    # shared=False: the task belongs to this Celery app only, not to every app built later.
+    app.task(name=job_type.name, bind=True, shared=False, **TASK_DEFAULTS, **limits)(run)
 
 
 def broker_priority(app: Celery, priority: int) -> int:
