@@ -15,6 +15,8 @@ from crisper.errors import (
     JobNotFound,
     StoreUnavailable,
     UnknownJobType,
+    WorkflowBusy,
+    WorkflowNotFound,
 )
 from crisper.handle import JobHandle
 from crisper.registry import JobType
@@ -23,6 +25,7 @@ from crisper.retry import Retry
 from crisper.service import SubmitRequest
 from crisper.settings import Settings
 from crisper.states import JobState
+from crisper.workflows import Workflow
 
 __all__ = [
     "AccessDenied",
@@ -47,4 +50,7 @@ __all__ = [
     "StoreUnavailable",
     "SubmitRequest",
     "UnknownJobType",
+    "Workflow",
+    "WorkflowBusy",
+    "WorkflowNotFound",
 ]

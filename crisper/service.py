@@ -338,7 +338,7 @@ class JobService:
 
     def cancel(self, job_id: object, tenant: str | None = None) -> JobRecord:
         """Cancel now if waiting; if running, ask it to stop (forced after the grace period)."""
-        return self._act(job_id, tenant, lambda s, job, at: job_sql.cancel(s, job, at))
+        return self._act(job_id, tenant, _cancel)
 
     def start(self, job_id: object, tenant: str | None = None) -> JobRecord:
         record = self._act(job_id, tenant, job_sql.start)
@@ -346,6 +346,11 @@ class JobService:
         return record
 
     def retry(self, job_id: object, tenant: str | None = None) -> JobRecord:
+        node = self.get(job_id, tenant)
+        if node.workflow_id is not None and node.workflow_node is not None:
+            # a workflow node reruns with everything downstream of it, waiting for it
+            self.crisper.workflows.retry_node(node.workflow_id, node.workflow_node)
+            return self.get(node.id)
         record = self._act(job_id, tenant, job_sql.restart)
         self._dispatch_now([record])
         return record
@@ -401,6 +406,17 @@ def _delay_seconds(delay: Duration) -> float:
     if value > MAX_DELAY_SECONDS:
         raise InvalidRequest("delay", "must be at most ten years")
     return value
+
+
+def _cancel(session: Session, job: JobRecord, at: datetime) -> JobState:
+    """Cancel one job; a workflow node's children learn of it in the same transaction."""
+    state = job_sql.cancel(session, job, at)
+    if state is S.CANCELLED and job.workflow_id is not None:
+        from crisper.store import workflows as workflow_sql
+
+        for dispatch in workflow_sql.release(session, job.id, state, at):  # "run" children
+            log.debug("node %s queued by a cancelled parent; the relay sends it", dispatch.id)
+    return state
 
 
 def _forget_pending(session: Session) -> None:

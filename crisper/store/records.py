@@ -53,6 +53,8 @@ class JobRecord:
     fire_time: datetime | None = None
     dispatch_error: str | None = None  # why its wake-up message waits to be published again
     metadata: dict[str, str] = field(default_factory=dict)  # searchable string pairs
+    workflow_id: uuid.UUID | None = None  # the workflow this job is a node of
+    workflow_node: str | None = None  # its node name there
 
     @classmethod
     def from_row(cls, row: Any) -> JobRecord:
