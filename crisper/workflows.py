@@ -156,7 +156,9 @@ class Workflow:
             for parent in n.get("after") or []:
                 edge = parent if isinstance(parent, Mapping) else {"node": parent}
                 pname = str(edge.get("node"))
-                gets = edge.get("receive", receive is True or pname in (receive or ()))
+                gets = edge.get("receive")
+                if gets is None:
+                    gets = receive is True or (isinstance(receive, list) and pname in receive)
                 wf.depend(str(n.get("name") or n["type"]), pname,
                           on_failure=edge.get("on_failure"), receive=bool(gets))
         return wf
