@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from crisper.errors import CrisperError, InvalidRequest, WorkflowBusy, WorkflowNotFound
+from crisper.flow import limits
 from crisper.ids import new_id, parse_id
 from crisper.service import SubmitRequest, _record_from_row
 from crisper.states import ACTIVE, TERMINAL, JobState
@@ -117,16 +118,29 @@ class WorkflowService:
 
     def _rows(self, wf: Workflow, order: list[str], workflow_id: uuid.UUID, tenant: str,
               at: datetime, send: bool) -> list[dict[str, Any]]:
-        """One job row per node, validated as any submit is; nodes with parents wait."""
+        """One job row per node, validated as any submit is; nodes with parents wait.
+
+        The first node of each kind (type, queue, priority, tags) goes through every submit
+        check; the others of that kind only need their params validated.
+        """
         pending = {name: 0 for name in order}
         for e in wf.edges.values():
             pending[e.child] += 1
+        templates: dict[tuple[Any, ...], dict[str, Any]] = {}
         rows = []
         for name in order:
             node = wf.nodes[name]
-            request = SubmitRequest(type=node.type, params=node.params, queue=node.queue,
-                                    priority=node.priority, tags=node.tags, tenant=tenant)
-            row = self.crisper.jobs._row(request, at)
+            kind = (node.type, node.queue, node.priority, tuple(node.tags))
+            template = templates.get(kind)
+            if template is None:
+                request = SubmitRequest(type=node.type, params=node.params, queue=node.queue,
+                                        priority=node.priority, tags=node.tags, tenant=tenant)
+                row = templates[kind] = self.crisper.jobs._row(request, at)
+            else:
+                job_type = self.crisper.registry.get(node.type)
+                params = job_type.validate(node.params)
+                row = {**template, "id": new_id(), "params": params, "concurrency_key":
+                       limits.concurrency_key(job_type.options.flow, job_type.name, params)}
             waits = pending[name] > 0
             row.update(
                 workflow_id=workflow_id, workflow_node=name, pending_parents=pending[name],

@@ -15,14 +15,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, insert, literal, select, update
+from psycopg.types.json import Jsonb
+from sqlalchemy import JSON, case, func, insert, literal, null, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from crisper.states import ACTIVE, JobState
 from crisper.store import jobs as job_sql
-from crisper.store.models import UTCDateTime, job_events, jobs, workflow_edges, workflows
-from crisper.store.statements import event
+from crisper.store.models import (
+    UTCDateTime,
+    job_events,
+    jobs,
+    metadata,
+    workflow_edges,
+    workflows,
+)
+from crisper.store.statements import dialect_of, event
 from crisper.store.sweeps import Dispatch
 
 S = JobState
@@ -39,11 +47,40 @@ RESET = {"attempt": 0, "result": None, "error": None, "progress_current": None,
 
 def create(db: Db, workflow: dict[str, Any], rows: Sequence[dict[str, Any]],
            edges: Sequence[dict[str, Any]], at: datetime) -> None:
-    """Insert the workflow, its nodes (jobs, with their events) and its edges."""
+    """Insert the workflow, its nodes (jobs, with their events) and its edges.
+
+    PostgreSQL: nodes and edges are copied in (COPY, in the same transaction), and the nodes'
+    "submitted" events made by one INSERT … SELECT: ten thousand nodes in well under a second.
+    """
     db.execute(insert(workflows), [workflow])
-    job_sql.create(db, rows, at)
-    if edges:
-        db.execute(insert(workflow_edges), list(edges))
+    if dialect_of(db) != "postgresql":
+        job_sql.create(db, rows, at)
+        if edges:
+            db.execute(insert(workflow_edges), list(edges))
+        return
+    _copy(db, jobs.name, rows)
+    _copy(db, workflow_edges.name, edges)
+    db.execute(insert(job_events).from_select(
+        ["job_id", "at", "from_state", "to_state", "reason", "attempt"],
+        select(jobs.c.id, literal(at, UTCDateTime()), null(), jobs.c.state,
+               literal("submitted"), literal(0))
+        .where(jobs.c.workflow_id == workflow["id"])))
+
+
+def _copy(db: Db, table: str, rows: Sequence[dict[str, Any]]) -> None:
+    """COPY rows (all with the same keys) into `table` on the transaction's own connection."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    conn = db.connection() if isinstance(db, Session) else db
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    json_columns = {c.name for c in metadata.tables[table].c if isinstance(c.type, JSON)}
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    with raw.cursor() as cursor, cursor.copy(sql) as copy:
+        for row in rows:
+            copy.write_row([Jsonb(row[c]) if c in json_columns and row[c] is not None
+                            else row[c] for c in columns])
 
 
 # -- release: the outcome path's hook -------------------------------------------------------
