@@ -8,8 +8,9 @@ import signal
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy.orm import Session
 
-from crisper import Crisper, JobState, WorkflowBusy
+from crisper import Crisper, JobState, WorkflowBusy, WorkflowNotFound
 from tests.apps import graph
 from tests.harness import Backend, wait_for
 
@@ -125,12 +126,14 @@ def test_retrying_a_failed_workflow_reruns_failed_and_downstream_only(
         backend: Backend, app: Crisper) -> None:
     backend.start_worker(**APP)
     wf = app.workflow("resume")
-    a = wf.add("graph.square", {"n": 2}, name="a")
-    b = wf.add("graph.nap", {"seconds": 0.1}, name="b", after=a)
+    a = wf.add("graph.nap", {"seconds": 3}, name="a")
+    b = wf.add("graph.square", {"n": 3}, name="b", after=a)
     wf.add("graph.join", name="c", after=b)
     wid = wf.submit().id
-    # b is cancelled while it waits: c fails (default policy), a succeeds
-    app.jobs.cancel(app.workflows.get(wid).node("b").id)
+    # b is cancelled while it waits for a: c is cancelled with it (parent_cancelled)
+    b_job = app.workflows.get(wid).node("b")
+    assert b_job.state is S.WAITING
+    app.jobs.cancel(b_job.id)
     first = app.workflows.wait(wid, timeout=120)
     assert {n.node: n.state for n in first.nodes} == {
         "a": S.SUCCEEDED, "b": S.CANCELLED, "c": S.CANCELLED}
@@ -185,3 +188,38 @@ def test_a_worker_killed_mid_workflow_loses_no_node_and_none_succeeds_twice(
     for node in done.nodes:
         ended = [e for e in app.jobs.events(node.id) if e.to_state == "succeeded"]
         assert len(ended) == 1, node.node
+
+
+def test_a_workflow_exists_if_and_only_if_the_callers_transaction_commits(
+        backend: Backend, app: Crisper) -> None:
+    def build(name: str) -> object:
+        wf = app.workflow(name)
+        wf.add("graph.join", name="join", after=wf.map("graph.square", [{"n": 2}, {"n": 3}]),
+               receive=True)
+        return wf
+
+    with Session(app.store.engine) as session, session.begin():
+        dropped = build("dropped").submit(session=session)  # type: ignore[attr-defined]
+        session.rollback()
+    with Session(app.store.engine) as session, session.begin():
+        kept = build("kept").submit(session=session)  # type: ignore[attr-defined]
+
+    with pytest.raises(WorkflowNotFound):
+        app.workflows.get(dropped.id)
+    backend.start_worker(**APP)
+    done = app.workflows.wait(kept.id, timeout=120)
+    assert done.status == "succeeded"
+    assert app.jobs.get(done.node("join").id).result["sum"] == 13
+
+
+@pytest.mark.backends("sqlite-embedded")
+def test_the_embedded_default_runs_a_workflow_with_a_failure_policy(
+        backend: Backend, app: Crisper) -> None:
+    backend.start_worker(**APP)
+    wid, _ = _branchy(app, "skip")
+
+    done = app.workflows.wait(wid, timeout=120)
+
+    assert {n.node: n.state for n in done.nodes} == {
+        "a": S.SUCCEEDED, "bad": S.FAILED, "good": S.SUCCEEDED, "end": S.SKIPPED,
+        "after_end": S.SKIPPED}
