@@ -21,6 +21,7 @@ from crisper.errors import (
     InvalidTransition,
     JobNotFound,
     UnknownQueue,
+    WorkflowBusy,
 )
 from crisper.flow import limits
 from crisper.ids import new_id, parse_id
@@ -388,7 +389,7 @@ class JobService:
             try:
                 method(job_id, f.tenant)
                 changed += 1
-            except (InvalidTransition, JobNotFound) as exc:
+            except (InvalidTransition, JobNotFound, WorkflowBusy) as exc:
                 errors[str(job_id)] = str(exc)
         return BulkResult(matched=len(ids), changed=changed, skipped=len(ids) - changed,
                           errors=errors)

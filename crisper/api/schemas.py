@@ -150,6 +150,8 @@ class Job(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     cancelled_at: datetime | None
+    workflow_id: uuid.UUID | None = Field(None, description="the workflow this job is a node of")
+    workflow_node: str | None = Field(None, description="its node name in that workflow")
     links: JobLinks
 
     @classmethod
@@ -166,6 +168,7 @@ class Job(BaseModel):
             timeout=r.timeout, worker=r.worker, cancel_requested_at=r.cancel_requested_at,
             created_at=r.created_at, run_at=r.run_at, queued_at=r.queued_at,
             started_at=r.started_at, finished_at=r.finished_at, cancelled_at=r.cancelled_at,
+            workflow_id=r.workflow_id, workflow_node=r.workflow_node,
             links=JobLinks(self=base, cancel=f"{base}/cancel", retry=f"{base}/retry",
                            start=f"{base}/start", events=f"{base}/events", logs=f"{base}/logs",
                            stream=f"{base}/stream"),

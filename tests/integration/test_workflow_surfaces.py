@@ -58,7 +58,11 @@ def test_the_api_creates_reads_retries_and_cancels_a_workflow(backend: Backend,
                 for e in body["edges"]} == {("a", "b", "fail", False), ("a", "c", "fail", True),
                                             ("b", "c", "run", False)}
         c = next(n for n in body["nodes"] if n["node"] == "c")
-        assert httpx.get(f"{root}{c['link']}", headers=auth).json()["result"]["parents"] == ["a"]
+        c_job = httpx.get(f"{root}{c['link']}", headers=auth).json()
+        assert c_job["result"]["parents"] == ["a"]
+        assert (c_job["workflow_id"], c_job["workflow_node"]) == (wid, "c")
+        b = next(n for n in body["nodes"] if n["node"] == "b")
+        assert httpx.get(f"{root}{b['link']}", headers=auth).json()["error"]["type"] == "ValueError"
 
         # an edited retry of b, then its downstream c reruns
         again = httpx.post(f"{root}/v1/workflows/{wid}/retry", headers=auth,
