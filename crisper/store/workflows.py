@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 from sqlalchemy import JSON, case, func, insert, literal, null, select, update
 from sqlalchemy.engine import Connection
@@ -53,7 +54,7 @@ def create(db: Db, workflow: dict[str, Any], rows: Sequence[dict[str, Any]],
     "submitted" events made by one INSERT … SELECT: ten thousand nodes in well under a second.
     """
     db.execute(insert(workflows), [workflow])
-    if dialect_of(db) != "postgresql":
+    if not _copies(db):  # SQLite, or an AsyncSession's connection (async psycopg)
         job_sql.create(db, rows, at)
         if edges:
             db.execute(insert(workflow_edges), list(edges))
@@ -65,6 +66,14 @@ def create(db: Db, workflow: dict[str, Any], rows: Sequence[dict[str, Any]],
         select(jobs.c.id, literal(at, UTCDateTime()), null(), jobs.c.state,
                literal("submitted"), literal(0))
         .where(jobs.c.workflow_id == workflow["id"])))
+
+
+def _copies(db: Db) -> bool:
+    """Whether COPY can run on this transaction's connection: synchronous psycopg only."""
+    if dialect_of(db) != "postgresql":
+        return False
+    conn = db.connection() if isinstance(db, Session) else db
+    return isinstance(conn.connection.driver_connection, psycopg.Connection)
 
 
 def _copy(db: Db, table: str, rows: Sequence[dict[str, Any]]) -> None:

@@ -223,3 +223,36 @@ def test_the_embedded_default_runs_a_workflow_with_a_failure_policy(
     assert {n.node: n.state for n in done.nodes} == {
         "a": S.SUCCEEDED, "bad": S.FAILED, "good": S.SUCCEEDED, "end": S.SKIPPED,
         "after_end": S.SKIPPED}
+
+
+def test_an_async_session_stores_a_workflow_if_and_only_if_it_commits(
+        backend: Backend, app: Crisper) -> None:
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    from crisper.contrib.fastapi import AsyncSubmitter
+    from crisper.store.db import normalize_url
+
+    async def submit_twice() -> tuple[object, object]:
+        engine = create_async_engine(normalize_url(backend.env["CRISPER_DATABASE_URL"]))
+        try:
+            async with AsyncSession(engine) as session:
+                wf = app.workflow("rolled-back")
+                wf.add("graph.square", {"n": 1})
+                dropped = await AsyncSubmitter(app, session).workflow(wf)
+                await session.rollback()
+            async with AsyncSession(engine) as session:
+                wf = app.workflow("committed")
+                wf.add("graph.square", {"n": 4}, name="b", after=wf.add("graph.square", {"n": 1}))
+                kept = await AsyncSubmitter(app, session).workflow(wf)
+                await session.commit()
+        finally:
+            await engine.dispose()
+        return dropped.id, kept.id  # type: ignore[attr-defined]
+
+    dropped, kept = asyncio.run(submit_twice())
+    with pytest.raises(WorkflowNotFound):
+        app.workflows.get(dropped)
+    backend.start_worker(**APP)
+    assert app.workflows.wait(kept, timeout=120).status == "succeeded"
