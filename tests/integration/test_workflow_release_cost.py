@@ -69,3 +69,25 @@ def test_a_parent_releases_any_number_of_children_in_the_same_few_statements(
         assert costs[-1][1] == 1 and join.state is S.QUEUED
     else:
         assert join.state is S.WAITING and join.pending_parents == width - 3
+
+
+def test_children_released_by_a_process_that_never_publishes_are_sent_by_the_relay(
+        backend: Backend, app: Crisper) -> None:
+    # Given a chain whose first node ends where nobody publishes the child's wake-up (as when
+    # a worker dies right after its commit, or the lifeline ends a node)
+    wf = app.workflow("relayed")
+    wf.add("graph.square", {"n": 5}, name="b", after=wf.add("graph.square", {"n": 2}, name="a"),
+           receive=True)
+    view = app.workflows.get(wf.submit().id)
+    with app.store.autocommit() as conn:
+        claimed = attempt_sql.claim(conn, [view.node("a").id], "gone", "t", 30, utcnow())
+    with app.store.transaction() as session:
+        attempt_sql.finish(session, claimed[0].id, claimed[0].lease_token, S.SUCCEEDED,
+                           utcnow(), reason="succeeded", result=4)
+    assert app.jobs.get(view.node("b").id).state is S.QUEUED
+
+    # When a worker and the scheduler run, Then the relay sends it and it runs
+    backend.start_worker(CRISPER_APP="tests.apps.graph")
+    backend.start_scheduler(CRISPER_APP="tests.apps.graph")
+    assert app.workflows.wait(view.id, timeout=120).status == "succeeded"
+    assert app.jobs.get(view.node("b").id).result == 25
