@@ -235,7 +235,7 @@ def rerun(session: Session, workflow_id: uuid.UUID, nodes: Sequence[Rerun], at: 
           ) -> list[Dispatch]:
     """Put finished nodes back: waiting for their rerun parents, or queued if none rerun."""
     session.execute(update(workflows).where(workflows.c.id == workflow_id)
-                    .values(retried_at=at))
+                    .values(retried_at=at, cancelled_at=None))  # a resumed cancel is over
     history = []
     for node in nodes:
         target = S.QUEUED if node.pending == 0 else S.WAITING
