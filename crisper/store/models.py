@@ -307,4 +307,5 @@ workflow_edges = Table(
     Column("receives", Boolean, nullable=False),
     Column("position", Integer, nullable=False),
     Index("ix_crisper_workflow_edges_child_id", "child_id"),
+    Index("ix_crisper_workflow_edges_workflow_id", "workflow_id"),
 )

@@ -55,9 +55,12 @@ def upgrade() -> None:
     )
     op.create_index("ix_crisper_workflow_edges_child_id", "crisper_workflow_edges",
                     ["child_id"])
+    op.create_index("ix_crisper_workflow_edges_workflow_id", "crisper_workflow_edges",
+                    ["workflow_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_crisper_workflow_edges_workflow_id", table_name="crisper_workflow_edges")
     op.drop_index("ix_crisper_workflow_edges_child_id", table_name="crisper_workflow_edges")
     op.drop_table("crisper_workflow_edges")
     op.drop_index("ix_crisper_workflows_tenant_id", table_name="crisper_workflows")
