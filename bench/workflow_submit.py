@@ -21,6 +21,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import create_engine, func, select, text
 
+from bench.environment import process_cpu
 from crisper import Crisper, JobContext, Settings
 from crisper.store.db import normalize_url
 from crisper.store.models import job_events, jobs, workflow_edges
@@ -41,8 +42,8 @@ def fresh_app(pg_base: str) -> Iterator[Crisper]:
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
     app = Crisper("bench-wf", settings=Settings(
-        database_url=f"{pg_base}?options=-csearch_path%3D{schema}", broker_url=REDIS,
-        broker_prefix=prefix))
+        database_url=f"{pg_base}?options=-csearch_path%3D{schema}&application_name={schema}",
+        broker_url=REDIS, broker_prefix=prefix))
     app.job(name="bench.item")(item)
     try:
         app.store.create_all()
@@ -55,7 +56,16 @@ def fresh_app(pg_base: str) -> Iterator[Crisper]:
         delete_prefixed(REDIS, prefix)
 
 
-def one_run(app: Crisper, nodes: int) -> tuple[float, float, float]:
+def server_cpu(app: Crisper) -> float:
+    """CPU seconds spent so far by the PostgreSQL backends serving this app (same machine)."""
+    with app.store.read() as session:
+        name = session.scalar(text("SELECT current_setting('application_name')"))
+        pids = session.scalars(text("SELECT pid FROM pg_stat_activity WHERE "
+                                    "application_name = :n"), {"n": name}).all()
+    return process_cpu([int(p) for p in pids])
+
+
+def one_run(app: Crisper, nodes: int) -> tuple[float, float, float, float]:
     warm = app.workflow("warm-up")  # imports, pools, prepared types: as in a running server
     warm.add("bench.item", {"n": 1}, after=warm.add("bench.item", {"n": 0}))
     warm.submit()
@@ -65,9 +75,11 @@ def one_run(app: Crisper, nodes: int) -> tuple[float, float, float]:
     fan = wf.map("bench.item", [{"n": i, "source": f"s{i}"} for i in range(nodes)],
                  name="item", after=root)
     wf.add("bench.item", {"n": -1}, name="join", after=fan, receive=True)
+    server = server_cpu(app)
     built, cpu = time.perf_counter(), time.process_time()
     view = wf.submit()
     stored, cpu = time.perf_counter(), time.process_time() - cpu
+    server = server_cpu(app) - server
     with app.store.read() as session:
         count = session.scalar(select(func.count()).where(jobs.c.workflow_id == view.id))
         edges = session.scalar(select(func.count()).where(
@@ -75,7 +87,7 @@ def one_run(app: Crisper, nodes: int) -> tuple[float, float, float]:
         events = session.scalar(select(func.count()).select_from(job_events))
     assert count == nodes + 2 and edges == 2 * nodes, (count, edges)
     assert events is not None and events >= nodes + 2
-    return built - started, stored - built, cpu
+    return built - started, stored - built, cpu, server
 
 
 def main() -> None:
@@ -84,21 +96,24 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--postgres", default=PG_BASE)
     args = p.parse_args()
-    builds, submits, cpus = [], [], []
+    builds, submits, cpus, servers = [], [], [], []
     for run in range(args.runs):
         with open("/proc/loadavg") as f:
             load = f.read().split()[0]
         with fresh_app(args.postgres) as app:
-            build, submit, cpu = one_run(app, args.nodes)
+            build, submit, cpu, server = one_run(app, args.nodes)
         builds.append(build)
         submits.append(submit)
         cpus.append(cpu)
+        servers.append(server)
         print(f"run {run + 1}: build {build * 1000:.0f} ms, submit {submit * 1000:.0f} ms "
-              f"wall, {cpu * 1000:.0f} ms client CPU ({args.nodes + 2} nodes, "
+              f"wall, CPU {cpu * 1000:.0f} ms client + {server * 1000:.0f} ms PostgreSQL "
+              f"({args.nodes + 2} nodes, "
               f"{2 * args.nodes} edges; load {load})", flush=True)
     print(f"median submit of a {args.nodes}-wide fan-out with a fan-in: "
-          f"{statistics.median(submits):.2f} s wall, {statistics.median(cpus):.2f} s client "
-          f"CPU (build {statistics.median(builds):.2f} s)")
+          f"{statistics.median(submits):.2f} s wall; CPU {statistics.median(cpus):.2f} s "
+          f"client + {statistics.median(servers):.2f} s PostgreSQL (build "
+          f"{statistics.median(builds):.2f} s)")
 
 
 if __name__ == "__main__":
