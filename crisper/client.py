@@ -29,8 +29,8 @@ import httpx
 
 from crisper.durations import Duration, seconds
 from crisper.errors import AccessDenied, CrisperError, error_class_for
+from crisper.records import EventRecord, JobRecord, LogRecord
 from crisper.states import JobState
-from crisper.store.records import EventRecord, JobRecord, LogRecord
 from crisper.waiting import Waiting, await_end, wait_for_end
 
 __all__ = ["AsyncClient", "Call", "Client", "Following", "StreamEvent", "Submitted", "Waiting",

@@ -27,12 +27,12 @@ from crisper.flow import limits
 from crisper.ids import new_id, parse_id
 from crisper.metadata import metadata_problem
 from crisper.names import MAX_KEY, tag_problem, text_problem, unknown_queue_problem
+from crisper.records import EventRecord, JobRecord, LogRecord
 from crisper.states import JobState
 from crisper.store import flow as flow_sql
 from crisper.store import jobs as job_sql
 from crisper.store import sweeps as sweep_sql
 from crisper.store import utcnow
-from crisper.store.records import EventRecord, JobRecord, LogRecord
 
 if TYPE_CHECKING:
     from crisper.app import Crisper

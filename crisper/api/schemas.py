@@ -18,9 +18,9 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from crisper.names import KEY_PATTERN, QUEUE_PATTERN, TAG_PATTERN, json_problem
+from crisper.records import EventRecord, JobRecord, LogRecord
 from crisper.service import BulkResult
 from crisper.states import TERMINAL, JobState
-from crisper.store.records import EventRecord, JobRecord, LogRecord
 
 
 class Problem(BaseModel):

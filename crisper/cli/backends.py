@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from crisper import monitor
+from crisper.records import EventRecord, JobRecord, LogRecord
 from crisper.service import SubmitRequest
 from crisper.store.jobs import JobFilter
-from crisper.store.records import EventRecord, JobRecord, LogRecord
 
 if TYPE_CHECKING:
     from crisper.app import Crisper

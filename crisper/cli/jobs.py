@@ -22,10 +22,10 @@ from crisper.cli.render import (
 )
 from crisper.errors import InvalidRequest
 from crisper.metadata import parse_pairs
+from crisper.records import JobRecord
 from crisper.service import SubmitRequest
 from crisper.states import JobState
 from crisper.store.jobs import JobFilter
-from crisper.store.records import JobRecord
 from crisper.waiting import wait_for_end
 
 EXIT_FOR_STATE = {JobState.SUCCEEDED: 0, JobState.FAILED: 1, JobState.CANCELLED: 3}

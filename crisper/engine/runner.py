@@ -352,4 +352,4 @@ def can_force_stop() -> bool:
     """Whether this attempt runs where a forced stop works: a prefork pool child, a process
     of its own that `revoke(terminate=True)` and hard time limits can kill. Threads, solo,
     gevent and eventlet run jobs inside the worker process, which cannot be stopped alone."""
-    return current_process().name.startswith("ForkPoolWorker")
+    return str(current_process().name).startswith("ForkPoolWorker")

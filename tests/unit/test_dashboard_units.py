@@ -15,8 +15,8 @@ from crisper.dashboard.routes_jobs import ListQuery, allowed_actions
 from crisper.dashboard.session import MAX_AGE_SECONDS, SessionData, new_session, tokens_match
 from crisper.dashboard.timeline import attempts
 from crisper.insights import Minute
+from crisper.records import EventRecord
 from crisper.states import JobState
-from crisper.store.records import EventRecord
 
 SCHEMA = {
     "properties": {
