@@ -126,3 +126,9 @@ def test_the_cli_lists_shows_and_cancels_workflows(backend: Backend, app: Crispe
                                                                "only": "waiting"}
     assert "cancelled" in cli("cancel", str(view.id))
     assert app.workflows.get(view.id).counts == {"cancelled": 2}
+
+    # one node again, with an edited param: it alone reruns (its parent stays cancelled)
+    cli("retry", str(view.id), "--node", "only", "-p", "n=5")
+    again = app.workflows.get(view.id)
+    assert (again.node("only").state.value, again.node("only").params["n"]) == ("queued", 5)
+    assert again.node("graph.square").state.value == "cancelled"
