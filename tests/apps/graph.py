@@ -18,6 +18,7 @@ def build(settings: Settings | None = None) -> Crisper:
     app.job(name="graph.square", retry=Retry(attempts=1))(square)
     app.job(name="graph.join", retry=Retry(attempts=1))(join)
     app.job(name="graph.nap", retry=Retry(attempts=1))(nap)
+    app.job(name="graph.deaf", retry=Retry(attempts=1))(deaf)
     return app
 
 
@@ -48,6 +49,14 @@ def nap(ctx: JobContext, seconds: float = 30.0) -> str:
         ctx.check_cancelled()
         time.sleep(0.05)
     return "rested"
+
+
+def deaf(ctx: JobContext, seconds: float = 60.0) -> str:
+    """Sleeps without ever checking for cancellation: only a forced stop ends it early."""
+    probe.mark(ctx, "start")
+    time.sleep(seconds)
+    probe.mark(ctx, "end")
+    return "woke"
 
 
 crisper = build()

@@ -165,6 +165,26 @@ def test_cancelling_a_running_workflow_stops_everything(backend: Backend, app: C
     assert not never & set(runs(backend))
 
 
+def test_cancelling_a_workflow_forces_a_node_that_never_checks(backend: Backend,
+                                                                app: Crisper) -> None:
+    backend.start_worker(concurrency=1, **APP)
+    backend.start_scheduler(**APP)  # its canceller forces the stop after the grace period
+    wf = app.workflow("deaf")
+    wf.add("graph.square", {"n": 1}, name="after", after=wf.add("graph.deaf", name="deaf"),
+           on_failure="run")
+    wid = wf.submit().id
+    wait_for(lambda: app.workflows.get(wid).counts.get("running") == 1, 60, "deaf running")
+
+    app.workflows.cancel(wid)
+    done = app.workflows.wait(wid, timeout=60)
+
+    assert done.counts == {"cancelled": 2}
+    deaf = done.node("deaf")
+    assert "cancel_forced" in [e.reason for e in app.jobs.events(deaf.id)]
+    assert not [r for r in backend.probe_rows() if r.event == "end"]  # killed mid-sleep
+    assert str(done.node("after").id) not in runs(backend)
+
+
 def test_a_worker_killed_mid_workflow_loses_no_node_and_none_succeeds_twice(
         backend: Backend, app: Crisper) -> None:
     victim = backend.start_worker(concurrency=4, **APP)
