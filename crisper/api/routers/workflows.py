@@ -13,7 +13,7 @@ from crisper.api.problems import responses
 from crisper.workflow_service import WorkflowView
 from crisper.workflows import Workflow
 
-router = APIRouter(prefix="/v1", tags=["workflows"], responses=responses(401, 403, 500))
+router = APIRouter(prefix="/v1", tags=["workflows"], responses=responses(401, 403, 500, 503))
 PolicyName = Literal["fail", "run", "skip"]
 
 
@@ -98,7 +98,7 @@ def out(view: WorkflowView) -> WorkflowOut:
 
 
 @router.post("/workflows", response_model=WorkflowOut, status_code=202,
-             responses=responses(413, 422))
+             responses=responses(400, 413, 422))
 def create_workflow(body: WorkflowIn, crisper: AppDep, who: Writer) -> WorkflowOut:
     """Store the whole graph in one transaction; nodes with parents wait for them."""
     spec = body.model_dump()
@@ -107,7 +107,7 @@ def create_workflow(body: WorkflowIn, crisper: AppDep, who: Writer) -> WorkflowO
     return out(view)
 
 
-@router.get("/workflows", response_model=list[WorkflowOut])
+@router.get("/workflows", response_model=list[WorkflowOut], responses=responses(422))
 def list_workflows(crisper: AppDep, who: Reader, before: str | None = None,
                    limit: int = 50) -> list[WorkflowOut]:
     """Newest first, with nodes counted per state; `before` (a workflow id) pages back."""
@@ -129,7 +129,7 @@ def cancel_workflow(workflow_id: str, crisper: AppDep, who: Writer) -> WorkflowO
 
 
 @router.post("/workflows/{workflow_id}/retry", response_model=WorkflowOut,
-             responses=responses(404, 409, 422))
+             responses=responses(400, 404, 409, 413, 422))
 def retry_workflow(workflow_id: str, crisper: AppDep, who: Writer,
                    body: RetryIn | None = None) -> WorkflowOut:
     """Resume: rerun failed, cancelled and skipped nodes and what follows them; or one node
