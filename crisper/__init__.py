@@ -25,6 +25,8 @@ if TYPE_CHECKING:
         JobNotFound,
         StoreUnavailable,
         UnknownJobType,
+        WorkflowBusy,
+        WorkflowNotFound,
     )
     from crisper.handle import JobHandle
     from crisper.registry import JobType
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from crisper.service import SubmitRequest
     from crisper.settings import Settings
     from crisper.states import JobState
+    from crisper.workflows import Workflow
 
 _HOMES: dict[str, str] = {
     "AccessDenied": "crisper.errors",
@@ -57,6 +60,9 @@ _HOMES: dict[str, str] = {
     "StoreUnavailable": "crisper.errors",
     "SubmitRequest": "crisper.service",
     "UnknownJobType": "crisper.errors",
+    "Workflow": "crisper.workflows",
+    "WorkflowBusy": "crisper.errors",
+    "WorkflowNotFound": "crisper.errors",
 }
 
 __all__ = [
@@ -82,6 +88,9 @@ __all__ = [
     "StoreUnavailable",
     "SubmitRequest",
     "UnknownJobType",
+    "Workflow",
+    "WorkflowBusy",
+    "WorkflowNotFound",
 ]
 
 

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from crisper.schedules import ScheduleService
     from crisper.store import Store
     from crisper.store.sweeps import Dispatch
+    from crisper.workflow_service import WorkflowService
+    from crisper.workflows import Policy, Workflow
 
 
 class Crisper:
@@ -314,6 +316,16 @@ class Crisper:
     @cached_property
     def jobs(self) -> JobService:
         return JobService(self)
+
+    @cached_property
+    def workflows(self) -> WorkflowService:
+        from crisper.workflow_service import WorkflowService
+
+        return WorkflowService(self)
+
+    def workflow(self, name: str, *, on_failure: Policy = "fail") -> Workflow:
+        """A workflow builder: add nodes and edges, then `submit()` the graph in one go."""
+        return self.workflows.workflow(name, on_failure)
 
     @cached_property
     def runner(self) -> Runner:

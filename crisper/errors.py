@@ -12,6 +12,8 @@
     ├── ConcurrentChange          the job changed state while the action ran; try again
     ├── DuplicateJob              a unique key already held by an active job
     ├── ScheduleNotFound          a schedule name that no schedule has
+    ├── WorkflowNotFound          an id that no workflow has
+    ├── WorkflowBusy              a workflow action its nodes' states do not allow
     ├── StoreUnavailable          the database cannot be reached
     ├── BrokerUnavailable         the broker cannot be reached
     ├── AccessDenied              an API key is missing, unknown or revoked
@@ -236,6 +238,28 @@ class ScheduleNotFound(CrisperError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"schedule {name!r} not found")
+
+
+class WorkflowNotFound(CrisperError):
+    """No workflow has that id."""
+
+    status, kind, exit_code = 404, "workflow-not-found", 5
+    members = {"workflow_id": "workflow_id"}
+
+    def __init__(self, workflow_id: object) -> None:
+        self.workflow_id = str(workflow_id)
+        super().__init__(f"workflow {workflow_id} not found")
+
+
+class WorkflowBusy(CrisperError):
+    """The workflow's nodes are not in states that allow that action."""
+
+    status, kind, exit_code = 409, "workflow-busy", 6
+    members = {"workflow_id": "workflow_id"}
+
+    def __init__(self, workflow_id: object, why: str) -> None:
+        self.workflow_id = str(workflow_id)
+        super().__init__(f"workflow {workflow_id}: {why}")
 
 
 class StoreUnavailable(CrisperError):

@@ -55,6 +55,8 @@ class JobRecord:
     metadata: dict[str, str] = field(default_factory=dict)  # searchable string pairs
     hard_timeout: float | None = None  # set when the submit gave its own time limits
     source: str = "crisper"  # "observed": a plain Celery task Crisper records but does not run
+    workflow_id: uuid.UUID | None = None  # the workflow this job is a node of
+    workflow_node: str | None = None  # its node name there
 
     @classmethod
     def from_row(cls, row: Any) -> JobRecord:

@@ -28,6 +28,7 @@ class Retention:
     succeeded: Duration | None = None
     failed: Duration | None = None
     cancelled: Duration | None = None
+    skipped: Duration | None = None  # workflow nodes not run (a parent failed under "skip")
     payload: Duration | None = None
 
     def __post_init__(self) -> None:
@@ -38,7 +39,7 @@ class Retention:
 
     @classmethod
     def every_state(cls, age: Duration) -> Retention:
-        return cls(succeeded=age, failed=age, cancelled=age)
+        return cls(succeeded=age, failed=age, cancelled=age, skipped=age)
 
     @property
     def payload_seconds(self) -> float | None:

@@ -22,6 +22,7 @@ from crisper.errors import (
     JobNotFound,
     NotControlled,
     UnknownQueue,
+    WorkflowBusy,
 )
 from crisper.flow import limits
 from crisper.ids import new_id, parse_id
@@ -356,7 +357,7 @@ class JobService:
             from crisper.engine.observe import revoke
 
             return revoke(self.crisper, observed)
-        return self._act(job_id, tenant, lambda s, job, at: job_sql.cancel(s, job, at))
+        return self._act(job_id, tenant, _cancel)
 
     def start(self, job_id: object, tenant: str | None = None) -> JobRecord:
         self._observed(job_id, tenant, "started")
@@ -366,6 +367,11 @@ class JobService:
 
     def retry(self, job_id: object, tenant: str | None = None) -> JobRecord:
         self._observed(job_id, tenant, "retried")
+        node = self.get(job_id, tenant)
+        if node.workflow_id is not None and node.workflow_node is not None:
+            # a workflow node reruns with everything downstream of it, waiting for it
+            self.crisper.workflows.retry_node(node.workflow_id, node.workflow_node)
+            return self.get(node.id)
         record = self._act(job_id, tenant, job_sql.restart)
         self._dispatch_now([record])
         return record
@@ -412,7 +418,7 @@ class JobService:
             try:
                 method(job_id, f.tenant)
                 changed += 1
-            except (InvalidTransition, JobNotFound) as exc:
+            except (InvalidTransition, JobNotFound, WorkflowBusy) as exc:
                 errors[str(job_id)] = str(exc)
         return BulkResult(matched=len(ids), changed=changed, skipped=len(ids) - changed,
                           errors=errors)
@@ -430,6 +436,17 @@ def _delay_seconds(delay: Duration) -> float:
     if value > MAX_DELAY_SECONDS:
         raise InvalidRequest("delay", "must be at most ten years")
     return value
+
+
+def _cancel(session: Session, job: JobRecord, at: datetime) -> JobState:
+    """Cancel one job; a workflow node's children learn of it in the same transaction."""
+    state = job_sql.cancel(session, job, at)
+    if state is S.CANCELLED and job.workflow_id is not None:
+        from crisper.store import workflows as workflow_sql
+
+        for dispatch in workflow_sql.release(session, job.id, state, at):  # "run" children
+            log.debug("node %s queued by a cancelled parent; the relay sends it", dispatch.id)
+    return state
 
 
 def _forget_pending(session: Session) -> None:

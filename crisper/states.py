@@ -2,9 +2,11 @@
 
     submit ─┬─> held ──start──> queued ─claim─> running ─┬─> succeeded
             ├─> scheduled ─due─> queued                  ├─> retrying ─due─> queued
-            └─> queued <──────rescue (worker lost)─────── ├─> failed
-       (any non-terminal) ──cancel──> cancelled          └─> cancelled
-       (terminal) ──retry──> queued
+            ├─> queued <──────rescue (worker lost)─────── ├─> failed
+            └─> waiting ─last parent done─> queued        └─> cancelled
+                waiting ─a parent failed─> failed | skipped (by the edge's policy)
+       (any non-terminal) ──cancel──> cancelled
+       (terminal) ──retry──> queued, or waiting (a workflow resumed)
 """
 
 from __future__ import annotations
@@ -23,13 +25,16 @@ class JobState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    WAITING = "waiting"  # a workflow node whose parents have not all finished
+    SKIPPED = "skipped"  # a workflow node not run: a parent failed under the "skip" policy
 
     @property
     def is_terminal(self) -> bool:
         return self in TERMINAL
 
 
-TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED,
+                      JobState.SKIPPED})
 ACTIVE = frozenset(JobState) - TERMINAL
 WAITING = frozenset({JobState.HELD, JobState.SCHEDULED, JobState.QUEUED, JobState.RETRYING})
 
@@ -42,9 +47,13 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     # running -> queued: a rescue; the worker was lost or interrupted, no attempt is spent.
     _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.RETRYING, _S.CANCELLED, _S.QUEUED}),
     _S.RETRYING: frozenset({_S.QUEUED, _S.CANCELLED}),
-    _S.SUCCEEDED: frozenset({_S.QUEUED}),
-    _S.FAILED: frozenset({_S.QUEUED}),
-    _S.CANCELLED: frozenset({_S.QUEUED}),
+    # waiting -> queued when its last parent is done; -> failed or skipped when a parent failed.
+    _S.WAITING: frozenset({_S.QUEUED, _S.FAILED, _S.SKIPPED, _S.CANCELLED}),
+    # terminal -> waiting: a resumed workflow reruns a node whose parents rerun too.
+    _S.SUCCEEDED: frozenset({_S.QUEUED, _S.WAITING}),
+    _S.FAILED: frozenset({_S.QUEUED, _S.WAITING}),
+    _S.CANCELLED: frozenset({_S.QUEUED, _S.WAITING}),
+    _S.SKIPPED: frozenset({_S.QUEUED, _S.WAITING}),
 }
 
 # The user-facing actions, each a move to one target state from the states the table allows.

@@ -9,7 +9,7 @@ from fastapi_offline import FastAPIOffline
 from crisper.api import openapi, problems
 from crisper.api.limits import BodyLimit
 from crisper.api.metrics import registry_for
-from crisper.api.routers import catalog, health, jobs, operations, schedules
+from crisper.api.routers import catalog, health, jobs, operations, schedules, workflows
 from crisper.app import Crisper
 from crisper.keys import KeyService
 
@@ -17,6 +17,7 @@ from crisper.keys import KeyService
 ROUTERS: list[APIRouter] = [
     health.router,
     jobs.router,
+    workflows.router,
     catalog.router,
     operations.router,
     schedules.router,

@@ -174,6 +174,8 @@ class Job(BaseModel):
     task_id: str | None = Field(None, description="an observed task's Celery task id")
     notice: str | None = Field(None, description="what the actions mean for this job, "
                                "when it is not Crisper's to steer")
+    workflow_id: uuid.UUID | None = Field(None, description="the workflow this job is a node of")
+    workflow_node: str | None = Field(None, description="its node name in that workflow")
     links: JobLinks
 
     @classmethod
@@ -194,6 +196,7 @@ class Job(BaseModel):
             source="observed" if r.source == "observed" else "crisper",
             task_id=r.task_id if r.source == "observed" else None,
             notice=OBSERVED_NOTICE if r.source == "observed" else None,
+            workflow_id=r.workflow_id, workflow_node=r.workflow_node,
             links=JobLinks(self=base, cancel=f"{base}/cancel", retry=f"{base}/retry",
                            start=f"{base}/start", events=f"{base}/events", logs=f"{base}/logs",
                            stream=f"{base}/stream"),

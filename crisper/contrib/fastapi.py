@@ -24,6 +24,8 @@ from sqlalchemy.orm import Session
 from crisper.app import Crisper
 from crisper.handle import JobHandle
 from crisper.registry import JobType
+from crisper.workflow_service import WorkflowView
+from crisper.workflows import Workflow
 
 
 def mount(app: FastAPI, crisper: Crisper, prefix: str = "/crisper") -> FastAPI:
@@ -55,6 +57,10 @@ class Submitter:
         return self.crisper.submit(_type_name(job_type), params, session=self.session,
                                    **options)
 
+    def workflow(self, wf: Workflow) -> WorkflowView:
+        """Store a whole workflow in the request's session (it exists if that commits)."""
+        return wf.submit(session=self.session)
+
 
 class AsyncSubmitter:
     """Submits jobs in a request's AsyncSession: they exist if and only if it commits.
@@ -72,6 +78,10 @@ class AsyncSubmitter:
         name = _type_name(job_type)
         return await self.session.run_sync(
             lambda sync: self.crisper.submit(name, params, session=sync, **options))
+
+    async def workflow(self, wf: Workflow) -> WorkflowView:
+        """Store a whole workflow in the request's AsyncSession (it exists if that commits)."""
+        return await self.session.run_sync(lambda sync: wf.submit(session=sync))
 
 
 def submitter(crisper: Crisper, get_session: Callable[..., Any]

@@ -73,6 +73,8 @@ class JobContext:
         self.progress_total: float | None = None
         self.progress_message: str | None = None
         self.progress_dirty = False
+        # A workflow node's received results, by parent node name (see crisper/workflows.py).
+        self.parents: dict[str, Any] = {}
         self.logs = LogBuffer(max_log_lines)
         self.cancel_requested = False
         self.lease_lost = False  # unrenewed too long here, or taken away (below)

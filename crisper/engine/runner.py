@@ -206,13 +206,18 @@ class Runner:
 
     def _context(self, job: attempt_sql.Claimed) -> JobContext:
         s = self.crisper.settings
-        return JobContext(
+        ctx = JobContext(
             job_id=job.id, job_type=job.type, attempt=job.attempt,
             max_attempts=job.max_attempts, lease_token=job.lease_token,
             lease_seconds=s.lease_seconds, max_log_lines=s.max_log_lines,
             on_progress=self._publish_progress, on_log=self._publish_log,
             on_still_running=self._publish_running,
         )
+        if job.workflow_id is not None:  # a workflow node: the results it receives
+            from crisper.workflow_service import parent_results
+
+            ctx.parents = parent_results(self.crisper, job.id)
+        return ctx
 
     def _publish_progress(self, ctx: JobContext) -> None:
         now = time.monotonic()
@@ -274,12 +279,23 @@ class Runner:
                 retry_at=outcome.retry_at,
             )
 
+        if job.workflow_id is not None:
+            return self._write_node_outcome(job, ctx, outcome, worker)
         if not ctx.has_news():
             with self.crisper.store.autocommit() as conn:
                 return finish(conn)
         with self.crisper.store.transaction() as session:
             store_news(session, ctx, final=True)
             return finish(session)
+
+    def _write_node_outcome(self, job: attempt_sql.Claimed, ctx: JobContext, outcome: Outcome,
+                            worker: str) -> bool:
+        """A workflow node: its outcome and its children's release in one transaction, then
+        the wake-ups of the children it queued (left to the relay if this process dies)."""
+        from crisper.workflow_service import write_node_outcome
+
+        return write_node_outcome(self.crisper, job, outcome, worker,
+                                  lambda session: store_news(session, ctx, final=True))
 
     def _reset_after_fork(self) -> None:
         if os.getpid() != self._pid:

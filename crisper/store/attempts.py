@@ -15,8 +15,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from crisper.states import TERMINAL, JobState
+from crisper.store import workflows as workflow_sql
 from crisper.store.models import JSONB, UTCDateTime, job_logs, jobs, queues
 from crisper.store.statements import changed, dialect_of, run_moving
+from crisper.store.sweeps import Dispatch
 
 S = JobState
 
@@ -34,6 +36,7 @@ class Claimed:
     timeout: float | None
     lease_token: uuid.UUID
     returned_attempts: int = 0
+    workflow_id: uuid.UUID | None = None  # a workflow node: its outcome releases its children
 
     @property
     def spent(self) -> int:
@@ -65,7 +68,8 @@ def _claim_statement(dialect: str, skip_paused: bool, by_type: bool = False,
             interrupted_at=None, forcible=bindparam("forcible", type_=Boolean()),
         )
         .returning(jobs.c.id, jobs.c.type, jobs.c.params, jobs.c.attempt, jobs.c.max_attempts,
-                   jobs.c.retry_policy, jobs.c.timeout, jobs.c.returned_attempts)
+                   jobs.c.retry_policy, jobs.c.timeout, jobs.c.returned_attempts,
+                   jobs.c.workflow_id)
     )
 
 
@@ -91,7 +95,7 @@ def claim(db: Session | Connection, ids: Sequence[uuid.UUID], worker: str, task_
     statement = _claim_statement(dialect, skip_paused, job_type is not None, queue is not None)
     rows = run_moving(db, dialect, statement, params, S.QUEUED, S.RUNNING, "claimed", None)
     return [Claimed(r.id, r.type, r.params, r.attempt, r.max_attempts, r.retry_policy, r.timeout,
-                    token, r.returned_attempts) for r in rows]
+                    token, r.returned_attempts, r.workflow_id) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,7 @@ def _fenced_move(values: dict[str, Any]) -> Any:
         .where(jobs.c.id == bindparam("job_id"), jobs.c.lease_token == bindparam("token"),
                jobs.c.state == S.RUNNING.value)
         .values(**values)
-        .returning(jobs.c.id, jobs.c.attempt)
+        .returning(jobs.c.id, jobs.c.attempt, jobs.c.workflow_id)
     )
 
 
@@ -182,8 +186,13 @@ def finish(
     at: datetime, *,
     reason: str, worker: str | None = None, result: Any = None,
     error: dict[str, Any] | None = None, retry_at: datetime | None = None,
+    released: list[Dispatch] | None = None,
 ) -> bool:
-    """running -> target, fenced by the lease token: a worker that lost its lease writes nothing."""
+    """running -> target, fenced by the lease token: a worker that lost its lease writes nothing.
+
+    A workflow node's end releases its children in the same transaction; those now queued are
+    appended to `released` (their wake-ups are unsent: the caller or the relay sends them).
+    """
     detail = {"error": error["message"]} if error else None
     if retry_at is not None:
         detail = {**(detail or {}), "retry_at": retry_at.isoformat()}
@@ -193,8 +202,12 @@ def finish(
         params["result"] = result
     if target is S.RETRYING:
         params["retry_at"] = retry_at
-    return bool(run_moving(db, dialect_of(db), statement, params, S.RUNNING, target, reason,
-                           detail))
+    moved = run_moving(db, dialect_of(db), statement, params, S.RUNNING, target, reason, detail)
+    if moved and moved[0].workflow_id is not None and target in TERMINAL:
+        children = workflow_sql.release(db, job_id, target, at)
+        if released is not None:
+            released.extend(children)
+    return bool(moved)
 
 
 @cache

@@ -127,6 +127,11 @@ jobs = Table(
     # Where the row comes from (migration 0010): "crisper" (a job Crisper runs) or "observed"
     # (a plain Celery task recorded through Celery's signals; task_id is its Celery id).
     Column("source", String(16), nullable=False, server_default="crisper"),
+    # Workflows (migration 0011): the workflow a node belongs to, its name there, and how many
+    # of its parents have not finished yet (a waiting node is queued when this reaches 0).
+    Column("workflow_id", Uuid()),
+    Column("workflow_node", String(200)),
+    Column("pending_parents", Integer),
     Index("ix_crisper_jobs_state_id", "state", "id"),
     Index("ix_crisper_jobs_type_id", "type", "id"),
     Index("ix_crisper_jobs_queue_state", "queue", "state"),
@@ -153,6 +158,9 @@ jobs = Table(
         postgresql_where=text("state = 'queued'"), sqlite_where=text("state = 'queued'"),
     ),
     Index("ix_crisper_jobs_finished", "finished_at"),
+    Index("ix_crisper_jobs_workflow", "workflow_id",
+          postgresql_where=text("workflow_id IS NOT NULL"),
+          sqlite_where=text("workflow_id IS NOT NULL")),
     # At most one active job per unique key: the database settles concurrent submits.
     Index(
         "ix_crisper_jobs_unique_active", "tenant", "unique_key", unique=True,
@@ -281,4 +289,34 @@ maintenance_runs = Table(
     Column("last_run_at", UTCDateTime(), nullable=False),
     Column("last_count", Integer, nullable=False),
     Column("last_by", String(300)),
+)
+
+workflows = Table(
+    "crisper_workflows",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("tenant", String(200), nullable=False, server_default="default"),
+    Column("name", String(200), nullable=False),
+    Column("nodes", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("cancelled_at", UTCDateTime()),
+    Column("retried_at", UTCDateTime()),
+    Index("ix_crisper_workflows_tenant_id", "tenant", "id"),
+)
+
+# One row per dependency: the child waits for the parent; `policy` says what the parent's
+# failure does to it (fail, run, skip); `receives`: whether the child is given its result.
+workflow_edges = Table(
+    "crisper_workflow_edges",
+    metadata,
+    Column("parent_id", Uuid(), ForeignKey("crisper_jobs.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("child_id", Uuid(), ForeignKey("crisper_jobs.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("workflow_id", Uuid(), nullable=False),
+    Column("policy", String(8), nullable=False),
+    Column("receives", Boolean, nullable=False),
+    Column("position", Integer, nullable=False),
+    Index("ix_crisper_workflow_edges_child_id", "child_id"),
+    Index("ix_crisper_workflow_edges_workflow_id", "workflow_id"),
 )

@@ -89,8 +89,9 @@ class Project:
         engine = create_engine(normalize_url(self.db_url))
         try:
             with engine.connect() as conn:
-                rows = conn.execute(text("SELECT id, type, state, attempt, queue, priority, "
-                                         "result, run_at, source FROM crisper_jobs")).mappings().all()
+                rows = conn.execute(text(
+                    "SELECT id, type, state, attempt, queue, priority, result, run_at, source "
+                    "FROM crisper_jobs")).mappings().all()
                 return [dict(r) for r in rows]
         finally:
             engine.dispose()

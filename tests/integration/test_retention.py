@@ -84,6 +84,7 @@ def test_each_types_retention_is_published(app: Crisper) -> None:
     from crisper import monitor
 
     types = {t["name"]: t["retention"] for t in monitor.job_types(app)}
-    assert types["ret.short"] == {"cancelled": app.settings.retention_seconds, "failed": 120.0,
-                                  "succeeded": 4.0, "payload": 1.0}
+    default = app.settings.retention_seconds
+    assert types["ret.short"] == {"cancelled": default, "failed": 120.0, "succeeded": 4.0,
+                                  "skipped": default, "payload": 1.0}
     assert types["ret.plain"]["payload"] is None

@@ -60,15 +60,17 @@ def test_every_active_state_can_be_cancelled_and_no_terminal_one_can() -> None:
     assert TERMINAL.isdisjoint(sources(S.CANCELLED))
 
 
-def test_terminal_states_have_only_the_restart_way_out() -> None:
+def test_terminal_states_have_only_the_restart_ways_out() -> None:
     for state in TERMINAL:
         assert state.is_terminal
-        assert {t for t in S if can_transition(state, t)} == {S.QUEUED}
+        # queued: a job retried; waiting: a workflow node resumed behind its rerun parents
+        assert {t for t in S if can_transition(state, t)} == {S.QUEUED, S.WAITING}
 
 
 @pytest.mark.parametrize(("action", "state", "message"), [
     ("started", S.SUCCEEDED, "is succeeded; only held jobs can be started"),
-    ("retried", S.RUNNING, "is running; only cancelled or failed or succeeded jobs can be retried"),
+    ("retried", S.RUNNING,
+     "is running; only cancelled or failed or skipped or succeeded jobs can be retried"),
     ("cancelled", S.FAILED, "is failed; only held or queued or retrying or running or scheduled"),
 ])
 def test_a_refused_action_says_why(action: str, state: JobState, message: str) -> None:

@@ -2,7 +2,7 @@
 // Every value from the server is set with textContent or a property: never parsed as HTML.
 "use strict";
 
-const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+const TERMINAL = new Set(["succeeded", "failed", "cancelled", "skipped"]);
 
 function setState(el, state) {
   if (!el) return;
@@ -133,5 +133,34 @@ document.addEventListener("DOMContentLoaded", () => {
   bulkSelection();
   liveTable();
   liveJob();
+  liveWorkflow();
   refresh();
 });
+
+// The workflow page: poll every node's state and recolour the graph and the table.
+function liveWorkflow() {
+  const box = document.getElementById("workflow");
+  if (!box) return;
+  const tick = async () => {
+    let moving = true;
+    try {
+      const answer = await fetch(box.dataset.live, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (answer.ok) {
+        const data = await answer.json();
+        for (const node of data.nodes) {
+          document.querySelectorAll('[data-node-id="' + CSS.escape(node.id) + '"]').forEach((el) => {
+            const rect = el.querySelector("[data-role=node]");
+            if (rect) rect.setAttribute("class", "wf-node wf-" + node.state);
+            const sub = el.querySelector("[data-role=node-state]");
+            if (sub) sub.textContent = node.state;
+            setState(el.querySelector("[data-role=state]"), node.state);
+          });
+        }
+        setState(document.querySelector("[data-role=wf-status]"), data.status);
+        moving = data.status === "running" || data.status === "cancelling";
+      }
+    } catch (e) { /* the next tick tries again */ }
+    setTimeout(tick, moving ? 1500 : 5000);
+  };
+  setTimeout(tick, 1000);
+}
