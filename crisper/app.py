@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from celery import Celery
     from sqlalchemy.orm import Session
 
+    from crisper.batches import BatchService
     from crisper.cron import Catchup, Overlap
     from crisper.engine.dispatch import Refusal
     from crisper.engine.runner import Runner
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from crisper.schedules import ScheduleService
     from crisper.store import Store
     from crisper.store.sweeps import Dispatch
+    from crisper.webhooks.service import WebhookService
 
 
 class Crisper:
@@ -272,6 +274,18 @@ class Crisper:
     @cached_property
     def jobs(self) -> JobService:
         return JobService(self)
+
+    @cached_property
+    def webhooks(self) -> WebhookService:
+        from crisper.webhooks.service import WebhookService
+
+        return WebhookService(self)
+
+    @cached_property
+    def batches(self) -> BatchService:
+        from crisper.batches import BatchService
+
+        return BatchService(self)
 
     @cached_property
     def runner(self) -> Runner:

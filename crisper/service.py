@@ -66,6 +66,8 @@ class SubmitRequest:
     unique_key: str | None = None
     on_duplicate: Literal["return", "reject"] = "return"
     schedule_name: str | None = None  # set by the cron unit: the schedule this job fires for
+    # Webhooks (crisper/webhooks): the job's final record is POSTed here when it ends.
+    callback_url: str | None = None
     fire_time: datetime | None = None
 
 
@@ -123,6 +125,11 @@ class JobService:
             self._dispatch_now(fresh, allowed=True)
         return records
 
+    def prepare_row(self, r: SubmitRequest, at: datetime) -> dict[str, Any]:
+        """The validated row a submit would insert (for callers that insert it themselves:
+        batches)."""
+        return self._row(r, at)
+
     def _row(self, r: SubmitRequest, at: datetime) -> dict[str, Any]:
         job_type = self.crisper.registry.get(r.type)
         params = job_type.validate(r.params)
@@ -151,6 +158,7 @@ class JobService:
             "priority": opts.priority if r.priority is None else r.priority,
             "state": state.value, "tenant": r.tenant, "params": params, "tags": list(r.tags),
             "metadata": dict(r.metadata) if r.metadata else None,
+            "callback_url": checked_callback_url(r.callback_url),
             "attempt": 0, "max_attempts": max_attempts,
             "retry_policy": opts.retry.to_json(), "timeout": opts.timeout,
             "idempotency_key": r.idempotency_key, "created_at": at, "run_at": run_at,
@@ -391,6 +399,20 @@ class JobService:
 
 MAX_DELAY_SECONDS = 10 * 365 * 86400.0
 MAX_TAGS = 50
+
+
+def checked_callback_url(url: str | None) -> str | None:
+    """A callback URL as it enters: http(s), with a host, of a sane length. Its address is
+    checked when it is called (crisper/outbound.py), since DNS answers change."""
+    if url is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
+        raise InvalidRequest("callback_url", "must be an http(s) URL with a host, at most "
+                             "2000 characters")
+    return url
 
 
 def _delay_seconds(delay: Duration) -> float:

@@ -79,6 +79,9 @@ class SubmitBody(BaseModel):
                                    description="one active job per key (with the type's own)")
     on_duplicate: Literal["return", "reject"] = Field(
         "return", description="a unique key held by an active job: answer that job (200), or 409")
+    callback_url: str | None = Field(
+        None, max_length=2000, description="the job's final record is POSTed here, signed, when "
+        "it ends (docs/integrations.md#webhooks)")
 
     @model_validator(mode="after")
     def _check(self) -> SubmitBody:
@@ -150,6 +153,8 @@ class Job(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     cancelled_at: datetime | None
+    callback_url: str | None = None
+    batch_id: uuid.UUID | None = None
     links: JobLinks
 
     @classmethod
@@ -166,6 +171,7 @@ class Job(BaseModel):
             timeout=r.timeout, worker=r.worker, cancel_requested_at=r.cancel_requested_at,
             created_at=r.created_at, run_at=r.run_at, queued_at=r.queued_at,
             started_at=r.started_at, finished_at=r.finished_at, cancelled_at=r.cancelled_at,
+            callback_url=r.callback_url, batch_id=r.batch_id,
             links=JobLinks(self=base, cancel=f"{base}/cancel", retry=f"{base}/retry",
                            start=f"{base}/start", events=f"{base}/events", logs=f"{base}/logs",
                            stream=f"{base}/stream"),

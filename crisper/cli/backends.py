@@ -76,7 +76,7 @@ class RemoteJobs:
             delay=request.delay, run_at=request.run_at, hold=request.hold,
             idempotency_key=request.idempotency_key, tags=request.tags,
             max_attempts=request.max_attempts, unique_key=request.unique_key,
-            on_duplicate=request.on_duplicate,
+            on_duplicate=request.on_duplicate, callback_url=request.callback_url,
         )
 
     def get(self, job_id: object) -> JobRecord:

@@ -64,6 +64,7 @@ def register(app: typer.Typer) -> None:
         unique_key: str = typer.Option(None, help="one active job per key"),
         reject_duplicate: bool = typer.Option(
             False, help="with a unique key held by an active job: fail (exit 6), not return it"),
+        callback_url: str = typer.Option(None, help="POST the job's final record here, signed"),
         wait: bool = typer.Option(False, help="follow the job with a progress bar until it ends"),
         timeout: float = typer.Option(None, help="with --wait: give up after this many seconds"),
         as_json: bool = typer.Option(False, "--json", help="print the job as JSON"),
@@ -74,7 +75,8 @@ def register(app: typer.Typer) -> None:
         request = SubmitRequest(type=job_type, params=parse_params(params or []), queue=queue,
                                 priority=priority, delay=delay, hold=hold,
                                 idempotency_key=idempotency_key, unique_key=unique_key,
-                                on_duplicate="reject" if reject_duplicate else "return")
+                                on_duplicate="reject" if reject_duplicate else "return",
+                                callback_url=callback_url)
         job = service.submit(request)
         if not wait:
             typer.echo(dumps(job_dict(job)) if as_json else f"{job.id} {job.state.value}")

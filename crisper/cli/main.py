@@ -92,7 +92,7 @@ def exit_code_for(exc: CrisperError) -> int:
 
 
 def _register_commands() -> None:
-    from crisper.cli import api, jobs, keys, processes, queues, schedules
+    from crisper.cli import api, jobs, keys, processes, queues, schedules, webhooks
 
     processes.register(app)
     jobs.register(app)
@@ -100,6 +100,7 @@ def _register_commands() -> None:
     api.register(app)
     schedules.register(app)
     queues.register(app)
+    webhooks.register(app)
 
 
 def main(argv: list[str] | None = None) -> Any:

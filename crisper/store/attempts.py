@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from crisper.states import TERMINAL, JobState
+from crisper.store import deliveries as outbox
 from crisper.store.models import JSONB, UTCDateTime, job_logs, jobs, queues
 from crisper.store.statements import changed, dialect_of, run_moving
 
@@ -193,8 +194,12 @@ def finish(
         params["result"] = result
     if target is S.RETRYING:
         params["retry_at"] = retry_at
-    return bool(run_moving(db, dialect_of(db), statement, params, S.RUNNING, target, reason,
-                           detail))
+    with outbox.atomic(db):
+        moved = bool(run_moving(db, dialect_of(db), statement, params, S.RUNNING, target,
+                                reason, detail))
+        if moved:  # webhooks and batch counters, in the outcome's own transaction
+            outbox.job_moved(db, job_id, S.RUNNING, target, at, reason)
+    return moved
 
 
 @cache
