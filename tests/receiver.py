@@ -27,6 +27,8 @@ class Plan:
     fail_status: int = 500
     redirect_to: str | None = None
     delay: float = 0.0
+    delay_first: int = 0  # with `delay`: only the first this many requests wait (0: all)
+    arrived: int = 0  # requests that came in (counted before any delay)
     served: int = 0
     got: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -52,7 +54,10 @@ def _handler(plan: Plan) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if plan.delay:
+            with plan.lock:
+                plan.arrived += 1
+                wait = plan.delay and (not plan.delay_first or plan.arrived <= plan.delay_first)
+            if wait:
                 time.sleep(plan.delay)
             with plan.lock:
                 plan.got.append(Received(self.path, dict(self.headers.items()), body,
