@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from crisper.errors import BatchNotFound, InvalidRequest
 from crisper.ids import new_id, parse_id
+from crisper.names import text_problem
 from crisper.service import BulkResult, SubmitRequest, checked_callback_url
 from crisper.states import JobState
 from crisper.store import batches as batch_sql
@@ -53,8 +54,9 @@ class BatchService:
         """Create the batch and all its jobs in one transaction, then wake the workers."""
         if not requests or len(requests) > MAX_BATCH:
             raise InvalidRequest("jobs", f"a batch holds 1 to {MAX_BATCH} jobs")
-        if description is not None and len(description) > 500:
-            raise InvalidRequest("description", "at most 500 characters")
+        problem = None if description is None else text_problem(description, 500)
+        if problem is not None:
+            raise InvalidRequest("description", problem)
         stored = self._callbacks(callbacks or {})
         at = utcnow()
         batch_id = new_id()
@@ -87,11 +89,14 @@ class BatchService:
             entry: dict[str, Any] = {}
             if cb.url:
                 entry["url"] = checked_callback_url(cb.url)
-            if cb.job:
-                job_type = self.crisper.registry.get(str(cb.job.get("type")))
-                entry["job"] = {"type": job_type.name,
-                                "params": job_type.validate(dict(cb.job.get("params") or {})),
-                                "queue": cb.job.get("queue")}
+            if cb.job:  # checked as a submit would check it (type, params, queue)
+                if not isinstance(cb.job.get("params") or {}, dict):
+                    raise InvalidRequest(f"callbacks.{kind}.job.params", "must be an object")
+                row = self.crisper.jobs.prepare_row(SubmitRequest(
+                    type=str(cb.job.get("type")), params=dict(cb.job.get("params") or {}),
+                    queue=cb.job.get("queue")), utcnow())
+                entry["job"] = {"type": row["type"], "params": row["params"],
+                                "queue": row["queue"]}
             if entry:
                 stored[kind] = entry
         return stored

@@ -408,10 +408,16 @@ def checked_callback_url(url: str | None) -> str | None:
         return None
     from urllib.parse import urlsplit
 
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
-        raise InvalidRequest("callback_url", "must be an http(s) URL with a host, at most "
-                             "2000 characters")
+    problem = text_problem(url, 2000)
+    if problem is not None:
+        raise InvalidRequest("callback_url", problem)
+    try:
+        parts = urlsplit(url)
+        scheme, host = parts.scheme, parts.hostname
+    except ValueError:
+        scheme, host = "", None
+    if scheme not in ("http", "https") or not host:
+        raise InvalidRequest("callback_url", "must be an http(s) URL with a host")
     return url
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from crisper.errors import InvalidRequest, WebhookNotFound
 from crisper.ids import parse_id
+from crisper.names import text_problem
 from crisper.service import checked_callback_url
 from crisper.store import deliveries as outbox
 from crisper.store import utcnow
@@ -41,6 +42,10 @@ class WebhookService:
     def subscribe(self, url: str, event_names: Sequence[str], tenant: str, *,
                   type: str | None = None, queue: str | None = None) -> Subscription:
         checked_callback_url(url)
+        for name, value in (("type", type), ("queue", queue)):
+            problem = None if value is None else text_problem(value, 200)
+            if problem is not None:
+                raise InvalidRequest(name, problem)
         unknown = [e for e in event_names if e not in events.SUBSCRIBABLE]
         if unknown or not event_names:
             raise InvalidRequest("events", f"unknown or no events {unknown}; known: "

@@ -65,7 +65,7 @@ def _request(body: SubmitBody) -> SubmitRequest:
                          max_attempts=body.max_attempts, callback_url=body.callback_url)
 
 
-@router.post("", status_code=201, response_model=Batch, responses=responses(413, 422))
+@router.post("", status_code=201, response_model=Batch, responses=responses(400, 413, 422))
 def submit(body: BatchBody, crisper: AppDep, who: Writer) -> Batch:
     """Submit the jobs as one batch, in one transaction."""
     callbacks = {k: Callback(url=c.url, job=c.job) for k, c in body.callbacks.items()}

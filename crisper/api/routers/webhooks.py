@@ -79,7 +79,7 @@ class Secrets(BaseModel):
 
 
 @router.post("/v1/webhooks/subscriptions", status_code=201, response_model=SubscriptionOut,
-             responses=responses(422))
+             responses=responses(400, 413, 422))
 def subscribe(body: SubscriptionBody, crisper: AppDep, who: Writer) -> SubscriptionOut:
     """Subscribe a URL to this tenant's events."""
     return SubscriptionOut.of(crisper.webhooks.subscribe(
