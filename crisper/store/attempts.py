@@ -35,6 +35,9 @@ class Claimed:
     timeout: float | None
     lease_token: uuid.UUID
     returned_attempts: int = 0
+    # Whether its outcome may cause webhooks or batch counts (store/deliveries.py): if not,
+    # the outcome is one autocommitted statement; if so, one transaction with its outbox rows.
+    notifies: bool = True
 
     @property
     def spent(self) -> int:
@@ -66,7 +69,8 @@ def _claim_statement(dialect: str, skip_paused: bool, by_type: bool = False,
             interrupted_at=None, forcible=bindparam("forcible", type_=Boolean()),
         )
         .returning(jobs.c.id, jobs.c.type, jobs.c.params, jobs.c.attempt, jobs.c.max_attempts,
-                   jobs.c.retry_policy, jobs.c.timeout, jobs.c.returned_attempts)
+                   jobs.c.retry_policy, jobs.c.timeout, jobs.c.returned_attempts,
+                   outbox.notifies(jobs).label("notifies"))
     )
 
 
@@ -92,7 +96,7 @@ def claim(db: Session | Connection, ids: Sequence[uuid.UUID], worker: str, task_
     statement = _claim_statement(dialect, skip_paused, job_type is not None, queue is not None)
     rows = run_moving(db, dialect, statement, params, S.QUEUED, S.RUNNING, "claimed", None)
     return [Claimed(r.id, r.type, r.params, r.attempt, r.max_attempts, r.retry_policy, r.timeout,
-                    token, r.returned_attempts) for r in rows]
+                    token, r.returned_attempts, bool(r.notifies)) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -183,8 +187,13 @@ def finish(
     at: datetime, *,
     reason: str, worker: str | None = None, result: Any = None,
     error: dict[str, Any] | None = None, retry_at: datetime | None = None,
+    notifies: bool = True,
 ) -> bool:
-    """running -> target, fenced by the lease token: a worker that lost its lease writes nothing."""
+    """running -> target, fenced by the lease token: a worker that lost its lease writes nothing.
+
+    `notifies=False` (known at the claim: no callback URL, no batch, no subscription in the
+    tenant) skips the outbox and keeps the outcome one statement.
+    """
     detail = {"error": error["message"]} if error else None
     if retry_at is not None:
         detail = {**(detail or {}), "retry_at": retry_at.isoformat()}
@@ -194,6 +203,9 @@ def finish(
         params["result"] = result
     if target is S.RETRYING:
         params["retry_at"] = retry_at
+    if not notifies:
+        return bool(run_moving(db, dialect_of(db), statement, params, S.RUNNING, target,
+                               reason, detail))
     with outbox.atomic(db):
         moved = bool(run_moving(db, dialect_of(db), statement, params, S.RUNNING, target,
                                 reason, detail))

@@ -80,6 +80,12 @@ def atomic(db: Db) -> Iterator[None]:
     yield
 
 
+def notifies(job_table: Any) -> Any:
+    """SQL: may this job's events cause deliveries or batch counts? (read at the claim)"""
+    return or_(job_table.c.callback_url.is_not(None), job_table.c.batch_id.is_not(None),
+               exists().where(subscriptions.c.tenant == job_table.c.tenant))
+
+
 def job_moved(db: Db, job_id: uuid.UUID, source: JobState, target: JobState,
               at: datetime, reason: str) -> None:
     """The outbox side of a job's move, in the move's own transaction: its subscribers' and
