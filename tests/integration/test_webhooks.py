@@ -264,3 +264,61 @@ def test_kill_9_of_the_scheduler_mid_delivery_loses_no_delivery(backend: Backend
 def test_recipes_are_in_the_docs() -> None:
     assert "verify_crisper" in recipe("python") and "verifyCrisper" in recipe("node")
     assert Path(DOC).exists()
+
+
+@pytest.mark.backends("postgres-redis")
+def test_an_outcome_and_its_deliveries_commit_together_on_the_fast_path(
+        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    from crisper.states import JobState
+    from crisper.store import attempts as attempt_sql
+    from crisper.store import deliveries as outbox
+
+    # Given a running job with a callback URL, claimed as a worker claims it
+    app = hooks_app(backend)
+    job = app.submit("probe.noop", callback_url="http://hooks.example.com/cb")
+    with app.store.transaction() as session:
+        claimed = attempt_sql.claim(session, [job.id], "w@test", "t1", 30, utcnow())
+    assert claimed and claimed[0].notifies
+    lease = claimed[0].lease_token
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("outbox write failed")
+
+    # When its outcome is written on the autocommit connection and the outbox write fails
+    monkeypatch.setattr(outbox, "job_moved", fail)
+    with pytest.raises(RuntimeError), app.store.autocommit() as conn:
+        attempt_sql.finish(conn, job.id, lease, JobState.SUCCEEDED, utcnow(),
+                           reason="succeeded", result=1)
+    # Then the outcome rolled back with it: the job is still running, no delivery exists
+    assert app.jobs.get(job.id).state is JobState.RUNNING
+    assert app.webhooks.deliveries("default", job_id=job.id) == []
+    # And once the outbox write works, both commit together
+    monkeypatch.undo()
+    with app.store.autocommit() as conn:
+        assert attempt_sql.finish(conn, job.id, lease, JobState.SUCCEEDED,
+                                  utcnow() + timedelta(seconds=1), reason="succeeded", result=1)
+    assert app.jobs.get(job.id).state is JobState.SUCCEEDED
+    assert [d.event for d in app.webhooks.deliveries("default", job_id=job.id)] == [
+        "job.callback"]
+
+
+@pytest.mark.backends("postgres-redis")
+def test_subscriptions_hear_their_tenant_and_filters_only(backend: Backend) -> None:
+    app = hooks_app(backend)
+    with receiver() as r:
+        app.webhooks.subscribe(r.url + "/noop", ["job.cancelled"], "acme", type="probe.noop")
+        app.webhooks.subscribe(r.url + "/all", ["job.cancelled", "job.failed"], "acme")
+        for tenant, job_type in (("acme", "probe.noop"), ("acme", "probe.echo"),
+                                 ("other", "probe.noop")):
+            params = {"number": 1} if job_type == "probe.echo" else {}
+            app.submit(job_type, params, tenant=tenant, hold=True).cancel()
+        pump(app, Deliverer(), lambda: len(r.got) >= 3)
+        time.sleep(0.5)
+    paths = sorted((g.path, json.loads(g.body)["data"]["type"]) for g in r.got)
+    assert paths == [("/all", "probe.echo"), ("/all", "probe.noop"), ("/noop", "probe.noop")]
+    # one event, one id, whatever the number of subscribers
+    noop_events = {g.headers[signing.EVENT_ID_HEADER] for g in r.got
+                   if json.loads(g.body)["data"]["type"] == "probe.noop"}
+    assert len(noop_events) == 1
