@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 USER_AGENT = "Crisper-Webhooks/1"
+PRUNE_EVERY_SECONDS = 300.0  # ended deliveries older than the job retention go this often
+PRUNE_BATCH = 1000
 
 
 def backoff(attempts: int, first: float, cap: float) -> float:
@@ -59,6 +61,7 @@ class Deliverer:
         self._guard = guard
         self._client: httpx.Client | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._pruned_at = 0.0
 
     def __call__(self, crisper: Crisper, at: datetime) -> int:
         s = crisper.settings
@@ -74,6 +77,11 @@ class Deliverer:
         for d, future in zip(due, futures, strict=True):
             outcome, took = future.result()
             self._record(crisper, d, outcome, took)
+        if time.monotonic() - self._pruned_at > PRUNE_EVERY_SECONDS:
+            self._pruned_at = time.monotonic()
+            before = at - timedelta(seconds=s.retention_seconds)
+            with crisper.store.transaction() as session:
+                outbox.prune(session, before, PRUNE_BATCH)
         return len(due)
 
     def send_one(self, crisper: Crisper, d: outbox.DeliveryRecord, secrets: list[str]

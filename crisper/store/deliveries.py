@@ -314,6 +314,19 @@ def add_first_secret(session: Session, tenant: str, secret: str, at: datetime) -
     ).on_conflict_do_nothing())
 
 
+def prune(session: Session, ended_before: datetime, limit: int) -> int:
+    """Delete delivered and failed deliveries last tried before `ended_before` (with their
+    tries); pending ones are never pruned."""
+    old = select(deliveries.c.id).where(
+        deliveries.c.state.in_([DELIVERED, FAILED]),
+        deliveries.c.last_attempt_at < ended_before).limit(limit)
+    ids = list(session.scalars(old))
+    if not ids:
+        return 0
+    session.execute(delete(delivery_attempts).where(delivery_attempts.c.delivery_id.in_(ids)))
+    return changed(session, delete(deliveries).where(deliveries.c.id.in_(ids)))
+
+
 def pending_count(session: Session, ids: Sequence[uuid.UUID]) -> int:
     stmt = select(func.count()).select_from(deliveries).where(
         deliveries.c.id.in_(list(ids)), deliveries.c.state == PENDING)

@@ -322,3 +322,21 @@ def test_subscriptions_hear_their_tenant_and_filters_only(backend: Backend) -> N
     noop_events = {g.headers[signing.EVENT_ID_HEADER] for g in r.got
                    if json.loads(g.body)["data"]["type"] == "probe.noop"}
     assert len(noop_events) == 1
+
+
+@pytest.mark.backends("postgres-redis")
+def test_ended_deliveries_are_pruned_and_pending_ones_kept(backend: Backend) -> None:
+    from datetime import timedelta
+
+    from crisper.store import deliveries as outbox
+
+    app = hooks_app(backend)
+    with receiver() as r:
+        sent = ended_with_callback(app, r.url + "/a")
+        pump(app, Deliverer(), lambda: r.got)
+    waiting = ended_with_callback(app, "http://hooks.example.com/later")  # never tried
+    with app.store.transaction() as session:
+        assert outbox.prune(session, utcnow() + timedelta(seconds=1), 100) == 1
+    assert app.webhooks.deliveries("default", job_id=sent.id) == []
+    assert [d.state for d in app.webhooks.deliveries("default", job_id=waiting.id)] == [
+        "pending"]
