@@ -69,6 +69,10 @@ class Deliverer:
             self._pool = ThreadPoolExecutor(s.webhook_concurrency, "crisper-webhook")
             self._client = outbound.new_client()
             self._guard = self._guard or outbound.Guard(s.outbound_allow)
+        self._prune(crisper, at)
+        with crisper.store.read() as session:
+            if not outbox.any_due(session, at):
+                return 0
         until = at + timedelta(seconds=lease_seconds(s.webhook_timeout_seconds))
         with crisper.store.transaction() as session:
             due = outbox.claim_due(session, at, s.webhook_concurrency * 4, until)
@@ -77,12 +81,15 @@ class Deliverer:
         for d, future in zip(due, futures, strict=True):
             outcome, took = future.result()
             self._record(crisper, d, outcome, took)
-        if time.monotonic() - self._pruned_at > PRUNE_EVERY_SECONDS:
-            self._pruned_at = time.monotonic()
-            before = at - timedelta(seconds=s.retention_seconds)
-            with crisper.store.transaction() as session:
-                outbox.prune(session, before, PRUNE_BATCH)
         return len(due)
+
+    def _prune(self, crisper: Crisper, at: datetime) -> None:
+        if time.monotonic() - self._pruned_at < PRUNE_EVERY_SECONDS:
+            return
+        self._pruned_at = time.monotonic()
+        before = at - timedelta(seconds=crisper.settings.retention_seconds)
+        with crisper.store.transaction() as session:
+            outbox.prune(session, before, PRUNE_BATCH)
 
     def send_one(self, crisper: Crisper, d: outbox.DeliveryRecord, secrets: list[str]
                  ) -> tuple[Outcome, float]:

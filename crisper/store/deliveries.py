@@ -184,6 +184,13 @@ def batch_summary(batch: batch_sql.BatchRecord, kind: str | None = None) -> dict
 
 # -- sent by the schedulers ------------------------------------------------------------------
 
+def any_due(session: Session, at: datetime) -> bool:
+    """A read first: the claim's write (a lock on SQLite) only when something is due."""
+    stmt = select(deliveries.c.id).where(deliveries.c.state == PENDING,
+                                         deliveries.c.next_at <= at).limit(1)
+    return session.execute(stmt).first() is not None
+
+
 def claim_due(session: Session, at: datetime, limit: int, lease_until: datetime
               ) -> list[DeliveryRecord]:
     """Lease due deliveries (pending, next try due, no live lease) to this scheduler.

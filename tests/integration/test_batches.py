@@ -119,7 +119,6 @@ def test_batch_api_cancel_retry_and_live_progress(backend: Backend) -> None:
     assert not app.jobs.list_jobs(JobFilter(tenant="default"))
 
 
-@pytest.mark.backends("postgres-redis")
 def test_a_batch_is_one_transaction_and_checks_its_callbacks(backend: Backend) -> None:
     from crisper.errors import InvalidParams, InvalidRequest, UnknownJobType
 

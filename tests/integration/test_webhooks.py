@@ -141,7 +141,6 @@ def test_a_receiver_failing_three_times_gets_it_on_the_fourth_try(backend: Backe
             signing.EVENT_ID_HEADER]
 
 
-@pytest.mark.backends("postgres-redis")
 def test_loopback_is_refused_without_the_allow_list(backend: Backend) -> None:
     app = hooks_app(backend, allow=())
     with receiver() as r:
@@ -266,7 +265,6 @@ def test_recipes_are_in_the_docs() -> None:
     assert Path(DOC).exists()
 
 
-@pytest.mark.backends("postgres-redis")
 def test_an_outcome_and_its_deliveries_commit_together_on_the_fast_path(
         backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
     from datetime import timedelta
@@ -304,7 +302,6 @@ def test_an_outcome_and_its_deliveries_commit_together_on_the_fast_path(
         "job.callback"]
 
 
-@pytest.mark.backends("postgres-redis")
 def test_subscriptions_hear_their_tenant_and_filters_only(backend: Backend) -> None:
     app = hooks_app(backend)
     with receiver() as r:
@@ -324,7 +321,6 @@ def test_subscriptions_hear_their_tenant_and_filters_only(backend: Backend) -> N
     assert len(noop_events) == 1
 
 
-@pytest.mark.backends("postgres-redis")
 def test_ended_deliveries_are_pruned_and_pending_ones_kept(backend: Backend) -> None:
     from datetime import timedelta
 
