@@ -253,4 +253,5 @@ _DESCRIPTIONS = {
     "redispatch": "wake-ups lost by the broker are sent again",
     "pruner": "finished jobs older than the retention period are deleted (retention)",
     "cron": "due schedules fire, one job per fire",
+    "deliverer": "due webhook deliveries are sent, signed (and batch callback jobs submitted)",
 }
