@@ -30,11 +30,15 @@ _KEEP_METHOD = {307, 308}  # other redirects turn the request into a GET without
 
 
 def system_resolver(host: str, port: int) -> list[str]:
-    """Every address the system resolver gives for host (both families)."""
+    """Every address the system resolver gives for host (both families).
+
+    A failed look-up is a network error (httpx.ConnectError), worth another try later, not a
+    refusal: DNS outages pass.
+    """
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise OutboundRefused(f"//{host}", f"the host does not resolve ({exc})") from None
+        raise httpx.ConnectError(f"cannot resolve {host}: {exc}") from None
     return [str(info[4][0]) for info in infos]
 
 

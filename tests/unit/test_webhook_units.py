@@ -87,3 +87,17 @@ def test_the_allow_list_admits_the_networks_it_names_only() -> None:
 ])
 def test_job_event_names(target: JobState, reason: str, name: str | None) -> None:
     assert events.job_event(target, reason) == name
+
+
+def test_a_name_that_does_not_resolve_is_a_network_error_not_a_refusal(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    import httpx
+
+    def no_answer(*args: object, **kwargs: object) -> None:  # no DNS traffic from a unit test
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_answer)
+    with pytest.raises(httpx.ConnectError, match="cannot resolve"):
+        Guard([]).check("http://no-such-host.invalid/")
