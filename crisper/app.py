@@ -63,6 +63,10 @@ class Crisper:
         # Schedules declared in code, by name; the scheduler syncs them into the store at start.
         self.code_schedules: dict[str, CodeSchedule] = {}
         self._existing_celery = celery
+        if celery is not None:  # its broker, routes and worker learn about Crisper now
+            from crisper.adoption import adopt
+
+            adopt(self, celery)
 
     def __repr__(self) -> str:
         return f"<Crisper {self.name} types={self.registry.names()}>"
@@ -70,7 +74,7 @@ class Crisper:
     # -- job types --------------------------------------------------------------------------
 
     def job(self, func: Callable[..., Any] | None = None, /, *, name: str | None = None,
-            queue: str = DEFAULT_QUEUE, priority: int = 0,
+            queue: str | None = None, priority: int = 0,
             timeout: Duration | tuple[Duration, Duration] | None = None,
             cancel_grace: Duration | None = None,
             retry: Retry | int | None = None, rate_limit: str | RateLimit | None = None,
@@ -78,8 +82,8 @@ class Crisper:
             concurrency: int | ConcurrencyLimit | None = None,
             concurrency_key: KeySpec | None = None,
             unique: UniqueSpec = None, batch: int | None = None,
-            schedule: str | None = None, retention: Retention | Duration | None = None
-            ) -> Any:
+            schedule: str | None = None, retention: Retention | Duration | None = None,
+            **celery_options: Any) -> Any:
         """Register a function as a job type; its signature (after ctx) is the parameter schema.
 
         Flow control (docs/flow-control.md): `rate_limit="50/m"` across all workers, per
@@ -93,29 +97,55 @@ class Crisper:
         how long a running job may ignore a cancel before it is stopped (both default to the
         app's settings). `retention`: how long its finished jobs are kept, one age or `Retention(
         succeeded=..., failed=..., cancelled=..., payload=...)`.
+        In an app wrapping a Celery app (`Crisper(..., celery=app)`), a function without `ctx`
+        and Celery's task options are accepted too (docs/migrating-from-celery.md).
         """
+        given = dict(name=name, queue=queue, priority=priority, timeout=timeout,
+                     cancel_grace=cancel_grace, retry=retry, rate_limit=rate_limit, burst=burst,
+                     rate_key=rate_key, concurrency=concurrency,
+                     concurrency_key=concurrency_key, unique=unique, batch=batch,
+                     schedule=schedule, retention=retention)
+
+        def register(f: Callable[..., Any]) -> JobType:
+            if self._existing_celery is not None or celery_options:
+                from crisper.adoption import define_job
+
+                return define_job(self, f, given, celery_options)
+            return self.define(f, **given)  # type: ignore[arg-type]
+
+        return register(func) if func is not None else register
+
+    def define(self, f: Callable[..., Any], *, name: str | None = None,
+               queue: str | None = None, priority: int = 0,
+               timeout: Duration | tuple[Duration, Duration] | None = None,
+               cancel_grace: Duration | None = None,
+               retry: Retry | int | None = None, rate_limit: str | RateLimit | None = None,
+               burst: int | None = None, rate_key: KeySpec | None = None,
+               concurrency: int | ConcurrencyLimit | None = None,
+               concurrency_key: KeySpec | None = None,
+               unique: UniqueSpec = None, batch: int | None = None,
+               schedule: str | None = None, retention: Retention | Duration | None = None,
+               job_class: type[JobType] = JobType) -> JobType:
+        """Register `f` (ctx first) as a job type of class `job_class`; see job()."""
+        queue = queue or DEFAULT_QUEUE
         options = job_options(queue=queue, priority=priority, timeout=timeout, retry=retry,
                               batch=batch, cancel_grace=cancel_grace)
         if retention is not None:
             kept = (retention if isinstance(retention, Retention)
                     else Retention.every_state(retention))
             options = replace(options, retention=kept)
+        flow = flow_options(f, name or f.__name__, rate_limit=rate_limit, burst=burst,
+                            rate_key=rate_key, concurrency=concurrency,
+                            concurrency_key=concurrency_key, unique=unique)
+        job_type = job_class(self, f, name or f.__name__, replace(options, flow=flow))
+        self.registry.add(job_type)
+        if schedule is not None:
+            self.schedule(job_type.name, job_type.name, schedule)
+        if "celery" in self.__dict__:  # the Celery app exists already: teach it the new task
+            from crisper.engine.celery_app import register_task
 
-        def register(f: Callable[..., Any]) -> JobType:
-            flow = flow_options(f, name or f.__name__, rate_limit=rate_limit, burst=burst,
-                                rate_key=rate_key, concurrency=concurrency,
-                                concurrency_key=concurrency_key, unique=unique)
-            job_type = JobType(self, f, name or f.__name__, replace(options, flow=flow))
-            self.registry.add(job_type)
-            if schedule is not None:
-                self.schedule(job_type.name, job_type.name, schedule)
-            if "celery" in self.__dict__:  # the Celery app exists already: teach it the new task
-                from crisper.engine.celery_app import register_task
-
-                register_task(self, self.celery, job_type)
-            return job_type
-
-        return register(func) if func is not None else register
+            register_task(self, self.celery, job_type)
+        return job_type
 
     def rate_limit(self, name: str, rate: str, *, burst: int | None = None) -> RateLimit:
         """A rate limit shared by every job type given it: `rate_limit=crisper.rate_limit(

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 from crisper.errors import BatchNotFound, InvalidRequest
 from crisper.ids import new_id, parse_id
 from crisper.names import text_problem
+from crisper.records import JobRecord
 from crisper.service import BulkResult, SubmitRequest, checked_callback_url
 from crisper.states import JobState
 from crisper.store import batches as batch_sql
 from crisper.store import jobs as job_sql
 from crisper.store import utcnow
 from crisper.store.batches import KINDS, BatchRecord
-from crisper.store.records import JobRecord
 
 if TYPE_CHECKING:
     from crisper.app import Crisper

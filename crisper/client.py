@@ -29,8 +29,8 @@ import httpx
 
 from crisper.durations import Duration, seconds
 from crisper.errors import AccessDenied, CrisperError, error_class_for
+from crisper.records import EventRecord, JobRecord, LogRecord
 from crisper.states import JobState
-from crisper.store.records import EventRecord, JobRecord, LogRecord
 from crisper.waiting import Waiting, await_end, wait_for_end
 
 __all__ = ["AsyncClient", "Call", "Client", "Following", "StreamEvent", "Submitted", "Waiting",
@@ -103,10 +103,12 @@ class Calls:
                   hold: bool = False, idempotency_key: str | None = None,
                   tags: Sequence[str] = (), max_attempts: int | None = None,
                   unique_key: str | None = None, on_duplicate: str = "return",
+                  soft_time_limit: Duration | None = None, time_limit: Duration | None = None,
                   callback_url: str | None = None) -> Call[Submitted]:
         """Also tells whether the server replayed an earlier job (idempotency_key).
 
         on_duplicate: "return" the active job holding `unique_key`, or "reject" (DuplicateJob).
+        soft_time_limit, time_limit: the job's own limits instead of its type's.
         """
         given = {"queue": queue, "priority": priority,
                  "delay": None if delay is None else seconds(delay),
@@ -114,7 +116,8 @@ class Calls:
                  "hold": hold or None, "idempotency_key": idempotency_key,
                  "tags": list(tags) or None, "max_attempts": max_attempts,
                  "unique_key": unique_key, "callback_url": callback_url,
-                 "on_duplicate": None if on_duplicate == "return" else on_duplicate}
+                 "on_duplicate": None if on_duplicate == "return" else on_duplicate,
+                 "soft_time_limit": _limit(soft_time_limit), "time_limit": _limit(time_limit)}
         body = {"type": type, "params": params or {},
                 **{k: v for k, v in given.items() if v is not None}}
         return Call("POST", "/v1/jobs", lambda r: Submitted(_job(r), r.status_code == 200),
@@ -466,7 +469,8 @@ def job_from_json(j: dict[str, Any]) -> JobRecord:
         state=JobState(j["state"]), tenant=j["tenant"], params=j["params"], result=j["result"],
         error=j["error"], tags=j["tags"], metadata=j.get("metadata") or {},
         attempt=j["attempt"], max_attempts=j["max_attempts"],
-        timeout=j["timeout"], idempotency_key=j["idempotency_key"],
+        timeout=j["timeout"], hard_timeout=j.get("hard_timeout"),
+        idempotency_key=j["idempotency_key"],
         progress_current=progress.get("current"), progress_total=progress.get("total"),
         progress_message=progress.get("message"), worker=j["worker"], task_id=None,
         cancel_requested_at=_when(j["cancel_requested_at"]), lease_expires_at=None,
@@ -475,3 +479,10 @@ def job_from_json(j: dict[str, Any]) -> JobRecord:
         finished_at=_when(j["finished_at"]), cancelled_at=_when(j["cancelled_at"]),
         callback_url=j.get("callback_url"),
     )
+
+
+def _limit(value: Duration | None) -> float | str | None:
+    """A time limit as the API takes it: seconds, or the duration text as given."""
+    if value is None or isinstance(value, int | float | str):
+        return value
+    return seconds(value)

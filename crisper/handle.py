@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from crisper.records import JobRecord
 from crisper.states import JobState
-from crisper.store.records import JobRecord
 from crisper.waiting import wait_for_end
 
 if TYPE_CHECKING:

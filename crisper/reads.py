@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 from crisper.errors import InvalidRequest
 from crisper.metadata import metadata_problem
+from crisper.records import JobRecord
 from crisper.states import JobState
 from crisper.store import jobs as job_sql
-from crisper.store.records import JobRecord
 
 if TYPE_CHECKING:
     from crisper.app import Crisper

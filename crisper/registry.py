@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 # Names that submit() takes as options, so a job type may not use them as parameters.
 RESERVED_PARAMS = frozenset(
     {"session", "queue", "priority", "delay", "run_at", "hold", "idempotency_key", "tags",
-     "tenant", "max_attempts", "unique_key", "on_duplicate", "metadata"}
+     "tenant", "max_attempts", "unique_key", "on_duplicate", "metadata", "soft_time_limit",
+     "time_limit"}
 )
 DEFAULT_QUEUE = "default"
 MAX_BATCH = 100

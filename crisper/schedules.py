@@ -12,10 +12,10 @@ from crisper import cron
 from crisper.cron import Catchup, Overlap
 from crisper.errors import InvalidRequest, ScheduleNotFound, UnknownQueue
 from crisper.names import schedule_name_problem, unknown_queue_problem
+from crisper.records import JobRecord
 from crisper.service import DEFAULT_TENANT, SubmitRequest
 from crisper.store import schedules as schedule_sql
 from crisper.store import utcnow
-from crisper.store.records import JobRecord
 from crisper.store.schedules import ScheduleRecord
 
 if TYPE_CHECKING:

@@ -26,12 +26,13 @@ from crisper.flow import limits
 from crisper.ids import new_id, parse_id
 from crisper.metadata import metadata_problem
 from crisper.names import MAX_KEY, tag_problem, text_problem, unknown_queue_problem
+from crisper.records import EventRecord, JobRecord, LogRecord
 from crisper.states import JobState
 from crisper.store import flow as flow_sql
 from crisper.store import jobs as job_sql
 from crisper.store import sweeps as sweep_sql
 from crisper.store import utcnow
-from crisper.store.records import EventRecord, JobRecord, LogRecord
+from crisper.time_limits import own_limits
 
 if TYPE_CHECKING:
     from crisper.app import Crisper
@@ -65,10 +66,15 @@ class SubmitRequest:
     # job; a second submit gets that job back ("return") or DuplicateJob ("reject").
     unique_key: str | None = None
     on_duplicate: Literal["return", "reject"] = "return"
+    # The job's own time limits, instead of its type's (Celery's names: the soft limit raises
+    # SoftTimeLimitExceeded in the body, the hard one kills its process); see time_limits.py.
+    soft_time_limit: Duration | None = None
+    time_limit: Duration | None = None
     schedule_name: str | None = None  # set by the cron unit: the schedule this job fires for
     # Webhooks (crisper/webhooks): the job's final record is POSTed here when it ends.
     callback_url: str | None = None
     fire_time: datetime | None = None
+    job_id: uuid.UUID | None = None  # the caller's own id (a Celery task id); default: new
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,9 @@ class JobService:
         else:
             state = S.QUEUED
         max_attempts = r.max_attempts or opts.retry.attempts
+        own = own_limits(r.soft_time_limit, r.time_limit, type_soft=opts.timeout,
+                         type_hard=opts.hard_timeout,
+                         kill_grace=self.crisper.settings.kill_grace_seconds)
         if r.on_duplicate not in ("return", "reject"):
             raise InvalidRequest("on_duplicate", f"must be 'return' or 'reject', "
                                  f"not {r.on_duplicate!r}")
@@ -154,13 +163,15 @@ class JobService:
             "unique_key": limits.unique_key(opts.flow, job_type.name, params, r.unique_key),
             "concurrency_key": limits.concurrency_key(opts.flow, job_type.name, params),
             "schedule_name": r.schedule_name, "fire_time": r.fire_time,
-            "id": new_id(), "type": job_type.name, "queue": r.queue or opts.queue,
+            "id": r.job_id or new_id(), "type": job_type.name, "queue": r.queue or opts.queue,
             "priority": opts.priority if r.priority is None else r.priority,
             "state": state.value, "tenant": r.tenant, "params": params, "tags": list(r.tags),
             "metadata": dict(r.metadata) if r.metadata else None,
             "callback_url": checked_callback_url(r.callback_url),
             "attempt": 0, "max_attempts": max_attempts,
-            "retry_policy": opts.retry.to_json(), "timeout": opts.timeout,
+            "retry_policy": opts.retry.to_json(),
+            "timeout": opts.timeout if own is None else own.soft,
+            "hard_timeout": None if own is None else own.hard,
             "idempotency_key": r.idempotency_key, "created_at": at, "run_at": run_at,
             "queued_at": at if state is S.QUEUED else None,
             # Optimistic: the message goes out right after commit; a failed send clears this.
@@ -436,7 +447,8 @@ def _forget_pending(session: Session) -> None:
 
 
 def _dispatch(record: JobRecord) -> sweep_sql.Dispatch:
-    return sweep_sql.Dispatch(record.id, record.type, record.queue, record.priority)
+    return sweep_sql.Dispatch(record.id, record.type, record.queue, record.priority,
+                              limits=sweep_sql.own_limits_of(record))
 
 
 def _record_from_row(row: dict[str, Any]) -> JobRecord:

@@ -240,3 +240,40 @@ def delete_prefixed(url: str, prefix: str) -> int:
         return int(client.delete(*keys)) if keys else 0
     finally:
         client.close()
+
+
+@contextmanager
+def small_tmpfs(folder: Path, size: str, *, required: bool) -> Iterator[Path]:
+    """A tmpfs of `size` mounted on `folder`: a disk that really fills up (needs root).
+
+    Where it cannot be mounted the test skips, unless `required` (CI, which runs as root).
+    """
+    import pytest
+
+    folder.mkdir(exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        reason = f"cannot mount a small tmpfs here: {mounted.stderr.strip()}"
+        if required:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def fill_disk(folder: Path) -> Path:
+    """Write a file in `folder` until its disk is full; delete the file to free the space."""
+    import errno
+
+    filler = folder / "filler"
+    with filler.open("wb", buffering=0) as f:  # unbuffered: closing has nothing left to write
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+    return filler

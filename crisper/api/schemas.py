@@ -12,15 +12,16 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StringConstraints,
     field_validator,
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
 
 from crisper.names import KEY_PATTERN, QUEUE_PATTERN, TAG_PATTERN, json_problem
+from crisper.records import EventRecord, JobRecord, LogRecord
 from crisper.service import BulkResult
 from crisper.states import TERMINAL, JobState
-from crisper.store.records import EventRecord, JobRecord, LogRecord
 
 
 class Problem(BaseModel):
@@ -58,6 +59,10 @@ def _text_time(value: Any) -> Any:
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_text_time)]
 
 
+LimitValue = Annotated[float | Annotated[str, StringConstraints(max_length=32)],
+                      "seconds, or a duration such as '1h55m'"]
+
+
 class SubmitBody(BaseModel):
     """A job to submit. The OpenAPI document narrows `type` and `params` to the app's job types."""
 
@@ -82,6 +87,12 @@ class SubmitBody(BaseModel):
     callback_url: str | None = Field(
         None, max_length=2000, description="the job's final record is POSTed here, signed, when "
         "it ends (docs/integrations.md#webhooks)")
+    soft_time_limit: LimitValue | None = Field(
+        None, description="this job's soft time limit instead of its type's: seconds or a "
+        "duration ('10m'); the body gets SoftTimeLimitExceeded")
+    time_limit: LimitValue | None = Field(
+        None, description="this job's hard time limit: its process is killed; not before the "
+        "soft one, at most a week")
 
     @model_validator(mode="after")
     def _check(self) -> SubmitBody:
@@ -144,7 +155,9 @@ class Job(BaseModel):
         None, description="why this queued job's wake-up message could not be published; "
         "the relay tries again with back-off")
     idempotency_key: str | None
-    timeout: float | None
+    timeout: float | None = Field(description="the soft time limit, seconds")
+    hard_timeout: float | None = Field(
+        None, description="the job's own hard time limit (seconds); null: its type's")
     worker: str | None
     cancel_requested_at: datetime | None
     created_at: datetime
@@ -168,7 +181,8 @@ class Job(BaseModel):
             attempt=r.attempt, max_attempts=r.max_attempts, result=r.result,
             error=JobError(**r.error) if r.error else None, dispatch_error=r.dispatch_error,
             idempotency_key=r.idempotency_key,
-            timeout=r.timeout, worker=r.worker, cancel_requested_at=r.cancel_requested_at,
+            timeout=r.timeout, hard_timeout=r.hard_timeout, worker=r.worker,
+            cancel_requested_at=r.cancel_requested_at,
             created_at=r.created_at, run_at=r.run_at, queued_at=r.queued_at,
             started_at=r.started_at, finished_at=r.finished_at, cancelled_at=r.cancelled_at,
             callback_url=r.callback_url, batch_id=r.batch_id,

@@ -8,6 +8,6 @@ from crisper.api.app import create_app
 
 
 def app() -> FastAPI:
-    from crisper.cli.loading import load_app
+    from crisper.loading import load_app
 
     return create_app(load_app(None))

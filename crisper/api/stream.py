@@ -24,9 +24,9 @@ import redis
 
 from crisper.errors import JobNotFound
 from crisper.live import channel
+from crisper.records import JobRecord
 from crisper.service import JobService
 from crisper.states import TERMINAL
-from crisper.store.records import JobRecord
 
 log = logging.getLogger(__name__)
 TERMINAL_STATES = frozenset(s.value for s in TERMINAL)

@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from crisper import monitor
+from crisper.records import EventRecord, JobRecord, LogRecord
 from crisper.service import SubmitRequest
 from crisper.store.jobs import JobFilter
-from crisper.store.records import EventRecord, JobRecord, LogRecord
 
 if TYPE_CHECKING:
     from crisper.app import Crisper
@@ -76,7 +76,8 @@ class RemoteJobs:
             delay=request.delay, run_at=request.run_at, hold=request.hold,
             idempotency_key=request.idempotency_key, tags=request.tags,
             max_attempts=request.max_attempts, unique_key=request.unique_key,
-            on_duplicate=request.on_duplicate, callback_url=request.callback_url,
+            on_duplicate=request.on_duplicate, soft_time_limit=request.soft_time_limit,
+            time_limit=request.time_limit, callback_url=request.callback_url,
         )
 
     def get(self, job_id: object) -> JobRecord:

@@ -22,10 +22,10 @@ from crisper.cli.render import (
 )
 from crisper.errors import InvalidRequest
 from crisper.metadata import parse_pairs
+from crisper.reads import job_filter
+from crisper.records import JobRecord
 from crisper.service import SubmitRequest
 from crisper.states import JobState
-from crisper.store.jobs import JobFilter
-from crisper.store.records import JobRecord
 from crisper.waiting import wait_for_end
 
 EXIT_FOR_STATE = {JobState.SUCCEEDED: 0, JobState.FAILED: 1, JobState.CANCELLED: 3}
@@ -65,6 +65,10 @@ def register(app: typer.Typer) -> None:
         reject_duplicate: bool = typer.Option(
             False, help="with a unique key held by an active job: fail (exit 6), not return it"),
         callback_url: str = typer.Option(None, help="POST the job's final record here, signed"),
+        soft_time_limit: str = typer.Option(
+            None, help="this job's soft time limit instead of its type's, e.g. 10m"),
+        time_limit: str = typer.Option(
+            None, help="this job's hard time limit (its process is killed), e.g. 12m"),
         wait: bool = typer.Option(False, help="follow the job with a progress bar until it ends"),
         timeout: float = typer.Option(None, help="with --wait: give up after this many seconds"),
         as_json: bool = typer.Option(False, "--json", help="print the job as JSON"),
@@ -76,6 +80,7 @@ def register(app: typer.Typer) -> None:
                                 priority=priority, delay=delay, hold=hold,
                                 idempotency_key=idempotency_key, unique_key=unique_key,
                                 on_duplicate="reject" if reject_duplicate else "return",
+                                soft_time_limit=soft_time_limit, time_limit=time_limit,
                                 callback_url=callback_url)
         job = service.submit(request)
         if not wait:
@@ -115,16 +120,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """List jobs, newest first."""
         state: State = ctx.obj
-        try:
-            states = [JobState(s) for s in state_ or []]
-        except ValueError as exc:
-            raise fail(f"{exc}; states: {', '.join(s.value for s in JobState)}", 2) from exc
-        try:
-            metadata = parse_pairs(meta or [], "=")
+        try:  # the filter the API and Python build from the same values (reads.job_filter)
+            f = job_filter(state=state_ or (), type=type_ or (), queue=queue or (), tag=tag,
+                           metadata=parse_pairs(meta or [], "="))
         except InvalidRequest as exc:
-            raise fail(f"--meta {exc.reason}", 2) from exc
-        f = JobFilter(states=states, types=type_ or [], queues=queue or [], tag=tag,
-                      metadata=tuple(sorted(metadata.items())))
+            raise fail(f"--{exc.field} {exc.reason}", 2) from exc
         found = state.jobs.list_jobs(f, before=before, limit=limit)
         if as_json:
             typer.echo(dumps([job_dict(j) for j in found]))

@@ -53,7 +53,7 @@ class State:
     @property
     def crisper(self) -> Crisper:
         if self._app is None:
-            from crisper.cli.loading import load_app
+            from crisper.loading import load_app
 
             self._app = load_app(self.app_spec)
         return self._app

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from crisper.store.records import JobRecord
+from crisper.records import JobRecord
 
 console = Console()
 progress_console = Console(stderr=True)  # live progress is for people: keep stdout for data

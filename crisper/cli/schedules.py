@@ -1,4 +1,4 @@
-"""Schedule commands: `crisper schedules ls|add|rm|enable|disable|run-now`."""
+"""Schedule commands: `crisper schedules ls|add|rm|enable|disable|run-now|import-beat`."""
 
 from __future__ import annotations
 
@@ -95,6 +95,21 @@ def register(app: typer.Typer) -> None:
             queue=queue, priority=priority, overlap=overlap, catchup=catchup,  # type: ignore[arg-type]
             catchup_window=catchup_window, jitter=jitter, enabled=not disabled, replace=replace)
         _show(state, s, as_json)
+
+    @schedules.command("import-beat")
+    def schedules_import_beat(ctx: typer.Context) -> None:
+        """Store the wrapped Celery app's beat entries for moved tasks as Crisper schedules
+        (docs/migrating-from-celery.md); `crisper scheduler` also does it when it starts."""
+        from crisper.adoption.beat import import_beat
+
+        state: State = ctx.obj
+        entries, report = import_beat(state.crisper)
+        for name, entry in sorted(entries.items()):
+            console.print(f"beat entry {entry!r} -> schedule {name!r}")
+        console.print(f"added {len(report.added)}, changed {len(report.changed)}, "
+                      f"removed {len(report.removed)}"
+                      + (f"; names already used from the CLI/API: {report.conflicts}"
+                         if report.conflicts else ""))
 
     @schedules.command("rm")
     def schedules_rm(ctx: typer.Context, name: str) -> None:

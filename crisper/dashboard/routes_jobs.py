@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
@@ -11,12 +11,14 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from crisper import reads
 from crisper.api.stream import Cursor, JobWatch
 from crisper.dashboard.render import base_of, render
 from crisper.dashboard.routes_pages import Reader, acting, crisper_of
 from crisper.dashboard.timeline import attempts
-from crisper.errors import InvalidTransition
+from crisper.errors import InvalidRequest, InvalidTransition
 from crisper.ids import parse_id
+from crisper.metadata import parse_pairs
 from crisper.states import JobState, action_sources
 from crisper.store import utcnow
 from crisper.store.jobs import JobFilter
@@ -29,32 +31,46 @@ SINCE = {"5m": timedelta(minutes=5), "1h": timedelta(hours=1), "24h": timedelta(
 ACTIONS = {"cancel": "cancelled", "retry": "retried", "start": "started"}
 NOTICES = (*ACTIONS, "submit")
 LOG_LINES_SHOWN = 1000
-FILTER_KEYS = ("state", "type", "queue", "since", "q", "before", "after")
+FILTER_KEYS = ("state", "type", "queue", "since", "q", "tag", "meta", "before", "after")
+MAX_META_FILTERS = 4  # pairs the form offers; the filter itself takes up to 16
 
 
 @dataclass(frozen=True)
 class ListQuery:
-    """The jobs page's filters as the form shows them."""
+    """The jobs page's filters as the form shows them. `meta` holds "key:value" pairs, as
+    GET /v1/jobs?meta= takes them; `q` is a job id (or, from older links, a tag)."""
 
     state: str = ""
     type: str = ""
     queue: str = ""
     since: str = ""
     q: str = ""
+    tag: str = ""
+    meta: tuple[str, ...] = ()
 
     def job_filter(self, tenant: str, now: datetime) -> JobFilter:
-        """Indexed filters only: state, type, queue, a creation window, an exact id or tag."""
+        """Indexed filters only, built as the API builds them (reads.job_filter): state, type,
+        queue, a creation window, an exact id, tag or metadata pairs. InvalidRequest for a
+        pair that is not valid metadata."""
         text = self.q.strip()
         job_id = parse_id(text) if text else None
-        return JobFilter(
-            states=[JobState(self.state)] if self.state in JobState._value2member_map_ else [],
-            types=[self.type] if self.type else [], queues=[self.queue] if self.queue else [],
-            tenant=tenant, created_after=now - SINCE[self.since] if self.since in SINCE else None,
-            ids=[job_id] if job_id else [], tag=text if text and job_id is None else None)
+        tag = self.tag.strip() or (text if text and job_id is None else "")
+        f = reads.job_filter(
+            state=self.state if self.state in JobState._value2member_map_ else (),
+            type=self.type or (), queue=self.queue or (), tag=tag or None,
+            metadata=parse_pairs([m for m in self.meta if m.strip()], ":", field="meta"),
+            tenant=tenant, created_after=now - SINCE[self.since] if self.since in SINCE else None)
+        return replace(f, ids=[job_id] if job_id else [])
 
     def link(self, **changes: str) -> str:
-        values = {k: v for k, v in {**self.__dict__, **changes}.items() if v}
-        return "?" + urlencode(values) if values else "?"
+        given = {**self.__dict__, **changes, "meta": [m for m in self.meta if m.strip()]}
+        values = {k: v for k, v in given.items() if v}
+        return "?" + urlencode(values, doseq=True) if values else "?"
+
+    def meta_inputs(self) -> list[str]:
+        """The pairs shown in the form, and one empty input for another."""
+        shown = [m for m in self.meta if m.strip()][:MAX_META_FILTERS]
+        return shown + ([""] if len(shown) < MAX_META_FILTERS else [])
 
 
 def allowed_actions(state: JobState) -> list[str]:
@@ -65,28 +81,42 @@ def allowed_actions(state: JobState) -> list[str]:
 @router.get("/jobs")
 def jobs_page(request: Request, who: Reader, state: str = "", type: str = "", queue: str = "",
               since: str = "", q: Annotated[str, Query(max_length=300)] = "",
+              tag: Annotated[str, Query(max_length=300)] = "",
+              meta: Annotated[list[str], Query()] = [],  # noqa: B006
               before: str | None = None, after: str | None = None, done: str | None = None,
               changed: int = 0, skipped: int = 0) -> Response:
     crisper = crisper_of(request)
-    query = ListQuery(state, type, queue, since, q)
+    query = ListQuery(state, type, queue, since, q, tag, tuple(m[:300] for m in meta[:16]))
     cursor = parse_id(before) if before else None
     upward = parse_id(after) if after and not cursor else None
+    try:
+        f = query.job_filter(who.tenant, utcnow())
+    except InvalidRequest as exc:  # a metadata pair the filter cannot take: say so, list none
+        return _jobs_list(request, who, crisper, query, [], filter_error=str(exc))
     # One row more than a page tells whether the list goes on in the direction read; the
     # other direction goes on past any cursor.
-    found = crisper.jobs.list_jobs(query.job_filter(who.tenant, utcnow()), before=cursor,
-                                   after=upward, limit=PAGE_SIZE + 1)
+    found = crisper.jobs.list_jobs(f, before=cursor, after=upward, limit=PAGE_SIZE + 1)
     more = len(found) > PAGE_SIZE
     if more:
         found = found[1:] if upward else found[:-1]
     older = query.link(before=str(found[-1].id)) if found and (more or upward) else None
     newer = query.link(after=str(found[0].id)) if found and (cursor or (upward and more)) else None
-    queues = sorted({jt.options.queue for jt in crisper.registry} | ({queue} - {""}))
-    return render(request, "jobs.html", who, page="jobs", jobs=found, query=query,
-                  types=crisper.registry.names(), queues=queues, since_choices=list(SINCE),
-                  older=older, newer=newer, first=query.link() if cursor or upward else None,
-                  current_before=str(cursor) if cursor else "",
-                  current_after=str(upward) if upward else "",
-                  done=done if done in ACTIONS else None, changed=changed, skipped=skipped)
+    return _jobs_list(request, who, crisper, query, found, older=older, newer=newer,
+                      first=query.link() if cursor or upward else None,
+                      current_before=str(cursor) if cursor else "",
+                      current_after=str(upward) if upward else "",
+                      done=done if done in ACTIONS else None, changed=changed, skipped=skipped)
+
+
+def _jobs_list(request: Request, who: Any, crisper: Any, query: ListQuery, found: list[Any],
+               **page: Any) -> Response:
+    queues = sorted({jt.options.queue for jt in crisper.registry} | ({query.queue} - {""}))
+    values = {"older": None, "newer": None, "first": None, "current_before": "",
+              "current_after": "", "done": None, "changed": 0, "skipped": 0,
+              "filter_error": None, **page}
+    return render(request, "jobs.html", who, status=422 if values["filter_error"] else 200,
+                  page="jobs", jobs=found, query=query, types=crisper.registry.names(),
+                  queues=queues, since_choices=list(SINCE), **values)
 
 
 @router.get("/live/jobs")
@@ -118,8 +148,9 @@ async def bulk(request: Request, action: Annotated[str, Form()],
             crisper_of(request).jobs.bulk, action, JobFilter(ids=parsed, tenant=who.tenant),
             limit=len(parsed))
         changed, skipped = result.changed, result.skipped
-    kept = {k: v[0] for k, v in parse_qs(back.lstrip("?")).items() if k in FILTER_KEYS}
-    query = urlencode({**kept, "done": action, "changed": changed, "skipped": skipped})
+    kept = {k: v for k, v in parse_qs(back.lstrip("?")).items() if k in FILTER_KEYS}
+    query = urlencode({**kept, "done": action, "changed": changed, "skipped": skipped},
+                      doseq=True)
     return RedirectResponse(f"{base_of(request)}/jobs?{query}", status_code=303)
 
 

@@ -88,9 +88,9 @@ def queues_page(request: Request, who: Reader, done: str | None = None) -> Respo
     crisper = crisper_of(request)
     if not who.can_admin:
         return render(request, "queues.html", who, page="queues", queues=None, workers=None,
-                      done=None)
+                      limits=None, done=None)
     return render(request, "queues.html", who, page="queues", queues=queue_rows(crisper),
-                  workers=monitor.workers(crisper),
+                  workers=monitor.workers(crisper), limits=crisper.limit_view.states(),
                   lost_after=crisper.settings.worker_lost_after_seconds,
                   done=done if done in ("pause", "resume") else None)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from crisper.store.records import EventRecord
+from crisper.records import EventRecord
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,9 @@ _SERVER_WIDE = re.compile(r"\b(MISCONF|READONLY|OOM|LOADING|NOAUTH|NOPERM|WRONGP
 _SERVER_WIDE_TYPES = (redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError,
                       redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError)
 EPOCH_KEY = "crisper.broker-epoch"
+# Marks Crisper's own wake-up messages, so that a worker tells them from a Celery caller's
+# message for the same task name (crisper/adoption/consumer.py adopts those).
+WAKE_HEADERS = {"crisper": "wake"}
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ def publish(app: Celery, dispatches: Sequence[Dispatch],
     """
     if not dispatches:
         return []
-    refused: dict[tuple[str, str, int], Refusal] = {}
+    refused: dict[BatchKey, Refusal] = {}
     try:
         with app.producer_or_acquire() as producer:
             producer.connection.ensure_connection(max_retries=0)
@@ -60,10 +63,13 @@ def publish(app: Celery, dispatches: Sequence[Dispatch],
                 if key in refused:  # an earlier message of this group was refused: so is this
                     refused[key].ids.extend(uuid.UUID(i) for i in ids)
                     continue
+                hard, soft = key[3] or (None, None)  # a job's own limits, else its type's
                 try:
                     app.send_task(
                         key[0], args=[ids], queue=key[1], producer=producer,
                         retry=False, priority=broker_priority(app, key[2]), ignore_result=True,
+                        time_limit=hard, soft_time_limit=soft,
+                        headers=WAKE_HEADERS,
                     )
                 except Exception as exc:  # noqa: BLE001 - sorted just below
                     if broker_wide(exc):
@@ -105,14 +111,21 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
+# (type, queue, priority, the jobs' own (hard, soft) time limits or None)
+BatchKey = tuple[str, str, int, tuple[float, float | None] | None]
+
+
 def batches(dispatches: Sequence[Dispatch], batch_of: Callable[[str], int]
-            ) -> Iterator[tuple[tuple[str, str, int], list[str]]]:
-    """Group job ids by (type, queue, priority), in order, in chunks of the type's batch size."""
-    groups: dict[tuple[str, str, int], list[str]] = defaultdict(list)
+            ) -> Iterator[tuple[BatchKey, list[str]]]:
+    """Group job ids by (type, queue, priority), in order, in chunks of the type's batch size.
+
+    A job with its own time limits goes alone: Celery applies a message's limits to the whole
+    message, so they are exactly the job's only if it is the message's one job."""
+    groups: dict[BatchKey, list[str]] = defaultdict(list)
     for d in dispatches:
-        groups[(d.type, d.queue, d.priority)].append(str(d.id))
+        groups[(d.type, d.queue, d.priority, d.limits)].append(str(d.id))
     for key, ids in groups.items():
-        size = max(1, batch_of(key[0]))
+        size = 1 if key[3] is not None else max(1, batch_of(key[0]))
         for start in range(0, len(ids), size):
             yield key, ids[start:start + size]
 

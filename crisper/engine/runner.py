@@ -327,8 +327,11 @@ def _failure(job_type: JobType, job: attempt_sql.Claimed, ctx: JobContext, exc: 
     decision = retry_policy.decide(job.spent, job.max_attempts, job.retry_policy, exc,
                                    policy.retry_on, policy.dont_retry_on)
     if decision.retry:
+        # An exception may name its own delay (a Celery-style `self.retry(countdown=...)`).
+        delay = getattr(exc, "retry_delay", None)
+        delay = decision.delay if delay is None else float(delay)
         return Outcome(S.RETRYING, reason, error=error,
-                       retry_at=utcnow() + timedelta(seconds=decision.delay))
+                       retry_at=utcnow() + timedelta(seconds=delay))
     return Outcome(S.FAILED, reason, error=error)
 
 
@@ -336,4 +339,4 @@ def can_force_stop() -> bool:
     """Whether this attempt runs where a forced stop works: a prefork pool child, a process
     of its own that `revoke(terminate=True)` and hard time limits can kill. Threads, solo,
     gevent and eventlet run jobs inside the worker process, which cannot be stopped alone."""
-    return current_process().name.startswith("ForkPoolWorker")
+    return str(current_process().name).startswith("ForkPoolWorker")

@@ -103,8 +103,10 @@ def run_worker(crisper: Crisper, celery_args: list[str]) -> None:
         args += ["-Q", ",".join(crisper.declared_queues())]
     if not any(a.startswith(("-l", "--loglevel")) for a in args):
         args += ["--loglevel", "INFO"]
-    presence = WorkerPresence(crisper)
-    presence.connect()
+    presence = getattr(crisper, "presence", None)  # an adopted Celery app has one already
+    if presence is None:
+        presence = WorkerPresence(crisper)
+        presence.connect()
     crisper.store.dispose()
     crisper.celery.worker_main(["worker", *args])
     if presence.exitcode:  # Celery's own command line drops it when run from Python

@@ -12,9 +12,9 @@ from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from crisper.records import Record
 from crisper.states import JobState
 from crisper.store.models import batches, jobs
-from crisper.store.records import Record
 
 S = JobState
 _COUNTER = {S.SUCCEEDED: "succeeded", S.FAILED: "failed", S.CANCELLED: "cancelled"}

@@ -14,6 +14,8 @@ from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from crisper import webhook_events as events
+from crisper.records import JobRecord, Record
 from crisper.states import TERMINAL, JobState
 from crisper.store import batches as batch_sql
 from crisper.store.models import (
@@ -23,9 +25,7 @@ from crisper.store.models import (
     subscriptions,
     webhook_secrets,
 )
-from crisper.store.records import JobRecord, Record
 from crisper.store.statements import RECORD_COLUMNS, changed
-from crisper.webhooks import events, payloads
 
 S = JobState
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
@@ -107,7 +107,7 @@ def job_moved(db: Db, job_id: uuid.UUID, source: JobState, target: JobState,
     event = events.job_event(target, reason)
     if event is None or not (row.subscribed or (ends and job.callback_url)):
         return
-    data = payloads.job_body(job)
+    data = events.job_body(job)
     if ends and job.callback_url:
         add(db, job.tenant, events.JOB_CALLBACK, data, at, url=job.callback_url, job_id=job.id,
             batch_id=job.batch_id)
@@ -141,7 +141,7 @@ def add(db: Db, tenant: str, event: str, data: dict[str, Any], at: datetime, *,
         subscription_id: uuid.UUID | None = None, event_id: uuid.UUID | None = None) -> uuid.UUID:
     """Write one delivery, due now. With no url, `data` is a callback job to submit."""
     event_id = event_id or uuid.uuid4()
-    body = payloads.envelope(event, event_id, at, data) if url else data
+    body = events.envelope(event, event_id, at, data) if url else data
     delivery_id = uuid.uuid4()
     db.execute(insert(deliveries).values(
         id=delivery_id, tenant=tenant, event_id=event_id, event=event, url=url,

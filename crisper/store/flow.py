@@ -10,9 +10,9 @@ from datetime import datetime
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
 
+from crisper.records import JobRecord
 from crisper.states import ACTIVE, JobState
 from crisper.store.models import job_events, jobs, queues
-from crisper.store.records import JobRecord
 from crisper.store.statements import RECORD_COLUMNS, changed, event
 
 S = JobState

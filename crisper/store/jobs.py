@@ -13,10 +13,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from crisper.errors import ConcurrentChange
+from crisper.records import EventRecord, JobRecord, LogRecord
 from crisper.states import JobState, check_action
 from crisper.store import deliveries as outbox
 from crisper.store.models import job_events, job_logs, jobs
-from crisper.store.records import EventRecord, JobRecord, LogRecord
 from crisper.store.statements import (
     RECORD_COLUMNS,
     changed,

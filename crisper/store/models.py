@@ -125,6 +125,9 @@ jobs = Table(
     Column("callback_url", String(2000)),
     Column("batch_id", Uuid()),
     Index("ix_crisper_jobs_batch_id", "batch_id"),
+    # A submit's own hard time limit (migration 0013; `timeout` then holds its soft one). NULL:
+    # the job type's limits apply. Set, the wake-up message carries both (time_limits.py).
+    Column("hard_timeout", Float),
     Index("ix_crisper_jobs_state_id", "state", "id"),
     Index("ix_crisper_jobs_type_id", "type", "id"),
     Index("ix_crisper_jobs_queue_state", "queue", "state"),

@@ -12,9 +12,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from crisper.records import JobRecord, Record
 from crisper.states import ACTIVE
 from crisper.store.models import jobs, maintenance_runs, schedules
-from crisper.store.records import JobRecord, Record
 from crisper.store.statements import RECORD_COLUMNS, changed
 
 

@@ -13,9 +13,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from crisper.records import JobRecord
 from crisper.states import JobState
 from crisper.store.models import JSONB, UTCDateTime, job_events, jobs
-from crisper.store.records import JobRecord
 
 RECORD_COLUMNS = [jobs.c[name] for name in JobRecord.__dataclass_fields__]
 

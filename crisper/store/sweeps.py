@@ -42,6 +42,13 @@ class Dispatch:
     queue: str
     priority: int
     dispatch_attempts: int = 0  # refused publishes in a row (the relay backs off on them)
+    # The job's own (hard, soft) time limits, sent in its message; None: its type's apply.
+    limits: tuple[float, float | None] | None = None
+
+
+def own_limits_of(row: Any) -> tuple[float, float | None] | None:
+    """(hard, soft) from a job row or record that has its own time limits, else None."""
+    return None if row.hard_timeout is None else (row.hard_timeout, row.timeout)
 
 
 def mark_dispatched(session: Session, ids: Sequence[uuid.UUID], at: datetime | None) -> None:
@@ -114,11 +121,11 @@ def undispatched(session: Session, limit: int, skip_queues: Collection[str] = ()
 def waiting_dispatches(session: Session, ids: Sequence[uuid.UUID]) -> list[Dispatch]:
     """The wake-up messages for those of `ids` still queued (a batch's waiting jobs)."""
     stmt = (
-        select(jobs.c.id, jobs.c.type, jobs.c.queue, jobs.c.priority)
+        select(*_DISPATCH_COLUMNS)
         .where(jobs.c.id.in_(list(ids)), jobs.c.state == S.QUEUED.value)
         .order_by(jobs.c.id)
     )
-    return [Dispatch(r.id, r.type, r.queue, r.priority) for r in session.execute(stmt)]
+    return [_dispatch(r) for r in session.execute(stmt)]
 
 
 def queues_with_stale_dispatch(session: Session, before: datetime) -> list[str]:
@@ -154,11 +161,12 @@ def dispatched_before(session: Session, before: datetime, limit: int) -> list[Di
 
 
 _DISPATCH_COLUMNS = (jobs.c.id, jobs.c.type, jobs.c.queue, jobs.c.priority,
-                     jobs.c.dispatch_attempts)
+                     jobs.c.dispatch_attempts, jobs.c.hard_timeout, jobs.c.timeout)
 
 
 def _dispatch(row: Any) -> Dispatch:
-    return Dispatch(row.id, row.type, row.queue, row.priority, row.dispatch_attempts)
+    return Dispatch(row.id, row.type, row.queue, row.priority, row.dispatch_attempts,
+                    own_limits_of(row))
 
 
 def _leases(session: Session, *conditions: Any, limit: int) -> list[Lease]:

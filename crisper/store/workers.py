@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from crisper.records import WorkerRecord
 from crisper.store.models import workers
-from crisper.store.records import WorkerRecord
 from crisper.store.statements import changed
 
 

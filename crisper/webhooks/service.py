@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from crisper import webhook_events as events
 from crisper.errors import InvalidRequest, WebhookNotFound
 from crisper.ids import parse_id
 from crisper.names import text_problem
 from crisper.service import checked_callback_url
 from crisper.store import deliveries as outbox
 from crisper.store import utcnow
-from crisper.webhooks import events, signing
+from crisper.webhooks import signing
 
 if TYPE_CHECKING:
     from crisper.app import Crisper

@@ -15,6 +15,8 @@ def build(settings: Settings | None = None) -> Crisper:
     app.job(name="lim.stubborn", timeout=("1s", "3s"), retry=Retry(attempts=1))(stubborn)
     app.job(name="lim.patient", cancel_grace="60s")(deaf)
     app.job(name="lim.deaf")(deaf)
+    # Long limits of its own: a submit's limits replace them (tests/integration/test_submit_limits)
+    app.job(name="lim.lenient", timeout=("1h", "2h"), retry=Retry(attempts=1))(stubborn)
     return app
 
 

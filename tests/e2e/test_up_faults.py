@@ -7,7 +7,6 @@ it, it is started from a non-interactive shell, and its disk fills up (a small t
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import signal
@@ -21,8 +20,9 @@ import pytest
 
 from crisper.embedded import free_port
 from crisper.errors import StoreUnavailable
+from tests.conftest import IN_CI
 from tests.e2e.test_quickstart import clean_env
-from tests.harness import wait_for
+from tests.harness import fill_disk, small_tmpfs, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -132,30 +132,12 @@ def _kill_processes_in(folder: Path) -> None:
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs: a disk that really fills up (needs root, as on the CI machine)."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        _kill_processes_in(mount_point / "home")
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    """Write a filler file until the disk says it is full; delete it to free the space."""
-    filler = disk / "filler"
-    with filler.open("wb", buffering=0) as f:  # unbuffered: closing has nothing left to write
+    """A 4 MiB tmpfs: a disk that really fills up."""
+    with small_tmpfs(tmp_path / "disk", "4m", required=IN_CI) as disk:
         try:
-            while True:
-                f.write(b"\0" * 65536)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
+            yield disk
+        finally:
+            _kill_processes_in(disk / "home")
 
 
 def run_and_clean_up(command: list[str], folder: Path,
@@ -287,7 +269,7 @@ def test_a_full_disk_is_store_unavailable_and_everything_resumes(
         secret = local_key(up)
 
         # Given the disk holding the database and the broker's files fills up
-        filler = fill(small_disk)
+        filler = fill_disk(small_disk)
 
         # Then the CLI says so in one sentence with exit code 7, and the API answers 503
         submit = up.cli("submit", "demo.noop")
@@ -319,7 +301,7 @@ def test_up_on_a_full_disk_fails_clearly_and_leaves_nothing_behind(
         tmp_path: Path, small_disk: Path) -> None:
     # Given a disk with no room left
     home = small_disk / "home"
-    fill(small_disk)
+    fill_disk(small_disk)
 
     # When `crisper up` starts there
     started = run_and_clean_up([*UP, "--home", str(home), "up", "--api-port", "0"], tmp_path)
@@ -335,7 +317,7 @@ def test_up_whose_database_disk_is_full_stops_its_broker(
         tmp_path: Path, small_disk: Path) -> None:
     # Given room for the broker, but the database on a disk that is full
     home = tmp_path / ".crisper"
-    fill(small_disk)
+    fill_disk(small_disk)
     env = {**clean_env(), "CRISPER_DATABASE_URL": f"sqlite:///{small_disk / 'crisper.db'}"}
 
     started = run_and_clean_up([*UP, "--home", str(home), "up", "--api-port", "0"], tmp_path,
@@ -356,7 +338,7 @@ def test_a_state_file_is_written_whole_or_not_at_all(small_disk: Path) -> None:
 
     state = small_disk / "embedded.json"
     state.write_text('{"url": "redis://127.0.0.1:1/0", "pid": 1}')
-    filler = fill(small_disk)
+    filler = fill_disk(small_disk)
 
     with pytest.raises(StoreUnavailable, match="No space left"):
         write_atomically(state, json.dumps({"url": "redis://127.0.0.1:2/0", "pad": "x" * 9000}))

@@ -5,7 +5,6 @@ running, and a full disk. Expected: every job ends succeeded, once; nothing wait
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import signal
 import subprocess
@@ -21,7 +20,7 @@ from crisper.store.models import jobs
 from tests.conftest import IN_CI
 from tests.fault_suite.conftest import Scenario
 from tests.fault_suite.embedded import Up
-from tests.harness import FAST, wait_for
+from tests.harness import FAST, fill_disk, small_tmpfs, wait_for
 
 pytestmark = pytest.mark.faults
 LEASE = float(FAST["CRISPER_LEASE_SECONDS"])
@@ -114,34 +113,9 @@ def test_up_graceful_stop_with_a_long_job(tmp_path: Path, scenario: Scenario) ->
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 16 MB tmpfs: a disk that fills up (needs root, as on the CI machine)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        reason = f"cannot mount a tmpfs here: {done.stderr.strip()}"
-        if IN_CI:
-            pytest.fail(reason)
-        pytest.skip(reason)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
-
-
-def fill(folder: Path) -> Path:
-    """Write a file until the disk is full."""
-    filler = folder / "filler"
-    chunk = b"\0" * 65536
-    with filler.open("wb") as f:
-        try:
-            while True:
-                f.write(chunk)
-                f.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC, exc
-    return filler
+    """A 16 MB tmpfs: a disk that fills up."""
+    with small_tmpfs(tmp_path / "disk", "16m", required=IN_CI) as disk:
+        yield disk
 
 
 def test_up_full_disk(small_disk: Path, tmp_path: Path, scenario: Scenario) -> None:
@@ -153,7 +127,7 @@ def test_up_full_disk(small_disk: Path, tmp_path: Path, scenario: Scenario) -> N
         scenario.submit(app, "fault.once", 4, seconds=0.2)
         wait_for(lambda: started(up) >= 4, 30, "the first jobs to run")
         # When the disk fills up, and jobs are submitted (Python API and CLI)
-        filler = fill(small_disk)
+        filler = fill_disk(small_disk)
         refused, raw = 0, []
         for _ in range(3):
             try:

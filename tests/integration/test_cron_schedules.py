@@ -10,9 +10,9 @@ from sqlalchemy import update
 from crisper import JobState
 from crisper.errors import InvalidRequest, ScheduleNotFound
 from crisper.maintenance.cron import fire, fire_due
+from crisper.records import JobRecord
 from crisper.store import utcnow
 from crisper.store.models import schedules
-from crisper.store.records import JobRecord
 from crisper.store.schedules import ScheduleRecord
 from tests.harness import Backend
 

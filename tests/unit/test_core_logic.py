@@ -195,8 +195,24 @@ def test_wake_up_messages_group_by_type_queue_and_priority_in_batches() -> None:
     got = [(key, [uuid.UUID(i).int for i in chunk])
            for key, chunk in batches(todo, sizes.__getitem__)]
 
-    assert got == [(("a", "q", 0), [0, 1]), (("a", "q", 0), [3, 6]), (("b", "q", 0), [2]),
-                   (("a", "other", 0), [4]), (("a", "q", 5), [5])]
+    assert got == [(("a", "q", 0, None), [0, 1]), (("a", "q", 0, None), [3, 6]),
+                   (("b", "q", 0, None), [2]), (("a", "other", 0, None), [4]),
+                   (("a", "q", 5, None), [5])]
+
+
+def test_a_job_with_its_own_time_limits_gets_a_message_of_its_own() -> None:
+    from crisper.engine.dispatch import batches
+    from crisper.store.sweeps import Dispatch
+
+    ids = [uuid.UUID(int=i) for i in range(4)]
+    own = (3.0, 1.0)
+    todo = [Dispatch(ids[0], "a", "q", 0), Dispatch(ids[1], "a", "q", 0, limits=own),
+            Dispatch(ids[2], "a", "q", 0, limits=own), Dispatch(ids[3], "a", "q", 0)]
+
+    got = [(key[3], [uuid.UUID(i).int for i in chunk])
+           for key, chunk in batches(todo, lambda _t: 10)]
+
+    assert got == [(None, [0, 3]), (own, [1]), (own, [2])]
 
 
 def test_types_batch_by_default_unless_they_have_a_timeout() -> None:

@@ -14,9 +14,10 @@ from crisper.dashboard.fmt import duration
 from crisper.dashboard.routes_jobs import ListQuery, allowed_actions
 from crisper.dashboard.session import MAX_AGE_SECONDS, SessionData, new_session, tokens_match
 from crisper.dashboard.timeline import attempts
+from crisper.errors import InvalidRequest
 from crisper.insights import Minute
+from crisper.records import EventRecord
 from crisper.states import JobState
-from crisper.store.records import EventRecord
 
 SCHEMA = {
     "properties": {
@@ -138,3 +139,14 @@ def test_sessions_decode_only_fresh_well_formed_cookies() -> None:
     (3 * 86400 + 4 * 3600, "3 d 4 h")])
 def test_durations_read_like_people_say_them(seconds: float | None, text: str) -> None:
     assert duration(seconds) == text
+
+
+def test_list_filters_take_a_tag_and_metadata_pairs_as_the_api_does() -> None:
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    query = ListQuery(tag="vip", meta=("customer:acme", "", "region:eu"))
+    f = query.job_filter("t", now)
+    assert f.tag == "vip" and f.metadata == (("customer", "acme"), ("region", "eu"))
+    assert query.link() == "?tag=vip&meta=customer%3Aacme&meta=region%3Aeu"
+    assert query.meta_inputs() == ["customer:acme", "region:eu", ""]
+    with pytest.raises(InvalidRequest, match="key:value"):
+        ListQuery(meta=("nokey",)).job_filter("t", now)

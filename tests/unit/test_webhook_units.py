@@ -7,11 +7,12 @@ import time
 
 import pytest
 
+from crisper import webhook_events as events
 from crisper.errors import OutboundRefused
 from crisper.maintenance.deliverer import backoff
 from crisper.outbound import Guard, forbidden_reason
 from crisper.states import JobState
-from crisper.webhooks import events, signing
+from crisper.webhooks import signing
 
 BODY = b'{"event":"job.succeeded","data":{"id":"x"}}'
 

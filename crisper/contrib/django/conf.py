@@ -33,7 +33,7 @@ def settings(using: str = "default") -> Settings:
 
 def get_app() -> Crisper:
     """The project's Crisper app, named by `CRISPER["APP"]` ("module" or "module:attribute")."""
-    from crisper.cli.loading import load_app
+    from crisper.loading import load_app
 
     spec = crisper_options().get("app")
     if not spec:

@@ -2,7 +2,7 @@
 delivery outbox with its attempts, and batches with their counters and once-only flags.
 
 Revision ID: 0012
-Revises: 0007
+Revises: 0013
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from alembic import op
 from crisper.store.models import BIGID, JSONB, UTCDateTime
 
 revision = "0012"
-down_revision = "0007"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

@@ -55,6 +55,7 @@ class JobRecord:
     metadata: dict[str, str] = field(default_factory=dict)  # searchable string pairs
     callback_url: str | None = None  # the final record is POSTed there (crisper/webhooks)
     batch_id: uuid.UUID | None = None
+    hard_timeout: float | None = None  # set when the submit gave its own time limits
 
     @classmethod
     def from_row(cls, row: Any) -> JobRecord:

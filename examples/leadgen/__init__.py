@@ -1,0 +1,1 @@
+"""An example application: lead-generation campaigns, started, stopped and restarted on Crisper."""
