@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from celery import Celery
     from sqlalchemy.orm import Session
 
+    from crisper.batches import BatchService
     from crisper.cron import Catchup, Overlap
     from crisper.engine.dispatch import Refusal
     from crisper.engine.observe import Observer
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from crisper.schedules import ScheduleService
     from crisper.store import Store
     from crisper.store.sweeps import Dispatch
+    from crisper.webhooks.service import WebhookService
     from crisper.workflow_service import WorkflowService
     from crisper.workflows import Policy, Workflow
 
@@ -326,6 +328,18 @@ class Crisper:
     def workflow(self, name: str, *, on_failure: Policy = "fail") -> Workflow:
         """A workflow builder: add nodes and edges, then `submit()` the graph in one go."""
         return self.workflows.workflow(name, on_failure)
+
+    @cached_property
+    def webhooks(self) -> WebhookService:
+        from crisper.webhooks.service import WebhookService
+
+        return WebhookService(self)
+
+    @cached_property
+    def batches(self) -> BatchService:
+        from crisper.batches import BatchService
+
+        return BatchService(self)
 
     @cached_property
     def runner(self) -> Runner:

@@ -104,7 +104,7 @@ class Calls:
                   tags: Sequence[str] = (), max_attempts: int | None = None,
                   unique_key: str | None = None, on_duplicate: str = "return",
                   soft_time_limit: Duration | None = None, time_limit: Duration | None = None,
-                  ) -> Call[Submitted]:
+                  callback_url: str | None = None) -> Call[Submitted]:
         """Also tells whether the server replayed an earlier job (idempotency_key).
 
         on_duplicate: "return" the active job holding `unique_key`, or "reject" (DuplicateJob).
@@ -115,7 +115,7 @@ class Calls:
                  "run_at": None if run_at is None else run_at.isoformat(),
                  "hold": hold or None, "idempotency_key": idempotency_key,
                  "tags": list(tags) or None, "max_attempts": max_attempts,
-                 "unique_key": unique_key,
+                 "unique_key": unique_key, "callback_url": callback_url,
                  "on_duplicate": None if on_duplicate == "return" else on_duplicate,
                  "soft_time_limit": _limit(soft_time_limit), "time_limit": _limit(time_limit)}
         body = {"type": type, "params": params or {},
@@ -478,6 +478,7 @@ def job_from_json(j: dict[str, Any]) -> JobRecord:
         created_at=datetime.fromisoformat(j["created_at"]), run_at=_when(j["run_at"]),
         queued_at=_when(j["queued_at"]), started_at=_when(j["started_at"]),
         finished_at=_when(j["finished_at"]), cancelled_at=_when(j["cancelled_at"]),
+        callback_url=j.get("callback_url"),
     )
 
 

@@ -19,6 +19,9 @@
     ├── AccessDenied              an API key is missing, unknown or revoked
     │   └── MissingScope          a valid key that lacks a scope
     ├── KeyNotFound               an API key id that no key has
+    ├── BatchNotFound             a batch id that no batch (of this tenant) has
+    ├── WebhookNotFound           a subscription or delivery id that none has
+    ├── OutboundRefused           an outbound URL whose address is not allowed
     └── JobInterrupted            raised inside a job to stop it
         └── Cancelled             the job was asked to cancel
 
@@ -295,6 +298,40 @@ class KeyNotFound(CrisperError):
     """No API key has that id."""
 
     status, kind, exit_code = 404, "key-not-found", 5
+
+
+class BatchNotFound(CrisperError):
+    """No batch has that id."""
+
+    status, kind, exit_code = 404, "batch-not-found", 5
+    members = {"batch_id": "batch_id"}
+
+    def __init__(self, batch_id: object) -> None:
+        self.batch_id = str(batch_id)
+        super().__init__(f"batch {batch_id} not found")
+
+
+class WebhookNotFound(CrisperError):
+    """No subscription or delivery has that id."""
+
+    status, kind, exit_code = 404, "webhook-not-found", 5
+    members = {"id": "id"}
+
+    def __init__(self, what: str, id: object) -> None:
+        self.id = str(id)
+        super().__init__(f"{what} {id} not found")
+
+
+class OutboundRefused(CrisperError):
+    """An outbound request to an address that is not allowed (loopback, private, metadata)."""
+
+    status, kind, exit_code = 422, "outbound-refused", 2
+    members = {"url": "url"}
+
+    def __init__(self, url: str, why: str) -> None:
+        self.url = url
+        super().__init__(f"refused to call {url}: {why} (name the address in "
+                         "CRISPER_OUTBOUND_ALLOW to allow it)")
 
 
 class JobInterrupted(CrisperError):

@@ -53,6 +53,8 @@ class JobRecord:
     fire_time: datetime | None = None
     dispatch_error: str | None = None  # why its wake-up message waits to be published again
     metadata: dict[str, str] = field(default_factory=dict)  # searchable string pairs
+    callback_url: str | None = None  # the final record is POSTed there (crisper/webhooks)
+    batch_id: uuid.UUID | None = None
     hard_timeout: float | None = None  # set when the submit gave its own time limits
     source: str = "crisper"  # "observed": a plain Celery task Crisper records but does not run
     workflow_id: uuid.UUID | None = None  # the workflow this job is a node of

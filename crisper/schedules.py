@@ -254,4 +254,5 @@ _DESCRIPTIONS = {
     "pruner": "finished jobs older than the retention period are deleted (retention)",
     "cron": "due schedules fire, one job per fire",
     "observed": "observed Celery tasks whose worker stopped heartbeating are marked lost",
+    "deliverer": "due webhook deliveries are sent, signed (and batch callback jobs submitted)",
 }

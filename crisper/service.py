@@ -73,6 +73,8 @@ class SubmitRequest:
     soft_time_limit: Duration | None = None
     time_limit: Duration | None = None
     schedule_name: str | None = None  # set by the cron unit: the schedule this job fires for
+    # Webhooks (crisper/webhooks): the job's final record is POSTed here when it ends.
+    callback_url: str | None = None
     fire_time: datetime | None = None
     job_id: uuid.UUID | None = None  # the caller's own id (a Celery task id); default: new
 
@@ -131,6 +133,11 @@ class JobService:
             self._dispatch_now(fresh, allowed=True)
         return records
 
+    def prepare_row(self, r: SubmitRequest, at: datetime) -> dict[str, Any]:
+        """The validated row a submit would insert (for callers that insert it themselves:
+        batches)."""
+        return self._row(r, at)
+
     def _row(self, r: SubmitRequest, at: datetime) -> dict[str, Any]:
         job_type = self.crisper.registry.get(r.type)
         params = job_type.validate(r.params)
@@ -162,6 +169,7 @@ class JobService:
             "priority": opts.priority if r.priority is None else r.priority,
             "state": state.value, "tenant": r.tenant, "params": params, "tags": list(r.tags),
             "metadata": dict(r.metadata) if r.metadata else None,
+            "callback_url": checked_callback_url(r.callback_url),
             "attempt": 0, "max_attempts": max_attempts,
             "retry_policy": opts.retry.to_json(),
             "timeout": opts.timeout if own is None else own.soft,
@@ -426,6 +434,26 @@ class JobService:
 
 MAX_DELAY_SECONDS = 10 * 365 * 86400.0
 MAX_TAGS = 50
+
+
+def checked_callback_url(url: str | None) -> str | None:
+    """A callback URL as it enters: http(s), with a host, of a sane length. Its address is
+    checked when it is called (crisper/outbound.py), since DNS answers change."""
+    if url is None:
+        return None
+    from urllib.parse import urlsplit
+
+    problem = text_problem(url, 2000)
+    if problem is not None:
+        raise InvalidRequest("callback_url", problem)
+    try:
+        parts = urlsplit(url)
+        scheme, host = parts.scheme, parts.hostname
+    except ValueError:
+        scheme, host = "", None
+    if scheme not in ("http", "https") or not host:
+        raise InvalidRequest("callback_url", "must be an http(s) URL with a host")
+    return url
 
 
 def _delay_seconds(delay: Duration) -> float:

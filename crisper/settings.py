@@ -88,6 +88,36 @@ class Settings(BaseSettings):
     observe_payload_chars: int = Field(
         4096, gt=0, description="observe mode: args, results and tracebacks are cut to this size"
     )
+    # Webhooks (crisper/webhooks, crisper/outbound.py).
+    outbound_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="networks outbound calls may reach although loopback, "
+        "private or link-local, e.g. 127.0.0.1/32 (comma-separated in the environment)"
+    )
+    webhook_timeout_seconds: float = Field(10.0, gt=0, description="one delivery's HTTP timeout")
+    webhook_backoff_seconds: float = Field(
+        10.0, gt=0, description="the first retry of a failed delivery waits this long; doubling")
+    webhook_backoff_max_seconds: float = Field(
+        3600.0, gt=0, description="the longest wait between two tries of one delivery")
+    webhook_give_up_seconds: float = Field(
+        3 * 86400.0, gt=0, description="a delivery still failing this long after its event is "
+        "given up (redeliver it by hand)")
+    webhook_concurrency: int = Field(8, ge=1, description="deliveries one scheduler sends at once")
+
+    @field_validator("outbound_allow", mode="before")
+    @classmethod
+    def _allow_list(cls, value: Any) -> Any:
+        """Comma-separated networks or a list; each must parse as an address or network."""
+        import ipaddress
+
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        for entry in value if isinstance(value, list) else []:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"outbound_allow: {entry!r} is not an address or "
+                                 "network (e.g. 127.0.0.1/32)") from None
+        return value
 
     @field_validator("queues", mode="before")
     @classmethod

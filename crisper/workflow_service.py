@@ -284,7 +284,8 @@ def write_node_outcome(crisper: Crisper, job: attempt_sql.Claimed, outcome: Outc
                 done = attempt_sql.finish(
                     session, job.id, job.lease_token, outcome.state, utcnow(),
                     reason=outcome.reason, worker=worker, result=outcome.result,
-                    error=outcome.error, retry_at=outcome.retry_at, released=released)
+                    error=outcome.error, retry_at=outcome.retry_at, released=released,
+                    notifies=job.notifies)
             break
         except OperationalError as exc:
             code = getattr(exc.orig, "sqlstate", None)

@@ -9,7 +9,16 @@ from fastapi_offline import FastAPIOffline
 from crisper.api import openapi, problems
 from crisper.api.limits import BodyLimit
 from crisper.api.metrics import registry_for
-from crisper.api.routers import catalog, health, jobs, operations, schedules, workflows
+from crisper.api.routers import (
+    batches,
+    catalog,
+    health,
+    jobs,
+    operations,
+    schedules,
+    webhooks,
+    workflows,
+)
 from crisper.app import Crisper
 from crisper.keys import KeyService
 
@@ -21,6 +30,8 @@ ROUTERS: list[APIRouter] = [
     catalog.router,
     operations.router,
     schedules.router,
+    webhooks.router,
+    batches.router,
 ]
 
 DOCS_ASSETS = "/docs/assets"

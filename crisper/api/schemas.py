@@ -84,6 +84,9 @@ class SubmitBody(BaseModel):
                                    description="one active job per key (with the type's own)")
     on_duplicate: Literal["return", "reject"] = Field(
         "return", description="a unique key held by an active job: answer that job (200), or 409")
+    callback_url: str | None = Field(
+        None, max_length=2000, description="the job's final record is POSTed here, signed, when "
+        "it ends (docs/integrations.md#webhooks)")
     soft_time_limit: LimitValue | None = Field(
         None, description="this job's soft time limit instead of its type's: seconds or a "
         "duration ('10m'); the body gets SoftTimeLimitExceeded")
@@ -176,6 +179,8 @@ class Job(BaseModel):
                                "when it is not Crisper's to steer")
     workflow_id: uuid.UUID | None = Field(None, description="the workflow this job is a node of")
     workflow_node: str | None = Field(None, description="its node name in that workflow")
+    callback_url: str | None = None
+    batch_id: uuid.UUID | None = None
     links: JobLinks
 
     @classmethod
@@ -197,6 +202,7 @@ class Job(BaseModel):
             task_id=r.task_id if r.source == "observed" else None,
             notice=OBSERVED_NOTICE if r.source == "observed" else None,
             workflow_id=r.workflow_id, workflow_node=r.workflow_node,
+            callback_url=r.callback_url, batch_id=r.batch_id,
             links=JobLinks(self=base, cancel=f"{base}/cancel", retry=f"{base}/retry",
                            start=f"{base}/start", events=f"{base}/events", logs=f"{base}/logs",
                            stream=f"{base}/stream"),

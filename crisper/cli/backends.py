@@ -77,7 +77,7 @@ class RemoteJobs:
             idempotency_key=request.idempotency_key, tags=request.tags,
             max_attempts=request.max_attempts, unique_key=request.unique_key,
             on_duplicate=request.on_duplicate, soft_time_limit=request.soft_time_limit,
-            time_limit=request.time_limit,
+            time_limit=request.time_limit, callback_url=request.callback_url,
         )
 
     def get(self, job_id: object) -> JobRecord:

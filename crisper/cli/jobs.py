@@ -64,6 +64,7 @@ def register(app: typer.Typer) -> None:
         unique_key: str = typer.Option(None, help="one active job per key"),
         reject_duplicate: bool = typer.Option(
             False, help="with a unique key held by an active job: fail (exit 6), not return it"),
+        callback_url: str = typer.Option(None, help="POST the job's final record here, signed"),
         soft_time_limit: str = typer.Option(
             None, help="this job's soft time limit instead of its type's, e.g. 10m"),
         time_limit: str = typer.Option(
@@ -79,7 +80,8 @@ def register(app: typer.Typer) -> None:
                                 priority=priority, delay=delay, hold=hold,
                                 idempotency_key=idempotency_key, unique_key=unique_key,
                                 on_duplicate="reject" if reject_duplicate else "return",
-                                soft_time_limit=soft_time_limit, time_limit=time_limit)
+                                soft_time_limit=soft_time_limit, time_limit=time_limit,
+                                callback_url=callback_url)
         job = service.submit(request)
         if not wait:
             typer.echo(dumps(job_dict(job)) if as_json else f"{job.id} {job.state.value}")

@@ -92,7 +92,7 @@ def exit_code_for(exc: CrisperError) -> int:
 
 
 def _register_commands() -> None:
-    from crisper.cli import api, jobs, keys, processes, queues, schedules, workflows
+    from crisper.cli import api, jobs, keys, processes, queues, schedules, webhooks, workflows
 
     processes.register(app)
     jobs.register(app)
@@ -101,6 +101,7 @@ def _register_commands() -> None:
     schedules.register(app)
     queues.register(app)
     workflows.register(app)
+    webhooks.register(app)
 
 
 def main(argv: list[str] | None = None) -> Any:

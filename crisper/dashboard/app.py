@@ -20,6 +20,7 @@ from crisper.app import Crisper
 from crisper.dashboard import (
     fmt,
     routes_auth,
+    routes_batches,
     routes_jobs,
     routes_pages,
     routes_submit,
@@ -27,7 +28,14 @@ from crisper.dashboard import (
 )
 from crisper.dashboard.render import render
 from crisper.dashboard.session import CsrfRejected, LoginRequired
-from crisper.errors import AccessDenied, CrisperError, JobNotFound, WorkflowNotFound
+from crisper.errors import (
+    AccessDenied,
+    BatchNotFound,
+    CrisperError,
+    JobNotFound,
+    WebhookNotFound,
+    WorkflowNotFound,
+)
 from crisper.keys import KeyService
 
 HERE = Path(__file__).parent
@@ -75,14 +83,15 @@ def create_dashboard(crisper: Crisper, keys: KeyService | None = None) -> FastAP
     templates = Jinja2Templates(env=env)
     app.state.templates = templates
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (routes_auth, routes_pages, routes_jobs, routes_submit, routes_workflows):
+    for module in (routes_auth, routes_pages, routes_jobs, routes_submit, routes_workflows,
+                   routes_batches):
         app.include_router(module.router)
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(CsrfRejected, _error_page(
         403, "This request lacks the page's security token; reload the page and try again"))
     app.add_exception_handler(AccessDenied, _error_page(403, "Not allowed"))
-    app.add_exception_handler(JobNotFound, _error_page(404, "Not found"))
-    app.add_exception_handler(WorkflowNotFound, _error_page(404, "Not found"))
+    for missing in (JobNotFound, WorkflowNotFound, BatchNotFound, WebhookNotFound):
+        app.add_exception_handler(missing, _error_page(404, "Not found"))
     app.add_exception_handler(CrisperError, _error_page(400, "Cannot do that"))
     app.add_middleware(SecurityHeaders)
     return app

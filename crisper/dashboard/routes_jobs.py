@@ -175,7 +175,8 @@ def _job_page(request: Request, who: Any, job_id: str, status: int = 200,
     return render(request, "job.html", who, status=status, page="jobs", job=job,
                   events=events, attempts=attempts(events), lines=lines, cursor=str(cursor),
                   actions=job_actions(job), error=error,
-                  done=done if done in NOTICES else None, now=utcnow())
+                  deliveries=crisper.webhooks.deliveries(who.tenant, job_id=job.id, limit=20),
+                  done=done if done in (*NOTICES, "redeliver") else None, now=utcnow())
 
 
 @router.get("/jobs/{job_id}")

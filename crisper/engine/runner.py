@@ -276,7 +276,7 @@ class Runner:
             return attempt_sql.finish(
                 db, job.id, job.lease_token, target, utcnow(), reason=outcome.reason,
                 worker=worker, result=outcome.result, error=outcome.error,
-                retry_at=outcome.retry_at,
+                retry_at=outcome.retry_at, notifies=job.notifies,
             )
 
         if job.workflow_id is not None:

@@ -11,7 +11,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from crisper.errors import BrokerUnavailable, StoreUnavailable
-from crisper.maintenance import canceller, cron, lifeline, observed, pruner, relay, timers
+from crisper.maintenance import (
+    canceller,
+    cron,
+    deliverer,
+    lifeline,
+    observed,
+    pruner,
+    relay,
+    timers,
+)
 from crisper.maintenance.runbook import RunBook
 from crisper.retention import prune_period
 from crisper.store import utcnow
@@ -23,6 +32,7 @@ log = logging.getLogger(__name__)
 
 
 BROKER = "broker"  # the lane of units that talk to the broker: they run on their own thread
+WEBHOOKS = "webhooks"  # the deliverer calls users' URLs: a slow one must hold up nothing else
 
 
 @dataclass
@@ -47,6 +57,7 @@ def units(crisper: Crisper, relay_state: relay.Relay | None = None) -> list[Unit
                                                   list(pruner.own_retentions(crisper).values()))),
         Unit("cron", cron.fire_due, tick),
         Unit("observed", observed.mark_lost, max(tick, 5.0)),
+        Unit("deliverer", deliverer.Deliverer(), tick, lane=WEBHOOKS),
     ]
 
 
@@ -98,15 +109,21 @@ class Scheduler:
         stop = stop or threading.Event()
         log.info("scheduler started")
         self.sync_code_schedules()
-        broker = threading.Thread(target=self._loop, args=(stop, BROKER),
-                                  name="crisper-relay", daemon=True)
-        broker.start()
+        lanes = [threading.Thread(target=self._loop, args=(stop, lane),
+                                  name=f"crisper-{lane}", daemon=True)
+                 for lane in (BROKER, WEBHOOKS)]
+        for thread in lanes:
+            thread.start()
         try:
             self._loop(stop, "store")
         finally:
             stop.set()
-            broker.join(timeout=10)
+            for thread in lanes:
+                thread.join(timeout=10)
             self.relay.close()
+            for unit in self.units:
+                if isinstance(unit.run, deliverer.Deliverer):
+                    unit.run.close()
 
     def sync_code_schedules(self) -> None:
         """Bring the schedules declared in code into the store; a failure only logs (the

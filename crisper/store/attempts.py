@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -15,6 +16,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from crisper.states import TERMINAL, JobState
+from crisper.store import deliveries as outbox
 from crisper.store import workflows as workflow_sql
 from crisper.store.models import JSONB, UTCDateTime, job_logs, jobs, queues
 from crisper.store.statements import changed, dialect_of, run_moving
@@ -37,6 +39,9 @@ class Claimed:
     lease_token: uuid.UUID
     returned_attempts: int = 0
     workflow_id: uuid.UUID | None = None  # a workflow node: its outcome releases its children
+    # Whether its outcome may cause webhooks or batch counts (store/deliveries.py): if not,
+    # the outcome is one autocommitted statement; if so, one transaction with its outbox rows.
+    notifies: bool = True
 
     @property
     def spent(self) -> int:
@@ -69,7 +74,7 @@ def _claim_statement(dialect: str, skip_paused: bool, by_type: bool = False,
         )
         .returning(jobs.c.id, jobs.c.type, jobs.c.params, jobs.c.attempt, jobs.c.max_attempts,
                    jobs.c.retry_policy, jobs.c.timeout, jobs.c.returned_attempts,
-                   jobs.c.workflow_id)
+                   jobs.c.workflow_id, outbox.notifies(jobs).label("notifies"))
     )
 
 
@@ -95,7 +100,7 @@ def claim(db: Session | Connection, ids: Sequence[uuid.UUID], worker: str, task_
     statement = _claim_statement(dialect, skip_paused, job_type is not None, queue is not None)
     rows = run_moving(db, dialect, statement, params, S.QUEUED, S.RUNNING, "claimed", None)
     return [Claimed(r.id, r.type, r.params, r.attempt, r.max_attempts, r.retry_policy, r.timeout,
-                    token, r.returned_attempts, r.workflow_id) for r in rows]
+                    token, r.returned_attempts, r.workflow_id, bool(r.notifies)) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -186,12 +191,14 @@ def finish(
     at: datetime, *,
     reason: str, worker: str | None = None, result: Any = None,
     error: dict[str, Any] | None = None, retry_at: datetime | None = None,
-    released: list[Dispatch] | None = None,
+    released: list[Dispatch] | None = None, notifies: bool = True,
 ) -> bool:
     """running -> target, fenced by the lease token: a worker that lost its lease writes nothing.
 
     A workflow node's end releases its children in the same transaction; those now queued are
     appended to `released` (their wake-ups are unsent: the caller or the relay sends them).
+    `notifies=False` (known at the claim: no callback URL, no batch, no subscription in the
+    tenant) skips the outbox and keeps the outcome one statement.
     """
     detail = {"error": error["message"]} if error else None
     if retry_at is not None:
@@ -202,11 +209,15 @@ def finish(
         params["result"] = result
     if target is S.RETRYING:
         params["retry_at"] = retry_at
-    moved = run_moving(db, dialect_of(db), statement, params, S.RUNNING, target, reason, detail)
-    if moved and moved[0].workflow_id is not None and target in TERMINAL:
-        children = workflow_sql.release(db, job_id, target, at)
-        if released is not None:
-            released.extend(children)
+    with outbox.atomic(db) if notifies else nullcontext():
+        moved = run_moving(db, dialect_of(db), statement, params, S.RUNNING, target, reason,
+                           detail)
+        if moved and notifies:  # webhooks and batch counters, in the outcome's own transaction
+            outbox.job_moved(db, job_id, S.RUNNING, target, at, reason)
+        if moved and moved[0].workflow_id is not None and target in TERMINAL:
+            children = workflow_sql.release(db, job_id, target, at)
+            if released is not None:
+                released.extend(children)
     return bool(moved)
 
 

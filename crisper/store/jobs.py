@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from crisper.errors import ConcurrentChange
 from crisper.records import EventRecord, JobRecord, LogRecord
 from crisper.states import JobState, check_action
+from crisper.store import deliveries as outbox
 from crisper.store.models import job_events, job_logs, jobs
 from crisper.store.statements import (
     RECORD_COLUMNS,
@@ -83,11 +84,14 @@ class JobFilter:
     finished_before: datetime | None = None
     ids: Sequence[uuid.UUID] = ()
     metadata: tuple[tuple[str, str], ...] = ()  # every pair must match exactly
+    batch_id: uuid.UUID | None = None
 
 
 def _where(stmt: Any, f: JobFilter) -> Any:
     if f.ids:
         stmt = stmt.where(jobs.c.id.in_(f.ids))
+    if f.batch_id is not None:
+        stmt = stmt.where(jobs.c.batch_id == f.batch_id)
     if f.states:
         stmt = stmt.where(jobs.c.state.in_([s.value for s in f.states]))
     if f.types:
@@ -209,3 +213,4 @@ def _move(session: Session, job: JobRecord, target: JobState, at: datetime, reas
         check_action(job.id, fresh.state, reason)
         raise ConcurrentChange(job.id)
     record_event(session, job.id, job.state, target, reason, at, job.attempt)
+    outbox.job_moved(session, job.id, job.state, target, at, reason)  # webhooks, batches

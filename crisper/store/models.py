@@ -121,6 +121,10 @@ jobs = Table(
     Column("dispatch_after", UTCDateTime()),
     # Searchable metadata (migration 0007): a few string pairs, filtered by exact match.
     Column("metadata", JSONB),
+    # Webhooks and batches (migration 0012): where the final record is POSTed, and the batch.
+    Column("callback_url", String(2000)),
+    Column("batch_id", Uuid()),
+    Index("ix_crisper_jobs_batch_id", "batch_id"),
     # A submit's own hard time limit (migration 0013; `timeout` then holds its soft one). NULL:
     # the job type's limits apply. Set, the wake-up message carries both (time_limits.py).
     Column("hard_timeout", Float),
@@ -319,4 +323,96 @@ workflow_edges = Table(
     Column("position", Integer, nullable=False),
     Index("ix_crisper_workflow_edges_child_id", "child_id"),
     Index("ix_crisper_workflow_edges_workflow_id", "workflow_id"),
+)
+
+# -- webhooks and batches (migration 0012; crisper/store/deliveries.py, batches.py) ----------
+
+webhook_secrets = Table(
+    "crisper_webhook_secrets",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant", String(200), nullable=False),
+    Column("secret", String(128), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    # Set when a newer secret replaced it: deliveries are signed with it too until then.
+    Column("expires_at", UTCDateTime()),
+    Index("ix_crisper_webhook_secrets_tenant", "tenant"),
+)
+
+subscriptions = Table(
+    "crisper_subscriptions",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("tenant", String(200), nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("events", JSONB, nullable=False),
+    Column("type", String(200)),  # only jobs of this type, if set
+    Column("queue", String(200)),  # only jobs on this queue, if set
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_crisper_subscriptions_tenant", "tenant"),
+)
+
+deliveries = Table(
+    "crisper_deliveries",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("tenant", String(200), nullable=False),
+    Column("event_id", Uuid(), nullable=False),
+    Column("event", String(64), nullable=False),
+    # A POST to `url`; or, with no url, a callback job to submit (`body` is its request).
+    Column("url", String(2000)),
+    Column("subscription_id", Uuid()),
+    Column("job_id", Uuid()),
+    Column("batch_id", Uuid()),
+    Column("body", JSONB, nullable=False),
+    Column("state", String(16), nullable=False),  # pending, delivered, failed
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_at", UTCDateTime(), nullable=False),
+    Column("give_up_at", UTCDateTime()),  # set by its first try; redelivery clears it
+    # The lease of the scheduler sending it now: another one takes it once it expires.
+    Column("lease_token", Uuid()),
+    Column("lease_until", UTCDateTime()),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Column("last_attempt_at", UTCDateTime()),
+    Column("delivered_at", UTCDateTime()),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_crisper_deliveries_due", "next_at", postgresql_where=text("state = 'pending'"),
+          sqlite_where=text("state = 'pending'")),
+    Index("ix_crisper_deliveries_job_id", "job_id"),
+    Index("ix_crisper_deliveries_batch_id", "batch_id"),
+)
+
+delivery_attempts = Table(
+    "crisper_delivery_attempts",
+    metadata,
+    Column("id", BIGID, primary_key=True, autoincrement=True),
+    Column("delivery_id", Uuid(), ForeignKey("crisper_deliveries.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("status", Integer),
+    Column("error", Text),
+    Column("seconds", Float, nullable=False),
+    Index("ix_crisper_delivery_attempts_delivery_id", "delivery_id"),
+)
+
+batches = Table(
+    "crisper_batches",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("tenant", String(200), nullable=False),
+    Column("description", String(500)),
+    Column("total", Integer, nullable=False),
+    # Counted in the transaction that ends each job (a retried job is taken back out).
+    Column("succeeded", Integer, nullable=False, server_default="0"),
+    Column("failed", Integer, nullable=False, server_default="0"),
+    Column("cancelled", Integer, nullable=False, server_default="0"),
+    Column("callbacks", JSONB, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    # Once-only flags: set by a conditional UPDATE, so each callback fires once per batch.
+    Column("success_fired_at", UTCDateTime()),
+    Column("complete_fired_at", UTCDateTime()),
+    Column("death_fired_at", UTCDateTime()),
+    Index("ix_crisper_batches_tenant_id", "tenant", "id"),
 )

@@ -13,7 +13,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -26,8 +26,9 @@ from crisper.api import create_app
 from crisper.app import Crisper
 from crisper.errors import UnknownQueue
 from crisper.keys import KeyService
+from crisper.service import SubmitRequest
 from crisper.store.jobs import JobFilter
-from crisper.store.models import jobs, queues, schedules
+from crisper.store.models import batches, deliveries, jobs, queues, schedules, subscriptions
 from tests.api_support import serve
 from tests.harness import Backend
 
@@ -51,6 +52,8 @@ class World:
     their_job: uuid.UUID
     their_schedule: str
     my_job: uuid.UUID  # held, tagged "a_c"
+    # Their batch, webhook delivery and subscription, by path placeholder.
+    their_others: dict[str, str] = field(default_factory=dict)
 
     def http(self, secret: str | None = None, **kw: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {secret}"} if secret else {}
@@ -70,13 +73,22 @@ def world(backend: Backend) -> Iterator[World]:
     keys.revoke(revoked.record.id)
     their_job = app.submit("probe.noop", tenant=THEM, hold=True, tags=["secret"]).id
     app.schedules.add("their-nightly", "probe.noop", "0 3 * * *", tenant=THEM)
+    others = {
+        "batch_id": str(app.batches.submit([SubmitRequest("probe.noop", hold=True)],
+                                           tenant=THEM).id),
+        "sub_id": str(app.webhooks.subscribe("https://hooks.example.com/s", ["job.failed"],
+                                             THEM).id),
+    }
+    app.submit("probe.noop", tenant=THEM, hold=True,
+               callback_url="https://hooks.example.com/c").cancel()
+    others["delivery_id"] = str(app.webhooks.deliveries(THEM)[0].id)
     my_job = app.submit("probe.noop", tenant=ME, hold=True, tags=["a_c"]).id
     app.submit("probe.noop", tenant=ME, hold=True, tags=["abc"])
     api = create_app(app)
     with serve(api) as url:
         yield World(url, app, api, keys.create(ME, ["read", "write", "admin"]).secret,
                     keys.create(ME, ["read"]).secret, revoked.secret, their_job,
-                    "their-nightly", my_job)
+                    "their-nightly", my_job, others)
 
 
 def fingerprint(app: Crisper) -> tuple[Any, ...]:
@@ -90,6 +102,10 @@ def fingerprint(app: Crisper) -> tuple[Any, ...]:
                 schedules.c.name, schedules.c.tenant, schedules.c.enabled, schedules.c.queue,
                 schedules.c.updated_at)).all()), key=str),
             sorted(map(tuple, s.execute(select(queues)).all()), key=str),
+            sorted(map(tuple, s.execute(select(deliveries.c.id, deliveries.c.state,
+                                               deliveries.c.next_at)).all()), key=str),
+            sorted(map(tuple, s.execute(select(subscriptions.c.id)).all()), key=str),
+            sorted(map(tuple, s.execute(select(batches)).all()), key=str),
         )
 
 
@@ -123,7 +139,8 @@ def api_calls(w: World) -> list[Call]:
         for method, operation in sorted(operations.items()):
             for action in _actions(operation):
                 name = "default" if template.startswith("/v1/queues") else w.their_schedule
-                path = template.format(job_id=w.their_job, name=name, action=action)
+                path = template.format(job_id=w.their_job, name=name, action=action,
+                                       **w.their_others)
                 calls.append(Call(method.upper(), path, template))
     return calls
 
@@ -195,16 +212,20 @@ def test_another_tenants_ids_are_not_found_and_never_touched(world: World) -> No
     before = fingerprint(world.app)
     with world.http(world.admin) as client:
         for call in api_calls(world):
-            if "{job_id}" not in call.template and not call.template.startswith(
-                    "/v1/schedules/{name}"):
+            names_theirs = any(f"{{{k}}}" in call.template for k in ("job_id",
+                                                                      *world.their_others))
+            if not names_theirs and not call.template.startswith("/v1/schedules/{name}"):
                 continue
             if call.template == "/v1/schedules/{name}" and call.method == "PUT":
                 continue  # creating a schedule of one's own (below)
             r = send(client, call, body_for(call, world))
             # Then each answers 404, word for word as for an id nobody has
             assert r.status_code == 404, (call, r.text)
-            nobody = Call(call.method, call.path.replace(str(world.their_job), str(NOBODY))
-                          .replace(world.their_schedule, "nobody-has-it"), call.template)
+            nobody_path = call.path.replace(str(world.their_job), str(NOBODY)).replace(
+                world.their_schedule, "nobody-has-it")
+            for theirs in world.their_others.values():
+                nobody_path = nobody_path.replace(theirs, str(NOBODY))
+            nobody = Call(call.method, nobody_path, call.template)
             r2 = send(client, nobody, body_for(call, world))
             assert r2.status_code == 404 and _anonymous(r.json(), world) == _anonymous(
                 r2.json(), world), (r.text, r2.text)
@@ -224,7 +245,8 @@ NOBODY = uuid.UUID(int=1)
 
 def _anonymous(problem: dict[str, Any], w: World) -> str:
     text = json.dumps({k: v for k, v in problem.items() if k != "instance"})
-    for name in (str(w.their_job), str(NOBODY), w.their_schedule, "nobody-has-it"):
+    for name in (str(w.their_job), str(NOBODY), w.their_schedule, "nobody-has-it",
+                 *w.their_others.values()):
         text = text.replace(name, "ID")
     return text
 
@@ -429,9 +451,11 @@ def dashboard_posts(w: World) -> list[str]:
     paths = []
     for route in flat_routes(mounted.app.routes):  # type: ignore[attr-defined]
         if "POST" in route.methods and route.path != "/login":
-            action = {"/jobs/{job_id}/{action}": "cancel", "/queues/{name}/{action}": "pause"}
+            action = {"/jobs/{job_id}/{action}": "cancel", "/queues/{name}/{action}": "pause",
+                      "/batches/{batch_id}/{action}": "cancel"}
             paths.append(route.path.format(job_id=w.their_job, name="default",
-                                           action=action.get(route.path, "")))
+                                           action=action.get(route.path, ""),
+                                           **w.their_others))
     return paths
 
 
@@ -460,6 +484,9 @@ def test_dashboard_refuses_foreign_ids_poisoned_queues_and_deep_json(world: Worl
     with dashboard(world, world.admin) as client:
         assert client.get(f"/jobs/{world.their_job}").status_code == 404
         assert client.get(f"/jobs/{world.their_job}/stream").status_code == 404
+        their_batch = world.their_others["batch_id"]
+        assert client.get(f"/batches/{their_batch}").status_code == 404
+        assert client.get(f"/batches/{their_batch}/stream").status_code == 404
         token = csrf_of(client)
         r = client.post(f"/jobs/{world.their_job}/cancel", data={"csrf": token})
         assert r.status_code == 404

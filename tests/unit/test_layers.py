@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2] / "crisper"
 BASE = {"errors", "states", "records", "durations", "names", "ids", "metadata", "waiting", "cron",
-        "retry", "retention"}
+        "retry", "retention", "webhook_events"}
 
 
 def part_of(module: str) -> str:

@@ -54,6 +54,7 @@ def submit(body: SubmitBody, response: Response, crisper: AppDep, who: Writer,
         tags=body.tags, metadata=body.metadata, tenant=who.tenant,
         max_attempts=body.max_attempts,
         unique_key=body.unique_key, on_duplicate=body.on_duplicate,
+        callback_url=body.callback_url,
         soft_time_limit=body.soft_time_limit, time_limit=body.time_limit,
     ))
     if record.created_at < asked_at:  # it existed before this request: a replay

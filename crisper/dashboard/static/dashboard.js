@@ -122,6 +122,23 @@ function liveJob() {
   });
 }
 
+// A batch's page: its counters follow the batch's stream until every job has ended.
+function liveBatch() {
+  const card = document.getElementById("batch");
+  if (!card || !window.EventSource) return;
+  const source = new EventSource(card.dataset.stream);
+  source.addEventListener("progress", (event) => {
+    const b = JSON.parse(event.data);
+    for (const name of ["total", "succeeded", "failed", "cancelled", "pending"]) {
+      const cell = card.querySelector(`[data-count=${name}]`);
+      if (cell) cell.textContent = String(b[name]);
+    }
+    const bar = card.querySelector("[data-role=batch-bar]");
+    if (bar) bar.value = b.total - b.pending;
+    if (b.pending === 0) source.close();
+  });
+}
+
 // Pages that summarise (overview, queues) refresh themselves now and then.
 function refresh() {
   const seconds = Number(document.body.dataset.refresh || 0);
@@ -134,6 +151,7 @@ document.addEventListener("DOMContentLoaded", () => {
   liveTable();
   liveJob();
   liveWorkflow();
+  liveBatch();
   refresh();
 });
 

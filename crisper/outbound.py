@@ -1,0 +1,171 @@
+"""The outbound address guard: HTTP requests to users' URLs, never to our own network.
+
+A URL a user gives (a webhook, a callback) must not reach loopback, link-local, private or
+cloud-metadata addresses: that would let a tenant probe or call services inside the network
+the scheduler runs in. The guard resolves the host once, checks every address it gets, and
+connects to the checked address (the Host header and TLS name stay the URL's), so a DNS
+answer that changes between check and connect cannot slip through. Redirects are followed
+by hand, each new location checked the same way. Addresses named in the allow-list
+(`CRISPER_OUTBOUND_ALLOW`, networks such as `127.0.0.1/32` or `10.0.0.0/8`) are let through.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from crisper.errors import OutboundRefused
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Resolver = Callable[[str, int], Sequence[str]]
+MAX_REDIRECTS = 5
+_KEEP_METHOD = {307, 308}  # other redirects turn the request into a GET without a body
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    """Every address the system resolver gives for host (both families).
+
+    A failed look-up is a network error (httpx.ConnectError), worth another try later, not a
+    refusal: DNS outages pass.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise httpx.ConnectError(f"cannot resolve {host}: {exc}") from None
+    return [str(info[4][0]) for info in infos]
+
+
+def forbidden_reason(ip: IPAddress) -> str | None:
+    """Why an address is not for outbound calls, or None for a public one."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return forbidden_reason(ip.ipv4_mapped)
+    checks = (("loopback", ip.is_loopback), ("link-local (metadata)", ip.is_link_local),
+              ("unspecified", ip.is_unspecified), ("multicast", ip.is_multicast),
+              ("private", ip.is_private), ("reserved", ip.is_reserved))
+    for name, hit in checks:
+        if hit:
+            return f"{ip} is a {name} address"
+    if not ip.is_global:  # shared address space (100.64/10: some clouds' metadata), etc.
+        return f"{ip} is not a public address"
+    return None
+
+
+def parse_allow(entries: Sequence[str]) -> list[IPNetwork]:
+    """The allow-list as networks; a bare address is a network of one."""
+    return [ipaddress.ip_network(e.strip(), strict=False) for e in entries if e.strip()]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked URL: where to connect (the checked address) and what to say the host is."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    ip: str
+
+    def connect_url(self) -> str:
+        """The URL with the checked address in place of the host name."""
+        parts = urlsplit(self.url)
+        ip = f"[{self.ip}]" if ":" in self.ip else self.ip
+        path = parts.path or "/"
+        query = f"?{parts.query}" if parts.query else ""
+        return f"{self.scheme}://{ip}:{self.port}{path}{query}"
+
+    def host_header(self) -> str:
+        default = {"http": 80, "https": 443}[self.scheme]
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+class Guard:
+    """Checks outbound URLs against the address rules and the allow-list."""
+
+    def __init__(self, allow: Sequence[str] = (), resolver: Resolver = system_resolver) -> None:
+        self.allow = parse_allow(allow)
+        self.resolver = resolver
+
+    def allowed(self, ip: IPAddress) -> bool:
+        return any(ip.version == net.version and ip in net for net in self.allow)
+
+    def check(self, url: str) -> Target:
+        """Resolve the URL's host and check every address; the first one is the one used.
+
+        Every address must pass: a name that also resolves to a private address is refused,
+        whichever address a connect would have picked.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise OutboundRefused(url, "only http and https URLs are called")
+        if not parts.hostname:
+            raise OutboundRefused(url, "the URL names no host")
+        if parts.username or parts.password:
+            raise OutboundRefused(url, "credentials in the URL are not sent")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise OutboundRefused(url, "the port is not a number") from None
+        host = parts.hostname
+        try:
+            addresses = [ipaddress.ip_address(host)]
+        except ValueError:
+            addresses = [ipaddress.ip_address(a.split("%")[0])
+                         for a in self.resolver(host, port)]
+        if not addresses:
+            raise OutboundRefused(url, "the host resolves to no address")
+        for ip in addresses:
+            why = forbidden_reason(ip)
+            if why is not None and not self.allowed(ip):
+                raise OutboundRefused(url, why)
+        return Target(url, parts.scheme, host, port, str(addresses[0]))
+
+
+def post(client: httpx.Client, guard: Guard, url: str, *, content: bytes,
+         headers: Mapping[str, str], timeout: float) -> httpx.Response:
+    """POST `content` to `url` through the guard, following redirects only to allowed places."""
+    return request(client, guard, "POST", url, content=content, headers=headers,
+                   timeout=timeout)
+
+
+def request(client: httpx.Client, guard: Guard, method: str, url: str, *,
+            content: bytes | None = None, headers: Mapping[str, str] | None = None,
+            timeout: float = 10.0, max_redirects: int = MAX_REDIRECTS) -> httpx.Response:
+    """One HTTP request through the guard: each hop checked, connected to its checked address.
+
+    Raises OutboundRefused for a refused address (first hop or any redirect) and httpx's
+    errors for network failures; a redirect past `max_redirects` is refused too.
+    """
+    for _hop in range(max_redirects + 1):
+        response = _send_checked(client, guard.check(url), method, content, headers, timeout)
+        location = response.headers.get("location")
+        if not (response.is_redirect and location):
+            return response
+        response.close()
+        url = str(httpx.URL(url).join(location))
+        if response.status_code not in _KEEP_METHOD:
+            method, content = "GET", None
+    raise OutboundRefused(url, f"more than {max_redirects} redirects")
+
+
+def _send_checked(client: httpx.Client, target: Target, method: str, content: bytes | None,
+                  headers: Mapping[str, str] | None, timeout: float) -> httpx.Response:
+    extensions: dict[str, Any] = {}
+    if target.scheme == "https":
+        extensions["sni_hostname"] = target.host  # TLS checks the certificate for the name
+    sent = {**(headers or {}), "Host": target.host_header()}
+    built = client.build_request(method, target.connect_url(), content=content, headers=sent,
+                                 timeout=timeout, extensions=extensions)
+    return client.send(built, follow_redirects=False)
+
+
+def new_client() -> httpx.Client:
+    """A client that never follows redirects or reads proxy settings by itself."""
+    return httpx.Client(follow_redirects=False, trust_env=False)
