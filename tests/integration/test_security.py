@@ -79,6 +79,9 @@ def world(backend: Backend) -> Iterator[World]:
         "sub_id": str(app.webhooks.subscribe("https://hooks.example.com/s", ["job.failed"],
                                              THEM).id),
     }
+    their_workflow = app.workflow("their-flow")
+    their_workflow.add("probe.noop", name="only")
+    others["workflow_id"] = str(their_workflow.submit(tenant=THEM).id)
     app.submit("probe.noop", tenant=THEM, hold=True,
                callback_url="https://hooks.example.com/c").cancel()
     others["delivery_id"] = str(app.webhooks.deliveries(THEM)[0].id)
@@ -452,7 +455,8 @@ def dashboard_posts(w: World) -> list[str]:
     for route in flat_routes(mounted.app.routes):  # type: ignore[attr-defined]
         if "POST" in route.methods and route.path != "/login":
             action = {"/jobs/{job_id}/{action}": "cancel", "/queues/{name}/{action}": "pause",
-                      "/batches/{batch_id}/{action}": "cancel"}
+                      "/batches/{batch_id}/{action}": "cancel",
+                      "/workflows/{workflow_id}/{action}": "cancel"}
             paths.append(route.path.format(job_id=w.their_job, name="default",
                                            action=action.get(route.path, ""),
                                            **w.their_others))
