@@ -25,6 +25,12 @@ def part_of(module: str) -> str:
     return parts[1] if len(parts) > 1 else "crisper"
 
 
+def _from_package(name: str) -> str:
+    """`from crisper import X`: a submodule's name, or a name the package itself exports."""
+    is_module = (ROOT / name).is_dir() or (ROOT / f"{name}.py").exists()
+    return f"crisper.{name}" if is_module else "crisper"
+
+
 def imports_by_part() -> dict[str, set[str]]:
     edges: dict[str, set[str]] = defaultdict(set)
     for path in ROOT.rglob("*.py"):
@@ -34,14 +40,14 @@ def imports_by_part() -> dict[str, set[str]]:
         source = part_of(".".join(p for p in relative.parts if p != "__init__"))
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = ([f"crisper.{a.name}" for a in node.names] if node.module == "crisper"
-                         else [node.module])
+                names = ([_from_package(a.name) for a in node.names]
+                         if node.module == "crisper" else [node.module])
             elif isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
             else:
                 continue
             for name in names:
-                if name.startswith("crisper.") and part_of(name) != source:
+                if (name == "crisper" or name.startswith("crisper.")) and part_of(name) != source:
                     edges[source].add(part_of(name))
     return edges
 
