@@ -41,7 +41,8 @@ def finish_counting(app: Crisper, job_id: uuid.UUID) -> tuple[int, int]:
         released: list[Any] = []
         with app.store.transaction() as session:
             attempt_sql.finish(session, job_id, claimed[0].lease_token, S.SUCCEEDED, utcnow(),
-                               reason="succeeded", result=1, released=released)
+                               reason="succeeded", result=1, released=released,
+                               notifies=claimed[0].notifies)  # as the worker passes it
     finally:
         event.remove(app.store.engine, "before_cursor_execute", count)
     return len(sent), len(released)
