@@ -255,4 +255,5 @@ _DESCRIPTIONS = {
     "cron": "due schedules fire, one job per fire",
     "observed": "observed Celery tasks whose worker stopped heartbeating are marked lost",
     "deliverer": "due webhook deliveries are sent, signed (and batch callback jobs submitted)",
+    "workflows": "ended workflows are noted once and workflow.finished written to the outbox",
 }

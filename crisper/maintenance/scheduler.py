@@ -20,6 +20,7 @@ from crisper.maintenance import (
     pruner,
     relay,
     timers,
+    workflows,
 )
 from crisper.maintenance.runbook import RunBook
 from crisper.retention import prune_period
@@ -58,6 +59,7 @@ def units(crisper: Crisper, relay_state: relay.Relay | None = None) -> list[Unit
         Unit("cron", cron.fire_due, tick),
         Unit("observed", observed.mark_lost, max(tick, 5.0)),
         Unit("deliverer", deliverer.Deliverer(), tick, lane=WEBHOOKS),
+        Unit("workflows", workflows.announce_finished, tick),
     ]
 
 

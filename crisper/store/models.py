@@ -305,7 +305,12 @@ workflows = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("cancelled_at", UTCDateTime()),
     Column("retried_at", UTCDateTime()),
+    # Set once every node has ended (migration 0014): the scheduler notes it and writes
+    # `workflow.finished` in the same transaction; a resume clears it.
+    Column("finished_at", UTCDateTime()),
     Index("ix_crisper_workflows_tenant_id", "tenant", "id"),
+    Index("ix_crisper_workflows_unfinished", "id", postgresql_where=text("finished_at IS NULL"),
+          sqlite_where=text("finished_at IS NULL")),
 )
 
 # One row per dependency: the child waits for the parent; `policy` says what the parent's

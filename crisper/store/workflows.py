@@ -239,7 +239,8 @@ def rerun(session: Session, workflow_id: uuid.UUID, nodes: Sequence[Rerun], at: 
     Nodes alike (same state, same count of rerun parents, no edit) move in one UPDATE each.
     """
     session.execute(update(workflows).where(workflows.c.id == workflow_id)
-                    .values(retried_at=at, cancelled_at=None))  # a resumed cancel is over
+                    .values(retried_at=at, cancelled_at=None,  # a resumed cancel is over
+                            finished_at=None))  # and its next end is announced again
     groups: dict[tuple[JobState, int, int], list[Rerun]] = {}
     for i, node in enumerate(nodes):  # an edited node is a group of its own
         key = (node.state, node.pending, -1 if node.params is None else i)
@@ -271,6 +272,30 @@ def rerun(session: Session, workflow_id: uuid.UUID, nodes: Sequence[Rerun], at: 
                                .where(jobs.c.id.in_(chunk)))
         ready += [Dispatch(r.id, r.type, r.queue, r.priority) for r in rows]
     return ready
+
+
+def mark_finished(session: Session, at: datetime, limit: int = 100) -> list[Any]:
+    """Note the workflows whose every node has ended, once each; answer (id, tenant, name,
+    cancelled_at) of those noted now.
+
+    Several schedulers skip each other's rows, and the UPDATE is conditional, so each end is
+    noted by exactly one transaction. Ends are found by the scheduler, not at each node's
+    outcome: two last nodes ending at once would each see the other still running.
+    """
+    active_node = (select(jobs.c.id)
+                   .where(jobs.c.workflow_id == workflows.c.id,
+                          jobs.c.state.in_([s.value for s in ACTIVE]))
+                   .exists())
+    ended = list(session.execute(
+        select(workflows.c.id).where(workflows.c.finished_at.is_(None), ~active_node)
+        .order_by(workflows.c.id).limit(limit).with_for_update(skip_locked=True)).scalars())
+    if not ended:
+        return []
+    return list(session.execute(
+        update(workflows).where(workflows.c.id.in_(ended), workflows.c.finished_at.is_(None))
+        .values(finished_at=at)
+        .returning(workflows.c.id, workflows.c.tenant, workflows.c.name,
+                   workflows.c.cancelled_at)).all())
 
 
 # -- read -----------------------------------------------------------------------------------

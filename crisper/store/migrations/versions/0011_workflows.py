@@ -2,7 +2,7 @@
 on jobs (workflow, node name, parents still pending).
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0010
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 delivery outbox with its attempts, and batches with their counters and once-only flags.
 
 Revision ID: 0012
-Revises: 0013
+Revises: 0011
 """
 
 from __future__ import annotations

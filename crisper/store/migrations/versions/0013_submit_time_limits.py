@@ -1,7 +1,7 @@
 """A submit may give its own time limits: the hard one is stored beside the soft `timeout`.
 
 Revision ID: 0013
-Revises: 0007
+Revises: 0012
 """
 
 from __future__ import annotations
