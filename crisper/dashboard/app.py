@@ -24,6 +24,7 @@ from crisper.dashboard import (
     routes_jobs,
     routes_pages,
     routes_submit,
+    routes_webhooks,
     routes_workflows,
 )
 from crisper.dashboard.render import render
@@ -84,7 +85,7 @@ def create_dashboard(crisper: Crisper, keys: KeyService | None = None) -> FastAP
     app.state.templates = templates
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in (routes_auth, routes_pages, routes_jobs, routes_submit, routes_workflows,
-                   routes_batches):
+                   routes_batches, routes_webhooks):
         app.include_router(module.router)
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(CsrfRejected, _error_page(
