@@ -360,22 +360,21 @@ class JobService:
     def cancel(self, job_id: object, tenant: str | None = None) -> JobRecord:
         """Cancel now if waiting; if running, ask it to stop (forced after the grace period).
         An observed Celery task is not Crisper's: it gets Celery's revoke(terminate=True)."""
-        observed = self._observed(job_id, tenant, "cancelled")
-        if observed is not None:
+        record = self._steerable(job_id, tenant, "cancelled")
+        if record.source == "observed":
             from crisper.engine.observe import revoke
 
-            return revoke(self.crisper, observed)
+            return revoke(self.crisper, record)
         return self._act(job_id, tenant, _cancel)
 
     def start(self, job_id: object, tenant: str | None = None) -> JobRecord:
-        self._observed(job_id, tenant, "started")
+        self._steerable(job_id, tenant, "started")
         record = self._act(job_id, tenant, job_sql.start)
         self._dispatch_now([record])
         return record
 
     def retry(self, job_id: object, tenant: str | None = None) -> JobRecord:
-        self._observed(job_id, tenant, "retried")
-        node = self.get(job_id, tenant)
+        node = self._steerable(job_id, tenant, "retried")
         if node.workflow_id is not None and node.workflow_node is not None:
             # a workflow node reruns with everything downstream of it, waiting for it
             self.crisper.workflows.retry_node(node.workflow_id, node.workflow_node)
@@ -384,12 +383,11 @@ class JobService:
         self._dispatch_now([record])
         return record
 
-    def _observed(self, job_id: object, tenant: str | None, action: str) -> JobRecord | None:
-        """The job if it is an observed Celery task (only cancel applies: as a revoke)."""
+    def _steerable(self, job_id: object, tenant: str | None, action: str) -> JobRecord:
+        """The job, read once; NotControlled if it is an observed Celery task and the action
+        is not a cancel (which is Celery's revoke for those)."""
         record = self.get(job_id, tenant)
-        if record.source != "observed":
-            return None
-        if action != "cancelled":
+        if record.source == "observed" and action != "cancelled":
             raise NotControlled(record.id, action)
         return record
 
