@@ -2,114 +2,35 @@
 
 The routes come from the app itself (the API's and the mounted dashboard's), so a new route
 is covered, or fails here, without anyone remembering to add it. The dashboard in a real
-browser (CSP, cookies, escaping as rendered) is tests/e2e/test_dashboard_security.py.
+browser (CSP, cookies, escaping as rendered) is tests/e2e/test_dashboard_security.py; the
+dashboard's routes over HTTP are tests/integration/test_security_dashboard.py.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from sqlalchemy import select
 
-from crisper.api import create_app
-from crisper.app import Crisper
 from crisper.errors import UnknownQueue
-from crisper.keys import KeyService
-from crisper.service import SubmitRequest
 from crisper.store.jobs import JobFilter
-from crisper.store.models import batches, deliveries, jobs, queues, schedules, subscriptions
-from tests.api_support import serve
 from tests.harness import Backend
+from tests.integration.security_world import (
+    ME,
+    POISONED_QUEUES,
+    THEM,
+    World,
+    fingerprint,
+)
 
 pytestmark = pytest.mark.backends("postgres-redis")
-ME, THEM = "acme", "globex"
-XSS = "<script>window.__xss=1</script>"
-POISONED_QUEUES = ["unacked", "unacked_index", "_kombu.binding.default", "celeryev",
-                   "celery.pidbox", "w1.reply.celery.pidbox", "amq.gen-1", "nope"]
-
-
-@dataclass
-class World:
-    """An API on a real store: my tenant's keys and jobs, and another tenant's things."""
-
-    url: str
-    app: Crisper
-    api: FastAPI
-    admin: str  # my tenant, every scope
-    reader: str  # my tenant, read only
-    revoked: str
-    their_job: uuid.UUID
-    their_schedule: str
-    my_job: uuid.UUID  # held, tagged "a_c"
-    # Their batch, webhook delivery and subscription, by path placeholder.
-    their_others: dict[str, str] = field(default_factory=dict)
-
-    def http(self, secret: str | None = None, **kw: Any) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {secret}"} if secret else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kw)
-
-
-@pytest.fixture
-def world(backend: Backend) -> Iterator[World]:
-    app = backend.app_with(queues=["email"])
-
-    @app.job(name="sec.document")
-    def document(ctx: Any, data: dict[str, Any] | None = None) -> None:
-        """A type with a free JSON parameter (a JSON field in the dashboard's form)."""
-
-    keys = KeyService(app.store)
-    revoked = keys.create(ME, ["read", "write", "admin"])
-    keys.revoke(revoked.record.id)
-    their_job = app.submit("probe.noop", tenant=THEM, hold=True, tags=["secret"]).id
-    app.schedules.add("their-nightly", "probe.noop", "0 3 * * *", tenant=THEM)
-    others = {
-        "batch_id": str(app.batches.submit([SubmitRequest("probe.noop", hold=True)],
-                                           tenant=THEM).id),
-        "sub_id": str(app.webhooks.subscribe("https://hooks.example.com/s", ["job.failed"],
-                                             THEM).id),
-    }
-    their_workflow = app.workflow("their-flow")
-    their_workflow.add("probe.noop", name="only")
-    others["workflow_id"] = str(their_workflow.submit(tenant=THEM).id)
-    app.submit("probe.noop", tenant=THEM, hold=True,
-               callback_url="https://hooks.example.com/c").cancel()
-    others["delivery_id"] = str(app.webhooks.deliveries(THEM)[0].id)
-    my_job = app.submit("probe.noop", tenant=ME, hold=True, tags=["a_c"]).id
-    app.submit("probe.noop", tenant=ME, hold=True, tags=["abc"])
-    api = create_app(app)
-    with serve(api) as url:
-        yield World(url, app, api, keys.create(ME, ["read", "write", "admin"]).secret,
-                    keys.create(ME, ["read"]).secret, revoked.secret, their_job,
-                    "their-nightly", my_job, others)
-
-
-def fingerprint(app: Crisper) -> tuple[Any, ...]:
-    """Everything a request could change: jobs, schedules, queue pauses."""
-    with app.store.read() as s:
-        return (
-            sorted(map(tuple, s.execute(select(
-                jobs.c.id, jobs.c.state, jobs.c.queue, jobs.c.tenant, jobs.c.attempt,
-                jobs.c.cancel_requested_at)).all()), key=str),
-            sorted(map(tuple, s.execute(select(
-                schedules.c.name, schedules.c.tenant, schedules.c.enabled, schedules.c.queue,
-                schedules.c.updated_at)).all()), key=str),
-            sorted(map(tuple, s.execute(select(queues)).all()), key=str),
-            sorted(map(tuple, s.execute(select(deliveries.c.id, deliveries.c.state,
-                                               deliveries.c.next_at)).all()), key=str),
-            sorted(map(tuple, s.execute(select(subscriptions.c.id)).all()), key=str),
-            sorted(map(tuple, s.execute(select(batches)).all()), key=str),
-        )
 
 
 # -- the routes, from the app itself ---------------------------------------------------------
@@ -404,117 +325,6 @@ def test_created_after_before_1970_finds_every_job(world: World) -> None:
             r = client.get("/v1/jobs", params={"created_after": at})
             assert r.status_code == 200 and r.json()["items"] == every, at
         assert len(every) == 2
-
-
-# -- XSS: values and error messages are escaped in HTML, and the API answers JSON ----------
-
-@contextmanager
-def dashboard(w: World, secret: str) -> Iterator[httpx.Client]:
-    """A browser-like session on the dashboard, logged in with `secret`."""
-    with httpx.Client(base_url=f"{w.url}/dashboard", timeout=30) as client:
-        login = client.get("/login")
-        token = re.search(r'name="csrf" value="([^"]+)"', login.text)
-        assert token is not None
-        r = client.post("/login", data={"csrf": token.group(1), "key": secret})
-        assert r.status_code == 303, r.text
-        yield client
-
-
-def csrf_of(client: httpx.Client) -> str:
-    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/").text)
-    assert token is not None
-    return token.group(1)
-
-
-def test_script_in_params_and_in_error_messages_is_escaped(world: World) -> None:
-    job = world.app.submit("probe.echo", {"number": 1, "text": XSS}, tenant=ME, hold=True,
-                           tags=["x"])
-    with dashboard(world, world.admin) as client:
-        page = client.get(f"/jobs/{job.id}")
-        assert page.status_code == 200 and XSS not in page.text and "&lt;script&gt;" in page.text
-        for url in (f"/submit?type={XSS}", f"/jobs?type={XSS}&tag={XSS}", f"/jobs/{XSS}"):
-            r = client.get(url)
-            assert r.status_code < 500 and XSS not in r.text, url
-        r = client.post("/submit", data={"csrf": csrf_of(client), "type": XSS})
-        assert r.status_code == 422 and XSS not in r.text and "&lt;script&gt;" in r.text
-        r = client.post("/submit", data={"csrf": csrf_of(client), "type": "probe.noop",
-                                         "queue": XSS})
-        assert r.status_code == 422 and XSS not in r.text
-    with world.http(world.admin) as api:
-        r = api.post("/v1/jobs", json={"type": XSS})
-        assert r.status_code == 422 and r.headers["content-type"].startswith(
-            "application/problem+json")
-
-
-# -- the dashboard's routes ----------------------------------------------------------------
-
-def dashboard_posts(w: World) -> list[str]:
-    """Every state-changing dashboard route, filled with the other tenant's job id."""
-    mounted = next(r for r in w.api.routes if getattr(r, "path", "") == "/dashboard")
-    paths = []
-    for route in flat_routes(mounted.app.routes):  # type: ignore[attr-defined]
-        if "POST" in route.methods and route.path != "/login":
-            action = {"/jobs/{job_id}/{action}": "cancel", "/queues/{name}/{action}": "pause",
-                      "/batches/{batch_id}/{action}": "cancel",
-                      "/workflows/{workflow_id}/{action}": "cancel"}
-            paths.append(route.path.format(job_id=w.their_job, name="default",
-                                           action=action.get(route.path, ""),
-                                           **w.their_others))
-    return paths
-
-
-def test_dashboard_posts_need_the_csrf_token_and_the_scope(world: World) -> None:
-    before = fingerprint(world.app)
-    posts = dashboard_posts(world)
-    assert len(posts) >= 6
-    form = {"type": "probe.noop", "ids": str(world.my_job), "action": "cancel"}
-    with dashboard(world, world.admin) as admin, dashboard(world, world.reader) as reader:
-        for path in posts:
-            # no token, a wrong token, a foreign origin: refused
-            assert admin.post(path, data=form).status_code == 403, path
-            assert admin.post(path, data={**form, "csrf": "x" * 43}).status_code == 403, path
-            r = admin.post(path, data={**form, "csrf": csrf_of(admin)},
-                           headers={"Origin": "https://evil.example"})
-            assert r.status_code == 403, path
-            # a read-only session, with its own valid token: refused
-            if path != "/logout":
-                r = reader.post(path, data={**form, "csrf": csrf_of(reader)})
-                assert r.status_code == 403, path
-    assert fingerprint(world.app) == before
-
-
-def test_dashboard_refuses_foreign_ids_poisoned_queues_and_deep_json(world: World) -> None:
-    before = fingerprint(world.app)
-    with dashboard(world, world.admin) as client:
-        assert client.get(f"/jobs/{world.their_job}").status_code == 404
-        assert client.get(f"/jobs/{world.their_job}/stream").status_code == 404
-        their_batch = world.their_others["batch_id"]
-        assert client.get(f"/batches/{their_batch}").status_code == 404
-        assert client.get(f"/batches/{their_batch}/stream").status_code == 404
-        token = csrf_of(client)
-        r = client.post(f"/jobs/{world.their_job}/cancel", data={"csrf": token})
-        assert r.status_code == 404
-        r = client.post("/jobs/bulk", data={"csrf": token, "action": "cancel",
-                                            "ids": str(world.their_job)})
-        assert r.status_code < 500
-        assert str(world.their_job) not in client.get("/jobs").text
-        r = client.post("/submit", data={"csrf": token, "type": "probe.noop",
-                                         "queue": "unacked"})
-        assert r.status_code == 422 and "reserved" in r.text
-        r = client.post("/queues/unacked/pause", data={"csrf": token})
-        assert 400 <= r.status_code < 500
-        for deep in (nested(300), nested(5000), '{"\\ud800": 1}'):
-            r = client.post("/submit", data={"csrf": token, "type": "sec.document",
-                                             "param.data": "{\"a\": " + deep + "}"
-                                             if deep.startswith("[") else deep})
-            assert r.status_code == 422, r.text
-    # a session cookie crafted to nest deeply is no session at all
-    cookie = base64.urlsafe_b64encode(nested(3000).encode()).decode()
-    with httpx.Client(base_url=f"{world.url}/dashboard", timeout=30,
-                      cookies={"crisper_session": cookie}) as forged:
-        r = forged.get("/")
-        assert r.status_code in (303, 401)
-    assert fingerprint(world.app) == before
 
 
 def test_a_schedule_name_another_tenant_holds_is_mine_to_use_and_reveals_nothing(
