@@ -35,14 +35,12 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def scheduler(ctx: typer.Context) -> None:
         """Run the relay, timers, lifeline, canceller and pruner (several copies are safe)."""
-        from crisper.maintenance.scheduler import Scheduler
-
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         state: State = ctx.obj
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         with contextlib.suppress(KeyboardInterrupt):
-            Scheduler(state.crisper).run(stop)
+            state.crisper.maintenance_loop().run(stop)
 
     @app.command()
     def up(

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from celery import Celery
 
     from crisper.app import Crisper
+    from crisper.engine.dispatcher import Dispatcher
     from crisper.records import JobRecord
     from crisper.store import Store
 
@@ -310,7 +311,7 @@ def mark_lost(store: Store, lost_after: float) -> int:
     return len(lost)
 
 
-def revoke(crisper: Crisper, record: JobRecord) -> JobRecord:
+def revoke(store: Store, dispatcher: Dispatcher, record: JobRecord) -> None:
     """Cancel of an observed task: Celery's revoke(terminate=True), noted on the row.
 
     Crisper does not control the task: Celery's workers decide (a task already finished is
@@ -319,10 +320,9 @@ def revoke(crisper: Crisper, record: JobRecord) -> JobRecord:
     if record.state.is_terminal:
         raise InvalidTransition(record.id, record.state.value, "revoked",
                                 [S.QUEUED.value, S.RUNNING.value, S.RETRYING.value])
-    crisper.celery.control.revoke(record.task_id, terminate=True, signal="SIGTERM")
-    with crisper.store.transaction() as session:
+    dispatcher.revoke(record.task_id, "SIGTERM")
+    with store.transaction() as session:
         observed_sql.request_revoke(session, record.id, _now())
-    return crisper.jobs.get(record.id)
 
 
 def _payload(body: Any) -> tuple[Any, Any]:

@@ -111,7 +111,8 @@ class Runner:
                     ctx = self._context(job)
                     self.leases.hold(ctx)
                     self.run_claimed(job_type, job, ctx, worker)
-                    self.crisper.flow.release(job_type, job.params)  # wake jobs waiting on it
+                    # wake jobs waiting on it
+                    self.crisper.flow.release(job_type.name, job_type.options.flow, job.params)
         finally:
             if budget is not None:
                 budget.cancel()
@@ -154,7 +155,8 @@ class Runner:
         name = job_type.name if job_type is not None else None
         forcible = can_force_stop()
         if job_type is not None and job_type.options.flow.limited:
-            return self.crisper.flow.claim(job_type, ids, worker, task_id, forcible=forcible)
+            return self.crisper.flow.claim(job_type.name, job_type.options.flow, ids, worker,
+                                           task_id, forcible=forcible)
         for retry in (True, False):  # a pooled connection may have died since its last use
             try:
                 with self.crisper.store.autocommit() as session:
@@ -168,7 +170,8 @@ class Runner:
                     raise
         if len(claimed) < len(ids) and job_type is not None:  # duplicates, or a paused queue
             got = {c.id for c in claimed}
-            claimed += self.crisper.flow.claim(job_type, [i for i in ids if i not in got],
+            claimed += self.crisper.flow.claim(job_type.name, job_type.options.flow,
+                                               [i for i in ids if i not in got],
                                                worker, task_id, forcible=forcible)
         return claimed
 
@@ -214,9 +217,9 @@ class Runner:
             on_still_running=self._publish_running,
         )
         if job.workflow_id is not None:  # a workflow node: the results it receives
-            from crisper.workflow_service import parent_results
+            from crisper.engine.nodes import parent_results
 
-            ctx.parents = parent_results(self.crisper, job.id)
+            ctx.parents = parent_results(self.crisper.store, job.id)
         return ctx
 
     def _publish_progress(self, ctx: JobContext) -> None:
@@ -292,9 +295,9 @@ class Runner:
                             worker: str) -> bool:
         """A workflow node: its outcome and its children's release in one transaction, then
         the wake-ups of the children it queued (left to the relay if this process dies)."""
-        from crisper.workflow_service import write_node_outcome
+        from crisper.engine.nodes import write_node_outcome
 
-        return write_node_outcome(self.crisper, job, outcome, worker,
+        return write_node_outcome(self.crisper.store, self.crisper.dispatcher, job, outcome, worker,
                                   lambda session: store_news(session, ctx, final=True))
 
     def _reset_after_fork(self) -> None:
