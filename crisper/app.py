@@ -151,7 +151,7 @@ class Crisper:
         if "celery" in self.__dict__:  # the Celery app exists already: teach it the new task
             from crisper.engine.celery_app import register_task
 
-            register_task(self, self.celery, job_type)
+            register_task(self.celery, job_type, self.settings, self._run_message)
         return job_type
 
     def rate_limit(self, name: str, rate: str, *, burst: int | None = None) -> RateLimit:
@@ -290,10 +290,14 @@ class Crisper:
     def celery(self) -> Celery:
         from crisper.engine.celery_app import make_celery, register_task
 
-        app = make_celery(self, self._existing_celery)
+        app = make_celery(self.name, self.settings, self._existing_celery)
         for job_type in self.registry:
-            register_task(self, app, job_type)
+            register_task(app, job_type, self.settings, self._run_message)
         return app
+
+    def _run_message(self, job_type: JobType, job_ids: list[str], request: Any) -> None:
+        """A task's body: the runner, built in the worker process on its first message."""
+        self.runner.run(job_type, job_ids, request)
 
     @cached_property
     def dispatcher(self) -> Dispatcher:
@@ -324,7 +328,7 @@ class Crisper:
 
         if self._existing_celery is None:
             raise ConfigurationError("observe mode needs a Celery app: Crisper(celery=app)")
-        return Observer(self, self._existing_celery)
+        return Observer(self.registry, self.settings, self._existing_celery)
 
     @cached_property
     def jobs(self) -> JobService:
@@ -357,7 +361,7 @@ class Crisper:
     def runner(self) -> Runner:
         from crisper.engine.runner import Runner
 
-        return Runner(self)
+        return Runner(self.store, self.settings, self.flow, self.live, self.dispatcher)
 
     @cached_property
     def live(self) -> LivePublisher:

@@ -30,7 +30,10 @@ def register(app: typer.Typer) -> None:
         from crisper.engine.worker import run_worker
 
         state: State = ctx.obj
-        run_worker(state.crisper, list(ctx.args))
+        c = state.crisper
+        run_worker(c.celery, c.store, c.settings, c.declared_queues(),
+                   getattr(c, "presence", None),  # an adopted Celery app has one already
+                   list(ctx.args))
 
     @app.command()
     def scheduler(ctx: typer.Context) -> None:
