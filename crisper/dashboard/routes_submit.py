@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from crisper import monitor
-from crisper.api.schemas import SubmitBody
+from crisper.bodies import SubmitBody
 from crisper.dashboard import forms
 from crisper.dashboard.render import base_of, render
 from crisper.dashboard.routes_pages import Reader, acting, crisper_of
