@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,14 @@ from crisper.service import JobService, SubmitRequest, _record_from_row
 from crisper.states import ACTIVE, TERMINAL, JobState
 from crisper.store import utcnow
 from crisper.store import workflows as workflow_sql
-from crisper.workflows import MAX_NODES, Workflow, downstream, status
+from crisper.workflows import (  # noqa: F401 - the views are this service's answers
+    MAX_NODES,
+    EdgeView,
+    Workflow,
+    WorkflowView,
+    downstream,
+    status,
+)
 
 if TYPE_CHECKING:
     from crisper.engine.dispatcher import Dispatcher
@@ -29,40 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 S = JobState
-
-
-@dataclass(frozen=True)
-class EdgeView:
-    parent: str
-    child: str
-    policy: str
-    receives: bool
-
-
-@dataclass(frozen=True)
-class WorkflowView:
-    """A workflow as stored: its nodes' states (and, when read whole, its graph)."""
-
-    id: uuid.UUID
-    name: str
-    tenant: str
-    created_at: datetime
-    cancelled_at: datetime | None
-    retried_at: datetime | None
-    size: int
-    counts: dict[str, int]
-    nodes: list[workflow_sql.NodeRow]
-    edges: list[EdgeView]
-
-    @property
-    def status(self) -> str:
-        return status(self.counts, self.cancelled_at is not None)
-
-    def node(self, name: str) -> workflow_sql.NodeRow:
-        for n in self.nodes:
-            if n.node == name:
-                return n
-        raise KeyError(name)
 
 
 class WorkflowService:
