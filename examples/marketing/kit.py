@@ -30,7 +30,7 @@ class Kit:
     def build(cls, app: Crisper, services: Services) -> Kit:
         config = services.config
         retry = Retry(attempts=config.retry_attempts, backoff=config.retry_backoff,
-                      max_backoff=config.retry_max_backoff, factor=2.0, jitter=True,
+                      max_backoff=config.retry_max_backoff, factor=2.0, jitter=config.retry_jitter,
                       retry_on=(TransientError, ConnectionError, TimeoutError))
         return cls(app, services, retry, app.rate_limit("email", config.email_rate))
 

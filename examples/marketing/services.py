@@ -9,9 +9,9 @@ OpenAI-compatible endpoint, each only if configured. The jobs cannot tell the di
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -37,6 +37,7 @@ class Config:
     retry_attempts: int = 4
     retry_backoff: str = "30s"
     retry_max_backoff: str = "30m"
+    retry_jitter: bool = True
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     mail_from: str = "hello@fliptech.example"
@@ -48,14 +49,15 @@ class Config:
     files: Path = Path("marketing-files")
 
     @classmethod
-    def from_env(cls) -> Config:
-        env, base = os.environ.get, cls()
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        env, base = (os.environ if environ is None else environ).get, cls()
         urls = {s: u for s in SOURCES if (u := env(f"MARKETING_SOURCE_URL_{s.upper()}"))}
         return cls(test_mode=_flag(env("TEST_MODE", "1")),
                    email_rate=env("MARKETING_EMAIL_RATE", base.email_rate),
                    retry_attempts=int(env("MARKETING_RETRY_ATTEMPTS", str(base.retry_attempts))),
                    retry_backoff=env("MARKETING_RETRY_BACKOFF", base.retry_backoff),
                    retry_max_backoff=env("MARKETING_RETRY_MAX_BACKOFF", base.retry_max_backoff),
+                   retry_jitter=_flag(env("MARKETING_RETRY_JITTER", "1")),
                    smtp_host=env("SMTP_HOST", base.smtp_host),
                    smtp_port=int(env("SMTP_PORT", str(base.smtp_port))),
                    mail_from=env("MAIL_FROM", base.mail_from),
@@ -220,6 +222,3 @@ class Services:
         return cls(config, SmtpMailer(config.smtp_host, config.smtp_port, config.mail_from),
                    sources, assistant)
 
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
