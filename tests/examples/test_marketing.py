@@ -5,6 +5,8 @@ Limits and back-off are scaled down through the example's configuration (MARKETI
 from __future__ import annotations
 
 import re
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,12 +14,15 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from marketing import app as marketing_app
+from marketing import tables
 from marketing.api import create_api
 from marketing.services import SOURCES, Config, OfflineSource
 from sqlalchemy import select
 
 from crisper import Crisper, JobState
+from crisper.embedded import free_port
 from crisper.store.models import jobs
 from tests.api_support import serve
 from tests.contrib.smtp_inbox import Inbox, smtp_server
@@ -296,3 +301,80 @@ def test_priorities_order_the_backlog_of_a_worker_serving_every_queue(
             order = [r.priority for r in s.execute(select(jobs.c.priority)
                                                    .order_by(jobs.c.started_at))]
         assert order == [200, 10, 10, 6, 6, 5, 5, 3, 3, 2, 2]
+
+
+@pytest.mark.timeout(240)
+def test_a_source_that_fails_is_reported_missing_and_the_others_are_joined(
+        backend: Backend, tmp_path: Path) -> None:
+    site = FastAPI()
+
+    @site.get("/leads")
+    def listing(q: str, location: str, limit: int) -> list[dict[str, str]]:
+        return [{"name": f"N{i}", "email": f"n{i}@site.example", "company": f"C{i}",
+                 "city": location} for i in range(min(limit, 5))]
+
+    with serve(site) as url, running(
+            backend, tmp_path, TEST_MODE="0", MARKETING_SOURCE_URL_LINKEDIN=f"{url}/leads",
+            MARKETING_SOURCE_URL_JOB_BOARDS=f"http://127.0.0.1:{free_port()}/leads",
+            MARKETING_RETRY_BACKOFF="0.5s", MARKETING_RETRY_ATTEMPTS="2") as p:
+        # Given a JSON lead source, one whose address answers nothing, and an offline one
+        p.worker("scraper", concurrency=3)
+
+        # When a scrape asks all three
+        made = p.client.post("/scrapes", json={"query": "gyms", "location": "Bath",
+                                               "sources": ["linkedin", "job_boards",
+                                                           "craigslist"]}).json()
+        done = p.until(f"/scrapes/{made['workflow_id']}",
+                       lambda g: g["status"] in ("succeeded", "failed"))
+
+        # Then the dead source failed after its retries, and the merge still joined the others
+        assert done["sources"] == {"linkedin": "succeeded", "job_boards": "failed",
+                                   "craigslist": "succeeded"}
+        merged = done["merge"]["result"]
+        offline = OfflineSource("craigslist").search("gyms", "Bath", 100)
+        assert merged["per_source"] == {"linkedin": 5, "job_boards": None,
+                                        "craigslist": len(offline)}
+        assert merged["missing"] == ["job_boards"] and merged["created"] == 5 + len(offline)
+        dead = p.app.workflows.get(made["workflow_id"]).node("job_boards")
+        assert dead.attempt == 2 and "job_boards" in (dead.error or {}).get("message", "")
+
+
+@pytest.mark.timeout(300)
+def test_a_paused_campaign_stops_sending_and_resumes_without_repeating_an_email(
+        backend: Backend, tmp_path: Path) -> None:
+    with running(backend, tmp_path, MARKETING_EMAIL_RATE="2/s") as p:
+        p.worker("scraper", concurrency=2)
+        p.worker("email,default", concurrency=3)
+        scrape = p.client.post("/scrapes", json={"query": "q", "location": "Ely"}).json()
+        p.until(f"/scrapes/{scrape['workflow_id']}", lambda g: g["status"] == "succeeded")
+        leads = len(p.client.get("/leads").json())
+        cid = p.client.post("/campaigns", json={"name": "Ely", "subject": "Hi $name",
+                                                "body": "For $company"}).json()["id"]
+        # Given a running campaign sending at 2 e-mails a second
+        p.client.post(f"/campaigns/{cid}/launch")
+        wait_for(lambda: p.client.get(f"/campaigns/{cid}").json()["sent"] >= 3, 60,
+                 "a few e-mails sent")
+
+        # When it is paused
+        pause = p.client.post(f"/campaigns/{cid}/pause").json()
+        p.until(f"/jobs/{pause['job_id']}", lambda g: g["state"] == "succeeded")
+
+        # Then sending stops (what was already running finishes) with e-mails left
+        time.sleep(3)
+        paused = p.client.get(f"/campaigns/{cid}").json()
+        time.sleep(2)
+        assert p.client.get(f"/campaigns/{cid}").json()["sent"] == paused["sent"] < leads
+        assert paused["status"] == "paused"
+
+        # When it is resumed, every lead gets its e-mail, exactly one each
+        p.client.post(f"/campaigns/{cid}/resume")
+        wait_for(lambda: p.client.get(f"/campaigns/{cid}").json()["sent"] == leads, 90,
+                 "every lead's e-mail")
+        with p.app.store.read() as s:
+            rows = s.execute(select(tables.emails.c.lead_id, tables.emails.c.status)
+                             .where(tables.emails.c.campaign_id == uuid.UUID(cid))).all()
+        assert sorted(r.lead_id for r in rows) == sorted({r.lead_id for r in rows})
+        assert len(rows) == leads and {r.status for r in rows} == {"rendered"}
+        job = p.app.schedules.run_now("update-campaign-metrics")
+        p.until(f"/jobs/{job.id}", lambda g: g["state"] == "succeeded")
+        assert p.client.get(f"/campaigns/{cid}").json()["status"] == "completed"
