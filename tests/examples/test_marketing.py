@@ -15,19 +15,37 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from marketing import app as marketing_app
-from marketing import tables
-from marketing.api import create_api
-from marketing.services import SOURCES, Config, OfflineSource
 from sqlalchemy import select
 
 from crisper import Crisper, JobState
 from crisper.embedded import free_port
+from crisper.errors import ConfigurationError
+from crisper.registry import job_options
 from crisper.store.models import jobs
 from tests.api_support import serve
 from tests.contrib.smtp_inbox import Inbox, smtp_server
 from tests.examples.conftest import EXAMPLES
 from tests.harness import ROOT, Backend, Proc, wait_for
+
+
+def _wide_priorities() -> bool:
+    """The example declares the write-up's priorities (e-mail 10 ... demo 2): it needs
+    Crisper's 0-255 priorities (issue 15), or its app module does not even import."""
+    try:
+        job_options(priority=255)
+    except ConfigurationError:
+        return False
+    return True
+
+
+if not _wide_priorities():
+    pytest.skip("NEEDS 0-255 PRIORITIES (issue 15, branch `priorities`): the example declares "
+                "the write-up's e-mail priority 10", allow_module_level=True)
+
+from marketing import app as marketing_app  # noqa: E402
+from marketing import tables  # noqa: E402
+from marketing.api import create_api  # noqa: E402
+from marketing.services import SOURCES, Config, OfflineSource  # noqa: E402
 
 pytestmark = pytest.mark.backends("postgres-redis")
 ALL_QUEUES = "email,ai,default,scraper,demo"
@@ -276,7 +294,7 @@ def test_transient_smtp_errors_back_off_exponentially_and_5xx_is_not_retried(
 @pytest.mark.timeout(240)
 def test_priorities_order_the_backlog_of_a_worker_serving_every_queue(
         backend: Backend, tmp_path: Path) -> None:
-    with running(backend, tmp_path, scheduler=False) as p:
+    with running(backend, tmp_path, scheduler=False, MARKETING_EMAIL_RATE="1000/s") as p:
         # Given a backlog in all five queues, submitted least urgent first, and in the e-mail
         # queue a password reset submitted last at priority 200
         submitted = []
