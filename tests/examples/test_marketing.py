@@ -18,11 +18,12 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from crisper import Crisper, JobState
+from crisper.api import create_app
 from crisper.embedded import free_port
 from crisper.errors import ConfigurationError
 from crisper.registry import job_options
 from crisper.store.models import jobs
-from tests.api_support import serve
+from tests.api_support import key, serve
 from tests.contrib.smtp_inbox import Inbox, smtp_server
 from tests.examples.conftest import EXAMPLES
 from tests.harness import ROOT, Backend, Proc, wait_for
@@ -200,6 +201,20 @@ def test_the_seven_schedules_are_synced_from_code_and_run(backend: Backend,
         assert {(s.name, s.type, s.cron, s.timezone, s.overlap) for s in stored} == {
             (name, type_, cron, "UTC", "skip") for name, type_, cron in marketing_app.SCHEDULES}
         assert all(s.enabled and s.next_fire_at is not None for s in stored)
+        # and as operators see them, with the shared e-mail limit, on Crisper's own API (the
+        # server behind the dashboard, `crisper api`, where Flower was)
+        with serve(create_app(p.app)) as url:
+            auth = {"Authorization": f"Bearer {key(p.app, 'default')}"}
+            listed = httpx.get(f"{url}/v1/schedules", headers=auth).json()
+            limits = httpx.get(f"{url}/v1/limits", headers=auth).json()
+            page = httpx.get(f"{url}/dashboard/login")
+        assert sorted(s["name"] for s in listed if s["source"] == "code") == sorted(
+            name for name, _, _ in marketing_app.SCHEDULES)
+        email = next(x for x in limits if x["name"] == "email")
+        assert email["shared"] and (email["limit"], email["period_seconds"]) == (50, 60.0)
+        assert set(email["types"]) == {"email.send_single_email", "email.send_campaign_email",
+                                       "email.send_test_email"}
+        assert page.status_code == 200
 
         # When a campaign runs to its last e-mail and the metrics schedule then fires
         p.worker("email,default", concurrency=3)
