@@ -238,6 +238,15 @@ def test_the_seven_schedules_are_synced_from_code_and_run(backend: Backend,
         assert (done["status"], done["recipients"], done["sent"]) == ("completed", len(leads),
                                                                      len(leads))
 
+        # And a campaign scheduled for a time now past is launched by its schedule's job
+        later = p.client.post("/campaigns", json={"name": "Later", "subject": "s", "body": "b",
+                                                  "send_at": "2020-01-01T00:00:00Z"}).json()
+        assert later["status"] == "scheduled"
+        fired = p.app.schedules.run_now("process-scheduled-campaigns")
+        p.until(f"/jobs/{fired.id}", lambda g: g["state"] == "succeeded")
+        assert p.client.get(f"/campaigns/{later['id']}").json()["status"] in ("running",
+                                                                              "completed")
+
 
 @pytest.mark.timeout(240)
 def test_test_mode_renders_and_records_without_sending_and_uses_the_offline_services(
@@ -411,3 +420,30 @@ def test_a_paused_campaign_stops_sending_and_resumes_without_repeating_an_email(
         job = p.app.schedules.run_now("update-campaign-metrics")
         p.until(f"/jobs/{job.id}", lambda g: g["state"] == "succeeded")
         assert p.client.get(f"/campaigns/{cid}").json()["status"] == "completed"
+
+
+@pytest.mark.timeout(240)
+def test_a_demo_package_is_built_by_its_workflow(backend: Backend, tmp_path: Path) -> None:
+    with running(backend, tmp_path, scheduler=True) as p:
+        p.worker("scraper,demo", concurrency=2)
+        scrape = p.client.post("/scrapes", json={"query": "q", "location": "Wells",
+                                                 "sources": ["linkedin"]}).json()
+        p.until(f"/scrapes/{scrape['workflow_id']}", lambda g: g["status"] == "succeeded")
+        lead = p.client.get("/leads").json()[0]
+
+        # When a demo is asked for a lead
+        made = p.client.post("/demos", params={"lead_id": lead["id"]})
+        assert made.status_code == 202, made.text
+        demo = p.until(f"/demos/{made.json()['demo_id']}", lambda g: g["status"] == "ready")
+
+        # Then every step ran in the workflow's order and left its artefact; the site is hosted
+        view = p.app.workflows.get(made.json()["workflow_id"])
+        assert view.status == "succeeded"
+        at = {n.node: (n.started_at, n.finished_at) for n in view.nodes}
+        assert at["site"][1] <= min(at["recording"][0], at["voiceover"][0])
+        assert max(at["recording"][1], at["voiceover"][1]) <= at["compose"][0]
+        assert set(demo["artifacts"]) == {"site.html", "recording", "voiceover", "video",
+                                          "web_video"}
+        hosted = Path(demo["url"].removeprefix("file://"))
+        assert lead["company"] in hosted.read_text()
+        assert p.client.post("/demos", params={"lead_id": 99999}).status_code == 404
