@@ -138,9 +138,10 @@ class WorkflowService:
             template = templates.get(kind)
             later = node.deliver is not None
             if template is None:
+                meta = {DELIVER_KEY: str(node.deliver)} if later else None
                 request = SubmitRequest(type=node.type, params=node.params, queue=node.queue,
                                         priority=node.priority, tags=node.tags, tenant=tenant,
-                                        metadata={DELIVER_KEY: str(node.deliver)} if later else None)
+                                        metadata=meta)
                 row = templates[kind] = self.crisper.jobs._row(request, at, given_later=later)
             else:
                 job_type = self.crisper.registry.get(node.type)
@@ -229,8 +230,10 @@ class WorkflowService:
                                  f"known: {', '.join(sorted(n.node for n in view.nodes)[:20])}"
                                  ) from None
         edits = {}
-        if params is not None:
-            edits[node] = self.crisper.registry.get(target.type).validate(params)
+        if params is not None:  # a delivering node's first parameter still comes from parents
+            later = DELIVER_KEY in (self.crisper.jobs.get(target.id).metadata or {})
+            edits[node] = self.crisper.registry.get(target.type).validate(params,
+                                                                          given_later=later)
         return self._rerun(view, [node], edits)
 
     def _rerun(self, view: WorkflowView, roots: list[str], edits: dict[str, dict[str, Any]]
