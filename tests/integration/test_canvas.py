@@ -97,6 +97,7 @@ def test_a_chord_with_no_result_backend_gets_the_header_results_in_order(
     assert edges(view) == [("cv.add", "cv.echo", True), ("cv.add#2", "cv.echo", True),
                            ("cv.add#3", "cv.echo", True)]
     assert view.node("cv.echo").params == {"tag": "cb"}
+    assert crisper.jobs.get(res.id).metadata == {"workflow.deliver": "list"}
     trail = [e.reason for e in crisper.jobs.events(view.node("cv.echo").id)]
     assert trail[:2] == ["submitted", "parents_done"]  # released by its last parent, no unlock
 
@@ -137,6 +138,10 @@ def test_a_failed_step_fails_what_follows_and_get_raises_its_error(
     assert view.status == "failed"
     assert view.node("cv.add#2").error["type"] == "ParentFailed"
     assert res.state == "FAILURE"
+
+    header_fails = chord([add.s(1, 1), boom.s(7)], t(crisper, "cv.tsum").s())()
+    with pytest.raises(ValueError, match="boom on 7"):
+        header_fails.get(timeout=60)  # as Celery: the header's error, not the callback's
 
 
 def test_canvas_on_a_plain_crisper_app_of_ctx_first_types(backend: Backend) -> None:

@@ -186,3 +186,29 @@ def test_which_canvases_are_crispers_and_plain_ones_run_as_celery_runs_them(
     app.conf.task_always_eager = True  # a plain canvas: Celery's own code, untouched
     assert chain(plain.s(1, 1), plain.s(2)).apply_async().get() == 4
     assert group(plain.s(1, 1), plain.s(2, 2))().get() == [2, 4]
+
+
+def test_canvases_run_in_testing_mode_with_celerys_answers(tmp_path: Path) -> None:
+    from crisper.testing import run_inline
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'c.db'}",
+                        broker_url="redis://127.0.0.1:1")  # never used: jobs run inline
+    crisper = Crisper("inline", settings=settings)
+
+    @crisper.job(name="in.add")
+    def add(ctx: Any, x: int, y: int) -> int:
+        return x + y
+
+    @crisper.job(name="in.listed")
+    def listed(ctx: Any, values: list[int], tag: str = "") -> dict[str, Any]:
+        return {"values": values, "tag": tag}
+
+    crisper.store.create_all()
+    add_t, listed_t = crisper.registry.get("in.add"), crisper.registry.get("in.listed")
+    with run_inline(crisper):
+        res = chain(add_t.s(1, 1), chord([add_t.s(10), add_t.s(1)], listed_t.s(tag="t")))()
+        assert res.get(timeout=5) == {"values": [12, 3], "tag": "t"}
+        assert res.parent.get(timeout=5) == [12, 3]
+        view = crisper.workflows.get(res.workflow_id)
+        assert view.node("in.listed").params == {"tag": "t"}
+        assert (add_t.s(2, 3) | add_t.si(0, 1))().get(timeout=5) == 1
