@@ -4,6 +4,7 @@ test_canvas.py."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from celery import Celery, chain, chord, chunks, group, xmap, xstarmap
 from celery.canvas import Signature
 
 from crisper import Crisper, Settings
-from crisper.adoption.canvas import owner
+from crisper.adoption.canvas import _leaf, owner
 from crisper.canvas import Leaf, Many, One, outputs, translate
 from crisper.errors import InvalidParams, InvalidRequest
 from crisper.workflows import Workflow
@@ -182,6 +183,10 @@ def test_which_canvases_are_crispers_and_plain_ones_run_as_celery_runs_them(
         (moved.s(1, 1) | moved.s(2)).apply_async(queue="elsewhere")
     with pytest.raises(InvalidRequest, match="chain"):
         moved.s(1, 1).apply_async(link=moved.s(2))
+
+    plan = translate(moved.s(1, 1).set(priority=0) | moved.s(2).set(priority=9),
+                     functools.partial(_leaf, crisper))
+    assert [n.priority for n in plan.workflow.nodes.values()] == [9, 0]  # Redis: 0 first
 
     app.conf.task_always_eager = True  # a plain canvas: Celery's own code, untouched
     assert chain(plain.s(1, 1), plain.s(2)).apply_async().get() == 4
