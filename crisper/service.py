@@ -138,9 +138,11 @@ class JobService:
         batches)."""
         return self._row(r, at)
 
-    def _row(self, r: SubmitRequest, at: datetime) -> dict[str, Any]:
+    def _row(self, r: SubmitRequest, at: datetime, given_later: bool = False
+             ) -> dict[str, Any]:
+        """`given_later`: a workflow node whose first parameter is a parent's result."""
         job_type = self.crisper.registry.get(r.type)
-        params = job_type.validate(r.params)
+        params = job_type.validate(r.params, given_later=given_later)
         opts = job_type.options
         run_at = r.run_at
         if r.delay is not None:
