@@ -126,6 +126,9 @@ def create_api(crisper: Crisper | None = None, config: jobs.Config | None = None
     @api.post("/summarization/failed/{task_id}/replay", status_code=202)
     def replay(task_id: str, body: Replay | None = None) -> dict[str, Any]:
         job = ours(task_id)
+        if job.state not in (JobState.FAILED, JobState.CANCELLED):
+            raise HTTPException(409, f"task {task_id} is {STATUS[job.state]}; only failed "
+                                     "and revoked tasks are replayed")
         try:
             again = crisper.jobs.retry(job.id, params=body.params if body else None)
         except InvalidParams as exc:
