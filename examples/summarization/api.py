@@ -74,6 +74,24 @@ def create_api(crisper: Crisper | None = None, config: jobs.Config | None = None
     crisper.store.create_all()
     jobs.metadata.create_all(crisper.store.engine)
     api = FastAPI(title="Summarization service")
+    add_request_routes(api, crisper, config)
+    add_dead_letter_routes(api, crisper)
+    return api
+
+
+def ours(crisper: Crisper, task_id: str) -> JobRecord:
+    """A task of this service, or 404 (an unknown id, or a job of some other type)."""
+    try:
+        job = crisper.jobs.get(task_id)
+    except JobNotFound:
+        job = None
+    if job is None or job.type not in TYPES:
+        raise HTTPException(404, f"task {task_id} not found")
+    return job
+
+
+def add_request_routes(api: FastAPI, crisper: Crisper, config: jobs.Config) -> None:
+    """The write-up's endpoints: accept with 202, then poll."""
 
     def accept(type_: str, params: dict[str, Any], callback: str | None, what: str
                ) -> dict[str, Any]:
@@ -83,15 +101,6 @@ def create_api(crisper: Crisper | None = None, config: jobs.Config | None = None
             raise HTTPException(422, str(exc)) from None
         return {"task_id": str(job.id), "status": "INITIATED",
                 "message": f"{what} summarization task queued. Task ID: {job.id}"}
-
-    def ours(task_id: str) -> JobRecord:
-        try:
-            job = crisper.jobs.get(task_id)
-        except JobNotFound:
-            job = None
-        if job is None or job.type not in TYPES:
-            raise HTTPException(404, f"task {task_id} not found")
-        return job
 
     @api.put("/summarization/sessions/{session_id}")
     def store_session(session_id: jobs.Id, body: Transcript) -> dict[str, str]:
@@ -112,7 +121,11 @@ def create_api(crisper: Crisper | None = None, config: jobs.Config | None = None
 
     @api.get("/summarization/task-status/{task_id}")
     def task_status(task_id: str) -> dict[str, Any]:
-        return status_of(ours(task_id))
+        return status_of(ours(crisper, task_id))
+
+
+def add_dead_letter_routes(api: FastAPI, crisper: Crisper) -> None:
+    """The failed-jobs view as the dead-letter queue, with replay (and replay with edit)."""
 
     @api.get("/summarization/failed")
     def failed(limit: int = 50) -> list[dict[str, Any]]:
@@ -125,7 +138,7 @@ def create_api(crisper: Crisper | None = None, config: jobs.Config | None = None
 
     @api.post("/summarization/failed/{task_id}/replay", status_code=202)
     def replay(task_id: str, body: Replay | None = None) -> dict[str, Any]:
-        job = ours(task_id)
+        job = ours(crisper, task_id)
         if job.state not in (JobState.FAILED, JobState.CANCELLED):
             raise HTTPException(409, f"task {task_id} is {STATUS[job.state]}; only failed "
                                      "and revoked tasks are replayed")
@@ -136,5 +149,3 @@ def create_api(crisper: Crisper | None = None, config: jobs.Config | None = None
         except InvalidTransition as exc:
             raise HTTPException(409, str(exc)) from None
         return status_of(again)
-
-    return api
