@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from crisper import Crisper, InvalidParams, JobState
+from crisper.contrib.http_call import HttpCall
 from tests.apps import httpapp
 from tests.harness import Backend
 
@@ -171,3 +173,18 @@ def test_params_are_checked_at_submit(params: dict[str, object], where: str) -> 
     with pytest.raises(InvalidParams) as caught:
         app.registry.get(httpapp.CALL).validate(params)
     assert where in str(caught.value)
+
+
+def test_retry_after_and_bodies_are_read_safely() -> None:
+    from email.utils import formatdate
+
+    from crisper.contrib.http_call import _body
+    from crisper.outbound import Guard
+
+    spec = HttpCall("t", Guard(), max_retry_after=30.0)
+    assert spec._retry_after("7") == 7.0 and spec._retry_after("3600") == 30.0
+    assert 0 < (spec._retry_after(formatdate(time.time() + 10, usegmt=True)) or 0) <= 10
+    assert spec._retry_after("soon") is None and spec._retry_after(None) is None
+    assert _body("héllo".encode()) == {"body": "héllo"}
+    assert _body(b"a\x00b") == {"body_base64": "YQBi"}  # JSON text cannot hold NUL
+    assert _body(b"\xff\xfe") == {"body_base64": "//4="}
