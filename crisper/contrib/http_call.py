@@ -46,7 +46,6 @@ FORBIDDEN_HEADERS = frozenset({
 KEPT_HEADERS = ("content-type", "content-length", "content-encoding", "location", "etag",
                 "last-modified", "retry-after", "date", "cache-control")
 USER_AGENT = "Crisper-HttpCall/1"
-READ_CHUNK = 16_384
 
 
 def _check_url(url: str) -> str:
@@ -121,12 +120,12 @@ class HttpCall:
         """The job body: one call (its redirects followed through the guard), recorded."""
         sent = {"User-Agent": USER_AGENT, **(headers or {})}
         began = time.monotonic()
+        limit = min(timeout or self.request_timeout, self.max_timeout)
         ctx.progress(0, 1, f"{method} {url}")
         try:
             response = outbound.request(
                 self.client, self.guard, method, url, headers=sent,
-                content=body.encode() if body is not None else None,
-                timeout=min(timeout or self.request_timeout, self.max_timeout),
+                content=body.encode() if body is not None else None, timeout=limit,
                 max_redirects=self.max_redirects, stream=True)
         except OutboundRefused:
             ctx.logger.warning("%s %s: refused by the outbound address rules", method, url)
@@ -136,15 +135,18 @@ class HttpCall:
                                type(exc).__name__, exc, ctx.attempt, ctx.max_attempts)
             raise
         try:
-            raw, truncated = self._read(response)
+            raw, truncated = self._read(response, began + limit)
         finally:
             response.close()
         return self._record(ctx, response, method, raw, truncated, time.monotonic() - began)
 
-    def _read(self, response: httpx.Response) -> tuple[bytes, bool]:
-        """At most max_response_bytes of the body; the rest is never read (truncated)."""
+    def _read(self, response: httpx.Response, deadline: float) -> tuple[bytes, bool]:
+        """At most max_response_bytes of the body (the rest is never read), by the deadline:
+        httpx's timeout bounds each read, so a server trickling bytes is stopped here."""
         kept = bytearray()
-        for chunk in response.iter_bytes(READ_CHUNK):
+        for chunk in response.iter_bytes():  # as they arrive (a chunk size would buffer)
+            if time.monotonic() > deadline:
+                raise httpx.ReadTimeout("the answer took longer than the call's timeout")
             kept += chunk
             if len(kept) > self.max_response_bytes:
                 return bytes(kept[:self.max_response_bytes]), True

@@ -26,6 +26,7 @@ class Script:
     """What the server answers: one (status, headers, body) per request, the last repeated."""
 
     answers: list[tuple[int, dict[str, str], bytes]]
+    trickle: float = 0.0  # seconds between the body's bytes (0: all at once)
     got: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -47,7 +48,13 @@ def server(script: Script) -> Iterator[str]:
             for name, value in {"Content-Length": str(len(content)), **headers}.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(content)
+            if not script.trickle:
+                self.wfile.write(content)
+                return
+            for i in range(len(content)):
+                self.wfile.write(content[i:i + 1])
+                self.wfile.flush()
+                time.sleep(script.trickle)
 
         do_GET = do_POST = do_PUT = answer  # noqa: N815
 
@@ -153,6 +160,26 @@ def test_a_503_is_retried_after_its_retry_after_and_then_succeeds(backend: Backe
         started = [e.at for e in events if e.to_state == "running"]
         assert (started[1] - started[0]).total_seconds() >= 1.0
         assert [m for m, _, _, _ in script.got] == ["PUT", "PUT"]
+
+
+def test_a_server_trickling_its_answer_is_stopped_at_the_calls_timeout(
+        backend: Backend) -> None:
+    # Given a server that sends its 40-byte body one byte each 0.2 s (8 s in all): no single
+    # read waits long enough for httpx's own timeout
+    script = Script([(200, {}, b"x" * 40)], trickle=0.2)
+    with server(script) as url, deployed(backend, **ALLOW) as app:
+        # When it is called with a 1 s timeout
+        job = app.submit(httpapp.CALL, {"url": url, "timeout": 1})
+        job.wait(timeout=120)
+
+        # Then each attempt is cut at about 1 s, and retried as any timeout is
+        record = app.jobs.get(job.id)
+        assert record.state is JobState.FAILED and record.error is not None
+        assert record.error["type"] == "ReadTimeout" and record.attempt == 3
+        events = app.jobs.events(job.id)
+        ran = [e.at for e in events if e.to_state == "running"]
+        ended = [e.at for e in events if e.from_state == "running"]
+        assert all((b - a).total_seconds() < 6 for a, b in zip(ran, ended, strict=True))
 
 
 @pytest.mark.parametrize(("params", "where"), [
