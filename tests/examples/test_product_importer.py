@@ -119,9 +119,9 @@ def test_an_upload_is_imported_and_polled_with_bad_rows_named_by_line(backend: B
 
 @pytest.mark.timeout(300)
 def test_delete_stops_a_running_import_and_rolls_it_back(backend: Backend) -> None:
-    with deployed(backend, PRODUCTS_CHUNK_ROWS="1000") as site:
-        # Given an import of 300,000 rows running
-        task_id = site.upload(csv_bytes(backend.tmp / "big.csv", 300_000))
+    with deployed(backend, PRODUCTS_CHUNK_ROWS="500") as site:
+        # Given an import of 400,000 rows running (in 800 chunks: seconds of work)
+        task_id = site.upload(csv_bytes(backend.tmp / "big.csv", 400_000))
         wait_for(lambda: (t := site.task(task_id))["status"] == "STARTED"
                  and (t["progress"]["current"] or 0) > 0, 120, "the import to be under way",
                  every=0.1)
