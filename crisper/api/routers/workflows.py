@@ -34,6 +34,10 @@ class NodeIn(BaseModel):
     after: list[str | AfterIn] = Field(default_factory=list, description="parent node names")
     receive: bool | list[str] = Field(False, description="true: every parent's result; or the "
                                                          "parents to receive, by name")
+    deliver: Literal["result", "list"] | None = Field(
+        None, description="Celery's way: the received result (\"result\", exactly one) or the "
+                          "list of received results in `after` order (\"list\") is passed as "
+                          "the first parameter, left out of `params`")
 
 
 class WorkflowIn(BaseModel):
