@@ -120,6 +120,7 @@ class CsvImport:
                     duplicates, duplicated = self._duplicates(cur)
                     rejected.add(duplicates, duplicated)
                     timings["duplicates"] = time.monotonic() - started - timings["stage"]
+                    ctx.check_cancelled()  # the last moment a cancel needs no force
                     ctx.progress(size, size, f"{staged} rows staged, merging")
                     inserted, written = self._merge(cur)
                     timings["merge"] = time.monotonic() - started - sum(timings.values())

@@ -174,7 +174,8 @@ def test_rejections_are_counted_in_full_and_listed_up_to_the_cap(world: World) -
 
 def test_a_cancelled_import_stops_between_chunks_and_rolls_back(world: World) -> None:
     # Given a long import that has started storing chunks
-    gen_products.write(world.folder / "long.csv", rows=300_000)
+    # (500 chunks: room for the cancel to arrive before the last one, on a fast machine too)
+    gen_products.write(world.folder / "long.csv", rows=500_000)
     job = world.app.submit(TYPE, {"path": "long.csv"})
     running = wait_for_progress(world, job.id)
 
