@@ -25,7 +25,7 @@ from tests.api_support import serve
 from tests.examples.conftest import EXAMPLES
 from tests.harness import ROOT, Backend, wait_for
 
-pytestmark = pytest.mark.backends("postgres-redis")
+pytestmark = [pytest.mark.backends("postgres-redis"), pytest.mark.slow]
 TASK = "/api/v1/celery/task"
 
 
