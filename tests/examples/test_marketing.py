@@ -48,7 +48,7 @@ from marketing import tables  # noqa: E402
 from marketing.api import create_api  # noqa: E402
 from marketing.services import SOURCES, Config, OfflineSource  # noqa: E402
 
-pytestmark = pytest.mark.backends("postgres-redis")
+pytestmark = [pytest.mark.backends("postgres-redis"), pytest.mark.slow]
 ALL_QUEUES = "email,ai,default,scraper,demo"
 
 
