@@ -13,6 +13,7 @@ from crisper.durations import Duration, option_seconds
 from crisper.errors import ConfigurationError, InvalidParams, UnknownJobType
 from crisper.flow.limits import FlowOptions
 from crisper.names import json_problem, queue_problem
+from crisper.priorities import priority_problem
 from crisper.retention import Retention
 from crisper.retry import Retry
 
@@ -222,8 +223,8 @@ def job_options(
         batch = DEFAULT_BATCH if timeout is None else 1
     if isinstance(retry, int):
         retry = Retry(attempts=retry)
-    if not 0 <= priority <= 9:
-        raise ConfigurationError(f"priority must be 0..9 (9 first), got {priority}")
+    if (problem := priority_problem(priority)) is not None:
+        raise ConfigurationError(f"priority {problem}")
     if not 1 <= batch <= MAX_BATCH:
         raise ConfigurationError(f"batch must be 1..{MAX_BATCH}, got {batch}")
     problem = queue_problem(queue)

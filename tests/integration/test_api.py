@@ -144,7 +144,7 @@ def test_each_error_case_is_problem_json(api: Api) -> None:
         huge = {"type": "probe.echo", "params": {"number": 1, "text": "x" * (1024 * 1024)}}
         too_big = problem_of(http.post("/v1/jobs", json=huge), 413)
         assert "limit" in str(too_big["detail"])
-        problem_of(http.post("/v1/jobs", json={"type": "probe.noop", "priority": 42}), 422)
+        problem_of(http.post("/v1/jobs", json={"type": "probe.noop", "priority": 256}), 422)
         problem_of(http.post("/v1/jobs", json={"type": "probe.noop", "delay": "5m"}), 422)
         missing = problem_of(http.get("/v1/jobs/01a20000-0000-7000-8000-000000000000"), 404)
         assert "not found" in str(missing["detail"])

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from crisper.api.auth import AppDep, Reader, Writer
 from crisper.api.problems import responses
+from crisper.priorities import PRIORITY_MAX
 from crisper.workflow_service import WorkflowView
 from crisper.workflows import Workflow
 
@@ -30,7 +31,7 @@ class NodeIn(BaseModel):
     type: str
     params: dict[str, Any] = Field(default_factory=dict)
     queue: str | None = None
-    priority: int | None = Field(None, ge=0, le=9)
+    priority: int | None = Field(None, ge=0, le=PRIORITY_MAX)
     after: list[str | AfterIn] = Field(default_factory=list, description="parent node names")
     receive: bool | list[str] = Field(False, description="true: every parent's result; or the "
                                                          "parents to receive, by name")
