@@ -2,7 +2,7 @@
 
 The five queues and their priorities are the write-up's (e-mail 10 ... demo 2, higher first):
 a job type takes its queue's priority, so a worker serving several queues starts the most
-urgent work first, and within a queue jobs start by priority, then in submission order.
+urgent work first (docs/flow-control.md: priorities above 9 share the broker's top level).
 """
 
 from __future__ import annotations

@@ -15,38 +15,20 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from marketing import app as marketing_app
+from marketing import tables
+from marketing.api import create_api
+from marketing.services import SOURCES, Config, OfflineSource
 from sqlalchemy import select
 
 from crisper import Crisper, JobState
 from crisper.api import create_app
 from crisper.embedded import free_port
-from crisper.errors import ConfigurationError
-from crisper.registry import job_options
 from crisper.store.models import jobs
 from tests.api_support import key, serve
 from tests.contrib.smtp_inbox import Inbox, smtp_server
 from tests.examples.conftest import EXAMPLES
 from tests.harness import ROOT, Backend, Proc, wait_for
-
-
-def _wide_priorities() -> bool:
-    """The example declares the write-up's priorities (e-mail 10 ... demo 2): it needs
-    Crisper's 0-255 priorities (issue 15), or its app module does not even import."""
-    try:
-        job_options(priority=255)
-    except ConfigurationError:
-        return False
-    return True
-
-
-if not _wide_priorities():
-    pytest.skip("NEEDS 0-255 PRIORITIES (issue 15, branch `priorities`): the example declares "
-                "the write-up's e-mail priority 10", allow_module_level=True)
-
-from marketing import app as marketing_app  # noqa: E402
-from marketing import tables  # noqa: E402
-from marketing.api import create_api  # noqa: E402
-from marketing.services import SOURCES, Config, OfflineSource  # noqa: E402
 
 pytestmark = [pytest.mark.backends("postgres-redis"), pytest.mark.slow]
 ALL_QUEUES = "email,ai,default,scraper,demo"
@@ -315,12 +297,23 @@ def test_transient_smtp_errors_back_off_exponentially_and_5xx_is_not_retried(
         assert inbox.tries["gone@shop.example"] == 1
 
 
+def drained_order(p: Platform, submitted: list[Any], queues: str) -> list[int]:
+    """Let one single-slot worker on `queues` drain the backlog; the priorities in the order
+    the jobs started."""
+    p.worker(queues, concurrency=1)
+    for job_id in submitted:
+        wait_for(lambda j=job_id: p.app.jobs.get(j).state is JobState.SUCCEEDED, 60,
+                 f"job {job_id}")
+    with p.app.store.read() as s:
+        return [r.priority for r in s.execute(select(jobs.c.priority)
+                                              .order_by(jobs.c.started_at))]
+
+
 @pytest.mark.timeout(240)
-def test_priorities_order_the_backlog_of_a_worker_serving_every_queue(
+def test_the_write_ups_priorities_order_the_backlog_of_a_worker_serving_every_queue(
         backend: Backend, tmp_path: Path) -> None:
     with running(backend, tmp_path, scheduler=False, MARKETING_EMAIL_RATE="1000/s") as p:
-        # Given a backlog in all five queues, submitted least urgent first, and in the e-mail
-        # queue a password reset submitted last at priority 200
+        # Given a backlog in all five queues, submitted least urgent first
         submitted = []
         for type_, params in [("demo.generate_demo_analytics", {}),
                               ("scraper.export_leads", {}),
@@ -328,21 +321,33 @@ def test_priorities_order_the_backlog_of_a_worker_serving_every_queue(
                               ("ai.extract_lead_info", {"text": "a@b.example"}),
                               ("email.send_test_email", {"to": "t@shop.example"})]:
             submitted += [p.app.submit(type_, params).id for _ in range(2)]
-        reset = p.email("reset@shop.example", priority=200)
-        submitted.append(next(j for j in p.job_ids("email.send_single_email")))
 
         # When one single-slot worker serving every queue drains it
-        p.worker(ALL_QUEUES, concurrency=1)
-        p.until(f"/emails/{reset}", lambda g: g["status"] == "rendered")
-        for job_id in submitted:
-            wait_for(lambda j=job_id: p.app.jobs.get(j).state is JobState.SUCCEEDED, 60,
-                     f"job {job_id}")
+        order = drained_order(p, submitted, ALL_QUEUES)
 
-        # Then the reset ran first, then e-mail (10), AI (6), default (5), scraper (3), demo (2)
-        with p.app.store.read() as s:
-            order = [r.priority for r in s.execute(select(jobs.c.priority)
-                                                   .order_by(jobs.c.started_at))]
-        assert order == [200, 10, 10, 6, 6, 5, 5, 3, 3, 2, 2]
+        # Then e-mail (10) ran first, then AI (6), default (5), scraper (3), demo (2)
+        assert order == [10, 10, 6, 6, 5, 5, 3, 3, 2, 2]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 15: exact priority order within a queue is not in main yet: since e7a2186 every "
+    "priority above 9 shares the broker's top level, so 10 and 200 run in submission order"))
+@pytest.mark.timeout(240)
+def test_a_password_reset_at_200_overtakes_the_email_backlog_at_10(
+        backend: Backend, tmp_path: Path) -> None:
+    with running(backend, tmp_path, scheduler=False, MARKETING_EMAIL_RATE="1000/s") as p:
+        # Given a backlog of test e-mails (10) and then a password reset at priority 200,
+        # all in the e-mail queue
+        submitted = [p.app.submit("email.send_test_email", {"to": f"t{i}@shop.example"}).id
+                     for i in range(4)]
+        p.email("reset@shop.example", priority=200)
+        submitted += p.job_ids("email.send_single_email")
+
+        # When one single-slot e-mail worker drains it
+        order = drained_order(p, submitted, "email")
+
+        # Then the reset ran first, then the backlog in submission order
+        assert order == [200, 10, 10, 10, 10]
 
 
 @pytest.mark.timeout(240)
