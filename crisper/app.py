@@ -68,6 +68,9 @@ class Crisper:
         # Schedules declared in code, by name; the scheduler syncs them into the store at start.
         self.code_schedules: dict[str, CodeSchedule] = {}
         self._existing_celery = celery
+        from crisper.adoption.canvas import install
+
+        install()  # chain, group and chord of Crisper job types become workflows
         if celery is not None:  # its broker, routes and worker learn about Crisper now
             from crisper.adoption import adopt
 
@@ -291,6 +294,7 @@ class Crisper:
         from crisper.engine.celery_app import make_celery, register_task
 
         app = make_celery(self.name, self.settings, self._existing_celery)
+        app.crisper = self  # type: ignore[attr-defined]  # signatures by name find their type
         for job_type in self.registry:
             register_task(app, job_type, self.settings, self._run_message)
         return app
@@ -333,7 +337,8 @@ class Crisper:
     @cached_property
     def jobs(self) -> JobService:
         return JobService(self.store, self.settings, self.registry, self.dispatcher, self.live,
-                          lambda workflow_id, node: self.workflows.retry_node(workflow_id, node))
+                          lambda workflow_id, node, params: self.workflows.retry_node(
+                              workflow_id, node, params))
 
     @cached_property
     def workflows(self) -> WorkflowService:
@@ -361,7 +366,8 @@ class Crisper:
     def runner(self) -> Runner:
         from crisper.engine.runner import Runner
 
-        return Runner(self.store, self.settings, self.flow, self.live, self.dispatcher)
+        return Runner(self.store, self.settings, self.registry, self.flow, self.live,
+                      self.dispatcher)
 
     @cached_property
     def live(self) -> LivePublisher:

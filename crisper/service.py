@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import event
@@ -94,13 +95,14 @@ class BulkResult:
 class JobService:
     """Submit, read and steer jobs. Adapters (CLI, HTTP, dashboard) call only this.
 
-    `rerun_node(workflow_id, node)`: how a workflow node is retried (with everything
+    `rerun_node(workflow_id, node, params)`: how a workflow node is retried (with everything
     downstream of it); the workflow service does that.
     """
 
     def __init__(self, store: Store, settings: Settings, registry: Registry,
                  dispatcher: Dispatcher, live: LivePublisher,
-                 rerun_node: Callable[[uuid.UUID, str], object]) -> None:
+                 rerun_node: Callable[[uuid.UUID, str, dict[str, Any] | None], object]
+                 ) -> None:
         from crisper.engine.dispatch import Breaker  # Celery and Kombu load on first use
 
         self.store = store
@@ -153,9 +155,11 @@ class JobService:
         batches)."""
         return self._row(r, at)
 
-    def _row(self, r: SubmitRequest, at: datetime) -> dict[str, Any]:
+    def _row(self, r: SubmitRequest, at: datetime, given_later: bool = False
+             ) -> dict[str, Any]:
+        """`given_later`: a workflow node whose first parameter is a parent's result."""
         job_type = self.registry.get(r.type)
-        params = job_type.validate(r.params)
+        params = job_type.validate(r.params, given_later=given_later)
         opts = job_type.options
         run_at = r.run_at
         if r.delay is not None:
@@ -390,13 +394,16 @@ class JobService:
         self._dispatch_now([record])
         return record
 
-    def retry(self, job_id: object, tenant: str | None = None) -> JobRecord:
+    def retry(self, job_id: object, tenant: str | None = None,
+              params: dict[str, Any] | None = None) -> JobRecord:
+        """Run an ended job again; with `params` (checked by its type): a replay with edit."""
         node = self._steerable(job_id, tenant, "retried")
         if node.workflow_id is not None and node.workflow_node is not None:
             # a workflow node reruns with everything downstream of it, waiting for it
-            self.rerun_node(node.workflow_id, node.workflow_node)
+            self.rerun_node(node.workflow_id, node.workflow_node, params)
             return self.get(node.id)
-        record = self._act(job_id, tenant, job_sql.restart)
+        edited = None if params is None else self.registry.get(node.type).validate(params)
+        record = self._act(job_id, tenant, partial(job_sql.restart, params=edited))
         self._dispatch_now([record])
         return record
 

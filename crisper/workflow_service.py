@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from crisper.engine.nodes import send_released
+from crisper.engine.nodes import DELIVER_KEY, send_released
 from crisper.errors import InvalidRequest, WorkflowBusy, WorkflowNotFound
 from crisper.flow import limits
 from crisper.ids import new_id, parse_id
@@ -60,6 +60,7 @@ class WorkflowService:
         if len(wf.nodes) > MAX_NODES:
             raise InvalidRequest("nodes", f"at most {MAX_NODES} nodes per workflow")
         order = wf.order()
+        wf.check_deliveries()
         at, workflow_id = utcnow(), new_id()
         send = session is None and self.jobs.breaker.allows()
         rows = self._rows(wf, order, workflow_id, tenant, at, send)
@@ -86,7 +87,7 @@ class WorkflowService:
         for r in rows:
             counts[r["state"]] = counts.get(r["state"], 0) + 1
         return WorkflowView(workflow_id, wf.name, tenant, at, None, None, len(rows), counts, [],
-                            [])
+                            [], ids)
 
     def _rows(self, wf: Workflow, order: list[str], workflow_id: uuid.UUID, tenant: str,
               at: datetime, send: bool) -> list[dict[str, Any]]:
@@ -102,15 +103,18 @@ class WorkflowService:
         rows = []
         for name in order:
             node = wf.nodes[name]
-            kind = (node.type, node.queue, node.priority, tuple(node.tags))
+            kind = (node.type, node.queue, node.priority, tuple(node.tags), node.deliver)
             template = templates.get(kind)
+            later = node.deliver is not None
             if template is None:
+                meta = {DELIVER_KEY: str(node.deliver)} if later else None
                 request = SubmitRequest(type=node.type, params=node.params, queue=node.queue,
-                                        priority=node.priority, tags=node.tags, tenant=tenant)
-                row = templates[kind] = self.jobs._row(request, at)
+                                        priority=node.priority, tags=node.tags, tenant=tenant,
+                                        metadata=meta)
+                row = templates[kind] = self.jobs._row(request, at, given_later=later)
             else:
                 job_type = self.registry.get(node.type)
-                params = job_type.validate(node.params)
+                params = job_type.validate(node.params, given_later=later)
                 row = {**template, "id": new_id(), "params": params, "concurrency_key":
                        limits.concurrency_key(job_type.options.flow, job_type.name, params)}
             waits = pending[name] > 0
@@ -195,8 +199,10 @@ class WorkflowService:
                                  f"known: {', '.join(sorted(n.node for n in view.nodes)[:20])}"
                                  ) from None
         edits = {}
-        if params is not None:
-            edits[node] = self.registry.get(target.type).validate(params)
+        if params is not None:  # a delivering node's first parameter still comes from parents
+            later = DELIVER_KEY in (self.jobs.get(target.id).metadata or {})
+            edits[node] = self.registry.get(target.type).validate(params,
+                                                                          given_later=later)
         return self._rerun(view, [node], edits)
 
     def _rerun(self, view: WorkflowView, roots: list[str], edits: dict[str, dict[str, Any]]

@@ -4,7 +4,6 @@ outcome written with its children's release (then their wake-ups)."""
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,15 +21,27 @@ from crisper.store.sweeps import Dispatch
 if TYPE_CHECKING:
     from crisper.engine.dispatcher import Dispatcher
     from crisper.engine.runner import Outcome
+    from crisper.registry import Registry
 
 log = logging.getLogger(__name__)
 S = JobState
+DELIVER_KEY = "workflow.deliver"  # a node's job metadata: how it receives (Node.deliver)
 RETRYABLE = frozenset({"40P01", "40001"})  # deadlock, serialization failure: run it again
 
 
-def parent_results(store: Store, job_id: uuid.UUID) -> dict[str, Any]:
+def node_inputs(store: Store, registry: Registry, job: attempt_sql.Claimed
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What a node receives: its parents' results by node name (`ctx.parents`), and the
+    params its delivery adds (Celery's rule: the first parameter gets the parent's result, or
+    the list of them in order)."""
     with store.read() as session:
-        return workflow_sql.parent_results(session, job_id)
+        results = workflow_sql.parent_results(session, job.id)
+        how = workflow_sql.delivery(session, job.id, DELIVER_KEY)
+    if how is None:
+        return results, {}
+    first = registry.get(job.type).parameters()[0]
+    values = list(results.values())
+    return results, {first: values if how == "list" else (values[0] if values else None)}
 
 
 def write_node_outcome(store: Store, dispatcher: Dispatcher, job: attempt_sql.Claimed,

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from crisper.engine.dispatcher import Dispatcher
     from crisper.flow.gate import FlowGate
     from crisper.live import LivePublisher
-    from crisper.registry import JobType
+    from crisper.registry import JobType, Registry
     from crisper.settings import Settings
     from crisper.store import Store
 
@@ -74,10 +74,11 @@ class Outcome:
 class Runner:
     """The body of every Crisper task on a worker."""
 
-    def __init__(self, store: Store, settings: Settings, gate: FlowGate, live: LivePublisher,
-                 dispatcher: Dispatcher) -> None:
+    def __init__(self, store: Store, settings: Settings, registry: Registry, gate: FlowGate,
+                 live: LivePublisher, dispatcher: Dispatcher) -> None:
         self.store = store
         self.settings = settings
+        self.registry = registry
         self.gate = gate
         self.live = live
         self.dispatcher = dispatcher
@@ -224,9 +225,9 @@ class Runner:
             on_still_running=self._publish_running,
         )
         if job.workflow_id is not None:  # a workflow node: the results it receives
-            from crisper.engine.nodes import parent_results
+            from crisper.engine.nodes import node_inputs
 
-            ctx.parents = parent_results(self.store, job.id)
+            ctx.parents, ctx.inputs = node_inputs(self.store, self.registry, job)
         return ctx
 
     def _publish_progress(self, ctx: JobContext) -> None:
@@ -319,7 +320,8 @@ def execute(job_type: JobType, ctx: JobContext, job: attempt_sql.Claimed) -> Out
     """Call the job function and turn whatever happens into an Outcome."""
     try:
         ctx.check_cancelled()  # asked to stop between its claim and now
-        result = finish_body(job_type.func(ctx, **job.params), ctx)  # awaits an async body
+        params = {**ctx.inputs, **job.params}  # inputs: a node's delivered parent result(s)
+        result = finish_body(job_type.func(ctx, **params), ctx)  # awaits an async body
         json.dumps(result)
     except Cancelled:
         if ctx.lease_revoked:
