@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 from crisper.errors import BatchNotFound, InvalidRequest
 from crisper.ids import new_id, parse_id
 from crisper.names import text_problem
+from crisper.outbound import checked_callback_url
 from crisper.records import JobRecord
-from crisper.service import BulkResult, JobService, SubmitRequest, checked_callback_url
+from crisper.service import BulkResult, JobService, SubmitRequest
 from crisper.states import JobState
 from crisper.store import batches as batch_sql
 from crisper.store import jobs as job_sql

@@ -29,6 +29,7 @@ from crisper.flow import limits
 from crisper.ids import new_id, parse_id
 from crisper.metadata import metadata_problem
 from crisper.names import MAX_KEY, tag_problem, text_problem, unknown_queue_problem
+from crisper.outbound import checked_callback_url
 from crisper.records import EventRecord, JobRecord, LogRecord
 from crisper.states import JobState
 from crisper.store import flow as flow_sql
@@ -456,26 +457,6 @@ class JobService:
 
 MAX_DELAY_SECONDS = 10 * 365 * 86400.0
 MAX_TAGS = 50
-
-
-def checked_callback_url(url: str | None) -> str | None:
-    """A callback URL as it enters: http(s), with a host, of a sane length. Its address is
-    checked when it is called (crisper/outbound.py), since DNS answers change."""
-    if url is None:
-        return None
-    from urllib.parse import urlsplit
-
-    problem = text_problem(url, 2000)
-    if problem is not None:
-        raise InvalidRequest("callback_url", problem)
-    try:
-        parts = urlsplit(url)
-        scheme, host = parts.scheme, parts.hostname
-    except ValueError:
-        scheme, host = "", None
-    if scheme not in ("http", "https") or not host:
-        raise InvalidRequest("callback_url", "must be an http(s) URL with a host")
-    return url
 
 
 def _delay_seconds(delay: Duration) -> float:

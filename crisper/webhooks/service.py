@@ -14,7 +14,7 @@ from crisper import webhook_events as events
 from crisper.errors import InvalidRequest, WebhookNotFound
 from crisper.ids import parse_id
 from crisper.names import text_problem
-from crisper.service import checked_callback_url
+from crisper.outbound import checked_callback_url
 from crisper.store import Store, utcnow
 from crisper.store import deliveries as outbox
 from crisper.webhooks import signing
