@@ -24,6 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 from celery import Celery
@@ -73,8 +74,22 @@ def pg_cpu(world: World) -> dict[int, float]:
     return {pid: process_cpu([pid]) for pid in backend_pids(world)}
 
 
-def one_mode(world: World, app: Celery, observe: bool, n: int, logs: Path, run: int) -> Pass:
-    """One worker start with observe mode on or off, `n` no-op tasks through it."""
+def run_tasks(task: Any, queue: str, n: int, signals: redis.Redis, key: str,
+              worker: Proc) -> None:
+    """Publish `n` no-op tasks and wait until every body has started."""
+    for _ in range(n):
+        task.apply_async(queue=queue)
+    while signals.llen(key) < n:
+        if not worker.alive():
+            raise RuntimeError(f"worker exited:\n{worker.tail()}")
+        time.sleep(0.05)
+
+
+def one_mode(world: World, app: Celery, observe: bool, n: int, logs: Path, run: int,
+             warmup: int) -> Pass:
+    """One worker start with observe mode on or off, `n` no-op tasks through it (after
+    `warmup` untimed ones: each pool child has made its connections, as in a worker that has
+    been up a while)."""
     mode = "on" if observe else "off"
     tag = f"{mode}{run}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CRISPER_", "BENCH_"))}
@@ -93,26 +108,24 @@ def one_mode(world: World, app: Celery, observe: bool, n: int, logs: Path, run: 
     try:
         wait_ready(signals, env["BENCH_READY_KEY"], worker)
         task, queue = app.tasks[celery_noop.TASK], world.queue(tag)
+        if warmup:
+            run_tasks(task, queue, warmup, signals, env["BENCH_SIGNAL_KEY"], worker)
+            time.sleep(2 * caller.settings.observe_flush_seconds)
+            signals.delete(env["BENCH_SIGNAL_KEY"])
         worker0, caller0, pg0 = worker.cpu_seconds(), time.process_time(), pg_cpu(world)
         started = time.perf_counter()
-        for _ in range(n):
-            task.apply_async(queue=queue)
-        caller_cpu = time.process_time() - caller0
-        while signals.llen(env["BENCH_SIGNAL_KEY"]) < n:
-            if not worker.alive():
-                raise RuntimeError(f"worker exited:\n{worker.tail()}")
-            time.sleep(0.05)
+        run_tasks(task, queue, n, signals, env["BENCH_SIGNAL_KEY"], worker)
         elapsed = time.perf_counter() - started
         time.sleep(2 * caller.settings.observe_flush_seconds)  # the flushes of these tasks
-        caller1 = time.process_time()
         if "observer" in caller.__dict__:
             caller.observer.disconnect()  # the caller's last flush
-        caller_cpu += time.process_time() - caller1
+        # Publishing, the caller's flusher thread, and polling Redis for the marks (both modes).
+        caller_cpu = time.process_time() - caller0
         worker1, pg1 = worker.cpu_seconds(), pg_cpu(world)
         pg = sum(cpu - pg0.get(pid, 0.0) for pid, cpu in pg1.items())
         marks = [float(x) for x in signals.lrange(env["BENCH_SIGNAL_KEY"], 0, -1)]
         if observe:
-            check_rows(caller, n)
+            check_rows(caller, n + warmup)
         return Pass(n / elapsed, (n - 1) / (max(marks) - min(marks)),
                     1000 * (worker1[0] - worker0[0]) / n, 1000 * (worker1[1] - worker0[1]) / n,
                     1000 * caller_cpu / n, 1000 * pg / n)
@@ -175,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--jobs", "-n", type=int, default=2000)
     p.add_argument("--runs", type=int, default=5, help="pairs of passes (off, on)")
+    p.add_argument("--warmup", type=int, default=200, help="untimed tasks first, per pass")
     p.add_argument("--broker", default="redis://127.0.0.1:6379/3")
     p.add_argument("--postgres", default=PG_BASE)
     args = p.parse_args(argv)
@@ -193,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
                 done: dict[bool, Pass] = {}
                 for observe in ((False, True) if run % 2 == 0 else (True, False)):
                     # Rows of earlier "on" passes stay; check_rows counts multiples of n.
-                    f = done[observe] = one_mode(world, app, observe, args.jobs, logs, run)
+                    f = done[observe] = one_mode(world, app, observe, args.jobs, logs, run,
+                                                     args.warmup)
                     print(f"  observe {'on ' if observe else 'off'}: {f.rate:7.1f} tasks/s "
                           f"end to end, worker drain {f.drain:7.1f}/s, CPU ms per task: worker "
                           f"{f.worker_main:.2f} main + {f.worker_pool:.2f} pool, caller "
