@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import and_, case, exists, func, literal_column, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from crisper.states import JobState
@@ -42,11 +43,7 @@ def upsert(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         return
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        # One statement, one parameter: the batch as JSON, unpacked by the server (the
-        # per-row parameter handling of an executemany costs the flushing process more).
-        # The constant columns are literals of the statement, not repeated in every row.
-        batch = json.dumps(rows, default=str)
-        session.connection().exec_driver_sql(_PG_UPSERT, (batch,))
+        upsert_pg(session.connection(), rows)
         return
     ins = (postgresql.insert(jobs) if dialect == "postgresql" else sqlite.insert(jobs))
     ex = ins.excluded
@@ -153,6 +150,14 @@ def _known(column: Any, dialect: str, empty: bool = False) -> Any:
         value = func.nullif(value, literal_column(
             "'{}'::jsonb" if dialect == "postgresql" else "'{}'"))
     return value
+
+
+def upsert_pg(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """PostgreSQL: the batch as one statement with one parameter, the rows as JSON unpacked by
+    the server (an executemany's per-row parameter handling costs the flushing process more);
+    the constant columns are literals of the statement, not repeated in every row."""
+    if rows:
+        conn.exec_driver_sql(_PG_UPSERT, (json.dumps(rows, default=str),))
 
 
 def request_revoke(session: Session, job_id: uuid.UUID, at: datetime) -> bool:
