@@ -373,7 +373,7 @@ class Crisper:
     def live(self) -> LivePublisher:
         from crisper.live import LivePublisher
 
-        return LivePublisher(self.settings.resolved_redis_url())
+        return LivePublisher(self.settings.resolved_redis_url)
 
     @cached_property
     def flow(self) -> FlowGate:
