@@ -30,6 +30,7 @@ from crisper.ids import new_id, parse_id
 from crisper.metadata import metadata_problem
 from crisper.names import MAX_KEY, tag_problem, text_problem, unknown_queue_problem
 from crisper.outbound import checked_callback_url
+from crisper.priorities import priority_problem
 from crisper.records import EventRecord, JobRecord, LogRecord
 from crisper.states import JobState
 from crisper.store import flow as flow_sql
@@ -203,23 +204,22 @@ class JobService:
     def _check_names(self, r: SubmitRequest, queue: str) -> None:
         """Queue, tags and keys as they enter: a queue must be declared and never a broker key."""
         known = self.registry.declared_queues(self.settings.queues)
-        problem = unknown_queue_problem(queue, known)
-        if problem is not None:
+        if (problem := unknown_queue_problem(queue, known)) is not None:
             raise UnknownQueue("queue", problem, known)
+        if r.priority is not None and (problem := priority_problem(r.priority)) is not None:
+            raise InvalidRequest("priority", problem)
         if isinstance(r.tags, str):
             raise InvalidRequest("tags", "must be a list of tags, not one text")
         if len(r.tags) > MAX_TAGS:
             raise InvalidRequest("tags", f"at most {MAX_TAGS} tags")
         for i, tag in enumerate(r.tags):
-            problem = tag_problem(tag)
-            if problem is not None:
+            if (problem := tag_problem(tag)) is not None:
                 raise InvalidRequest(f"tags.{i}", problem)
         meta_problem = None if r.metadata is None else metadata_problem(r.metadata)
         if meta_problem is not None:
             raise InvalidRequest(*meta_problem)
         for name, key in (("idempotency_key", r.idempotency_key), ("unique_key", r.unique_key)):
-            problem = None if key is None else text_problem(key, MAX_KEY)
-            if problem is not None:
+            if key is not None and (problem := text_problem(key, MAX_KEY)) is not None:
                 raise InvalidRequest(name, problem)
 
     def _insert(self, session: Session, rows: list[dict[str, Any]], at: datetime,

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crisper.errors import ConfigurationError
+from crisper.priorities import PRIORITY_MAX
 from crisper.retry import Retry
 
-# Crisper's priority range: 0..CRISPER_PRIORITY_MAX, the highest runs first. The one place to
-# change when the range widens.
-CRISPER_PRIORITY_MAX = 9
+# Crisper's priority range: 0..CRISPER_PRIORITY_MAX, the highest runs first (crisper/priorities.py).
+CRISPER_PRIORITY_MAX = PRIORITY_MAX
 # Celery's defaults, used when a task does not say.
 CELERY_MAX_RETRIES = 3
 CELERY_RETRY_DELAY = 180.0

@@ -205,7 +205,7 @@ def test_moved_tasks_keep_their_callers_and_lose_nothing_in_flight(project: Proj
             assert seen[f"{name}_id"] in jobs, name  # each moved call made a durable job
         assert jobs[seen["bounce_id"]]["attempt"] == 2  # self.retry(): a second attempt
         assert jobs[seen["fetch_id"]]["attempt"] == 2  # autoretry_for
-        assert jobs[seen["crawl_id"]]["priority"] == 9  # Redis priority 0: runs first
+        assert jobs[seen["crawl_id"]]["priority"] == 255  # Redis priority 0: runs first
         assert jobs[seen["launch_id"]]["queue"] == "campaigns"  # where Celery routed it
         assert jobs[seen["slow_id"]]["state"] == "cancelled"
         assert jobs[seen["stuck_id"]]["state"] == "failed"  # its soft time limit, under -A too

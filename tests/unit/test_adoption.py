@@ -33,7 +33,7 @@ def test_priority_keeps_its_meaning_per_broker() -> None:
     top = CRISPER_PRIORITY_MAX
     assert crisper_priority(0, redis_broker=True) == top  # Redis: 0 runs first
     assert crisper_priority(9, redis_broker=True) == 0
-    assert crisper_priority(3, redis_broker=True) == top - 3
+    assert crisper_priority(3, redis_broker=True) == top - round(3 * top / 9)
     assert crisper_priority(255, redis_broker=False) == top  # RabbitMQ: the highest first
     assert crisper_priority(0, redis_broker=False) == 0
     assert crisper_priority(10, redis_broker=False, amqp_max=10) == top

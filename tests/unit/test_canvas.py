@@ -186,7 +186,7 @@ def test_which_canvases_are_crispers_and_plain_ones_run_as_celery_runs_them(
 
     plan = translate(moved.s(1, 1).set(priority=0) | moved.s(2).set(priority=9),
                      functools.partial(_leaf, crisper))
-    assert [n.priority for n in plan.workflow.nodes.values()] == [9, 0]  # Redis: 0 first
+    assert [n.priority for n in plan.workflow.nodes.values()] == [255, 0]  # Redis: 0 first
 
     app.conf.task_always_eager = True  # a plain canvas: Celery's own code, untouched
     assert chain(plain.s(1, 1), plain.s(2)).apply_async().get() == 4
