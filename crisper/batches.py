@@ -20,7 +20,7 @@ from crisper.ids import new_id, parse_id
 from crisper.names import text_problem
 from crisper.records import JobRecord
 from crisper.service import BulkResult, SubmitRequest, checked_callback_url
-from crisper.states import JobState
+from crisper.states import JobState, action_sources
 from crisper.store import batches as batch_sql
 from crisper.store import jobs as job_sql
 from crisper.store import utcnow
@@ -122,7 +122,7 @@ class BatchService:
     def cancel(self, batch_id: object, tenant: str | None = None) -> BulkResult:
         """Cancel every job of the batch still waiting or running."""
         return self._each(batch_id, tenant, self.crisper.jobs.cancel,
-                          [S.HELD, S.SCHEDULED, S.QUEUED, S.RUNNING, S.RETRYING])
+                          sorted(action_sources("cancelled")))
 
     def retry(self, batch_id: object, tenant: str | None = None) -> BulkResult:
         """Run the batch's failed and cancelled jobs again (its counters take them back)."""

@@ -7,10 +7,15 @@
                 waiting ─a parent failed─> failed | skipped (by the edge's policy)
        (any non-terminal) ──cancel──> cancelled
        (terminal) ──retry──> queued, or waiting (a workflow resumed)
+
+A store statement that moves jobs is built from a `Move` (checked against the table when it
+is made, so a forbidden move fails at import); each event it writes is checked again. A
+cancel request on a running job is a note in its history, not a move: it stays running.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 from crisper.errors import InvalidTransition
@@ -36,7 +41,10 @@ class JobState(StrEnum):
 TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED,
                       JobState.SKIPPED})
 ACTIVE = frozenset(JobState) - TERMINAL
-WAITING = frozenset({JobState.HELD, JobState.SCHEDULED, JobState.QUEUED, JobState.RETRYING})
+# Jobs not started (or between attempts) and not workflow nodes: not the `waiting` state.
+NOT_STARTED = frozenset({JobState.HELD, JobState.SCHEDULED, JobState.QUEUED, JobState.RETRYING})
+# The states a job may be created in (a submit; a workflow node waits for its parents).
+INITIAL = frozenset({JobState.HELD, JobState.SCHEDULED, JobState.QUEUED, JobState.WAITING})
 
 _S = JobState
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
@@ -89,9 +97,45 @@ def check_action(job_id: object, state: JobState, action: str) -> None:
         raise InvalidTransition(job_id, state.value, action, sorted(s.value for s in allowed))
 
 
-def transition(source: JobState, target: JobState) -> JobState:
-    """Return `target` if the table allows source -> target, else raise."""
-    if not can_transition(source, target):
-        raise InvalidTransition("?", source.value, f"moved to {target.value}",
-                                sorted(s.value for s in sources(target)))
+def transition(source: JobState | None, target: JobState, job_id: object = "?") -> JobState:
+    """Return `target` if the table allows source -> target, else raise (None: a creation)."""
+    allowed = INITIAL if source is None else TRANSITIONS[source]
+    if target not in allowed:
+        raise InvalidTransition(job_id, "new" if source is None else source.value,
+                                f"moved to {target.value}",
+                                sorted(s.value for s in (sources(target) if source else INITIAL)))
     return target
+
+
+@dataclass(frozen=True)
+class Move:
+    """What one store statement does: take jobs in `sources` to `target`.
+
+    Made only if the table allows every source -> target, so a statement built from a Move
+    (its WHERE from `sources`, its SET from `target`) cannot make a move the table forbids.
+    """
+
+    sources: frozenset[JobState]
+    target: JobState
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise InvalidTransition("?", "no state", f"moved to {self.target.value}",
+                                    sorted(s.value for s in sources(self.target)))
+        for source in sorted(self.sources):
+            transition(source, self.target)
+
+    @property
+    def source(self) -> JobState:
+        """The one source of a single-source move (its events name it)."""
+        (only,) = self.sources
+        return only
+
+
+def move(target: JobState, *from_: JobState) -> Move:
+    """The move to `target` from the states given (default: every state the table allows)."""
+    return Move(frozenset(from_) or sources(target), target)
+
+
+# Reasons of events that are notes: something happened to a job that did not move it.
+NOTES = frozenset({"cancel_requested", "cancel_not_forcible"})
