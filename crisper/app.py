@@ -66,6 +66,9 @@ class Crisper:
         # Schedules declared in code, by name; the scheduler syncs them into the store at start.
         self.code_schedules: dict[str, CodeSchedule] = {}
         self._existing_celery = celery
+        from crisper.adoption.canvas import install
+
+        install()  # chain, group and chord of Crisper job types become workflows
         if celery is not None:  # its broker, routes and worker learn about Crisper now
             from crisper.adoption import adopt
 
@@ -292,6 +295,7 @@ class Crisper:
         from crisper.engine.celery_app import make_celery, register_task
 
         app = make_celery(self, self._existing_celery)
+        app.crisper = self  # type: ignore[attr-defined]  # signatures by name find their type
         for job_type in self.registry:
             register_task(self, app, job_type)
         return app

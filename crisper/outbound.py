@@ -137,16 +137,22 @@ def post(client: httpx.Client, guard: Guard, url: str, *, content: bytes,
 
 def request(client: httpx.Client, guard: Guard, method: str, url: str, *,
             content: bytes | None = None, headers: Mapping[str, str] | None = None,
-            timeout: float = 10.0, max_redirects: int = MAX_REDIRECTS) -> httpx.Response:
+            timeout: float = 10.0, max_redirects: int = MAX_REDIRECTS,
+            stream: bool = False) -> httpx.Response:
     """One HTTP request through the guard: each hop checked, connected to its checked address.
 
     Raises OutboundRefused for a refused address (first hop or any redirect) and httpx's
-    errors for network failures; a redirect past `max_redirects` is refused too.
+    errors for network failures; a redirect past `max_redirects` is refused too. With
+    `stream`, the final response's body is not read: the caller reads what it will keep (a
+    size cap) and closes it. `response.extensions["crisper_url"]` is the URL that answered,
+    `["crisper_redirects"]` the redirects followed to it.
     """
-    for _hop in range(max_redirects + 1):
-        response = _send_checked(client, guard.check(url), method, content, headers, timeout)
+    for hop in range(max_redirects + 1):
+        response = _send_checked(client, guard.check(url), method, content, headers, timeout,
+                                 stream)
         location = response.headers.get("location")
         if not (response.is_redirect and location):
+            response.extensions.update(crisper_url=url, crisper_redirects=hop)
             return response
         response.close()
         url = str(httpx.URL(url).join(location))
@@ -156,14 +162,15 @@ def request(client: httpx.Client, guard: Guard, method: str, url: str, *,
 
 
 def _send_checked(client: httpx.Client, target: Target, method: str, content: bytes | None,
-                  headers: Mapping[str, str] | None, timeout: float) -> httpx.Response:
+                  headers: Mapping[str, str] | None, timeout: float, stream: bool = False
+                  ) -> httpx.Response:
     extensions: dict[str, Any] = {}
     if target.scheme == "https":
         extensions["sni_hostname"] = target.host  # TLS checks the certificate for the name
     sent = {**(headers or {}), "Host": target.host_header()}
     built = client.build_request(method, target.connect_url(), content=content, headers=sent,
                                  timeout=timeout, extensions=extensions)
-    return client.send(built, follow_redirects=False)
+    return client.send(built, stream=stream, follow_redirects=False)
 
 
 def new_client() -> httpx.Client:

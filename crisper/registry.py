@@ -13,10 +13,13 @@ from crisper.durations import Duration, option_seconds
 from crisper.errors import ConfigurationError, InvalidParams, UnknownJobType
 from crisper.flow.limits import FlowOptions
 from crisper.names import json_problem, queue_problem
+from crisper.priorities import priority_problem
 from crisper.retention import Retention
 from crisper.retry import Retry
 
 if TYPE_CHECKING:
+    from celery.canvas import Signature
+
     from crisper.app import Crisper
     from crisper.handle import JobHandle
 
@@ -66,15 +69,20 @@ class JobType:
         self.options = options
         self.params_model = _params_model(func, name)
         self.description = inspect.getdoc(func) or ""
+        self._partial: type[BaseModel] | None = None  # the schema less its first parameter
 
     def __repr__(self) -> str:
         return f"<JobType {self.name} queue={self.options.queue}>"
 
-    def validate(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Params as JSON-ready values, or InvalidParams naming each bad field."""
+    def validate(self, params: dict[str, Any], *, given_later: bool = False) -> dict[str, Any]:
+        """Params as JSON-ready values, or InvalidParams naming each bad field.
+
+        `given_later`: the first parameter is left out, to be given a parent's result when the
+        job runs (a workflow node that delivers: Celery's canvas rule)."""
         self._check_storable(params)
+        schema = self._partial_model() if given_later else self.params_model
         try:
-            model = self.params_model.model_validate(params)
+            model = schema.model_validate(params)
         except ValidationError as exc:
             errors = [
                 {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
@@ -90,6 +98,54 @@ class JobType:
         if problem is not None:
             loc, msg, kind = problem
             raise InvalidParams(self.name, [{"loc": loc, "msg": msg, "type": kind}])
+
+    def parameters(self) -> list[str]:
+        """The parameter names, in the function's order (ctx, or a bound self, left out)."""
+        return list(self.params_model.model_fields)
+
+    def _partial_model(self) -> type[BaseModel]:
+        """The schema without the first parameter (built once per type)."""
+        partial = self._partial
+        if partial is None:
+            names = self.parameters()
+            if not names:
+                raise InvalidParams(self.name, [{"loc": [], "msg": "takes no parameter to "
+                                                 "receive a result in", "type": "value_error"}])
+            fields = {n: (f.annotation, f) for n, f in self.params_model.model_fields.items()
+                      if n != names[0]}
+            partial = self._partial = create_model(
+                f"{self.name}_partial", __config__=ConfigDict(extra="forbid"),
+                **fields)  # type: ignore[call-overload]
+        return partial
+
+    # -- Celery's signatures, for canvas (crisper/canvas.py) ----------------------------------
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A Celery signature of this type: chain, group and chord them into one workflow;
+        positional args fill the parameters after ctx, in order."""
+        from celery.canvas import Signature
+
+        return Signature(self, args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: in a canvas it receives no parent's result."""
+        from celery.canvas import Signature
+
+        return Signature(self, args, kwargs, immutable=True)
+
+    def signature(self, args: Any = None, kwargs: Any = None, **options: Any) -> Signature:
+        from celery.canvas import Signature
+
+        return Signature(self, args, kwargs, **options)
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        """Celery's call surface on a Crisper type: one job, its result Celery-like."""
+        from crisper.adoption.canvas import apply_one
+
+        return apply_one(self, tuple(args or ()), dict(kwargs or {}), options)
+
+    def delay(self, *args: Any, **kwargs: Any) -> Any:
+        return self.apply_async(args, kwargs)
 
     def json_schema(self) -> dict[str, Any]:
         return self.params_model.model_json_schema()
@@ -167,8 +223,8 @@ def job_options(
         batch = DEFAULT_BATCH if timeout is None else 1
     if isinstance(retry, int):
         retry = Retry(attempts=retry)
-    if not 0 <= priority <= 9:
-        raise ConfigurationError(f"priority must be 0..9 (9 first), got {priority}")
+    if (problem := priority_problem(priority)) is not None:
+        raise ConfigurationError(f"priority {problem}")
     if not 1 <= batch <= MAX_BATCH:
         raise ConfigurationError(f"batch must be 1..{MAX_BATCH}, got {batch}")
     problem = queue_problem(queue)

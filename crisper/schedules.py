@@ -12,6 +12,7 @@ from crisper import cron
 from crisper.cron import Catchup, Overlap
 from crisper.errors import InvalidRequest, ScheduleNotFound, UnknownQueue
 from crisper.names import schedule_name_problem, unknown_queue_problem
+from crisper.priorities import priority_problem
 from crisper.records import JobRecord
 from crisper.service import DEFAULT_TENANT, SubmitRequest
 from crisper.store import schedules as schedule_sql
@@ -110,8 +111,8 @@ class ScheduleService:
             raise InvalidRequest("catchup", f"must be one of {', '.join(cron.CATCHUPS)}")
         if d.jitter < 0 or d.catchup_window <= 0:
             raise InvalidRequest("jitter", "jitter must be >= 0 and catchup_window > 0 (seconds)")
-        if d.priority is not None and not 0 <= d.priority <= 9:
-            raise InvalidRequest("priority", f"must be 0..9 (9 first), got {d.priority}")
+        if d.priority is not None and (problem := priority_problem(d.priority)) is not None:
+            raise InvalidRequest("priority", problem)
         return {
             "type": job_type.name, "params": clean, "queue": d.queue, "priority": d.priority,
             "cron": d.cron, "timezone": d.timezone, "overlap": d.overlap, "catchup": d.catchup,

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import event
@@ -138,9 +139,11 @@ class JobService:
         batches)."""
         return self._row(r, at)
 
-    def _row(self, r: SubmitRequest, at: datetime) -> dict[str, Any]:
+    def _row(self, r: SubmitRequest, at: datetime, given_later: bool = False
+             ) -> dict[str, Any]:
+        """`given_later`: a workflow node whose first parameter is a parent's result."""
         job_type = self.crisper.registry.get(r.type)
-        params = job_type.validate(r.params)
+        params = job_type.validate(r.params, given_later=given_later)
         opts = job_type.options
         run_at = r.run_at
         if r.delay is not None:
@@ -373,13 +376,16 @@ class JobService:
         self._dispatch_now([record])
         return record
 
-    def retry(self, job_id: object, tenant: str | None = None) -> JobRecord:
+    def retry(self, job_id: object, tenant: str | None = None,
+              params: dict[str, Any] | None = None) -> JobRecord:
+        """Run an ended job again; with `params` (checked by its type): a replay with edit."""
         node = self._steerable(job_id, tenant, "retried")
         if node.workflow_id is not None and node.workflow_node is not None:
             # a workflow node reruns with everything downstream of it, waiting for it
-            self.crisper.workflows.retry_node(node.workflow_id, node.workflow_node)
+            self.crisper.workflows.retry_node(node.workflow_id, node.workflow_node, params)
             return self.get(node.id)
-        record = self._act(job_id, tenant, job_sql.restart)
+        edited = None if params is None else self.crisper.registry.get(node.type).validate(params)
+        record = self._act(job_id, tenant, partial(job_sql.restart, params=edited))
         self._dispatch_now([record])
         return record
 

@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,8 @@ from crisper.store import utcnow
 from crisper.store import workflows as workflow_sql
 from crisper.store.sweeps import Dispatch
 from crisper.workflows import MAX_NODES, Workflow, downstream, status
+
+DELIVER_KEY = "workflow.deliver"  # a node's job metadata: how it receives (Node.deliver)
 
 if TYPE_CHECKING:
     from crisper.app import Crisper
@@ -57,6 +59,7 @@ class WorkflowView:
     counts: dict[str, int]
     nodes: list[workflow_sql.NodeRow]
     edges: list[EdgeView]
+    node_ids: dict[str, uuid.UUID] = field(default_factory=dict)  # as submitted: name -> job
 
     @property
     def status(self) -> str:
@@ -88,6 +91,7 @@ class WorkflowService:
         if len(wf.nodes) > MAX_NODES:
             raise InvalidRequest("nodes", f"at most {MAX_NODES} nodes per workflow")
         order = wf.order()
+        wf.check_deliveries()
         at, workflow_id = utcnow(), new_id()
         send = session is None and self.crisper.jobs.breaker.allows()
         rows = self._rows(wf, order, workflow_id, tenant, at, send)
@@ -114,7 +118,7 @@ class WorkflowService:
         for r in rows:
             counts[r["state"]] = counts.get(r["state"], 0) + 1
         return WorkflowView(workflow_id, wf.name, tenant, at, None, None, len(rows), counts, [],
-                            [])
+                            [], ids)
 
     def _rows(self, wf: Workflow, order: list[str], workflow_id: uuid.UUID, tenant: str,
               at: datetime, send: bool) -> list[dict[str, Any]]:
@@ -130,15 +134,18 @@ class WorkflowService:
         rows = []
         for name in order:
             node = wf.nodes[name]
-            kind = (node.type, node.queue, node.priority, tuple(node.tags))
+            kind = (node.type, node.queue, node.priority, tuple(node.tags), node.deliver)
             template = templates.get(kind)
+            later = node.deliver is not None
             if template is None:
+                meta = {DELIVER_KEY: str(node.deliver)} if later else None
                 request = SubmitRequest(type=node.type, params=node.params, queue=node.queue,
-                                        priority=node.priority, tags=node.tags, tenant=tenant)
-                row = templates[kind] = self.crisper.jobs._row(request, at)
+                                        priority=node.priority, tags=node.tags, tenant=tenant,
+                                        metadata=meta)
+                row = templates[kind] = self.crisper.jobs._row(request, at, given_later=later)
             else:
                 job_type = self.crisper.registry.get(node.type)
-                params = job_type.validate(node.params)
+                params = job_type.validate(node.params, given_later=later)
                 row = {**template, "id": new_id(), "params": params, "concurrency_key":
                        limits.concurrency_key(job_type.options.flow, job_type.name, params)}
             waits = pending[name] > 0
@@ -223,8 +230,10 @@ class WorkflowService:
                                  f"known: {', '.join(sorted(n.node for n in view.nodes)[:20])}"
                                  ) from None
         edits = {}
-        if params is not None:
-            edits[node] = self.crisper.registry.get(target.type).validate(params)
+        if params is not None:  # a delivering node's first parameter still comes from parents
+            later = DELIVER_KEY in (self.crisper.jobs.get(target.id).metadata or {})
+            edits[node] = self.crisper.registry.get(target.type).validate(params,
+                                                                          given_later=later)
         return self._rerun(view, [node], edits)
 
     def _rerun(self, view: WorkflowView, roots: list[str], edits: dict[str, dict[str, Any]]
@@ -259,9 +268,19 @@ def _view(head: Any, counts: dict[str, int], nodes: list[workflow_sql.NodeRow],
 
 # -- the runner's hooks ---------------------------------------------------------------------
 
-def parent_results(crisper: Crisper, job_id: uuid.UUID) -> dict[str, Any]:
+def node_inputs(crisper: Crisper, job: attempt_sql.Claimed
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What a node receives: its parents' results by node name (`ctx.parents`), and the
+    params its delivery adds (Celery's rule: the first parameter gets the parent's result, or
+    the list of them in order)."""
     with crisper.store.read() as session:
-        return workflow_sql.parent_results(session, job_id)
+        results = workflow_sql.parent_results(session, job.id)
+        how = workflow_sql.delivery(session, job.id, DELIVER_KEY)
+    if how is None:
+        return results, {}
+    first = crisper.registry.get(job.type).parameters()[0]
+    values = list(results.values())
+    return results, {first: values if how == "list" else (values[0] if values else None)}
 
 
 def write_node_outcome(crisper: Crisper, job: attempt_sql.Claimed, outcome: Outcome,

@@ -10,8 +10,11 @@ Every node is a durable job. A node with parents waits (state `waiting`) until e
 has ended; `receive` names the parents whose results it gets, by parent node name, in
 `ctx.parents`. A parent's failure acts on its children by the edge's policy: "fail" (the
 default: the child fails, its error naming the parent), "run" (the child runs anyway) or
-"skip" (the child ends `skipped`). Celery's canvas can map onto this: a chain is edges with
-`receive=True`, a group is a fan-out, a chord a fan-in whose parents are received in order.
+"skip" (the child ends `skipped`).
+
+`deliver` is Celery's way of receiving (crisper/canvas.py maps chain, group and chord onto
+it): "result" passes the one received parent's result as the node's first parameter, "list"
+passes the received parents' results, in the order the parents were given, as a list.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ if TYPE_CHECKING:
 
 Policy = Literal["fail", "run", "skip"]
 POLICIES: tuple[str, ...] = ("fail", "run", "skip")
+Deliver = Literal["result", "list"]
+DELIVERIES: tuple[str, ...] = ("result", "list")
 MAX_NODES = 100_000
 MAX_NAME = 200
 
@@ -55,6 +60,8 @@ class Node:
     queue: str | None = None
     priority: int | None = None
     tags: Sequence[str] = ()
+    # Received results go into the first parameter ("result": the one; "list": all, in order).
+    deliver: Deliver | None = None
 
 
 Parents = Node | str | Iterable[Node | str] | None
@@ -78,10 +85,15 @@ class Workflow:
     def add(self, type: str, params: Mapping[str, Any] | None = None, *, name: str | None = None,
             after: Parents = None, receive: bool | Parents = False,
             on_failure: Policy | None = None, queue: str | None = None,
-            priority: int | None = None, tags: Sequence[str] = ()) -> Node:
-        """One node; `after` its parents; `receive` True (all parents) or the ones to receive."""
+            priority: int | None = None, tags: Sequence[str] = (),
+            deliver: Deliver | None = None) -> Node:
+        """One node; `after` its parents; `receive` True (all parents) or the ones to receive;
+        `deliver` puts the received results into the first parameter (Celery's rule)."""
+        if deliver is not None and deliver not in DELIVERIES:
+            raise InvalidRequest("deliver", f"must be one of {', '.join(DELIVERIES)}, "
+                                 f"not {deliver!r}")
         node = Node(self._fresh_name(name or type), type, dict(params or {}), queue, priority,
-                    tags)
+                    tags, deliver)
         self.nodes[node.name] = node
         parents = _names(after)
         received = set(parents) if receive is True else set(_names(receive or None))
@@ -120,6 +132,17 @@ class Workflow:
             raise InvalidRequest("workflow", "built without an app; use crisper.workflow(...)")
         return self._service.submit(self, session=session, tenant=tenant)
 
+    def check_deliveries(self) -> None:
+        """A node delivering "result" must receive exactly one parent's result."""
+        received: dict[str, int] = {}
+        for e in self.edges.values():
+            received[e.child] = received.get(e.child, 0) + e.receives
+        for node in self.nodes.values():
+            if node.deliver == "result" and received.get(node.name, 0) != 1:
+                raise InvalidRequest("deliver", f"node {node.name!r}: \"result\" passes one "
+                                     f"parent's result, it receives {received.get(node.name, 0)}"
+                                     "; use \"list\"")
+
     def order(self) -> list[str]:
         """Node names, parents before children; InvalidRequest names a cycle's nodes."""
         return topological(list(self.nodes), list(self.edges.values()))
@@ -150,7 +173,8 @@ class Workflow:
             if name in wf.nodes:
                 raise InvalidRequest(f"nodes.{i}.name", f"node name {name!r} is used twice")
             wf.add(n["type"], n.get("params") or {}, name=name, queue=n.get("queue"),
-                   priority=n.get("priority"), tags=n.get("tags") or ())
+                   priority=n.get("priority"), tags=n.get("tags") or (),
+                   deliver=n.get("deliver"))
         for n in specs:
             receive = n.get("receive", False)
             for parent in n.get("after") or []:

@@ -41,6 +41,8 @@ CELERY_STATE = {
     JobState.SUCCEEDED: celery_states.SUCCESS,
     JobState.FAILED: celery_states.FAILURE,
     JobState.CANCELLED: celery_states.REVOKED,
+    JobState.WAITING: celery_states.PENDING,  # a workflow node waiting for its parents
+    JobState.SKIPPED: celery_states.REVOKED,  # a node its failed parent's policy skipped
 }
 
 
@@ -70,9 +72,9 @@ def task_meta(job: JobRecord, task_id: str) -> dict[str, Any]:
                   "exc_module": "builtins" if isinstance(getattr(builtins, kind, None), type)
                   else None}
         traceback = error.get("traceback")
-    elif job.state is JobState.CANCELLED:
+    elif job.state in (JobState.CANCELLED, JobState.SKIPPED):
         result = {"exc_type": "TaskRevokedError", "exc_module": "celery.exceptions",
-                  "exc_message": [f"job {job.id} was cancelled"]}
+                  "exc_message": [f"job {job.id} was {job.state.value}"]}
     return {"task_id": task_id, "status": status, "result": result, "traceback": traceback,
             "children": [], "date_done": job.finished_at, "name": job.type,
             "retries": max(job.attempt - 1, 0), "queue": job.queue}
@@ -145,6 +147,8 @@ class StoreBackend:
                 propagate=propagate)
         meta = self.wait_for(result.id, timeout=timeout, interval=interval,
                              on_interval=on_interval)
+        if propagate and on_interval and meta["status"] in celery_states.PROPAGATE_STATES:
+            on_interval()  # Celery's rule: a failed parent's own error is the one raised
         result._maybe_set_cache(meta)
         return result.maybe_throw(propagate=propagate, callback=callback)
 

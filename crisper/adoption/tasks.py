@@ -117,11 +117,13 @@ class AdoptedJobType(JobType):
                     priority: int | None = None, task_id: str | None = None,
                     **_options: Any) -> AsyncResult:
         """Create the durable job; countdown/eta become a database timer (never broker ETA).
-        Canvas callbacks (link, link_error, chain, chord) are refused: a job does not run them."""
+        Callbacks (link, link_error, chain, chord options) are refused: a job does not run
+        them; chain(...), group(...), chord(...) and `|` build a workflow instead."""
         canvas = sorted(k for k in ("link", "link_error", "chain", "chord") if _options.get(k))
         if canvas:
             raise InvalidRequest(canvas[0], f"{self.name} is a Crisper job: callbacks are not "
-                                 "run; call the next task from the body, or wait for the result")
+                                 "run; build the canvas with chain(...), | , group(...) or "
+                                 "chord(...): it runs as one workflow (docs/workflows.md)")
         record = self.crisper.jobs.submit(self.request_for(
             args, kwargs, countdown=countdown, eta=eta, expires=expires, queue=queue,
             priority=priority, task_id=task_id))

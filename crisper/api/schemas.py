@@ -19,6 +19,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from crisper.names import KEY_PATTERN, QUEUE_PATTERN, TAG_PATTERN, json_problem
+from crisper.priorities import PRIORITY_MAX
 from crisper.records import EventRecord, JobRecord, LogRecord
 from crisper.service import BulkResult
 from crisper.states import TERMINAL, JobState
@@ -71,7 +72,7 @@ class SubmitBody(BaseModel):
     type: Name = Field(description="a registered job type")
     params: dict[str, Any] = Field(default_factory=dict)
     queue: QueueName | None = None
-    priority: int | None = Field(None, ge=0, le=9, description="9 runs first")
+    priority: int | None = Field(None, ge=0, le=PRIORITY_MAX, description="higher runs first")
     run_at: Timestamp | None = Field(None, description="not before this time")
     delay: float | None = Field(None, ge=0, le=MAX_DELAY, description="run after this many seconds")
     hold: bool = Field(False, description="create held; it runs after POST .../start")

@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
         job_type: str = typer.Argument(..., metavar="TYPE"),
         params: list[str] = typer.Argument(None, metavar="KEY=VALUE..."),
         queue: str = typer.Option(None, help="override the type's queue"),
-        priority: int = typer.Option(None, help="0..9, 9 first"),
+        priority: int = typer.Option(None, help="0..255, higher first"),
         delay: str = typer.Option(None, help="run after this long, e.g. 30s, 5m"),
         hold: bool = typer.Option(False, help="create held; run after `crisper jobs start`"),
         idempotency_key: str = typer.Option(None, help="a second submit returns the first job"),

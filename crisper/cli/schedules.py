@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
         params: list[str] = typer.Argument(None, metavar="KEY=VALUE..."),
         tz: str = typer.Option("UTC", "--tz", help="IANA time zone of the cron times"),
         queue: str = typer.Option(None, help="override the type's queue"),
-        priority: int = typer.Option(None, help="0..9, 9 first"),
+        priority: int = typer.Option(None, help="0..255, higher first"),
         overlap: str = typer.Option("allow", help="allow | skip | cancel (the previous run)"),
         catchup: str = typer.Option("none", help="none | all (missed fires within the window)"),
         catchup_window: float = typer.Option(3600.0, help="seconds of missed fires to catch up"),

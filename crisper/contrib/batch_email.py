@@ -325,7 +325,8 @@ class SentLog:
 
 def batch_email(crisper: Crisper, *, name: str, server: SmtpServer, sender: str, subject: str,
                 text: str, html: str | None = None, rate_limit: RateLimit | str | None = None,
-                queue: str = "default", timeout: str = "1h", attempts: int = 4,
+                queue: str = "default", priority: int = 0, timeout: str = "1h",
+                attempts: int = 4,
                 backoff: str | float = "2s", max_backoff: str | float = "5m",
                 test_mode: bool = False, max_recipients: int = 1000) -> BatchEmail:
     """Register the job type `name`: params `recipients` (1..max_recipients of {to, values}),
@@ -357,5 +358,5 @@ def batch_email(crisper: Crisper, *, name: str, server: SmtpServer, sender: str,
                                 default=False, annotation=bool)]
     send_batch.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     send_batch.__doc__ = f"Send {subject!r} to each recipient from {sender}."
-    crisper.job(name=name, queue=queue, timeout=timeout)(send_batch)
+    crisper.job(name=name, queue=queue, priority=priority, timeout=timeout)(send_batch)
     return spec

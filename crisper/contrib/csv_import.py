@@ -26,9 +26,11 @@ from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 import psycopg
 from psycopg import sql
+from psycopg.adapt import Transformer
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import make_url
 
+from crisper.contrib.copy_text import CopyText
 from crisper.contrib.csv_source import (
     CsvRows,
     ImportFileError,
@@ -37,7 +39,9 @@ from crisper.contrib.csv_source import (
     open_in_folder,
     save_upload,
 )
+from crisper.durations import Duration
 from crisper.errors import ConfigurationError
+from crisper.retention import Retention
 from crisper.retry import Retry
 
 if TYPE_CHECKING:
@@ -116,6 +120,7 @@ class CsvImport:
                     duplicates, duplicated = self._duplicates(cur)
                     rejected.add(duplicates, duplicated)
                     timings["duplicates"] = time.monotonic() - started - timings["stage"]
+                    ctx.check_cancelled()  # the last moment a cancel needs no force
                     ctx.progress(size, size, f"{staged} rows staged, merging")
                     inserted, written = self._merge(cur)
                     timings["merge"] = time.monotonic() - started - sum(timings.values())
@@ -163,12 +168,13 @@ class CsvImport:
         staged = read_rejections = 0
         # One COPY streams every chunk, so the server stores one chunk while this process
         # reads and validates the next; a cancel between chunks aborts it and rolls back.
+        text = CopyText([info.annotation for info in self.model.model_fields.values()],
+                        validator.nullable, Transformer(cur.connection))
         with cur.copy(copy_sql) as copy:
             for chunk in rows.chunks():
-                values = validator.validate(chunk)
-                for row in values:
-                    copy.write_row(row)
-                staged += len(values)
+                values, lines = validator.validate_columns(chunk)
+                copy.write(text.format(values, lines))
+                staged += len(lines)
                 read_rejections += len(chunk.rejected)
                 rejected.add(chunk.rejected)
                 done = staged + read_rejections
@@ -228,16 +234,19 @@ class CsvImport:
 
 def csv_import(crisper: Crisper, *, name: str, model: type[BaseModel], table: str,
                key: Sequence[str], folder: str | Path, database_url: str | None = None,
-               queue: str = "default", timeout: str = "1h", retry: Retry | None = None,
+               queue: str = "default", timeout: Duration | tuple[Duration, Duration] = "1h",
+               retry: Retry | None = None,
                chunk_rows: int = 10_000, max_errors: int = 100, max_bytes: int = 1 << 30,
-               encoding: str = "utf-8") -> CsvImport:
+               encoding: str = "utf-8", retention: Retention | Duration | None = None,
+               cancel_grace: Duration | None = None) -> CsvImport:
     """Register the job type `name`, taking one parameter, `path` (a file inside `folder`).
 
     Retries (default: 3 attempts, 30 s back-off) skip what cannot get better: a refused
     file (ImportFileError) or a value the table refuses (psycopg.errors.DataError).
 
     `table` ("name" or "schema.name") must exist with a column per model field and a unique
-    constraint on `key`; `database_url` defaults to the app's own database.
+    constraint on `key`; `database_url` defaults to the app's own database. `retention` and
+    `cancel_grace` are the job type's own (see `Crisper.job`).
     """
     fields = list(model.model_fields)
     unknown = [k for k in key if k not in fields]
@@ -260,7 +269,8 @@ def csv_import(crisper: Crisper, *, name: str, model: type[BaseModel], table: st
         inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD),
         inspect.Parameter("path", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=path_type)])
     import_csv.__doc__ = f"Import a CSV file from the import folder into {table}."
-    crisper.job(name=name, queue=queue, timeout=timeout,
+    crisper.job(name=name, queue=queue, timeout=timeout, retention=retention,
+                cancel_grace=cancel_grace,
                 retry=retry or Retry(attempts=3, backoff="30s",
                                      dont_retry_on=(ImportFileError, psycopg.errors.DataError)))(
                                          import_csv)

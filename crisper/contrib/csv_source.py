@@ -103,7 +103,7 @@ class Chunk:
     the row model's fields; plus the rows refused while reading them."""
 
     lines: list[int] = field(default_factory=list)
-    rows: list[tuple[str, ...]] = field(default_factory=list)
+    rows: list[Sequence[str]] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
 
 
@@ -150,29 +150,33 @@ class CsvRows:
             raise ImportFileError(f"line 1: {exc}") from None
         if _unclean("".join(header)):
             raise ImportFileError(f"line 1: {_unclean(''.join(header))}")
-        pick, width, chunk, last = self._picker(header), len(header), Chunk(), reader.line_num
-        while True:
+        pick, width = self._picker(header), len(header)
+        chunk, last, size = Chunk(), reader.line_num, self.chunk_rows
+        while True:  # a tight loop: this runs once per row of the file
             try:
-                row = next(reader)
-            except StopIteration:
+                for row in reader:
+                    first, last = last + 1, reader.line_num
+                    if len(row) != width:
+                        _misshapen(chunk, row, first, width)
+                        continue
+                    chunk.lines.append(first)
+                    chunk.rows.append(row)
+                    if len(chunk.rows) >= size:
+                        yield _screen(chunk, pick)
+                        chunk = Chunk()
                 break
-            except csv.Error as exc:
+            except csv.Error as exc:  # that row is rejected; the reader goes on after it
                 chunk.rejected.append(Rejection(last + 1, f"not readable as CSV: {exc}"))
                 last = reader.line_num
-                continue
-            first, last = last + 1, reader.line_num
-            if len(row) != width:
-                if row:  # a blank line is no row at all
-                    chunk.rejected.append(Rejection(
-                        first, f"{len(row)} fields, the header has {width}: missing columns"
-                        if len(row) < width else f"{len(row)} fields, the header has {width}"))
-                continue
-            chunk.lines.append(first)
-            chunk.rows.append(pick(row))
-            if len(chunk.rows) >= self.chunk_rows:
-                yield _screen(chunk)
-                chunk = Chunk()
-        yield _screen(chunk)
+        yield _screen(chunk, pick)
+
+
+def _misshapen(chunk: Chunk, row: list[str], line: int, width: int) -> None:
+    """A row with the wrong number of fields is rejected; a blank line is no row at all."""
+    if row:
+        chunk.rejected.append(Rejection(
+            line, f"{len(row)} fields, the header has {width}: missing columns"
+            if len(row) < width else f"{len(row)} fields, the header has {width}"))
 
 
 def _unclean(text: str) -> str | None:
@@ -186,8 +190,10 @@ def _unclean(text: str) -> str | None:
     return None
 
 
-def _screen(chunk: Chunk) -> Chunk:
-    """Reject rows with undecodable bytes or NULs: one check per chunk, per row only if needed."""
+def _screen(chunk: Chunk, pick: Callable[[list[str]], tuple[str, ...]]) -> Chunk:
+    """Keep the model's columns of each row (one C-level map); reject rows with undecodable
+    bytes or NULs: one check per chunk, per row only if needed."""
+    chunk.rows = list(map(pick, chunk.rows))  # type: ignore[arg-type]
     if chunk.rows and _unclean("".join(["".join(row) for row in chunk.rows])):
         keep = []
         for i, row in enumerate(chunk.rows):
@@ -241,10 +247,18 @@ class RowValidator:
     def validate(self, chunk: Chunk) -> list[tuple[Any, ...]]:
         """The valid rows as value tuples ending with their line number; the others go to
         chunk.rejected."""
+        columns, lines = self.validate_columns(chunk)
+        return list(zip(*columns, lines, strict=True))
+
+    def validate_columns(self, chunk: Chunk) -> tuple[list[list[Any]], list[int]]:
+        """The valid rows' values, a list per field, and their line numbers; the others go to
+        chunk.rejected."""
         if not chunk.rows:
-            return []
+            return [[] for _ in self.fields], []
         if not self.by_column:
-            return self._by_row(chunk)
+            rows = self._by_row(chunk)
+            return [list(c) for c in zip(*(r[:-1] for r in rows), strict=True)] \
+                or [[] for _ in self.fields], [r[-1] for r in rows]
         columns = [list(c) for c in zip(*chunk.rows, strict=True)]
         for i, values in enumerate(columns):
             if self.nullable[i]:
@@ -258,16 +272,15 @@ class RowValidator:
                 results.append(None)
                 for err in exc.errors(include_url=False):
                     bad.setdefault(int(err["loc"][0]), f"{name}: {err['msg']}")
-        if bad:  # validate the failed columns again without the rejected rows
-            keep = [i for i in range(len(chunk.rows)) if i not in bad]
-            results = [[r[i] for i in keep] if r is not None
-                       else adapter.validate_python([columns[c][i] for i in keep])
-                       for c, (r, adapter) in enumerate(zip(results, self.adapters, strict=True))]
-            chunk.rejected.extend(Rejection(chunk.lines[i], bad[i]) for i in sorted(bad))
-            lines = [chunk.lines[i] for i in keep]
-        else:
-            lines = chunk.lines
-        return list(zip(*results, lines, strict=True))  # type: ignore[arg-type]
+        if not bad:
+            return results, chunk.lines  # type: ignore[return-value]
+        # validate the failed columns again without the rejected rows
+        keep = [i for i in range(len(chunk.rows)) if i not in bad]
+        valid = [[r[i] for i in keep] if r is not None
+                 else adapter.validate_python([columns[c][i] for i in keep])
+                 for c, (r, adapter) in enumerate(zip(results, self.adapters, strict=True))]
+        chunk.rejected.extend(Rejection(chunk.lines[i], bad[i]) for i in sorted(bad))
+        return valid, [chunk.lines[i] for i in keep]
 
     def _by_row(self, chunk: Chunk) -> list[tuple[Any, ...]]:
         rows = []

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Celery
 
 from crisper.errors import ConfigurationError
+from crisper.priorities import BROKER_LEVELS, broker_level
 
 if TYPE_CHECKING:
     from crisper.app import Crisper
@@ -53,7 +54,7 @@ def make_celery(crisper: Crisper, existing: Celery | None = None) -> Celery:
             broker_channel_error_retry=is_redis(broker),
             worker_hijack_root_logger=False,
             worker_send_task_events=False,
-            task_queue_max_priority=9,  # RabbitMQ: queues declared with x-max-priority
+            task_queue_max_priority=BROKER_LEVELS,  # RabbitMQ: queues declared with x-max-priority
             broker_transport_options=_transport_options(broker, crisper.settings),
         )
     # No bytes on a queue stop a worker: checked in the transport (Redis) and the consumer.
@@ -97,8 +98,9 @@ def register_task(crisper: Crisper, app: Celery, job_type: JobType) -> None:
 
 
 def broker_priority(app: Celery, priority: int) -> int:
-    """Crisper's priority (9 first) in the broker's terms: Redis serves low numbers first."""
-    return 9 - priority if is_redis(app.conf.broker_url or "") else priority
+    """Crisper's priority as the broker's level: Redis serves low numbers first."""
+    level = broker_level(priority)
+    return BROKER_LEVELS - level if is_redis(app.conf.broker_url or "") else level
 
 
 def is_redis(broker_url: str) -> bool:

@@ -75,6 +75,8 @@ class JobContext:
         self.progress_dirty = False
         # A workflow node's received results, by parent node name (see crisper/workflows.py).
         self.parents: dict[str, Any] = {}
+        # Params a delivering node gets from its parents when it runs (Workflow.add deliver=).
+        self.inputs: dict[str, Any] = {}
         self.logs = LogBuffer(max_log_lines)
         self.cancel_requested = False
         self.lease_lost = False  # unrenewed too long here, or taken away (below)

@@ -214,9 +214,9 @@ class Runner:
             on_still_running=self._publish_running,
         )
         if job.workflow_id is not None:  # a workflow node: the results it receives
-            from crisper.workflow_service import parent_results
+            from crisper.workflow_service import node_inputs
 
-            ctx.parents = parent_results(self.crisper, job.id)
+            ctx.parents, ctx.inputs = node_inputs(self.crisper, job)
         return ctx
 
     def _publish_progress(self, ctx: JobContext) -> None:
@@ -309,7 +309,8 @@ def execute(job_type: JobType, ctx: JobContext, job: attempt_sql.Claimed) -> Out
     """Call the job function and turn whatever happens into an Outcome."""
     try:
         ctx.check_cancelled()  # asked to stop between its claim and now
-        result = finish_body(job_type.func(ctx, **job.params), ctx)  # awaits an async body
+        params = {**ctx.inputs, **job.params}  # inputs: a node's delivered parent result(s)
+        result = finish_body(job_type.func(ctx, **params), ctx)  # awaits an async body
         json.dumps(result)
     except Cancelled:
         if ctx.lease_revoked:

@@ -2,7 +2,8 @@
 
 A job type may set its own ages per final state and a shorter age after which only the
 payload (params, result, logs) goes (`@crisper.job(retention=Retention(...))`); every other
-type uses `retention_seconds` for every final state.
+type uses `retention_seconds` for every final state. A workflow's own rows go once it has
+ended and every one of its jobs is gone.
 """
 
 from __future__ import annotations
@@ -41,5 +42,6 @@ def prune(crisper: Crisper, at: datetime) -> int:
             if payload is not None:
                 done += retention_sql.drop_payloads(
                     session, name, at - timedelta(seconds=payload), BATCH, at)
+        done += retention_sql.prune_workflows(session, BATCH)
         worker_sql.forget(session, at - timedelta(days=1))
     return done

@@ -198,18 +198,26 @@ def start(session: Session, job: JobRecord, at: datetime) -> None:
     _move(session, job, S.QUEUED, at, "started", queued_at=at, dispatched_at=None)
 
 
-def restart(session: Session, job: JobRecord, at: datetime) -> None:
-    """A terminal job becomes queued again as a new series of attempts."""
+def restart(session: Session, job: JobRecord, at: datetime,
+            params: dict[str, Any] | None = None) -> None:
+    """A terminal job becomes queued again as a new series of attempts; with `params` (already
+    validated) it runs with those instead (a replay with edit), the old ones kept in the
+    "retried" event's detail."""
     check_action(job.id, job.state, "retried")
-    _move(session, job, S.QUEUED, at, "retried", attempt=0, result=None, error=None,
-          progress_current=None, progress_total=None, progress_message=None, finished_at=None,
-          cancelled_at=None, cancel_requested_at=None, started_at=None, run_at=None,
-          queued_at=at, dispatched_at=None, worker=None, task_id=None, returned_attempts=0,
-          rescues=0, interrupted_at=None)
+    edit: dict[str, Any] = {}
+    detail = None
+    if params is not None:
+        edit["params"] = params
+        detail = {"edit": {"before": job.params, "after": params}}
+    _move(session, job, S.QUEUED, at, "retried", detail=detail, attempt=0, result=None,
+          error=None, progress_current=None, progress_total=None, progress_message=None,
+          finished_at=None, cancelled_at=None, cancel_requested_at=None, started_at=None,
+          run_at=None, queued_at=at, dispatched_at=None, worker=None, task_id=None,
+          returned_attempts=0, rescues=0, interrupted_at=None, **edit)
 
 
 def _move(session: Session, job: JobRecord, target: JobState, at: datetime, reason: str,
-          **values: Any) -> None:
+          detail: dict[str, Any] | None = None, **values: Any) -> None:
     done = changed(session, moving(Move(frozenset({job.state}), target), jobs.c.id == job.id,
                                    **values))
     if not done:  # the row moved under us (no row lock on SQLite): re-read and re-check
@@ -217,5 +225,5 @@ def _move(session: Session, job: JobRecord, target: JobState, at: datetime, reas
         assert fresh is not None
         check_action(job.id, fresh.state, reason)
         raise ConcurrentChange(job.id)
-    record_event(session, job.id, job.state, target, reason, at, job.attempt)
+    record_event(session, job.id, job.state, target, reason, at, job.attempt, detail=detail)
     outbox.job_moved(session, job.id, job.state, target, at, reason)  # webhooks, batches

@@ -372,3 +372,9 @@ def parent_results(db: Db, child_id: uuid.UUID) -> dict[str, Any]:
             .where(workflow_edges.c.child_id == child_id, workflow_edges.c.receives)
             .order_by(workflow_edges.c.position))
     return {r.workflow_node: r.result for r in db.execute(stmt)}
+
+
+def delivery(db: Db, job_id: uuid.UUID, key: str) -> str | None:
+    """How a node receives (its metadata's `key`: "result" or "list"), or None."""
+    meta = db.execute(select(jobs.c.metadata).where(jobs.c.id == job_id)).scalar()
+    return (meta or {}).get(key)

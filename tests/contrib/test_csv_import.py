@@ -133,7 +133,8 @@ def test_a_failure_midway_leaves_the_table_as_it_was(world: World) -> None:
 
 def test_an_uploaded_file_is_imported_with_live_progress(world: World) -> None:
     data = io.BytesIO()
-    gen_products.write(world.folder / "tmp.csv", rows=60_000)
+    # (enough rows that staging outlasts a few lease beats, which store the progress)
+    gen_products.write(world.folder / "tmp.csv", rows=200_000)
     data.write((world.folder / "tmp.csv").read_bytes())
     data.seek(0)
     name = save_upload(world.folder, data, max_bytes=1 << 30)
@@ -148,7 +149,7 @@ def test_an_uploaded_file_is_imported_with_live_progress(world: World) -> None:
         time.sleep(0.1)
 
     assert record.state is JobState.SUCCEEDED, record.error
-    assert record.result["inserted"] == 60_000 and record.percent == 100.0
+    assert record.result["inserted"] == 200_000 and record.percent == 100.0
     live = [m for m in seen if "rows/s" in m]
     assert live, f"no live progress seen: {seen}"
     assert all(m.split()[0].isdigit() and m.split()[1] == "rows," for m in live)
@@ -173,7 +174,8 @@ def test_rejections_are_counted_in_full_and_listed_up_to_the_cap(world: World) -
 
 def test_a_cancelled_import_stops_between_chunks_and_rolls_back(world: World) -> None:
     # Given a long import that has started storing chunks
-    gen_products.write(world.folder / "long.csv", rows=300_000)
+    # (500 chunks: room for the cancel to arrive before the last one, on a fast machine too)
+    gen_products.write(world.folder / "long.csv", rows=500_000)
     job = world.app.submit(TYPE, {"path": "long.csv"})
     running = wait_for_progress(world, job.id)
 

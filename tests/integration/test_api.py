@@ -103,6 +103,12 @@ def test_full_lifecycle_through_http_with_a_real_worker(api: Api) -> None:
         assert "Traceback" in error["traceback"]
         assert http.post(f"/v1/jobs/{failed.id}/retry").status_code == 202
         assert client.wait(failed.id, timeout=30).attempt == 1
+        # and replayed with edited params, which its type checks first
+        problem_of(http.post(f"/v1/jobs/{failed.id}/retry", json={"params": {"x": 1}}), 422)
+        echoed = client.wait(client.submit("probe.echo", {"number": 1}).id, timeout=30)
+        r = http.post(f"/v1/jobs/{echoed.id}/retry", json={"params": {"number": 5}})
+        assert r.status_code == 202 and r.json()["params"] == {"number": 5, "text": ""}
+        assert client.wait(echoed.id, timeout=30).result == {"number": 5, "text": ""}
 
         # A waiting job is cancelled at once (200)
         later = client.submit("probe.noop", delay="1h")
@@ -138,7 +144,7 @@ def test_each_error_case_is_problem_json(api: Api) -> None:
         huge = {"type": "probe.echo", "params": {"number": 1, "text": "x" * (1024 * 1024)}}
         too_big = problem_of(http.post("/v1/jobs", json=huge), 413)
         assert "limit" in str(too_big["detail"])
-        problem_of(http.post("/v1/jobs", json={"type": "probe.noop", "priority": 42}), 422)
+        problem_of(http.post("/v1/jobs", json={"type": "probe.noop", "priority": 256}), 422)
         problem_of(http.post("/v1/jobs", json={"type": "probe.noop", "delay": "5m"}), 422)
         missing = problem_of(http.get("/v1/jobs/01a20000-0000-7000-8000-000000000000"), 404)
         assert "not found" in str(missing["detail"])

@@ -128,6 +128,28 @@ def test_a_finished_job_can_be_retried_as_a_new_series(backend: Backend) -> None
     assert reasons(backend, job.id).count(("failed", "queued", "retried")) == 1
 
 
+def test_a_retry_with_edited_params_runs_with_them_and_keeps_the_old_ones(
+        backend: Backend) -> None:
+    # Given a job that ran with its params
+    backend.start_worker()
+    job = backend.app.submit("probe.echo", {"number": 1, "text": "a"}).wait(timeout=30)
+    assert job.result == {"number": 1, "text": "a"}
+
+    # When edited params its type refuses are given, nothing changes
+    with pytest.raises(InvalidParams, match="number"):
+        backend.app.jobs.retry(job.id, params={"number": "one"})
+    assert backend.app.jobs.get(job.id).state is S.SUCCEEDED
+
+    # When it is retried with params its type accepts, it runs with those
+    backend.app.jobs.retry(job.id, params={"number": 2})
+    job.wait(timeout=30)
+    assert job.result == {"number": 2, "text": ""}
+    assert backend.app.jobs.get(job.id).params == {"number": 2, "text": ""}
+    retried = [e for e in backend.app.jobs.events(job.id) if e.reason == "retried"]
+    assert [e.detail for e in retried] == [{"edit": {"before": {"number": 1, "text": "a"},
+                                                     "after": {"number": 2, "text": ""}}}]
+
+
 def test_an_idempotency_key_returns_the_first_job(backend: Backend) -> None:
     first = backend.app.submit("probe.noop", idempotency_key="order-42")
     second = backend.app.submit("probe.noop", idempotency_key="order-42")

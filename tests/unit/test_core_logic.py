@@ -162,7 +162,7 @@ def test_job_type_definitions_are_checked_when_decorated() -> None:
     with pytest.raises(ConfigurationError, match=r"\*args"):
         app.job(name="v")(lambda ctx, *rest: None)
     with pytest.raises(ConfigurationError, match="priority"):
-        app.job(name="p", priority=12)(lambda ctx: None)
+        app.job(name="p", priority=256)(lambda ctx: None)
 
     @app.job(name="once")
     def once(ctx: object) -> None: ...

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
 
 from crisper.api.auth import AppDep, Reader, Writer
 from crisper.api.problems import responses
@@ -138,10 +139,16 @@ def cancel(job_id: JobId, response: Response, crisper: AppDep, who: Writer) -> J
     return Job.of(record)
 
 
-@router.post("/{job_id}/retry", status_code=202, response_model=Job, responses=responses(404, 409))
-def retry(job_id: JobId, crisper: AppDep, who: Writer) -> Job:
-    """Run a finished job again, as a new series of attempts."""
-    return Job.of(crisper.jobs.retry(job_id, who.tenant))
+class RetryBody(BaseModel):
+    params: dict[str, Any] | None = Field(None, description="run with these params instead "
+                                                            "(a replay with edit)")
+
+
+@router.post("/{job_id}/retry", status_code=202, response_model=Job,
+             responses=responses(400, 404, 409, 413, 422))
+def retry(job_id: JobId, crisper: AppDep, who: Writer, body: RetryBody | None = None) -> Job:
+    """Run a finished job again, as a new series of attempts; with `params`, with those."""
+    return Job.of(crisper.jobs.retry(job_id, who.tenant, body.params if body else None))
 
 
 @router.post("/{job_id}/start", status_code=202, response_model=Job, responses=responses(404, 409))

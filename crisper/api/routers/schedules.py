@@ -13,6 +13,7 @@ from crisper.api.auth import Admin, AppDep, Reader, Writer
 from crisper.api.problems import responses
 from crisper.api.schemas import QueueName as QueueField
 from crisper.names import QUEUE_PATTERN, SCHEDULE_PATTERN
+from crisper.priorities import PRIORITY_MAX
 from crisper.schedules import ScheduleService
 from crisper.store.schedules import ScheduleRecord
 
@@ -29,7 +30,7 @@ class ScheduleIn(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     timezone: str = "UTC"
     queue: QueueField | None = None
-    priority: int | None = Field(None, ge=0, le=9)
+    priority: int | None = Field(None, ge=0, le=PRIORITY_MAX)
     enabled: bool = True
     overlap: Literal["allow", "skip", "cancel"] = "allow"
     catchup: Literal["none", "all"] = "none"

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from crisper.api.auth import AppDep, Reader, Writer
 from crisper.api.problems import responses
+from crisper.priorities import PRIORITY_MAX
 from crisper.workflow_service import WorkflowView
 from crisper.workflows import Workflow
 
@@ -30,10 +31,14 @@ class NodeIn(BaseModel):
     type: str
     params: dict[str, Any] = Field(default_factory=dict)
     queue: str | None = None
-    priority: int | None = Field(None, ge=0, le=9)
+    priority: int | None = Field(None, ge=0, le=PRIORITY_MAX)
     after: list[str | AfterIn] = Field(default_factory=list, description="parent node names")
     receive: bool | list[str] = Field(False, description="true: every parent's result; or the "
                                                          "parents to receive, by name")
+    deliver: Literal["result", "list"] | None = Field(
+        None, description="Celery's way: the received result (\"result\", exactly one) or the "
+                          "list of received results in `after` order (\"list\") is passed as "
+                          "the first parameter, left out of `params`")
 
 
 class WorkflowIn(BaseModel):

@@ -1,0 +1,1 @@
+"""Product importer (write-up 004) on Crisper."""
