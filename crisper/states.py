@@ -16,7 +16,9 @@ cancel request on a running job is a note in its history, not a move: it stays r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from crisper.errors import InvalidTransition
 
@@ -139,3 +141,46 @@ def move(target: JobState, *from_: JobState) -> Move:
 
 # Reasons of events that are notes: something happened to a job that did not move it.
 NOTES = frozenset({"cancel_requested", "cancel_not_forcible"})
+
+
+# -- decisions: what a job's facts call for, as pure functions (unit-tested without a store) --
+
+def initial_state(hold: bool, run_at: datetime | None, at: datetime) -> JobState:
+    """The state a submitted job starts in: held if asked, scheduled if due later, else queued."""
+    if hold:
+        return JobState.HELD
+    if run_at is not None and run_at > at:
+        return JobState.SCHEDULED
+    return JobState.QUEUED
+
+
+def cancel_effect(job_id: object, state: JobState, requested: bool
+                  ) -> Literal["move", "note", "none"]:
+    """What a cancel does: move the job to cancelled; or, running, note the request (the job
+    stays running; its worker stops it), once: asked again, nothing. InvalidTransition if the
+    job has ended."""
+    check_action(job_id, state, "cancelled")
+    if state is not JobState.RUNNING:
+        return "move"
+    return "none" if requested else "note"
+
+
+@dataclass(frozen=True)
+class LostWorker:
+    """What the lifeline does with a running job whose lease ran out."""
+
+    target: JobState  # queued (rescued, unspent), cancelled or failed
+    reason: str
+    counted: bool = False  # a rescue that adds to the job's poison-pill count
+
+
+def lost_worker(cancel_requested: bool, interrupted: bool, rescues: int, cap: int) -> LostWorker:
+    """A job asked to cancel ends cancelled; an announced interruption is rescued uncounted;
+    a job that lost its worker `cap` times already fails as poisoned; else a counted rescue."""
+    if cancel_requested:
+        return LostWorker(JobState.CANCELLED, "worker_lost")
+    if interrupted:
+        return LostWorker(JobState.QUEUED, "interrupted")
+    if rescues >= cap:
+        return LostWorker(JobState.FAILED, "poisoned")
+    return LostWorker(JobState.QUEUED, "worker_lost", counted=True)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from crisper.errors import ConcurrentChange
 from crisper.records import EventRecord, JobRecord, LogRecord
-from crisper.states import INITIAL, JobState, Move, check_action, transition
+from crisper.states import INITIAL, JobState, Move, cancel_effect, check_action, transition
 from crisper.store import deliveries as outbox
 from crisper.store.models import job_events, job_logs, jobs
 from crisper.store.statements import (
@@ -180,14 +180,14 @@ def count_by_state(session: Session, tenant: str | None = None) -> dict[str, int
 
 def cancel(session: Session, job: JobRecord, at: datetime, reason: str = "cancelled") -> JobState:
     """Cancel a waiting job now; ask a running one to stop. Returns the state the job is left in."""
-    check_action(job.id, job.state, "cancelled")
-    if job.state is S.RUNNING:  # a request, noted: the job stays running until it stops
-        if job.cancel_requested_at is None:
-            session.execute(
-                update(jobs).where(jobs.c.id == job.id, jobs.c.state == S.RUNNING.value)
-                .values(cancel_requested_at=at)
-            )
-            record_note(session, job.id, "cancel_requested", at, job.attempt)
+    effect = cancel_effect(job.id, job.state, job.cancel_requested_at is not None)
+    if effect == "note":  # a request: the job stays running until its worker stops it
+        session.execute(
+            update(jobs).where(jobs.c.id == job.id, jobs.c.state == S.RUNNING.value)
+            .values(cancel_requested_at=at)
+        )
+        record_note(session, job.id, "cancel_requested", at, job.attempt)
+    if effect != "move":
         return S.RUNNING
     _move(session, job, S.CANCELLED, at, reason, cancelled_at=at, finished_at=at)
     return S.CANCELLED

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from crisper.errors import ConcurrentChange
-from crisper.states import ACTIVE, JobState, Move, move
+from crisper.states import ACTIVE, JobState, Move, cancel_effect, move
 from crisper.store import jobs as job_sql
 from crisper.store.models import (
     UTCDateTime,
@@ -207,8 +207,10 @@ def cancel(session: Session, workflow_id: uuid.UUID, at: datetime) -> tuple[int,
                jobs.c.state.in_([s.value for s in ACTIVE]))
         .order_by(jobs.c.id).with_for_update()
     ).all()
-    stop = [r for r in locked if S(r.state) in STOP.sources]
-    ask = [r for r in locked if r.state == S.RUNNING.value and r.cancel_requested_at is None]
+    effects = {r.id: cancel_effect(r.id, S(r.state), r.cancel_requested_at is not None)
+               for r in locked}
+    stop = [r for r in locked if effects[r.id] == "move"]
+    ask = [r for r in locked if effects[r.id] == "note"]
     for chunk in _chunks([r.id for r in stop]):
         session.execute(moving(STOP, jobs.c.id.in_(chunk), cancelled_at=at, finished_at=at))
     for chunk in _chunks([r.id for r in ask]):
