@@ -129,7 +129,9 @@ class StoreBackend:
         return result if self._job(result.id) else self.inner.add_pending_result(result, weak)
 
     def remove_pending_result(self, result: Any) -> Any:
-        return result if self._job(result.id) else self.inner.remove_pending_result(result)
+        """Passed on without a read: Celery calls this as every AsyncResult is collected (one
+        per publish of a plain task), and a job's id was never added to the app's backend."""
+        return self.inner.remove_pending_result(result)
 
     def forget(self, task_id: str) -> None:
         """A job's record is kept (its retention decides); other ids go to the app's backend."""

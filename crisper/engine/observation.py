@@ -11,7 +11,7 @@ earlier step gave it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -57,22 +57,24 @@ class Observation:
 
 
 def merge(old: Observation, new: Observation) -> Observation:
-    """The two sightings as one: the later step's state and outcome, every known fact kept."""
+    """The two sightings as one: the later step's state and outcome, every known fact kept.
+    (Built field by field, not with dataclasses.replace: this runs once per task per process,
+    in the signal handler of its second step.)"""
     later, earlier = (new, old) if new.order >= old.order else (old, new)
-    return replace(
-        later,
-        queue=later.queue or earlier.queue,
-        worker=later.worker or earlier.worker,
-        raw=old.raw if old.raw is not None else new.raw,
-        params=old.params if old.params is not None else new.params,
-        result=later.result if later.result is not None else earlier.result,
-        error=later.error or earlier.error,
-        max_attempts=max(old.max_attempts or 0, new.max_attempts or 0) or None,
-        run_at=later.run_at or earlier.run_at,
-        created_at=_first(old.created_at or old.at, new.created_at or new.at),
-        started_at=later.started_at or earlier.started_at,
-        finished_at=later.finished_at or earlier.finished_at,
-        cancelled_at=later.cancelled_at or earlier.cancelled_at,
+    return Observation(
+        later.task_id, later.type, later.state, later.at, later.attempt,
+        later.queue or earlier.queue,
+        later.worker or earlier.worker,
+        old.raw if old.raw is not None else new.raw,
+        old.params if old.params is not None else new.params,
+        later.result if later.result is not None else earlier.result,
+        later.error or earlier.error,
+        max(old.max_attempts or 0, new.max_attempts or 0) or None,
+        later.run_at or earlier.run_at,
+        _first(old.created_at or old.at, new.created_at or new.at),
+        later.started_at or earlier.started_at,
+        later.finished_at or earlier.finished_at,
+        later.cancelled_at or earlier.cancelled_at,
     )
 
 
@@ -84,14 +86,22 @@ def capped_json(value: Any, limit: int) -> Any:
     """`value` as JSON the store can hold, at most about `limit` characters.
 
     Anything JSON cannot express is written as its repr; a value over the cap becomes
-    {"truncated": true, "preview": first `limit` characters}.
+    {"truncated": true, "size": n, "preview": first `limit` characters}. A value JSON holds as
+    it is, under the cap, is returned as it is (the batch encodes it again; decoding it here
+    would only cost the flusher a second pass).
     """
+    odd: list[bool] = []
+
+    def fallback(obj: Any) -> str:
+        odd.append(True)
+        return repr(obj)
+
     try:
-        text = json.dumps(value, default=repr, ensure_ascii=False)
+        text = json.dumps(value, default=fallback, ensure_ascii=False)
     except (TypeError, ValueError, RecursionError):  # circular or otherwise broken
-        text = json.dumps(repr(value)[:limit])
+        text, odd = json.dumps(repr(value)[:limit]), [True]
     if len(text) <= limit:
-        return json.loads(text)
+        return json.loads(text) if odd else value
     return {"truncated": True, "size": len(text), "preview": text[:limit] + TRUNCATED}
 
 
@@ -100,6 +110,8 @@ def encode_params(raw: tuple[Any, Any] | None, limit: int) -> dict[str, Any]:
     if raw is None:
         return {}
     args, kwargs = raw
+    if not args and not kwargs:  # the common no-argument call: nothing to encode
+        return {"args": [], "kwargs": {}}
     encoded = capped_json({"args": list(args or ()), "kwargs": dict(kwargs or {})}, limit)
     return encoded if "args" in encoded else {"args": encoded, "kwargs": {}}
 

@@ -59,7 +59,11 @@ class Observer:
         self._worker: dict[str, Any] | None = None  # set in a worker's main process
         # In a worker main process: requests received and not yet written (see _hold).
         self._waiting: dict[str, tuple[datetime, Any]] = {}
+        # Where tasks run: started and not yet ended, as (start, args, kwargs, task, request,
+        # already recorded as running). See _started.
+        self._running: dict[str, list[Any]] = {}
         self._last_lost_check = 0.0
+        self._last_heartbeat = 0.0
         self._app_tasks: set[str] = set()
 
     # -- wiring -----------------------------------------------------------------------------
@@ -148,13 +152,26 @@ class Observer:
 
     def _started(self, sender: Any = None, task_id: str | None = None, args: Any = None,
                  kwargs: Any = None, **_: Any) -> None:
+        """Only noted: the task's outcome record carries its start too (one record per task,
+        no merge). A task still running at the next flush is recorded as running then."""
         if not task_id or not self._task_of(sender):
             return
-        req, now = sender.request, _now()
-        self.record(Observation(task_id, sender.name, S.RUNNING, now, attempt=_attempt(req),
-                                queue=_queue(req.delivery_info), worker=req.hostname,
-                                raw=(args, kwargs), started_at=now,
-                                max_attempts=_max_attempts_of(sender)))
+        if self._pid != os.getpid():
+            self._start_process()
+        self._running[task_id] = [_now(), args, kwargs, sender, sender.request, False]
+
+    def _running_record(self, task_id: str, state: JobState, entry: list[Any]) -> Observation:
+        at, args, kwargs, task, req, _ = entry
+        return Observation(task_id, task.name, state, at, attempt=_attempt(req),
+                           queue=_queue(req.delivery_info), worker=req.hostname,
+                           raw=(args, kwargs), started_at=at, max_attempts=_max_attempts_of(task))
+
+    def _release_running(self) -> None:
+        """Flusher step: tasks still running are recorded as running, once each."""
+        for task_id, entry in list(self._running.items()):
+            if not entry[5]:
+                entry[5] = True
+                self.buffer.add(self._running_record(task_id, S.RUNNING, entry))
 
     def _retried(self, sender: Any = None, request: Any = None, reason: Any = None,
                  einfo: Any = None, **_: Any) -> None:
@@ -189,21 +206,35 @@ class Observer:
 
     def _ended(self, sender: Any = None, task_id: str | None = None, state: str | None = None,
                **_: Any) -> None:
-        """Outcomes no other signal reports (Ignore, Reject) still end the run."""
+        """Outcomes no other signal reports (Ignore, Reject) still end the run; a run that
+        ended with no outcome signal at all is recorded as started, as it was seen."""
+        if not task_id or not self._running:
+            return
         target = _OTHER_OUTCOMES.get(state or "")
-        if task_id and target is not None and self._task_of(sender):
+        if target is not None and self._task_of(sender):
             self._outcome(sender, sender.request, target,
                           error=None if target is S.SUCCEEDED else {
                               "type": str(state).title(), "message": f"Celery state {state}"})
+        entry = self._running.pop(task_id, None)
+        if entry is not None and not entry[5]:
+            self.record(self._running_record(task_id, S.RUNNING, entry))
 
     def _outcome(self, task: Any, request: Any, state: JobState, result: Any = None,
                  error: dict[str, Any] | None = None) -> None:
         now = _now()
-        self.record(Observation(
-            request.id, task.name, state, now, attempt=_attempt(request),
-            worker=getattr(request, "hostname", None), result=result, error=error,
-            finished_at=now if state.is_terminal else None,
-            cancelled_at=now if state is S.CANCELLED else None))
+        entry = self._running.pop(request.id, None) if self._running else None
+        if entry is None:
+            self.record(Observation(
+                request.id, task.name, state, now, attempt=_attempt(request),
+                worker=getattr(request, "hostname", None), result=result, error=error,
+                finished_at=now if state.is_terminal else None,
+                cancelled_at=now if state is S.CANCELLED else None))
+            return
+        obs = self._running_record(request.id, state, entry)
+        obs.at, obs.result, obs.error = now, result, error
+        obs.finished_at = now if state.is_terminal else None
+        obs.cancelled_at = now if state is S.CANCELLED else None
+        self.record(obs)
 
     # -- received, held back ----------------------------------------------------------------
 
@@ -265,10 +296,11 @@ class Observer:
                 self.buffer = ObserveBuffer(self.settings.observe_buffer)
                 self._worker = None
                 self._waiting = {}
+                self._running = {}
             self._store = None
             self._flusher = Flusher(self.buffer, self._write, self.settings.observe_flush_seconds,
                                     self.settings.observe_payload_chars,
-                                    before=[self._release_received])
+                                    before=[self._release_received, self._release_running])
             self._pid = os.getpid()
             self._flusher.start()
             atexit.register(self._shutdown)
@@ -281,20 +313,30 @@ class Observer:
         return self._store
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
-        with self._own_store().transaction() as session:
+        store = self._own_store()
+        if store.dialect == "postgresql":  # one statement: no BEGIN, COMMIT or pre-ping
+            with store.autocommit() as conn:
+                observed_sql.upsert_pg(conn, rows)
+            return
+        with store.transaction() as session:
             observed_sql.upsert(session, rows)
 
     def _worker_duties(self) -> None:
-        """In a worker's main process: heartbeat the registry; now and then, mark lost runs."""
-        w, now = self._worker, _now()
+        """In a worker's main process: heartbeat the registry; now and then, mark lost runs.
+        (A heartbeat every quarter of the lost-after time, at most every 5 s, is plenty: a
+        transaction per flush cost the main process more than its tasks' records.)"""
+        w, now, clock = self._worker, _now(), time.monotonic()
         if w is None:
             return
-        with self._own_store().transaction() as session:
-            observed_sql.heartbeat_worker(session, w["name"], w["host"], w["pid"], w["queues"],
-                                          w["concurrency"], now)
-        if time.monotonic() - self._last_lost_check >= LOST_CHECK_SECONDS:
-            self._last_lost_check = time.monotonic()
-            mark_lost(self._own_store(), self.settings.worker_lost_after_seconds)
+        lost_after = self.settings.worker_lost_after_seconds
+        if clock - self._last_heartbeat >= min(LOST_CHECK_SECONDS, lost_after / 4):
+            with self._own_store().transaction() as session:
+                observed_sql.heartbeat_worker(session, w["name"], w["host"], w["pid"],
+                                              w["queues"], w["concurrency"], now)
+            self._last_heartbeat = clock
+        if clock - self._last_lost_check >= LOST_CHECK_SECONDS:
+            self._last_lost_check = clock
+            mark_lost(self._own_store(), lost_after)
 
     def _max_attempts(self, name: str) -> int | None:
         return _max_attempts_of(self.app.tasks.get(name))

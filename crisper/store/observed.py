@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import and_, case, exists, func, literal_column, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from crisper.states import JobState, move
@@ -46,10 +47,7 @@ def upsert(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         return
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        # One statement, one parameter: the batch as JSON, unpacked by the server (the
-        # per-row parameter handling of an executemany costs the flushing process more).
-        batch = json.dumps([{**_DEFAULTS, **r} for r in rows], default=str)
-        session.connection().exec_driver_sql(_PG_UPSERT, (batch,))
+        upsert_pg(session.connection(), rows)
         return
     ins = (postgresql.insert(jobs) if dialect == "postgresql" else sqlite.insert(jobs))
     ex = ins.excluded
@@ -97,10 +95,10 @@ _DEFAULTS: dict[str, Any] = {
 
 
 _COLUMNS = (
-    ("id", "uuid"), ("task_id", "varchar"), ("source", "varchar"), ("type", "varchar"),
-    ("queue", "varchar"), ("priority", "integer"), ("state", "varchar"), ("tenant", "varchar"),
-    ("params", "jsonb"), ("result", "jsonb"), ("error", "jsonb"), ("tags", "jsonb"),
-    ("attempt", "integer"), ("max_attempts", "integer"), ("retry_policy", "jsonb"),
+    ("id", "uuid"), ("task_id", "varchar"), ("type", "varchar"),
+    ("queue", "varchar"), ("state", "varchar"),
+    ("params", "jsonb"), ("result", "jsonb"), ("error", "jsonb"),
+    ("attempt", "integer"), ("max_attempts", "integer"),
     ("worker", "varchar"), ("created_at", "timestamptz"), ("queued_at", "timestamptz"),
     ("run_at", "timestamptz"), ("started_at", "timestamptz"), ("finished_at", "timestamptz"),
     ("cancelled_at", "timestamptz"),
@@ -122,8 +120,11 @@ def _pg_later(column: str, json_value: bool = False) -> str:
 
 
 _NAMES = ", ".join(name for name, _ in _COLUMNS)
+_CONSTANTS = {"source": f"'{OBSERVED}'", "priority": "0", "tenant": "'default'",
+              "tags": "'[]'::jsonb", "retry_policy": "'{}'::jsonb"}
 _PG_UPSERT = (
-    f"INSERT INTO crisper_jobs ({_NAMES}) SELECT {_NAMES} FROM jsonb_to_recordset(%s::jsonb) "
+    f"INSERT INTO crisper_jobs ({_NAMES}, {', '.join(_CONSTANTS)}) "
+    f"SELECT {_NAMES}, {', '.join(_CONSTANTS.values())} FROM jsonb_to_recordset(%s::jsonb) "
     f"AS r({', '.join(f'{n} {t}' for n, t in _COLUMNS)}) "
     "ON CONFLICT (task_id) WHERE source = 'observed' DO UPDATE SET "
     f"state = CASE WHEN {_NEWER} THEN excluded.state ELSE crisper_jobs.state END, "
@@ -153,6 +154,14 @@ def _known(column: Any, dialect: str, empty: bool = False) -> Any:
         value = func.nullif(value, literal_column(
             "'{}'::jsonb" if dialect == "postgresql" else "'{}'"))
     return value
+
+
+def upsert_pg(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """PostgreSQL: the batch as one statement with one parameter, the rows as JSON unpacked by
+    the server (an executemany's per-row parameter handling costs the flushing process more);
+    the constant columns are literals of the statement, not repeated in every row."""
+    if rows:
+        conn.exec_driver_sql(_PG_UPSERT, (json.dumps(rows, default=str),))
 
 
 def request_revoke(session: Session, job_id: uuid.UUID, at: datetime) -> bool:

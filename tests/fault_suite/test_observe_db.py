@@ -6,6 +6,8 @@ import statistics
 import time
 from pathlib import Path
 
+import pytest
+
 from crisper import Settings
 from crisper.states import JobState
 from crisper.store import Store
@@ -13,6 +15,8 @@ from tests.apps.observed_tasks import build
 from tests.fault_suite.private import PrivatePostgres
 from tests.harness import FAST, Backend, _redis_prefix, wait_for
 from tests.integration.test_observe import celery_worker, record_of
+
+pytestmark = pytest.mark.faults
 
 
 def stamped(app: object, folder: Path, names: list[str]) -> list[float]:

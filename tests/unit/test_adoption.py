@@ -259,3 +259,24 @@ def test_celery_options_on_an_app_without_celery_are_refused(tmp_path: Path) -> 
         @crisper.job(max_retries=3)
         def job(ctx: object) -> None:
             return None
+
+
+def test_a_dropped_result_of_a_plain_task_costs_the_store_no_statement(tmp_path: Path) -> None:
+    # Given a wrapped app whose store counts the statements it runs
+    from celery.result import AsyncResult
+    from sqlalchemy import event
+
+    from crisper.store.migrate import upgrade
+
+    app, crisper = wrapped(tmp_path)
+    upgrade(crisper.store)
+    statements: list[str] = []
+    event.listen(crisper.store.engine, "before_cursor_execute",
+                 lambda conn, cursor, sql, *rest: statements.append(sql))
+
+    # When results of plain tasks are made and dropped (Celery does so after every publish)
+    for _ in range(20):
+        result = AsyncResult(str(uuid.uuid4()), app=app)
+        del result
+    # Then the store saw nothing (a job's result still reads the store: tests/examples)
+    assert statements == []

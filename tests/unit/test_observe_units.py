@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,3 +104,56 @@ def test_the_sqlite_upsert_merges_like_the_postgresql_one(tmp_path: Path) -> Non
         assert r.params == {"args": [1], "kwargs": {}} and r.created_at == T0
     finally:
         store.close()
+
+
+def test_a_run_is_one_record_from_start_to_outcome(tmp_path: Path) -> None:
+    """Given a plain task started in this process, when it ends (success, Ignore, Reject, or no
+    outcome signal), then one record carries its start and outcome; one still running at a
+    flush is recorded as running then, once."""
+    from celery import Celery
+
+    from crisper import Crisper, Settings
+    from crisper.engine.observe import Observer
+
+    app = Celery("units", set_as_current=False)
+
+    @app.task(name="units.plain", max_retries=2)
+    def plain(x: int) -> None:
+        return None
+
+    task: Any = plain
+    crisper = Crisper("units", celery=app, settings=Settings(
+        database_url=f"sqlite:///{tmp_path / 'u.db'}", observe=False,
+        observe_flush_seconds=3600))
+    observer = Observer(crisper, app)
+
+    def run(task_id: str, state: str | None, succeed: bool = False, flush: bool = False) -> None:
+        task.push_request(id=task_id, hostname="w@h", delivery_info={"routing_key": "q"})
+        observer._started(sender=task, task_id=task_id, args=(1,), kwargs={})
+        if flush:
+            observer._release_running()
+            observer._release_running()  # told once only
+        if succeed:
+            observer._succeeded(sender=task, result=7)
+        observer._ended(sender=task, task_id=task_id, state=state)
+        task.pop_request()
+
+    try:
+        run("ok", "SUCCESS", succeed=True)
+        run("ign", "IGNORED")
+        run("rej", "REJECTED")
+        run("none", "SUCCESS")
+        run("long", "SUCCESS", flush=True)
+        seen_states = {k: (o.state, o.started_at is not None, o.raw, o.queue, o.max_attempts)
+                       for k, o in observer.buffer.take().items()}
+        assert seen_states == {
+            "ok": (S.SUCCEEDED, True, ((1,), {}), "q", 3),
+            "ign": (S.SUCCEEDED, True, ((1,), {}), "q", 3),
+            "rej": (S.FAILED, True, ((1,), {}), "q", 3),
+            "none": (S.RUNNING, True, ((1,), {}), "q", 3),
+            "long": (S.RUNNING, True, ((1,), {}), "q", 3),
+        }
+        assert observer.buffer.counters.recorded == 5 and not observer._running
+    finally:
+        if observer._flusher is not None:
+            observer._flusher.stop(flush=False)
