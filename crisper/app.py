@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from crisper.batches import BatchService
     from crisper.cron import Catchup, Overlap
     from crisper.engine.dispatch import Refusal
+    from crisper.engine.dispatcher import Dispatcher
     from crisper.engine.observe import Observer
     from crisper.engine.runner import Runner
     from crisper.flow.gate import FlowGate
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from crisper.flow.view import LimitView
     from crisper.handle import JobHandle
     from crisper.live import LivePublisher
+    from crisper.maintenance.loop import MaintenanceLoop
     from crisper.monitor import QueueInfo, WorkerInfo
     from crisper.reads import JobPage
     from crisper.schedules import ScheduleService
@@ -152,7 +154,7 @@ class Crisper:
         if "celery" in self.__dict__:  # the Celery app exists already: teach it the new task
             from crisper.engine.celery_app import register_task
 
-            register_task(self, self.celery, job_type)
+            register_task(self.celery, job_type, self.settings, self._run_message)
         return job_type
 
     def rate_limit(self, name: str, rate: str, *, burst: int | None = None) -> RateLimit:
@@ -205,10 +207,7 @@ class Crisper:
 
     def declared_queues(self) -> list[str]:
         """The queues a submit may name: the job types', CRISPER_QUEUES and the default."""
-        from crisper.names import declared_queues
-
-        return declared_queues((t.options.queue for t in self.registry), self.settings.queues,
-                               DEFAULT_QUEUE)
+        return self.registry.declared_queues(self.settings.queues)
 
     # -- submitting -------------------------------------------------------------------------
 
@@ -252,7 +251,7 @@ class Crisper:
                              tenant=tenant,
                              created_after=created_after, created_before=created_before,
                              finished_after=finished_after, finished_before=finished_before)
-        return reads.list_jobs(self, f, before=before, limit=limit)
+        return reads.list_jobs(self.jobs, f, before=before, limit=limit)
 
     def count_jobs(self, *, state: JobState | str | Iterable[JobState | str] = (),
                    type: str | Iterable[str] = (), queue: str | Iterable[str] = (),
@@ -264,7 +263,7 @@ class Crisper:
         """How many jobs match, per state (every state, zeros included); filters as list_jobs."""
         from crisper import reads
 
-        return reads.count_jobs(self, reads.job_filter(
+        return reads.count_jobs(self.store, reads.job_filter(
             state=state, type=type, queue=queue, tag=tag, metadata=metadata, tenant=tenant,
             created_after=created_after, created_before=created_before,
             finished_after=finished_after, finished_before=finished_before))
@@ -273,14 +272,14 @@ class Crisper:
         """Workers seen in the last day, with their running jobs; silent ones show as lost."""
         from crisper import monitor
 
-        return monitor.workers(self)
+        return monitor.workers(self.store, self.settings)
 
     def queue_stats(self) -> list[QueueInfo]:
         """Per queue: jobs waiting, running, the oldest one's wait, finished in the last minute.
         (Pause and resume are on `crisper.queues`.)"""
         from crisper import monitor
 
-        return monitor.queues(self)
+        return monitor.queues(self.store, self.registry)
 
     # -- parts, built on first use ----------------------------------------------------------
 
@@ -294,18 +293,34 @@ class Crisper:
     def celery(self) -> Celery:
         from crisper.engine.celery_app import make_celery, register_task
 
-        app = make_celery(self, self._existing_celery)
+        app = make_celery(self.name, self.settings, self._existing_celery)
         app.crisper = self  # type: ignore[attr-defined]  # signatures by name find their type
         for job_type in self.registry:
-            register_task(self, app, job_type)
+            register_task(app, job_type, self.settings, self._run_message)
         return app
+
+    def _run_message(self, job_type: JobType, job_ids: list[str], request: Any) -> None:
+        """A task's body: the runner, built in the worker process on its first message."""
+        self.runner.run(job_type, job_ids, request)
+
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        """The broker as the parts use it; the Celery app is built when it first sends."""
+        from crisper.engine.dispatcher import Dispatcher
+
+        return Dispatcher(lambda: self.celery, self._batch_size)
 
     def publish(self, dispatches: Sequence[Dispatch]) -> list[Refusal]:
         """Send wake-up messages, several jobs per message for types with `batch` > 1;
         answer the groups the broker refused (BrokerUnavailable if it is down)."""
-        from crisper.engine.dispatch import publish
+        return self.dispatcher.publish(dispatches)
 
-        return publish(self.celery, dispatches, self._batch_size)
+    def maintenance_loop(self) -> MaintenanceLoop:
+        """The maintenance units wired to this app (`crisper scheduler` runs one)."""
+        from crisper.maintenance.loop import MaintenanceLoop
+
+        return MaintenanceLoop(self.store, self.settings, self.registry, self.dispatcher,
+                               self.jobs, self.schedules)
 
     def _batch_size(self, type_name: str) -> int:
         return self.registry.get(type_name).options.batch if type_name in self.registry else 1
@@ -317,17 +332,19 @@ class Crisper:
 
         if self._existing_celery is None:
             raise ConfigurationError("observe mode needs a Celery app: Crisper(celery=app)")
-        return Observer(self, self._existing_celery)
+        return Observer(self.registry, self.settings, self._existing_celery)
 
     @cached_property
     def jobs(self) -> JobService:
-        return JobService(self)
+        return JobService(self.store, self.settings, self.registry, self.dispatcher, self.live,
+                          lambda workflow_id, node, params: self.workflows.retry_node(
+                              workflow_id, node, params))
 
     @cached_property
     def workflows(self) -> WorkflowService:
         from crisper.workflow_service import WorkflowService
 
-        return WorkflowService(self)
+        return WorkflowService(self.store, self.registry, self.jobs, self.dispatcher)
 
     def workflow(self, name: str, *, on_failure: Policy = "fail") -> Workflow:
         """A workflow builder: add nodes and edges, then `submit()` the graph in one go."""
@@ -337,19 +354,20 @@ class Crisper:
     def webhooks(self) -> WebhookService:
         from crisper.webhooks.service import WebhookService
 
-        return WebhookService(self)
+        return WebhookService(self.store)
 
     @cached_property
     def batches(self) -> BatchService:
         from crisper.batches import BatchService
 
-        return BatchService(self)
+        return BatchService(self.store, self.jobs)
 
     @cached_property
     def runner(self) -> Runner:
         from crisper.engine.runner import Runner
 
-        return Runner(self)
+        return Runner(self.store, self.settings, self.registry, self.flow, self.live,
+                      self.dispatcher)
 
     @cached_property
     def live(self) -> LivePublisher:
@@ -361,22 +379,25 @@ class Crisper:
     def flow(self) -> FlowGate:
         from crisper.flow.gate import FlowGate
 
-        return FlowGate(self)
+        return FlowGate(self.store, self.settings)
 
     @cached_property
     def limit_view(self) -> LimitView:
         from crisper.flow.view import LimitView
 
-        return LimitView(self)
+        return LimitView(self.store, self.settings,
+                         lambda: [(t.name, t.options.flow) for t in self.registry])
 
     @cached_property
     def schedules(self) -> ScheduleService:
+        from crisper.maintenance.loop import periods
         from crisper.schedules import ScheduleService
 
-        return ScheduleService(self)
+        return ScheduleService(self.store, self.settings, self.registry, self.jobs,
+                               self.code_schedules, lambda: periods(self.settings, self.registry))
 
     @cached_property
     def queues(self) -> QueueService:
         from crisper.flow.queues import QueueService
 
-        return QueueService(self)
+        return QueueService(self.store, lambda: {t.options.queue for t in self.registry})

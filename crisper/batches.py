@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 from crisper.errors import BatchNotFound, InvalidRequest
 from crisper.ids import new_id, parse_id
 from crisper.names import text_problem
+from crisper.outbound import checked_callback_url
 from crisper.records import JobRecord
-from crisper.service import BulkResult, SubmitRequest, checked_callback_url
+from crisper.service import BulkResult, JobService, SubmitRequest
 from crisper.states import JobState, action_sources
 from crisper.store import batches as batch_sql
 from crisper.store import jobs as job_sql
@@ -27,7 +28,7 @@ from crisper.store import utcnow
 from crisper.store.batches import KINDS, BatchRecord
 
 if TYPE_CHECKING:
-    from crisper.app import Crisper
+    from crisper.store import Store
 
 S = JobState
 MAX_BATCH = 10_000
@@ -45,8 +46,9 @@ class Callback:
 class BatchService:
     """Submit, read and steer batches; the API, CLI and dashboard call only this."""
 
-    def __init__(self, crisper: Crisper) -> None:
-        self.crisper = crisper
+    def __init__(self, store: Store, jobs: JobService) -> None:
+        self.store = store
+        self.job_service = jobs
 
     def submit(self, requests: Sequence[SubmitRequest], *, tenant: str = "default",
                description: str | None = None,
@@ -60,7 +62,7 @@ class BatchService:
         stored = self._callbacks(callbacks or {})
         at = utcnow()
         batch_id = new_id()
-        service = self.crisper.jobs
+        service = self.job_service
         rows = []
         for i, r in enumerate(requests):
             if r.idempotency_key or r.unique_key:
@@ -68,12 +70,12 @@ class BatchService:
                                      "unique key (the batch is the unit)")
             row = service.prepare_row(SubmitRequest(**{**r.__dict__, "tenant": tenant}), at)
             rows.append({**row, "batch_id": batch_id, "dispatched_at": None})
-        with self.crisper.store.transaction() as session:
+        with self.store.transaction() as session:
             batch_sql.create(session, {
                 "id": batch_id, "tenant": tenant, "description": description,
                 "total": len(rows), "callbacks": stored, "created_at": at})
             job_sql.create(session, rows, at)
-        with self.crisper.store.read() as session:
+        with self.store.read() as session:
             records = job_sql.list_jobs(session, job_sql.JobFilter(batch_id=batch_id),
                                         limit=len(rows))
         service.dispatch_committed(records)
@@ -92,7 +94,7 @@ class BatchService:
             if cb.job:  # checked as a submit would check it (type, params, queue)
                 if not isinstance(cb.job.get("params") or {}, dict):
                     raise InvalidRequest(f"callbacks.{kind}.job.params", "must be an object")
-                row = self.crisper.jobs.prepare_row(SubmitRequest(
+                row = self.job_service.prepare_row(SubmitRequest(
                     type=str(cb.job.get("type")), params=dict(cb.job.get("params") or {}),
                     queue=cb.job.get("queue")), utcnow())
                 entry["job"] = {"type": row["type"], "params": row["params"],
@@ -103,37 +105,37 @@ class BatchService:
 
     def get(self, batch_id: object, tenant: str | None = None) -> BatchRecord:
         parsed = parse_id(batch_id)
-        with self.crisper.store.read() as session:
+        with self.store.read() as session:
             found = None if parsed is None else batch_sql.get(session, parsed, tenant)
         if found is None:
             raise BatchNotFound(batch_id)
         return found
 
     def list_batches(self, tenant: str | None = None, limit: int = 50) -> list[BatchRecord]:
-        with self.crisper.store.read() as session:
+        with self.store.read() as session:
             return batch_sql.list_batches(session, tenant, limit)
 
     def jobs(self, batch_id: object, tenant: str | None = None, limit: int = 100,
              before: object = None) -> list[JobRecord]:
         batch = self.get(batch_id, tenant)
-        return self.crisper.jobs.list_jobs(job_sql.JobFilter(batch_id=batch.id, tenant=tenant),
+        return self.job_service.list_jobs(job_sql.JobFilter(batch_id=batch.id, tenant=tenant),
                                            before, limit)
 
     def cancel(self, batch_id: object, tenant: str | None = None) -> BulkResult:
         """Cancel every job of the batch still waiting or running."""
-        return self._each(batch_id, tenant, self.crisper.jobs.cancel,
+        return self._each(batch_id, tenant, self.job_service.cancel,
                           sorted(action_sources("cancelled")))
 
     def retry(self, batch_id: object, tenant: str | None = None) -> BulkResult:
         """Run the batch's failed and cancelled jobs again (its counters take them back)."""
-        return self._each(batch_id, tenant, self.crisper.jobs.retry, [S.FAILED, S.CANCELLED])
+        return self._each(batch_id, tenant, self.job_service.retry, [S.FAILED, S.CANCELLED])
 
     def _each(self, batch_id: object, tenant: str | None, action: Any,
               states: list[JobState]) -> BulkResult:
         from crisper.errors import InvalidTransition, JobNotFound
 
         batch = self.get(batch_id, tenant)
-        with self.crisper.store.read() as session:
+        with self.store.read() as session:
             ids = batch_sql.job_ids(session, batch.id, states)
         changed, errors = 0, {}
         for job_id in ids:

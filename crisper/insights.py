@@ -16,7 +16,8 @@ from crisper.store.dashboard_stats import FailedGroup
 from crisper.store.jobs import JobFilter
 
 if TYPE_CHECKING:
-    from crisper.app import Crisper
+    from crisper.service import JobService
+    from crisper.store import Store
 
 FAILED_WINDOW = 5000  # the failed-jobs page groups the newest this many failed jobs
 FAILED_GROUPS_SHOWN = 100
@@ -42,14 +43,14 @@ class TypeOutcome:
         return self.failed / total if total else 0.0
 
 
-def activity(crisper: Crisper, tenant: str | None, minutes: int = 60,
+def activity(store: Store, tenant: str | None, minutes: int = 60,
              now: datetime | None = None) -> list[Minute]:
     """One entry per minute of the last `minutes`, oldest first, the current minute last."""
     now = now or utcnow()
     last = int(now.timestamp()) // 60
     first = last - minutes + 1
     since = datetime.fromtimestamp(first * 60, now.tzinfo)
-    with crisper.store.read() as session:
+    with store.read() as session:
         submitted = sql.submitted_per_minute(session, since, tenant)
         finished = sql.finished_per_minute(session, since, tenant)
     return [
@@ -59,25 +60,25 @@ def activity(crisper: Crisper, tenant: str | None, minutes: int = 60,
     ]
 
 
-def outcomes(crisper: Crisper, tenant: str | None, window: timedelta = timedelta(hours=1)
+def outcomes(store: Store, tenant: str | None, window: timedelta = timedelta(hours=1)
              ) -> list[TypeOutcome]:
     """Per job type, how many finished jobs succeeded and failed in the window."""
-    with crisper.store.read() as session:
+    with store.read() as session:
         rows = sql.outcomes_by_type(session, utcnow() - window, tenant)
     return [TypeOutcome(*row) for row in rows]
 
 
-def failed_groups(crisper: Crisper, tenant: str | None) -> list[FailedGroup]:
+def failed_groups(store: Store, tenant: str | None) -> list[FailedGroup]:
     """The dead-letter set, grouped by job type and error, over its newest FAILED_WINDOW jobs."""
-    with crisper.store.read() as session:
+    with store.read() as session:
         return sql.failed_groups(session, tenant, FAILED_WINDOW, FAILED_GROUPS_SHOWN)
 
 
-def retry_failed_group(crisper: Crisper, tenant: str | None, type: str, error_type: str,
-                       message: str) -> BulkResult:
+def retry_failed_group(store: Store, jobs: JobService, tenant: str | None, type: str,
+                       error_type: str, message: str) -> BulkResult:
     """Retry every failed job of one group (within the window the page shows)."""
-    with crisper.store.read() as session:
+    with store.read() as session:
         ids = sql.failed_group_ids(session, tenant, FAILED_WINDOW, type, error_type, message)
     if not ids:
         return BulkResult(matched=0, changed=0, skipped=0)
-    return crisper.jobs.bulk("retry", JobFilter(ids=ids, tenant=tenant), limit=len(ids))
+    return jobs.bulk("retry", JobFilter(ids=ids, tenant=tenant), limit=len(ids))

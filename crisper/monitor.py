@@ -17,32 +17,35 @@ from crisper.store import utcnow
 from crisper.store import workers as worker_sql
 
 if TYPE_CHECKING:
-    from crisper.app import Crisper
-    from crisper.registry import JobType
+    from registry import JobType, Registry
+
+    from crisper.engine.dispatcher import Dispatcher
+    from crisper.settings import Settings
+    from crisper.store import Store
 
 # Seconds; the same buckets serve run time and wait time.
 BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 3600.0)
 WORKERS_SHOWN_FOR = timedelta(days=1)
 
 
-def job_types(crisper: Crisper) -> list[dict[str, Any]]:
+def job_types(settings: Settings, registry: Registry) -> list[dict[str, Any]]:
     """Every registered job type with its options and its parameters' JSON Schema."""
     return [
         {"name": jt.name, "queue": jt.options.queue, "priority": jt.options.priority,
          "timeout": jt.options.timeout, "max_attempts": jt.options.retry.attempts,
          "description": jt.description, "params": jt.json_schema(),
          "hard_timeout": jt.options.timeout and jt.options.timeout + jt.options.kill_grace(
-             crisper.settings.kill_grace_seconds),
-         "cancel_grace": (crisper.settings.cancel_grace_seconds if jt.options.cancel_grace is None
+             settings.kill_grace_seconds),
+         "cancel_grace": (settings.cancel_grace_seconds if jt.options.cancel_grace is None
                           else jt.options.cancel_grace),
-         "retention": _retention(crisper, jt)}
-        for jt in sorted(crisper.registry, key=lambda t: t.name)
+         "retention": _retention(settings, jt)}
+        for jt in sorted(registry, key=lambda t: t.name)
     ]
 
 
-def _retention(crisper: Crisper, job_type: JobType) -> dict[str, float | None]:
+def _retention(settings: Settings, job_type: JobType) -> dict[str, float | None]:
     """Seconds a finished job is kept per final state, and before its payload is dropped."""
-    default = crisper.settings.retention_seconds
+    default = settings.retention_seconds
     own = job_type.options.retention
     kept: dict[str, float | None] = {
         s.value: own.age(s, default) if own else default for s in FINAL_STATES}
@@ -59,12 +62,12 @@ class QueueInfo:
     throughput_last_minute: int
 
 
-def queues(crisper: Crisper) -> list[QueueInfo]:
+def queues(store: Store, registry: Registry) -> list[QueueInfo]:
     """Each queue a job type uses or a job sits in: waiting, running, age of the oldest, pace."""
     now = utcnow()
-    with crisper.store.read() as session:
+    with store.read() as session:
         rows = {r.queue: r for r in stats_sql.queue_rows(session, now - timedelta(minutes=1))}
-    names = sorted(set(rows) | {jt.options.queue for jt in crisper.registry})
+    names = sorted(set(rows) | {jt.options.queue for jt in registry})
     out = []
     for name in names:
         r = rows.get(name)
@@ -99,16 +102,16 @@ def worker_status(last_heartbeat_at: datetime, stopped_at: datetime | None, now:
     return "alive"
 
 
-def workers(crisper: Crisper) -> list[WorkerInfo]:
+def workers(store: Store, settings: Settings) -> list[WorkerInfo]:
     """Workers seen in the last day; one whose heartbeats stopped is shown as lost."""
     now = utcnow()
-    with crisper.store.read() as session:
+    with store.read() as session:
         records = worker_sql.list_workers(session, now - WORKERS_SHOWN_FOR)
         running = stats_sql.running_by_worker(session)
     by_worker: dict[str, list[uuid.UUID]] = {}
     for worker, job_id in running:
         by_worker.setdefault(worker.rpartition(":")[0] or worker, []).append(job_id)
-    lost_after = crisper.settings.worker_lost_after_seconds
+    lost_after = settings.worker_lost_after_seconds
     return [
         WorkerInfo(w.name, w.host, w.pid, list(w.queues), w.concurrency, w.started_at,
                    w.last_heartbeat_at,
@@ -118,23 +121,23 @@ def workers(crisper: Crisper) -> list[WorkerInfo]:
     ]
 
 
-def readiness(crisper: Crisper) -> dict[str, str | None]:
+def readiness(store: Store, dispatcher: Dispatcher) -> dict[str, str | None]:
     """{"database": None | why not, "broker": None | why not}: None means reachable."""
     problems: dict[str, str | None] = {"database": None, "broker": None}
     try:
-        with crisper.store.read() as session:
+        with store.read() as session:
             stats_sql.ping(session)
     except CrisperError as exc:
         problems["database"] = str(exc)
     except Exception as exc:  # a driver error that is not a connection error still means "no"
         problems["database"] = f"the database check failed: {exc}"
-    problems["broker"] = _broker_problem(crisper)
+    problems["broker"] = _broker_problem(dispatcher)
     return problems
 
 
-def _broker_problem(crisper: Crisper) -> str | None:
+def _broker_problem(dispatcher: Dispatcher) -> str | None:
     try:
-        with crisper.celery.connection_for_write() as conn:
+        with dispatcher.celery.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=3)
     except CrisperError as exc:
         return str(exc)
@@ -165,10 +168,10 @@ class Figures:
     rescues: int
 
 
-def figures(crisper: Crisper) -> Figures:
-    window = crisper.settings.metrics_window_seconds
+def figures(store: Store, settings: Settings, registry: Registry) -> Figures:
+    window = settings.metrics_window_seconds
     since = utcnow() - timedelta(seconds=window)
-    with crisper.store.read() as session:
+    with store.read() as session:
         active = stats_sql.active_counts(session)
         submitted = stats_sql.submitted_since(session, since)
         finished = stats_sql.finished_since(session, since)
@@ -176,5 +179,5 @@ def figures(crisper: Crisper) -> Figures:
                      stats_sql.histogram_since(session, since, "duration", BUCKETS)]
         waits = [Histogram(*h) for h in stats_sql.histogram_since(session, since, "wait", BUCKETS)]
         rescues = stats_sql.rescues_since(session, since)
-    return Figures(window, active, submitted, finished, durations, waits, queues(crisper),
+    return Figures(window, active, submitted, finished, durations, waits, queues(store, registry),
                    rescues)

@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from crisper.errors import OutboundRefused
+from crisper.errors import InvalidRequest, OutboundRefused
+from crisper.names import text_problem
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -176,3 +177,21 @@ def _send_checked(client: httpx.Client, target: Target, method: str, content: by
 def new_client() -> httpx.Client:
     """A client that never follows redirects or reads proxy settings by itself."""
     return httpx.Client(follow_redirects=False, trust_env=False)
+
+
+def checked_callback_url(url: str | None) -> str | None:
+    """A callback URL as it enters: http(s), with a host, of a sane length. Its address is
+    checked when it is called (crisper/outbound.py), since DNS answers change."""
+    if url is None:
+        return None
+    problem = text_problem(url, 2000)
+    if problem is not None:
+        raise InvalidRequest("callback_url", problem)
+    try:
+        parts = urlsplit(url)
+        scheme, host = parts.scheme, parts.hostname
+    except ValueError:
+        scheme, host = "", None
+    if scheme not in ("http", "https") or not host:
+        raise InvalidRequest("callback_url", "must be an http(s) URL with a host")
+    return url

@@ -19,7 +19,8 @@ from crisper.states import JobState
 from crisper.store import jobs as job_sql
 
 if TYPE_CHECKING:
-    from crisper.app import Crisper
+    from crisper.service import JobService
+    from crisper.store import Store
 
 MAX_PAGE = 500
 
@@ -57,18 +58,18 @@ def job_filter(*, state: JobState | str | Iterable[JobState | str] = (),
                              finished_before=finished_before)
 
 
-def list_jobs(crisper: Crisper, f: job_sql.JobFilter, *, before: object = None,
+def list_jobs(jobs: JobService, f: job_sql.JobFilter, *, before: object = None,
               limit: int = 50) -> JobPage:
     """A page of the jobs matching `f`, newest first (keyset on the time-ordered id)."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest("limit", f"must be 1..{MAX_PAGE}, got {limit}")
-    found = crisper.jobs.list_jobs(f, before=before, limit=limit)
+    found = jobs.list_jobs(f, before=before, limit=limit)
     return JobPage(found, found[-1].id if len(found) == limit else None)
 
 
-def count_jobs(crisper: Crisper, f: job_sql.JobFilter) -> dict[JobState, int]:
+def count_jobs(store: Store, f: job_sql.JobFilter) -> dict[JobState, int]:
     """How many jobs match `f` in each state (every state present, zeros included)."""
-    with crisper.store.read() as session:
+    with store.read() as session:
         found = job_sql.count_matching(session, f)
     return {s: found.get(s.value, 0) for s in JobState}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from crisper.durations import Duration, option_seconds
 from crisper.errors import ConfigurationError, InvalidParams, UnknownJobType
 from crisper.flow.limits import FlowOptions
-from crisper.names import json_problem, queue_problem
+from crisper.names import declared_queues, json_problem, queue_problem
 from crisper.priorities import priority_problem
 from crisper.retention import Retention
 from crisper.retry import Retry
@@ -205,6 +205,10 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._types
+
+    def declared_queues(self, configured: Iterable[str]) -> list[str]:
+        """The queues a submit may name: the job types', the `configured` ones and the default."""
+        return declared_queues((t.options.queue for t in self), configured, DEFAULT_QUEUE)
 
 
 def job_options(

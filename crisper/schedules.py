@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -14,13 +15,12 @@ from crisper.errors import InvalidRequest, ScheduleNotFound, UnknownQueue
 from crisper.names import schedule_name_problem, unknown_queue_problem
 from crisper.priorities import priority_problem
 from crisper.records import JobRecord
-from crisper.service import DEFAULT_TENANT, SubmitRequest
+from crisper.registry import Registry
+from crisper.service import DEFAULT_TENANT, JobService, SubmitRequest
+from crisper.settings import Settings
+from crisper.store import Store, utcnow
 from crisper.store import schedules as schedule_sql
-from crisper.store import utcnow
 from crisper.store.schedules import ScheduleRecord
-
-if TYPE_CHECKING:
-    from crisper.app import Crisper
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,17 @@ class BuiltinSchedule:
 class ScheduleService:
     """Create, list, change and fire schedules. The cron unit fires them on every scheduler."""
 
-    def __init__(self, crisper: Crisper) -> None:
-        self.crisper = crisper
+    def __init__(self, store: Store, settings: Settings, registry: Registry, jobs: JobService,
+                 code_schedules: Mapping[str, CodeSchedule],
+                 maintenance: Callable[[], list[tuple[str, float]]]) -> None:
+        """`code_schedules`: the app's declarations (it adds to them); `maintenance`: the
+        maintenance units' names and periods, shown beside the schedules."""
+        self.store = store
+        self.settings = settings
+        self.registry = registry
+        self.jobs = jobs
+        self.code_schedules = code_schedules
+        self.maintenance = maintenance
 
     def add(self, name: str, type: str, cron_expr: str, *, params: dict[str, Any] | None = None,
             timezone: str = "UTC", queue: str | None = None, priority: int | None = None,
@@ -86,7 +95,7 @@ class ScheduleService:
         values.update(tenant=tenant, enabled=enabled, updated_at=at,
                       next_fire_at=cron.next_fire(cron_expr, timezone, at) if enabled else None)
         try:
-            with self.crisper.store.transaction() as session:
+            with self.store.transaction() as session:
                 _refuse_code(schedule_sql.get(session, name, tenant), "replace")
                 if not (replace and schedule_sql.replace(session, name, tenant, values)):
                     schedule_sql.create(session, {"name": name, "created_at": at, **values})
@@ -98,9 +107,9 @@ class ScheduleService:
 
     def _values(self, d: CodeSchedule) -> dict[str, Any]:
         """A schedule's stored definition, every part validated (InvalidRequest names it)."""
-        job_type = self.crisper.registry.get(d.type)
+        job_type = self.registry.get(d.type)
         clean = job_type.validate(d.params)
-        known = self.crisper.declared_queues()
+        known = self.registry.declared_queues(self.settings.queues)
         problem = unknown_queue_problem(d.queue or job_type.options.queue, known)
         if problem is not None:
             raise UnknownQueue("queue", problem, known)
@@ -134,10 +143,10 @@ class ScheduleService:
             return self._sync_code()
 
     def _sync_code(self) -> SyncReport:
-        declared = {d.name: (d, self._values(d)) for d in self.crisper.code_schedules.values()}
+        declared = {d.name: (d, self._values(d)) for d in self.code_schedules.values()}
         report = SyncReport([], [], [], [])
         at = utcnow()
-        with self.crisper.store.transaction() as session:
+        with self.store.transaction() as session:
             stored = {s.name: s for s in schedule_sql.from_code(session, DEFAULT_TENANT)}
             for name in sorted(set(stored) - set(declared)):
                 schedule_sql.remove(session, name, DEFAULT_TENANT)
@@ -165,19 +174,19 @@ class ScheduleService:
 
     def get(self, name: str, tenant: str = DEFAULT_TENANT) -> ScheduleRecord:
         """The tenant's schedule `name` (names are per tenant: another's is not found)."""
-        with self.crisper.store.read() as session:
+        with self.store.read() as session:
             record = schedule_sql.get(session, name, tenant)
         if record is None:
             raise ScheduleNotFound(name)
         return record
 
     def list_schedules(self, tenant: str | None = None) -> list[ScheduleRecord]:
-        with self.crisper.store.read() as session:
+        with self.store.read() as session:
             return schedule_sql.list_schedules(session, tenant)
 
     def remove(self, name: str, tenant: str = DEFAULT_TENANT) -> None:
         """Delete the schedule; the jobs it made stay, still naming it."""
-        with self.crisper.store.transaction() as session:
+        with self.store.transaction() as session:
             _refuse_code(schedule_sql.get(session, name, tenant), "remove")
             if not schedule_sql.remove(session, name, tenant):
                 raise ScheduleNotFound(name)
@@ -193,7 +202,7 @@ class ScheduleService:
         return self._set(name, tenant, enabled=False, next_fire_at=None, updated_at=utcnow())
 
     def _set(self, name: str, tenant: str, **values: Any) -> ScheduleRecord:
-        with self.crisper.store.transaction() as session:
+        with self.store.transaction() as session:
             if not schedule_sql.replace(session, name, tenant, values):
                 raise ScheduleNotFound(name)
         return self.get(name, tenant)
@@ -201,11 +210,11 @@ class ScheduleService:
     def run_now(self, name: str, tenant: str = DEFAULT_TENANT) -> JobRecord:
         """Fire once, now, outside the cron times (the overlap policy is not applied)."""
         at = utcnow()
-        with self.crisper.store.transaction() as session:
+        with self.store.transaction() as session:
             s = schedule_sql.get(session, name, tenant, for_update=True)
             if s is None:
                 raise ScheduleNotFound(name)
-            job = self.crisper.jobs.submit_many([request_for(s, at, at)], session=session)[0]
+            job = self.jobs.submit_many([request_for(s, at, at)], session=session)[0]
             schedule_sql.record_fires(session, name, tenant, 1, 0, at, job.id, None)
         return job
 
@@ -218,15 +227,13 @@ class ScheduleService:
 
     def builtins(self) -> list[BuiltinSchedule]:
         """Maintenance that every scheduler runs, with the last run any of them recorded."""
-        from crisper.maintenance.scheduler import units
-
-        with self.crisper.store.read() as session:
+        with self.store.read() as session:
             runs = schedule_sql.maintenance(session)
         out = []
-        for unit in units(self.crisper):
-            run = runs.get(unit.name)
+        for name, every in self.maintenance():
+            run = runs.get(name)
             out.append(BuiltinSchedule(
-                f"crisper.{unit.name}", unit.every, _DESCRIPTIONS.get(unit.name, ""),
+                f"crisper.{name}", every, _DESCRIPTIONS.get(name, ""),
                 run.last_run_at if run else None, run.last_count if run else None,
                 run.last_by if run else None))
         return out

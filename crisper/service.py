@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -29,6 +29,7 @@ from crisper.flow import limits
 from crisper.ids import new_id, parse_id
 from crisper.metadata import metadata_problem
 from crisper.names import MAX_KEY, tag_problem, text_problem, unknown_queue_problem
+from crisper.outbound import checked_callback_url
 from crisper.records import EventRecord, JobRecord, LogRecord
 from crisper.states import JobState, initial_state
 from crisper.store import flow as flow_sql
@@ -38,8 +39,12 @@ from crisper.store import utcnow
 from crisper.time_limits import own_limits
 
 if TYPE_CHECKING:
-    from crisper.app import Crisper
     from crisper.engine.dispatch import Refusal
+    from crisper.engine.dispatcher import Dispatcher
+    from crisper.live import LivePublisher
+    from crisper.registry import Registry
+    from crisper.settings import Settings
+    from crisper.store import Store
 
 log = logging.getLogger(__name__)
 S = JobState
@@ -89,12 +94,24 @@ class BulkResult:
 
 
 class JobService:
-    """Submit, read and steer jobs. Adapters (CLI, HTTP, dashboard) call only this."""
+    """Submit, read and steer jobs. Adapters (CLI, HTTP, dashboard) call only this.
 
-    def __init__(self, crisper: Crisper) -> None:
+    `rerun_node(workflow_id, node, params)`: how a workflow node is retried (with everything
+    downstream of it); the workflow service does that.
+    """
+
+    def __init__(self, store: Store, settings: Settings, registry: Registry,
+                 dispatcher: Dispatcher, live: LivePublisher,
+                 rerun_node: Callable[[uuid.UUID, str, dict[str, Any] | None], object]
+                 ) -> None:
         from crisper.engine.dispatch import Breaker  # Celery and Kombu load on first use
 
-        self.crisper = crisper
+        self.store = store
+        self.settings = settings
+        self.registry = registry
+        self.dispatcher = dispatcher
+        self.live = live
+        self.rerun_node = rerun_node
         self.breaker = Breaker()
 
     # -- submit -----------------------------------------------------------------------------
@@ -124,11 +141,11 @@ class JobService:
             return records
         if len(rows) == 1 and not (rows[0]["idempotency_key"] or rows[0]["unique_key"]):
             # Nothing to look up first: one statement, committed on its own.
-            with self.crisper.store.autocommit() as conn:
+            with self.store.autocommit() as conn:
                 job_sql.create(conn, rows, at)
             records = fresh = [_record_from_row(rows[0])]
         else:
-            with self.crisper.store.transaction() as own:
+            with self.store.transaction() as own:
                 records, fresh = self._insert(own, rows, at, rejects)
         if send:
             self._dispatch_now(fresh, allowed=True)
@@ -142,7 +159,7 @@ class JobService:
     def _row(self, r: SubmitRequest, at: datetime, given_later: bool = False
              ) -> dict[str, Any]:
         """`given_later`: a workflow node whose first parameter is a parent's result."""
-        job_type = self.crisper.registry.get(r.type)
+        job_type = self.registry.get(r.type)
         params = job_type.validate(r.params, given_later=given_later)
         opts = job_type.options
         run_at = r.run_at
@@ -155,7 +172,7 @@ class JobService:
         max_attempts = r.max_attempts or opts.retry.attempts
         own = own_limits(r.soft_time_limit, r.time_limit, type_soft=opts.timeout,
                          type_hard=opts.hard_timeout,
-                         kill_grace=self.crisper.settings.kill_grace_seconds)
+                         kill_grace=self.settings.kill_grace_seconds)
         if r.on_duplicate not in ("return", "reject"):
             raise InvalidRequest("on_duplicate", f"must be 'return' or 'reject', "
                                  f"not {r.on_duplicate!r}")
@@ -180,7 +197,7 @@ class JobService:
 
     def _check_names(self, r: SubmitRequest, queue: str) -> None:
         """Queue, tags and keys as they enter: a queue must be declared and never a broker key."""
-        known = self.crisper.declared_queues()
+        known = self.registry.declared_queues(self.settings.queues)
         problem = unknown_queue_problem(queue, known)
         if problem is not None:
             raise UnknownQueue("queue", problem, known)
@@ -262,7 +279,7 @@ class JobService:
                 self._mark_undispatched(ids)
             return
         try:
-            refusals = self.crisper.publish(todo)
+            refusals = self.dispatcher.publish(todo)
         except Exception as exc:  # noqa: BLE001 - the job is committed: report it, never fail
             self.breaker.trip(exc)
             if not mark_sent:
@@ -278,7 +295,7 @@ class JobService:
     def _mark_sent(self, ids: list[uuid.UUID]) -> None:
         """Outbox rows are stored unsent; once their wake-ups are out, say so."""
         try:
-            with self.crisper.store.transaction() as session:
+            with self.store.transaction() as session:
                 sweep_sql.mark_dispatched(session, ids, utcnow())
         except CrisperError as exc:  # still unsent in the database: the relay sends them again
             log.warning("%d wake-up(s) sent but not marked sent (%s)", len(ids), exc)
@@ -286,7 +303,7 @@ class JobService:
     def _mark_undispatched(self, ids: list[uuid.UUID]) -> None:
         """Leave the job for the relay to send once the broker is back."""
         try:
-            with self.crisper.store.transaction() as session:
+            with self.store.transaction() as session:
                 sweep_sql.mark_dispatched(session, ids, None)
         except CrisperError as exc:
             log.warning("%d job(s) stored, but not marked for the relay (%s); the lost-message "
@@ -294,11 +311,12 @@ class JobService:
 
     def _record_refusals(self, todo: list[sweep_sql.Dispatch],
                          refusals: list[Refusal]) -> None:
-        from crisper.maintenance.relay import record_refusals
+        from crisper.engine.dispatcher import record_refusals
 
         try:
-            with self.crisper.store.transaction() as session:
-                record_refusals(self.crisper, session, todo, refusals, utcnow())
+            with self.store.transaction() as session:
+                record_refusals(session, todo, refusals, utcnow(),
+                                self.settings.tick_seconds)
         except CrisperError as exc:
             log.warning("broker refused %d message(s); not recorded: %s", len(refusals), exc)
 
@@ -328,7 +346,7 @@ class JobService:
         parsed = parse_id(job_id)
         if parsed is None:
             raise JobNotFound(job_id)
-        with self.crisper.store.read() as session:
+        with self.store.read() as session:
             record = job_sql.get(session, parsed, tenant)
         if record is None:
             raise JobNotFound(job_id)
@@ -339,18 +357,18 @@ class JobService:
         """Newest first; `before`/`after` (job ids) give the older/newer page."""
         older_than = parse_id(before) if before is not None else None
         newer_than = parse_id(after) if after is not None else None
-        with self.crisper.store.read() as session:
+        with self.store.read() as session:
             return job_sql.list_jobs(session, f, older_than, limit, newer_than)
 
     def events(self, job_id: object, tenant: str | None = None) -> list[EventRecord]:
         record = self.get(job_id, tenant)
-        with self.crisper.store.read() as session:
+        with self.store.read() as session:
             return job_sql.events(session, record.id)
 
     def logs(self, job_id: object, tenant: str | None = None, after: int = 0,
              limit: int = 1000) -> list[LogRecord]:
         record = self.get(job_id, tenant)
-        with self.crisper.store.read() as session:
+        with self.store.read() as session:
             return job_sql.logs(session, record.id, after, limit)
 
     # -- steer ------------------------------------------------------------------------------
@@ -362,7 +380,8 @@ class JobService:
         if record.source == "observed":
             from crisper.engine.observe import revoke
 
-            return revoke(self.crisper, record)
+            revoke(self.store, self.dispatcher, record)
+            return self.get(record.id)
         return self._act(job_id, tenant, _cancel)
 
     def start(self, job_id: object, tenant: str | None = None) -> JobRecord:
@@ -377,9 +396,9 @@ class JobService:
         node = self._steerable(job_id, tenant, "retried")
         if node.workflow_id is not None and node.workflow_node is not None:
             # a workflow node reruns with everything downstream of it, waiting for it
-            self.crisper.workflows.retry_node(node.workflow_id, node.workflow_node, params)
+            self.rerun_node(node.workflow_id, node.workflow_node, params)
             return self.get(node.id)
-        edited = None if params is None else self.crisper.registry.get(node.type).validate(params)
+        edited = None if params is None else self.registry.get(node.type).validate(params)
         record = self._act(job_id, tenant, partial(job_sql.restart, params=edited))
         self._dispatch_now([record])
         return record
@@ -398,7 +417,7 @@ class JobService:
             raise JobNotFound(job_id)
         job: JobRecord | None = None
         try:
-            with self.crisper.store.transaction() as session:
+            with self.store.transaction() as session:
                 job = job_sql.get(session, parsed, tenant, for_update=True)
                 if job is None:
                     raise JobNotFound(job_id)
@@ -407,18 +426,18 @@ class JobService:
         except IntegrityError:  # a retry whose unique key another active job holds
             if job is None or job.unique_key is None:
                 raise
-            with self.crisper.store.read() as session:
+            with self.store.read() as session:
                 holder = flow_sql.active_unique(session, job.tenant, job.unique_key)
             raise DuplicateJob(job.unique_key, holder.id if holder else "another job",
                                "retry this one once that job has ended") from None
         assert record is not None
-        self.crisper.live.publish(record.id, "state", {"state": record.state.value})
+        self.live.publish(record.id, "state", {"state": record.state.value})
         return record
 
     def bulk(self, action: str, f: job_sql.JobFilter, limit: int = 10_000) -> BulkResult:
         """Apply cancel/retry/start to every job the filter matches (at most `limit`)."""
         method = {"cancel": self.cancel, "retry": self.retry, "start": self.start}[action]
-        with self.crisper.store.read() as session:
+        with self.store.read() as session:
             ids = job_sql.matching_ids(session, f, limit)
         changed, errors = 0, {}
         for job_id in ids:
@@ -433,26 +452,6 @@ class JobService:
 
 MAX_DELAY_SECONDS = 10 * 365 * 86400.0
 MAX_TAGS = 50
-
-
-def checked_callback_url(url: str | None) -> str | None:
-    """A callback URL as it enters: http(s), with a host, of a sane length. Its address is
-    checked when it is called (crisper/outbound.py), since DNS answers change."""
-    if url is None:
-        return None
-    from urllib.parse import urlsplit
-
-    problem = text_problem(url, 2000)
-    if problem is not None:
-        raise InvalidRequest("callback_url", problem)
-    try:
-        parts = urlsplit(url)
-        scheme, host = parts.scheme, parts.hostname
-    except ValueError:
-        scheme, host = "", None
-    if scheme not in ("http", "https") or not host:
-        raise InvalidRequest("callback_url", "must be an http(s) URL with a host")
-    return url
 
 
 def _delay_seconds(delay: Duration) -> float:

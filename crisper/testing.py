@@ -118,9 +118,9 @@ class InlineWorker:
 def run_inline(crisper: Crisper, *, skip_backoff: bool = True) -> Iterator[InlineWorker]:
     """Within the block, `crisper`'s jobs run in-process as they are sent; no broker is used."""
     worker = InlineWorker(crisper, skip_backoff=skip_backoff)
-    vars(crisper)["publish"] = worker.publish  # this app only; every send goes through it
+    crisper.dispatcher.stand_in = worker.publish  # this app only; every send goes through it
     try:
         worker.drain()  # jobs already waiting to be sent
         yield worker
     finally:
-        vars(crisper).pop("publish", None)
+        crisper.dispatcher.stand_in = None

@@ -1,82 +1,51 @@
-"""The workflow service: submit, read, cancel and resume workflows; and the runner's two hooks
-(a node's received results, and its outcome written with its children's release)."""
+"""The workflow service: submit, read, cancel and resume workflows. (A node's run as the worker
+sees it is crisper/engine/nodes.py.)"""
 
 from __future__ import annotations
 
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from crisper.errors import CrisperError, InvalidRequest, WorkflowBusy, WorkflowNotFound
+from crisper.engine.nodes import DELIVER_KEY, send_released
+from crisper.errors import InvalidRequest, WorkflowBusy, WorkflowNotFound
 from crisper.flow import limits
 from crisper.ids import new_id, parse_id
-from crisper.service import SubmitRequest, _record_from_row
+from crisper.service import JobService, SubmitRequest, _record_from_row
 from crisper.states import ACTIVE, TERMINAL, JobState
-from crisper.store import attempts as attempt_sql
-from crisper.store import sweeps as sweep_sql
 from crisper.store import utcnow
 from crisper.store import workflows as workflow_sql
-from crisper.store.sweeps import Dispatch
-from crisper.workflows import MAX_NODES, Workflow, downstream, status
-
-DELIVER_KEY = "workflow.deliver"  # a node's job metadata: how it receives (Node.deliver)
+from crisper.workflows import (  # noqa: F401 - the views are this service's answers
+    MAX_NODES,
+    EdgeView,
+    Workflow,
+    WorkflowView,
+    downstream,
+    status,
+)
 
 if TYPE_CHECKING:
-    from crisper.app import Crisper
-    from crisper.engine.runner import Outcome
+    from crisper.engine.dispatcher import Dispatcher
+    from crisper.registry import Registry
+    from crisper.store import Store
 
 log = logging.getLogger(__name__)
 S = JobState
-RETRYABLE = frozenset({"40P01", "40001"})  # deadlock, serialization failure: run it again
-
-
-@dataclass(frozen=True)
-class EdgeView:
-    parent: str
-    child: str
-    policy: str
-    receives: bool
-
-
-@dataclass(frozen=True)
-class WorkflowView:
-    """A workflow as stored: its nodes' states (and, when read whole, its graph)."""
-
-    id: uuid.UUID
-    name: str
-    tenant: str
-    created_at: datetime
-    cancelled_at: datetime | None
-    retried_at: datetime | None
-    size: int
-    counts: dict[str, int]
-    nodes: list[workflow_sql.NodeRow]
-    edges: list[EdgeView]
-    node_ids: dict[str, uuid.UUID] = field(default_factory=dict)  # as submitted: name -> job
-
-    @property
-    def status(self) -> str:
-        return status(self.counts, self.cancelled_at is not None)
-
-    def node(self, name: str) -> workflow_sql.NodeRow:
-        for n in self.nodes:
-            if n.node == name:
-                return n
-        raise KeyError(name)
 
 
 class WorkflowService:
     """Adapters (CLI, HTTP, dashboard) and `Workflow.submit` call only this."""
 
-    def __init__(self, crisper: Crisper) -> None:
-        self.crisper = crisper
+    def __init__(self, store: Store, registry: Registry, jobs: JobService,
+                 dispatcher: Dispatcher) -> None:
+        self.store = store
+        self.registry = registry
+        self.jobs = jobs
+        self.dispatcher = dispatcher
 
     def workflow(self, name: str, on_failure: Any = "fail") -> Workflow:
         return Workflow(name, on_failure=on_failure, service=self)
@@ -93,7 +62,7 @@ class WorkflowService:
         order = wf.order()
         wf.check_deliveries()
         at, workflow_id = utcnow(), new_id()
-        send = session is None and self.crisper.jobs.breaker.allows()
+        send = session is None and self.jobs.breaker.allows()
         rows = self._rows(wf, order, workflow_id, tenant, at, send)
         ids = {r["workflow_node"]: r["id"] for r in rows}
         positions: dict[str, int] = {}
@@ -108,12 +77,12 @@ class WorkflowService:
         roots = [_record_from_row(r) for r in rows if r["state"] == S.QUEUED.value]
         if session is not None:
             workflow_sql.create(session, head, rows, edges, at)
-            self.crisper.jobs._dispatch_after_commit(session, roots)
+            self.jobs._dispatch_after_commit(session, roots)
         else:
-            with self.crisper.store.transaction() as own:
+            with self.store.transaction() as own:
                 workflow_sql.create(own, head, rows, edges, at)
             if send:
-                self.crisper.jobs._dispatch_now(roots, allowed=True)
+                self.jobs._dispatch_now(roots, allowed=True)
         counts: dict[str, int] = {}
         for r in rows:
             counts[r["state"]] = counts.get(r["state"], 0) + 1
@@ -142,9 +111,9 @@ class WorkflowService:
                 request = SubmitRequest(type=node.type, params=node.params, queue=node.queue,
                                         priority=node.priority, tags=node.tags, tenant=tenant,
                                         metadata=meta)
-                row = templates[kind] = self.crisper.jobs._row(request, at, given_later=later)
+                row = templates[kind] = self.jobs._row(request, at, given_later=later)
             else:
-                job_type = self.crisper.registry.get(node.type)
+                job_type = self.registry.get(node.type)
                 params = job_type.validate(node.params, given_later=later)
                 row = {**template, "id": new_id(), "params": params, "concurrency_key":
                        limits.concurrency_key(job_type.options.flow, job_type.name, params)}
@@ -165,7 +134,7 @@ class WorkflowService:
         parsed = parse_id(workflow_id)
         if parsed is None:
             raise WorkflowNotFound(workflow_id)
-        with self.crisper.store.read() as session:
+        with self.store.read() as session:
             head = workflow_sql.get(session, parsed, tenant)
             if head is None:
                 raise WorkflowNotFound(workflow_id)
@@ -182,7 +151,7 @@ class WorkflowService:
              ) -> list[WorkflowView]:
         """Newest first, with each workflow's nodes counted per state."""
         older = parse_id(before) if before is not None else None
-        with self.crisper.store.read() as session:
+        with self.store.read() as session:
             heads = workflow_sql.list_workflows(session, tenant, older, limit)
             counts = workflow_sql.state_counts(session, [h.id for h in heads])
         return [_view(h, counts[h.id], [], []) for h in heads]
@@ -205,7 +174,7 @@ class WorkflowService:
     def cancel(self, workflow_id: object, tenant: str | None = None) -> WorkflowView:
         """Cancel every unfinished node now; running ones are asked to stop (cancel rules)."""
         view = self.get(workflow_id, tenant)
-        with self.crisper.store.transaction() as session:
+        with self.store.transaction() as session:
             workflow_sql.cancel(session, view.id, utcnow())
         return self.get(view.id)
 
@@ -231,8 +200,8 @@ class WorkflowService:
                                  ) from None
         edits = {}
         if params is not None:  # a delivering node's first parameter still comes from parents
-            later = DELIVER_KEY in (self.crisper.jobs.get(target.id).metadata or {})
-            edits[node] = self.crisper.registry.get(target.type).validate(params,
+            later = DELIVER_KEY in (self.jobs.get(target.id).metadata or {})
+            edits[node] = self.registry.get(target.type).validate(params,
                                                                           given_later=later)
         return self._rerun(view, [node], edits)
 
@@ -254,9 +223,9 @@ class WorkflowService:
                                edits.get(n.node), n.params if n.node in edits else None)
             for n in view.nodes if n.node in again
         ]
-        with self.crisper.store.transaction() as session:
+        with self.store.transaction() as session:
             dispatches = workflow_sql.rerun(session, view.id, reruns, utcnow())
-        send_released(self.crisper, dispatches)
+        send_released(self.store, self.dispatcher, dispatches)
         return self.get(view.id)
 
 
@@ -264,71 +233,3 @@ def _view(head: Any, counts: dict[str, int], nodes: list[workflow_sql.NodeRow],
           edges: list[EdgeView]) -> WorkflowView:
     return WorkflowView(head.id, head.name, head.tenant, head.created_at, head.cancelled_at,
                         head.retried_at, head.nodes, counts, nodes, edges)
-
-
-# -- the runner's hooks ---------------------------------------------------------------------
-
-def node_inputs(crisper: Crisper, job: attempt_sql.Claimed
-                ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What a node receives: its parents' results by node name (`ctx.parents`), and the
-    params its delivery adds (Celery's rule: the first parameter gets the parent's result, or
-    the list of them in order)."""
-    with crisper.store.read() as session:
-        results = workflow_sql.parent_results(session, job.id)
-        how = workflow_sql.delivery(session, job.id, DELIVER_KEY)
-    if how is None:
-        return results, {}
-    first = crisper.registry.get(job.type).parameters()[0]
-    values = list(results.values())
-    return results, {first: values if how == "list" else (values[0] if values else None)}
-
-
-def write_node_outcome(crisper: Crisper, job: attempt_sql.Claimed, outcome: Outcome,
-                       worker: str, store_news: Callable[[Session], None]) -> bool:
-    """The node's outcome and its children's release in one transaction; then their wake-ups.
-
-    A deadlock between two releases (possible only in unusual graphs) runs the transaction
-    again: the outcome is fenced, so running it twice cannot record it twice.
-    """
-    assert outcome.state is not None
-    for tries in range(5, 0, -1):
-        released: list[Dispatch] = []
-        try:
-            with crisper.store.transaction() as session:
-                store_news(session)
-                if outcome.state is S.QUEUED:  # handed back unspent: no child moves
-                    return attempt_sql.rescue(session, job.id, job.lease_token, utcnow(),
-                                              reason=outcome.reason, counted=False,
-                                              worker=worker)
-                done = attempt_sql.finish(
-                    session, job.id, job.lease_token, outcome.state, utcnow(),
-                    reason=outcome.reason, worker=worker, result=outcome.result,
-                    error=outcome.error, retry_at=outcome.retry_at, released=released,
-                    notifies=job.notifies)
-            break
-        except OperationalError as exc:
-            code = getattr(exc.orig, "sqlstate", None)
-            if code not in RETRYABLE or tries == 1:
-                raise
-            log.info("node %s: release ran into %s; writing it again", job.id, code)
-    send_released(crisper, released)
-    return done
-
-
-def send_released(crisper: Crisper, dispatches: Sequence[Dispatch]) -> None:
-    """Wake workers for nodes a committed transaction queued, then mark them sent. Never
-    raises: they are stored unsent, so the relay sends whatever this could not."""
-    if not dispatches:
-        return
-    try:
-        refusals = crisper.publish(dispatches)
-        refused = {i for r in refusals for i in r.ids}
-        with crisper.store.transaction() as session:
-            sweep_sql.mark_dispatched(session, [d.id for d in dispatches if d.id not in refused],
-                                      utcnow())
-    except Exception as exc:  # noqa: BLE001 - committed already; the relay sends them
-        if not isinstance(exc, CrisperError):
-            log.warning("released %d node(s); wake-ups left to the relay: %s", len(dispatches),
-                        exc)
-
-

@@ -19,9 +19,11 @@ passes the received parents' results, in the order the parents were given, as a 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from crisper.errors import InvalidRequest
 from crisper.names import text_problem
@@ -30,7 +32,14 @@ from crisper.states import ACTIVE, JobState
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from crisper.workflow_service import WorkflowService, WorkflowView
+    from crisper.store.workflows import NodeRow
+
+
+class Submits(Protocol):
+    """What a workflow needs to be stored: the workflow service's submit."""
+
+    def submit(self, wf: Workflow, session: Session | None = None, tenant: str = "default"
+               ) -> WorkflowView: ...
 
 Policy = Literal["fail", "run", "skip"]
 POLICIES: tuple[str, ...] = ("fail", "run", "skip")
@@ -71,7 +80,7 @@ class Workflow:
     """A graph of jobs built in memory and stored in one transaction by `submit`."""
 
     def __init__(self, name: str, *, on_failure: Policy = "fail",
-                 service: WorkflowService | None = None) -> None:
+                 service: Submits | None = None) -> None:
         _check_policy(on_failure)
         problem = text_problem(name, MAX_NAME)
         if problem is not None:
@@ -159,7 +168,7 @@ class Workflow:
         return f"{name}#{n}"
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any], service: WorkflowService | None = None
+    def from_spec(cls, spec: Mapping[str, Any], service: Submits | None = None
                   ) -> Workflow:
         """The JSON form (the HTTP API's): {name, on_failure?, nodes: [{name, type, params?,
         queue?, priority?, after?: [name | {node, on_failure?, receive?}], receive?}]}."""
@@ -256,3 +265,38 @@ def _names(nodes: Parents | bool) -> list[str]:
     if nodes is True:
         return []
     return list(dict.fromkeys(_name(n) for n in nodes))  # type: ignore[union-attr]
+
+
+@dataclass(frozen=True)
+class EdgeView:
+    parent: str
+    child: str
+    policy: str
+    receives: bool
+
+
+@dataclass(frozen=True)
+class WorkflowView:
+    """A workflow as stored: its nodes' states (and, when read whole, its graph)."""
+
+    id: uuid.UUID
+    name: str
+    tenant: str
+    created_at: datetime
+    cancelled_at: datetime | None
+    retried_at: datetime | None
+    size: int
+    counts: dict[str, int]
+    nodes: list[NodeRow]
+    edges: list[EdgeView]
+    node_ids: dict[str, uuid.UUID] = field(default_factory=dict)  # as submitted: name -> job
+
+    @property
+    def status(self) -> str:
+        return status(self.counts, self.cancelled_at is not None)
+
+    def node(self, name: str) -> NodeRow:
+        for n in self.nodes:
+            if n.node == name:
+                return n
+        raise KeyError(name)

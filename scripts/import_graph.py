@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.unit.test_layers import BASE, imports_by_part  # noqa: E402
+from tests.unit.test_layers import BASE, cycles, imports_by_part  # noqa: E402
 
 
 def main() -> None:
@@ -21,6 +21,12 @@ def main() -> None:
     for part in sorted(edges, key=lambda p: (p not in BASE, p)):
         shown = ", ".join(sorted(edges[part]))
         print(f"| `{part}`{' (base)' if part in BASE else ''} | {shown} |")
+    print()
+    found = cycles(edges)
+    for group in found:
+        print(f"Cycle: {', '.join(sorted(group))}")
+    if not found:
+        print("No cycle.")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def adopt(crisper: Crisper, app: Celery) -> None:
     app.crisper = crisper  # type: ignore[attr-defined]  # read by the adopting consumer
     crisper.celery  # noqa: B018 - build it now: its tasks must exist before a worker starts
     install(crisper, app)
-    presence = WorkerPresence(crisper)
+    presence = WorkerPresence(crisper.store, crisper.settings)
     presence.connect()
     crisper.presence = presence  # type: ignore[attr-defined]
 

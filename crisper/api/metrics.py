@@ -28,7 +28,7 @@ class StoreCollector(Collector):
         self.crisper = crisper
 
     def collect(self) -> Iterator[Metric]:
-        f = monitor.figures(self.crisper)
+        f = monitor.figures(self.crisper.store, self.crisper.settings, self.crisper.registry)
         window = f"in the last {f.window_seconds:g} s"
         active = GaugeMetricFamily("crisper_jobs_active",
                                    "Jobs not yet finished, by type and state",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from crisper.api.schemas import NO_NUL
+from crisper.bodies import NO_NUL
 
 if TYPE_CHECKING:
     from crisper.app import Crisper

@@ -61,7 +61,7 @@ class LocalJobs:
         return self.service.start(job_id)
 
     def types(self) -> list[dict[str, Any]]:
-        return monitor.job_types(self.crisper)
+        return monitor.job_types(self.crisper.settings, self.crisper.registry)
 
 
 class RemoteJobs:

@@ -30,19 +30,20 @@ def register(app: typer.Typer) -> None:
         from crisper.engine.worker import run_worker
 
         state: State = ctx.obj
-        run_worker(state.crisper, list(ctx.args))
+        c = state.crisper
+        run_worker(c.celery, c.store, c.settings, c.declared_queues(),
+                   getattr(c, "presence", None),  # an adopted Celery app has one already
+                   list(ctx.args))
 
     @app.command()
     def scheduler(ctx: typer.Context) -> None:
         """Run the relay, timers, lifeline, canceller and pruner (several copies are safe)."""
-        from crisper.maintenance.scheduler import Scheduler
-
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         state: State = ctx.obj
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         with contextlib.suppress(KeyboardInterrupt):
-            Scheduler(state.crisper).run(stop)
+            state.crisper.maintenance_loop().run(stop)
 
     @app.command()
     def up(

@@ -6,10 +6,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from crisper.api.routers.batches import watch
 from crisper.dashboard.render import base_of, render
 from crisper.dashboard.routes_pages import Reader, acting, crisper_of
 from crisper.store import utcnow
+from crisper.watch import watch_batch
 
 router = APIRouter()
 JOBS_SHOWN = 100
@@ -38,7 +38,7 @@ def batch_stream(request: Request, batch_id: str, who: Reader) -> StreamingRespo
     """The batch's counters, live (the same stream as /v1/batches/{id}/stream)."""
     crisper = crisper_of(request)
     first = crisper.batches.get(batch_id, who.tenant)
-    return StreamingResponse(watch(crisper.batches, first, who.tenant),
+    return StreamingResponse(watch_batch(crisper.batches, first, who.tenant),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

@@ -12,7 +12,6 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response, Streamin
 from starlette.concurrency import run_in_threadpool
 
 from crisper import reads
-from crisper.api.stream import Cursor, JobWatch
 from crisper.dashboard.render import base_of, render
 from crisper.dashboard.routes_pages import Reader, acting, crisper_of
 from crisper.dashboard.timeline import attempts
@@ -23,6 +22,7 @@ from crisper.records import JobRecord
 from crisper.states import JobState, action_sources
 from crisper.store import utcnow
 from crisper.store.jobs import JobFilter
+from crisper.watch import Cursor, JobWatch
 
 router = APIRouter()
 PAGE_SIZE = 50

@@ -60,7 +60,7 @@ class QueueRow:
 def queue_rows(crisper: Crisper) -> list[QueueRow]:
     """Queue figures (depth, pace) joined with their durable pause state."""
     paused = {q.name: q for q in crisper.queues.list_queues()}
-    figures = {q.name: q for q in monitor.queues(crisper)}
+    figures = {q.name: q for q in monitor.queues(crisper.store, crisper.registry)}
     rows = []
     for name in sorted(set(paused) | set(figures)):
         f, p = figures.get(name), paused.get(name)
@@ -73,10 +73,10 @@ def queue_rows(crisper: Crisper) -> list[QueueRow]:
 @router.get("/")
 def overview(request: Request, who: Reader) -> Response:
     crisper = crisper_of(request)
-    minutes = insights.activity(crisper, who.tenant)
-    outcomes = [o for o in insights.outcomes(crisper, who.tenant) if o.succeeded + o.failed]
+    minutes = insights.activity(crisper.store, who.tenant)
+    outcomes = [o for o in insights.outcomes(crisper.store, who.tenant) if o.succeeded + o.failed]
     queues = queue_rows(crisper) if who.can_admin else None
-    workers = monitor.workers(crisper) if who.can_admin else None
+    workers = monitor.workers(crisper.store, crisper.settings) if who.can_admin else None
     online = [w for w in workers or [] if w.status == "alive"]
     return render(request, "overview.html", who, page="overview",
                   chart=activity_chart(minutes), outcomes=outcomes, queues=queues,
@@ -90,7 +90,8 @@ def queues_page(request: Request, who: Reader, done: str | None = None) -> Respo
         return render(request, "queues.html", who, page="queues", queues=None, workers=None,
                       limits=None, done=None)
     return render(request, "queues.html", who, page="queues", queues=queue_rows(crisper),
-                  workers=monitor.workers(crisper), limits=crisper.limit_view.states(),
+                  workers=monitor.workers(crisper.store, crisper.settings),
+                  limits=crisper.limit_view.states(),
                   lost_after=crisper.settings.worker_lost_after_seconds,
                   done=done if done in ("pause", "resume") else None)
 
@@ -110,7 +111,7 @@ async def queue_action(request: Request, name: str, action: str) -> Response:
 @router.get("/failed")
 def failed_page(request: Request, who: Reader, retried: int | None = None,
                 skipped: int | None = None) -> Response:
-    groups = insights.failed_groups(crisper_of(request), who.tenant)
+    groups = insights.failed_groups(crisper_of(request).store, who.tenant)
     return render(request, "failed.html", who, page="failed", groups=groups,
                   window=insights.FAILED_WINDOW, retried=retried, skipped=skipped)
 
@@ -120,7 +121,8 @@ async def failed_retry(request: Request, type: Annotated[str, Form()],
                        error_type: Annotated[str, Form()] = "",
                        message: Annotated[str, Form()] = "") -> Response:
     who = await acting(request, "write")
-    result = await run_in_threadpool(insights.retry_failed_group, crisper_of(request),
+    crisper = crisper_of(request)
+    result = await run_in_threadpool(insights.retry_failed_group, crisper.store, crisper.jobs,
                                      who.tenant, type, error_type, message)
     return RedirectResponse(
         f"{base_of(request)}/failed?retried={result.changed}&skipped={result.skipped}",

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from crisper import monitor
-from crisper.api.schemas import SubmitBody
+from crisper.bodies import SubmitBody
 from crisper.dashboard import forms
 from crisper.dashboard.render import base_of, render
 from crisper.dashboard.routes_pages import Reader, acting, crisper_of
@@ -30,7 +30,7 @@ OPTIONS = ("queue", "priority", "delay", "tags")
 def _page(request: Request, who: Viewer, type_name: str, status: int = 200,
           values: dict[str, str] | None = None, errors: dict[str, str] | None = None,
           general: list[str] | None = None) -> Response:
-    types = monitor.job_types(crisper_of(request))
+    types = monitor.job_types(crisper_of(request).settings, crisper_of(request).registry)
     chosen = next((t for t in types if t["name"] == type_name), None)
     fields = forms.fields_of(chosen["params"]) if chosen else []
     return render(request, "submit.html", who, status=status, page="submit", types=types,

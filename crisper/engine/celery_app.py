@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
@@ -10,13 +11,14 @@ from crisper.errors import ConfigurationError
 from crisper.priorities import BROKER_LEVELS, broker_level
 
 if TYPE_CHECKING:
-    from crisper.app import Crisper
     from crisper.registry import JobType
     from crisper.settings import Settings
 
 HARDENED_REDIS = "crisper.engine.transport:Transport"
 HARDENED_CONSUMER = "crisper.engine.consumer:Consumer"
 CELERY_CONSUMER = "celery.worker.consumer:Consumer"
+# How a task runs its message: (job type, the message's job ids, Celery's request) → Runner.run
+RunMessage = Callable[["JobType", list[str], Any], None]
 TASK_DEFAULTS: dict[str, Any] = {
     # The database decides what runs; the message only has to survive until a claim.
     "acks_late": True,
@@ -26,18 +28,18 @@ TASK_DEFAULTS: dict[str, Any] = {
 }
 
 
-def make_celery(crisper: Crisper, existing: Celery | None = None) -> Celery:
-    """A Celery app for `crisper`: the user's own one if given (its broker and config kept)."""
+def make_celery(name: str, settings: Settings, existing: Celery | None = None) -> Celery:
+    """A Celery app named `name`: the user's own one if given (its broker and config kept)."""
     if existing is not None:
         app = existing
     else:
-        broker = crisper.settings.resolved_broker_url()
+        broker = settings.resolved_broker_url()
         if broker is None:
             raise ConfigurationError(
                 "no broker: set CRISPER_BROKER_URL (redis://… or amqp://…), or run `crisper up` "
                 "to start the embedded one"
             )
-        app = Celery(crisper.name, broker=broker, set_as_current=False)
+        app = Celery(name, broker=broker, set_as_current=False)
         app.conf.update(
             task_serializer="json",
             accept_content=["json"],
@@ -55,7 +57,7 @@ def make_celery(crisper: Crisper, existing: Celery | None = None) -> Celery:
             worker_hijack_root_logger=False,
             worker_send_task_events=False,
             task_queue_max_priority=BROKER_LEVELS,  # RabbitMQ: queues declared with x-max-priority
-            broker_transport_options=_transport_options(broker, crisper.settings),
+            broker_transport_options=_transport_options(broker, settings),
         )
     # No bytes on a queue stop a worker: checked in the transport (Redis) and the consumer.
     if is_redis(app.conf.broker_url or "") and not app.conf.broker_transport:
@@ -76,20 +78,21 @@ def _transport_options(broker: str, settings: Settings) -> dict[str, Any]:
     return {**options, **settings.broker_transport_options}
 
 
-def register_task(crisper: Crisper, app: Celery, job_type: JobType) -> None:
+def register_task(app: Celery, job_type: JobType, settings: Settings, run_message: RunMessage
+                  ) -> None:
     """Each job type is a Celery task underneath; its body is Crisper's runner."""
     timeout = job_type.options.timeout
     limits: dict[str, Any] = {}
     if timeout is not None:
         # Celery limits a whole message; a batched job starts at most the budget into it.
         if job_type.options.batch > 1:
-            timeout += crisper.settings.batch_budget_seconds
+            timeout += settings.batch_budget_seconds
         limits = {"soft_time_limit": timeout,
                   "time_limit": timeout + job_type.options.kill_grace(
-                      crisper.settings.kill_grace_seconds)}
+                      settings.kill_grace_seconds)}
 
     def run(self: Any, job_ids: list[str]) -> None:
-        crisper.runner.run(job_type, job_ids, self.request)
+        run_message(job_type, job_ids, self.request)
 
     run.__name__ = job_type.name.replace(".", "_")
     run.__doc__ = job_type.description

@@ -34,8 +34,10 @@ from crisper.store import observed as observed_sql
 if TYPE_CHECKING:
     from celery import Celery
 
-    from crisper.app import Crisper
+    from crisper.engine.dispatcher import Dispatcher
     from crisper.records import JobRecord
+    from crisper.registry import Registry
+    from crisper.settings import Settings
     from crisper.store import Store
 
 log = logging.getLogger("crisper.observe")
@@ -47,10 +49,11 @@ _OTHER_OUTCOMES = {"IGNORED": S.SUCCEEDED, "REJECTED": S.FAILED}
 class Observer:
     """The signal handlers of one wrapped Celery app, and this process's buffer and flusher."""
 
-    def __init__(self, crisper: Crisper, app: Celery) -> None:
-        self.crisper = crisper
+    def __init__(self, registry: Registry, settings: Settings, app: Celery) -> None:
+        """`registry`: Crisper's job types, which are not observed (they are Crisper's own)."""
+        self.registry = registry
         self.app = app
-        self.settings = crisper.settings
+        self.settings = settings
         self._pid = -1
         self._lock = threading.Lock()
         self.buffer = ObserveBuffer(self.settings.observe_buffer)
@@ -102,7 +105,7 @@ class Observer:
     def observes(self, name: str | None) -> bool:
         """A plain task of this app: not a Crisper job type, not Celery's own. (Names the app
         has are remembered: a signal handler should cost next to nothing.)"""
-        if not name or name in self.crisper.registry or name.startswith("celery."):
+        if not name or name in self.registry or name.startswith("celery."):
             return False
         if name in self._app_tasks:
             return True
@@ -352,7 +355,7 @@ def mark_lost(store: Store, lost_after: float) -> int:
     return len(lost)
 
 
-def revoke(crisper: Crisper, record: JobRecord) -> JobRecord:
+def revoke(store: Store, dispatcher: Dispatcher, record: JobRecord) -> None:
     """Cancel of an observed task: Celery's revoke(terminate=True), noted on the row.
 
     Crisper does not control the task: Celery's workers decide (a task already finished is
@@ -361,10 +364,9 @@ def revoke(crisper: Crisper, record: JobRecord) -> JobRecord:
     if record.state.is_terminal:
         raise InvalidTransition(record.id, record.state.value, "revoked",
                                 [S.QUEUED.value, S.RUNNING.value, S.RETRYING.value])
-    crisper.celery.control.revoke(record.task_id, terminate=True, signal="SIGTERM")
-    with crisper.store.transaction() as session:
+    dispatcher.revoke(record.task_id, "SIGTERM")
+    with store.transaction() as session:
         observed_sql.request_revoke(session, record.id, _now())
-    return crisper.jobs.get(record.id)
 
 
 def _payload(body: Any) -> tuple[Any, Any]:

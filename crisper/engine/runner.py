@@ -21,7 +21,6 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded
 from crisper import retry as retry_policy
 from crisper.engine.async_bodies import finish_body
 from crisper.engine.context import JobContext, install_log_handler
-from crisper.engine.dispatch import publish
 from crisper.engine.leases import LeaseKeeper, beat_interval, store_news
 from crisper.errors import Cancelled, CrisperError, StoreUnavailable
 from crisper.ids import parse_id
@@ -31,8 +30,12 @@ from crisper.store import sweeps as sweep_sql
 from crisper.store import utcnow
 
 if TYPE_CHECKING:
-    from crisper.app import Crisper
-    from crisper.registry import JobType
+    from crisper.engine.dispatcher import Dispatcher
+    from crisper.flow.gate import FlowGate
+    from crisper.live import LivePublisher
+    from crisper.registry import JobType, Registry
+    from crisper.settings import Settings
+    from crisper.store import Store
 
 log = logging.getLogger(__name__)
 S = JobState
@@ -71,10 +74,15 @@ class Outcome:
 class Runner:
     """The body of every Crisper task on a worker."""
 
-    def __init__(self, crisper: Crisper) -> None:
-        self.crisper = crisper
-        settings = crisper.settings
-        self.leases = LeaseKeeper(crisper.store, settings.lease_seconds,
+    def __init__(self, store: Store, settings: Settings, registry: Registry, gate: FlowGate,
+                 live: LivePublisher, dispatcher: Dispatcher) -> None:
+        self.store = store
+        self.settings = settings
+        self.registry = registry
+        self.gate = gate
+        self.live = live
+        self.dispatcher = dispatcher
+        self.leases = LeaseKeeper(store, settings.lease_seconds,
                                   beat_interval(settings.lease_seconds, settings.heartbeat_seconds))
         self._pid = os.getpid()
         self._live_at: dict[Any, float] = {}
@@ -100,7 +108,7 @@ class Runner:
         queue = (getattr(request, "delivery_info", None) or {}).get("routing_key") or None
         budget = None
         if len(ids) > 1:
-            budget = threading.Timer(self.crisper.settings.batch_budget_seconds,
+            budget = threading.Timer(self.settings.batch_budget_seconds,
                                      self._hand_back, (turns,))
             budget.daemon = True
             budget.start()
@@ -111,7 +119,8 @@ class Runner:
                     ctx = self._context(job)
                     self.leases.hold(ctx)
                     self.run_claimed(job_type, job, ctx, worker)
-                    self.crisper.flow.release(job_type, job.params)  # wake jobs waiting on it
+                    # wake jobs waiting on it
+                    self.gate.release(job_type.name, job_type.options.flow, job.params)
         finally:
             if budget is not None:
                 budget.cancel()
@@ -122,9 +131,9 @@ class Runner:
         if not rest:
             return
         try:
-            with self.crisper.store.read() as session:
+            with self.store.read() as session:
                 waiting = sweep_sql.waiting_dispatches(session, rest)
-            publish(self.crisper.celery, waiting)
+            self.dispatcher.send_each(waiting)
         except CrisperError as exc:  # still queued: the lost-message sweep sends them later
             log.warning("could not hand back %d waiting job(s): %s", len(rest), exc)
 
@@ -154,12 +163,13 @@ class Runner:
         name = job_type.name if job_type is not None else None
         forcible = can_force_stop()
         if job_type is not None and job_type.options.flow.limited:
-            return self.crisper.flow.claim(job_type, ids, worker, task_id, forcible=forcible)
+            return self.gate.claim(job_type.name, job_type.options.flow, ids, worker,
+                                           task_id, forcible=forcible)
         for retry in (True, False):  # a pooled connection may have died since its last use
             try:
-                with self.crisper.store.autocommit() as session:
+                with self.store.autocommit() as session:
                     claimed = attempt_sql.claim(session, ids, worker, task_id,
-                                                self.crisper.settings.lease_seconds, utcnow(),
+                                                self.settings.lease_seconds, utcnow(),
                                                 skip_paused=True, job_type=name, queue=queue,
                                                 forcible=forcible)
                 break
@@ -168,7 +178,8 @@ class Runner:
                     raise
         if len(claimed) < len(ids) and job_type is not None:  # duplicates, or a paused queue
             got = {c.id for c in claimed}
-            claimed += self.crisper.flow.claim(job_type, [i for i in ids if i not in got],
+            claimed += self.gate.claim(job_type.name, job_type.options.flow,
+                                               [i for i in ids if i not in got],
                                                worker, task_id, forcible=forcible)
         return claimed
 
@@ -177,7 +188,7 @@ class Runner:
         """One log line for a message that ran nothing: unknown id, wrong type or queue, or a
         job no longer queued (a duplicate, cancelled, held or finished)."""
         try:
-            with self.crisper.store.read() as session:
+            with self.store.read() as session:
                 found = attempt_sql.unclaimable(session, [job_id])
         except CrisperError as exc:
             log.warning("message for job %s (%s) claimed nothing: %s", job_id, job_type.name, exc)
@@ -205,7 +216,7 @@ class Runner:
     # -- steps ------------------------------------------------------------------------------
 
     def _context(self, job: attempt_sql.Claimed) -> JobContext:
-        s = self.crisper.settings
+        s = self.settings
         ctx = JobContext(
             job_id=job.id, job_type=job.type, attempt=job.attempt,
             max_attempts=job.max_attempts, lease_token=job.lease_token,
@@ -214,27 +225,27 @@ class Runner:
             on_still_running=self._publish_running,
         )
         if job.workflow_id is not None:  # a workflow node: the results it receives
-            from crisper.workflow_service import node_inputs
+            from crisper.engine.nodes import node_inputs
 
-            ctx.parents, ctx.inputs = node_inputs(self.crisper, job)
+            ctx.parents, ctx.inputs = node_inputs(self.store, self.registry, job)
         return ctx
 
     def _publish_progress(self, ctx: JobContext) -> None:
         now = time.monotonic()
         if now - self._live_at.get(ctx.job_id, 0.0) >= LIVE_PROGRESS_INTERVAL:
             self._live_at[ctx.job_id] = now
-            self.crisper.live.publish(ctx.job_id, "progress", {
+            self.live.publish(ctx.job_id, "progress", {
                 "current": ctx.progress_current, "total": ctx.progress_total,
                 "message": ctx.progress_message, "attempt": ctx.attempt,
                 "seq": next(self._live_seq),
             })
 
     def _publish_running(self, ctx: JobContext) -> None:
-        self.crisper.live.publish(ctx.job_id, "state", {"state": "running",
+        self.live.publish(ctx.job_id, "state", {"state": "running",
                                                          "attempt": ctx.attempt})
 
     def _publish_log(self, ctx: JobContext, line: dict[str, Any]) -> None:
-        self.crisper.live.publish(ctx.job_id, "log", {
+        self.live.publish(ctx.job_id, "log", {
             "level": line["level"], "message": line["message"], "at": line["at"].isoformat(),
         })
 
@@ -258,7 +269,7 @@ class Runner:
                 time.sleep(pause)
                 pause = min(pause * 2, 5.0)
         if recorded:
-            self.crisper.live.publish(job.id, "state", {"state": outcome.state.value,
+            self.live.publish(job.id, "state", {"state": outcome.state.value,
                                                         "attempt": job.attempt})
         else:
             log.warning("job %s: lease lost before the outcome was written", job.id)
@@ -282,9 +293,9 @@ class Runner:
         if job.workflow_id is not None:
             return self._write_node_outcome(job, ctx, outcome, worker)
         if not ctx.has_news():
-            with self.crisper.store.autocommit() as conn:
+            with self.store.autocommit() as conn:
                 return finish(conn)
-        with self.crisper.store.transaction() as session:
+        with self.store.transaction() as session:
             store_news(session, ctx, final=True)
             return finish(session)
 
@@ -292,16 +303,16 @@ class Runner:
                             worker: str) -> bool:
         """A workflow node: its outcome and its children's release in one transaction, then
         the wake-ups of the children it queued (left to the relay if this process dies)."""
-        from crisper.workflow_service import write_node_outcome
+        from crisper.engine.nodes import write_node_outcome
 
-        return write_node_outcome(self.crisper, job, outcome, worker,
+        return write_node_outcome(self.store, self.dispatcher, job, outcome, worker,
                                   lambda session: store_news(session, ctx, final=True))
 
     def _reset_after_fork(self) -> None:
         if os.getpid() != self._pid:
             self._pid = os.getpid()
-            self.crisper.store.dispose()
-            self.crisper.live.reset()
+            self.store.dispose()
+            self.live.reset()
             self.leases.forget_after_fork()
 
 

@@ -18,7 +18,10 @@ from crisper.store import utcnow
 from crisper.store import workers as worker_sql
 
 if TYPE_CHECKING:
-    from crisper.app import Crisper
+    from celery import Celery
+
+    from crisper.settings import Settings
+    from crisper.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +29,9 @@ log = logging.getLogger(__name__)
 class WorkerPresence:
     """The worker's main process announces itself and heartbeats until it shuts down."""
 
-    def __init__(self, crisper: Crisper) -> None:
-        self.crisper = crisper
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
         self.name = ""
         self.exitcode = 0  # Celery's worker's, as it stopped (non-zero: stopped by an error)
         self._stop = threading.Event()
@@ -45,7 +49,7 @@ class WorkerPresence:
         pool = getattr(sender, "pool", None)
         concurrency = int(getattr(pool, "limit", None) or getattr(sender, "concurrency", 1) or 1)
         try:
-            with self.crisper.store.transaction() as session:
+            with self.store.transaction() as session:
                 worker_sql.register(session, self.name, socket.gethostname(), os.getpid(),
                                     queues, concurrency, utcnow())
         except CrisperError as exc:
@@ -53,9 +57,9 @@ class WorkerPresence:
         threading.Thread(target=self._beat, name="crisper-presence", daemon=True).start()
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.crisper.settings.heartbeat_seconds):
+        while not self._stop.wait(self.settings.heartbeat_seconds):
             try:
-                with self.crisper.store.transaction() as session:
+                with self.store.transaction() as session:
                     worker_sql.heartbeat(session, self.name, utcnow())
             except CrisperError as exc:
                 log.warning("worker heartbeat failed: %s", exc)
@@ -68,10 +72,10 @@ class WorkerPresence:
         if not self.name:
             return
         try:
-            s, now = self.crisper.settings, utcnow()
+            s, now = self.settings, utcnow()
             expires = now + timedelta(seconds=interrupted_lease(s.lease_seconds,
                                                                 s.heartbeat_seconds))
-            with self.crisper.store.transaction() as session:
+            with self.store.transaction() as session:
                 marked = attempt_sql.mark_interrupted(session, f"{self.name}:", now, expires)
             if marked:
                 log.warning("shutting down: %d running job(s) marked interrupted", marked)
@@ -82,7 +86,7 @@ class WorkerPresence:
         self.exitcode = int(getattr(sender, "exitcode", None) or 0)
         self._stop.set()
         try:
-            with self.crisper.store.transaction() as session:
+            with self.store.transaction() as session:
                 worker_sql.stopped(session, self.name, utcnow())
         except CrisperError:
             pass
@@ -91,24 +95,25 @@ class WorkerPresence:
 FORCIBLE_POOLS = ("prefork",)
 
 
-def run_worker(crisper: Crisper, celery_args: list[str]) -> None:
-    """Start Celery's worker with Crisper's tasks; unless told, consume every declared queue.
+def run_worker(celery: Celery, store: Store, settings: Settings, queues: list[str],
+               presence: WorkerPresence | None, celery_args: list[str]) -> None:
+    """Start Celery's worker with Crisper's tasks; unless told, consume every declared queue
+    (`queues`). `presence`: an adopted Celery app's own (None: one is made here).
 
     Exits with Celery's worker exit code when it is not 0 (a worker stopped by an error), so
     that supervisors restart it.
     """
     args = list(celery_args)
-    check_pool(pool_of(args) or str(crisper.celery.conf.worker_pool or "prefork"))
+    check_pool(pool_of(args) or str(celery.conf.worker_pool or "prefork"))
     if not any(a in ("-Q", "--queues") or a.startswith("--queues=") for a in args):
-        args += ["-Q", ",".join(crisper.declared_queues())]
+        args += ["-Q", ",".join(queues)]
     if not any(a.startswith(("-l", "--loglevel")) for a in args):
         args += ["--loglevel", "INFO"]
-    presence = getattr(crisper, "presence", None)  # an adopted Celery app has one already
     if presence is None:
-        presence = WorkerPresence(crisper)
+        presence = WorkerPresence(store, settings)
         presence.connect()
-    crisper.store.dispose()
-    crisper.celery.worker_main(["worker", *args])
+    store.dispose()
+    celery.worker_main(["worker", *args])
     if presence.exitcode:  # Celery's own command line drops it when run from Python
         raise SystemExit(presence.exitcode)
 

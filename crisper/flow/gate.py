@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
     from sqlalchemy.orm import Session
 
-    from crisper.app import Crisper
-    from crisper.registry import JobType
+    from crisper.flow.limits import FlowOptions
+    from crisper.settings import Settings
+    from crisper.store import Store
 
 log = logging.getLogger(__name__)
 # A job waiting for a concurrency slot is woken when one frees; this is only the fallback.
@@ -40,27 +41,27 @@ REDIS_DOWN_RETRY_SECONDS = 5.0
 class FlowGate:
     """Decides, in the claim's own transaction, which of a message's jobs may start now."""
 
-    def __init__(self, crisper: Crisper) -> None:
-        self.crisper = crisper
-        settings = crisper.settings
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
         self.buckets = RateBuckets(settings.resolved_redis_url(), settings.broker_prefix)
 
-    def claim(self, job_type: JobType, ids: list[uuid.UUID], worker: str, task_id: str,
-              forcible: bool | None = None) -> list[attempt_sql.Claimed]:
-        """Claim the admitted jobs; defer the others; leave paused queues' jobs untouched."""
-        lease = self.crisper.settings.lease_seconds
-        with self.crisper.store.transaction() as session:
+    def claim(self, type_name: str, opts: FlowOptions, ids: list[uuid.UUID], worker: str,
+              task_id: str, forcible: bool | None = None) -> list[attempt_sql.Claimed]:
+        """Claim the admitted jobs of type `type_name` (flow options `opts`); defer the
+        others; leave paused queues' jobs untouched."""
+        lease = self.settings.lease_seconds
+        with self.store.transaction() as session:
             at = utcnow()
-            admitted = self._admit(session, job_type, ids, at)
+            admitted = self._admit(session, type_name, opts, ids, at)
             claimed = attempt_sql.claim(session, admitted, worker, task_id, lease, at,
-                                        job_type=job_type.name, forcible=forcible)
-            if claimed and job_type.options.flow.limited:
+                                        job_type=type_name, forcible=forcible)
+            if claimed and opts.limited:
                 flow_sql.admitted(session, [c.id for c in claimed])
         return claimed
 
-    def _admit(self, session: Session, job_type: JobType, ids: list[uuid.UUID], at: datetime
-               ) -> list[uuid.UUID]:
-        opts = job_type.options.flow
+    def _admit(self, session: Session, type_name: str, opts: FlowOptions, ids: list[uuid.UUID],
+               at: datetime) -> list[uuid.UUID]:
         rows = flow_sql.pending(session, ids)
         held = [r.id for r in rows if r.paused]
         if held:  # the relay sends them again once the queue is resumed
@@ -80,7 +81,7 @@ class FlowGate:
                 flow_sql.defer(session, row, until, "concurrency", at)
                 continue
             if opts.rate_limit is not None and row.rate_token_at is None:
-                wait = self._reserve(job_type, row.id, session)
+                wait = self._reserve(type_name, opts, row.id, session)
                 if wait is None:  # Redis is unreachable: no slot was taken; ask again later
                     until = at + timedelta(seconds=REDIS_DOWN_RETRY_SECONDS)
                     flow_sql.defer(session, row, until, "rate", at)
@@ -94,27 +95,26 @@ class FlowGate:
             admitted.append(row.id)
         return admitted
 
-    def _reserve(self, job_type: JobType, job_id: uuid.UUID, session: Session) -> float | None:
+    def _reserve(self, type_name: str, opts: FlowOptions, job_id: uuid.UUID, session: Session
+                 ) -> float | None:
         """Seconds until this job's rate slot; on a Redis outage, retry later with no slot."""
-        opts = job_type.options.flow
         assert opts.rate_limit is not None
         record = job_sql.get(session, job_id)
         params: dict[str, Any] = record.params if record else {}
-        key = limits.rate_key(opts, job_type.name, params)
+        key = limits.rate_key(opts, type_name, params)
         try:
             return self.buckets.reserve(key, opts.rate_limit)
         except redis.RedisError as exc:
             log.warning("rate limit for %s unavailable (%s); job %s waits", key, exc, job_id)
             return None
 
-    def release(self, job_type: JobType, params: dict[str, Any]) -> None:
-        """An attempt ended: wake jobs waiting for the slot it held."""
-        opts = job_type.options.flow
-        key = limits.concurrency_key(opts, job_type.name, params)
+    def release(self, type_name: str, opts: FlowOptions, params: dict[str, Any]) -> None:
+        """An attempt of type `type_name` ended: wake jobs waiting for the slot it held."""
+        key = limits.concurrency_key(opts, type_name, params)
         if key is None or opts.concurrency is None:
             return
         try:
-            with self.crisper.store.transaction() as session:
+            with self.store.transaction() as session:
                 flow_sql.lock_key(session, key)
                 free = opts.concurrency - flow_sql.running(session, key)
                 flow_sql.wake(session, key, free, utcnow())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from crisper.errors import InvalidRequest
@@ -11,35 +12,37 @@ from crisper.store import utcnow
 from crisper.store.queues import QueueRecord
 
 if TYPE_CHECKING:
-    from crisper.app import Crisper
+    from crisper.store import Store
 
 
 class QueueService:
     """Paused queues are not dispatched; running jobs finish; the pause survives restarts."""
 
-    def __init__(self, crisper: Crisper) -> None:
-        self.crisper = crisper
+    def __init__(self, store: Store, known: Callable[[], Iterable[str]]) -> None:
+        """`known`: the queues the job types name (listed even before their first job)."""
+        self.store = store
+        self.known = known
 
     def list_queues(self) -> list[QueueRecord]:
-        known = {jt.options.queue for jt in self.crisper.registry}
-        with self.crisper.store.read() as session:
+        known = set(self.known())
+        with self.store.read() as session:
             return queue_sql.list_queues(session, known)
 
     def get(self, name: str) -> QueueRecord:
-        with self.crisper.store.read() as session:
+        with self.store.read() as session:
             found = [q for q in queue_sql.list_queues(session, [name]) if q.name == name]
         return found[0]
 
     def pause(self, name: str) -> QueueRecord:
         _check(name)
-        with self.crisper.store.transaction() as session:
+        with self.store.transaction() as session:
             queue_sql.set_paused(session, name, True, utcnow())
         return self.get(name)
 
     def resume(self, name: str) -> QueueRecord:
         """Unpause; the relay then sends the wake-ups the pause held back."""
         _check(name)
-        with self.crisper.store.transaction() as session:
+        with self.store.transaction() as session:
             queue_sql.set_paused(session, name, False, utcnow())
             queue_sql.forget_dispatch(session, [name])
         return self.get(name)

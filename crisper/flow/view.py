@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -10,12 +11,15 @@ import redis
 
 from crisper.errors import CrisperError
 from crisper.flow.bucket import RateBuckets
-from crisper.flow.limits import RateLimit
+from crisper.flow.limits import FlowOptions, RateLimit
 from crisper.store import flow as flow_sql
 
 if TYPE_CHECKING:
-    from crisper.app import Crisper
-    from crisper.registry import JobType
+    from crisper.settings import Settings
+    from crisper.store import Store
+
+# A job type as the view needs it: its name and its flow options.
+Typed = tuple[str, FlowOptions]
 
 log = logging.getLogger(__name__)
 
@@ -44,45 +48,46 @@ class LimitState:
 class LimitView:
     """Reads the limits' state from Redis (rate buckets) and the store (running, deferred)."""
 
-    def __init__(self, crisper: Crisper) -> None:
-        self.crisper = crisper
-        settings = crisper.settings
+    def __init__(self, store: Store, settings: Settings,
+                 types: Callable[[], Iterable[Typed]]) -> None:
+        """`types`: each registered job type's name and flow options."""
+        self.store = store
+        self.types = types
         self.buckets = RateBuckets(settings.resolved_redis_url(), settings.broker_prefix)
 
     def states(self) -> list[LimitState]:
         """Every limit a registered job type uses: the shared ones once, by name."""
-        rates: dict[str, list[JobType]] = {}
-        slots: dict[str, list[JobType]] = {}
-        for jt in self.crisper.registry:
-            flow = jt.options.flow
+        rates: dict[str, list[Typed]] = {}
+        slots: dict[str, list[Typed]] = {}
+        for name, flow in self.types():
             if flow.rate_limit is not None:
-                rates.setdefault(flow.rate_scope(jt.name), []).append(jt)
+                rates.setdefault(flow.rate_scope(name), []).append((name, flow))
             if flow.concurrency is not None:
-                slots.setdefault(flow.concurrency_scope(jt.name), []).append(jt)
+                slots.setdefault(flow.concurrency_scope(name), []).append((name, flow))
         found = [self._rate(scope, types) for scope, types in sorted(rates.items())]
         found += [self._slots(scope, types) for scope, types in sorted(slots.items())]
         return found
 
-    def _rate(self, scope: str, types: list[JobType]) -> LimitState:
-        rate = types[0].options.flow.rate_limit
+    def _rate(self, scope: str, types: list[Typed]) -> LimitState:
+        rate = types[0][1].rate_limit
         assert rate is not None
-        keyed = any(t.options.flow.rate_key is not None for t in types)
-        names = sorted(t.name for t in types)
-        with self.crisper.store.read() as session:
+        keyed = any(flow.rate_key is not None for _, flow in types)
+        names = sorted(name for name, _ in types)
+        with self.store.read() as session:
             deferred = flow_sql.deferred(session, names, "rate")
-        return LimitState(rate.name or types[0].name, "rate", rate.name is not None, names,
+        return LimitState(rate.name or types[0][0], "rate", rate.name is not None, names,
                           rate.limit, rate.period, rate.burst, keyed,
                           None if keyed else self._tokens(scope, rate), None, deferred)
 
-    def _slots(self, scope: str, types: list[JobType]) -> LimitState:
-        flow = types[0].options.flow
+    def _slots(self, scope: str, types: list[Typed]) -> LimitState:
+        flow = types[0][1]
         assert flow.concurrency is not None
-        keyed = any(t.options.flow.concurrency_key is not None for t in types)
-        names = sorted(t.name for t in types)
-        with self.crisper.store.read() as session:
+        keyed = any(f.concurrency_key is not None for _, f in types)
+        names = sorted(name for name, _ in types)
+        with self.store.read() as session:
             running = flow_sql.running_under(session, scope)
             deferred = flow_sql.deferred(session, names, "concurrency")
-        return LimitState(flow.concurrency_name or types[0].name, "concurrency",
+        return LimitState(flow.concurrency_name or types[0][0], "concurrency",
                           flow.concurrency_name is not None, names, flow.concurrency, None,
                           None, keyed, None, running, deferred)
 

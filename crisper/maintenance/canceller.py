@@ -11,29 +11,29 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
+from crisper.engine.dispatcher import Dispatcher
+from crisper.registry import Registry
+from crisper.settings import Settings
 from crisper.states import JobState
+from crisper.store import Store
 from crisper.store import attempts as attempt_sql
 from crisper.store import statements as statement_sql
 from crisper.store import sweeps as sweep_sql
-
-if TYPE_CHECKING:
-    from crisper.app import Crisper
 
 log = logging.getLogger(__name__)
 BATCH = 100
 
 
-def enforce(crisper: Crisper, at: datetime) -> int:
+def enforce(store: Store, settings: Settings, registry: Registry, dispatcher: Dispatcher,
+            at: datetime) -> int:
     """Record the job cancelled (fencing out its worker), then kill the process running it."""
-    default = crisper.settings.cancel_grace_seconds
-    own = {t.name: t.options.cancel_grace for t in crisper.registry
-           if t.options.cancel_grace is not None}
+    default = settings.cancel_grace_seconds
+    own = {t.name: t.options.cancel_grace for t in registry if t.options.cancel_grace is not None}
     before = at - timedelta(seconds=default)
-    with crisper.store.transaction() as session:
+    with store.transaction() as session:
         overdue = sweep_sql.overdue_cancels(session, before, BATCH, other_than=sorted(own))
         for name, grace in own.items():  # job types with their own grace period
             overdue += sweep_sql.overdue_cancels(session, at - timedelta(seconds=grace), BATCH,
@@ -48,7 +48,7 @@ def enforce(crisper: Crisper, at: datetime) -> int:
     for lease in stopped:
         if lease.task_id:
             try:
-                crisper.celery.control.revoke(lease.task_id, terminate=True, signal="SIGKILL")
+                dispatcher.revoke(lease.task_id, "SIGKILL")
             except Exception as exc:  # the lease fence already protects the outcome
                 log.warning("could not terminate job %s: %s", lease.id, exc)
     return len(stopped)

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, cast
 from crisper import cron
 from crisper.errors import CrisperError
 from crisper.schedules import request_for
+from crisper.service import JobService
+from crisper.store import Store
 from crisper.store import jobs as job_sql
 from crisper.store import schedules as schedule_sql
 from crisper.store.schedules import ScheduleRecord
@@ -23,24 +25,22 @@ from crisper.store.schedules import ScheduleRecord
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from crisper.app import Crisper
-
 log = logging.getLogger(__name__)
 BATCH = 100
 
 
-def fire_due(crisper: Crisper, at: datetime) -> int:
-    with crisper.store.read() as session:
+def fire_due(store: Store, jobs: JobService, at: datetime) -> int:
+    with store.read() as session:
         due = schedule_sql.due(session, at, BATCH)
-    return sum(fire(crisper, s, at) for s in due)
+    return sum(fire(store, jobs, s, at) for s in due)
 
 
-def fire(crisper: Crisper, s: ScheduleRecord, at: datetime) -> int:
+def fire(store: Store, jobs: JobService, s: ScheduleRecord, at: datetime) -> int:
     """Run the fires of `s` due at `at`, if this scheduler wins them; the jobs made."""
     assert s.next_fire_at is not None
     catchup = cast(cron.Catchup, s.catchup)
     plan = cron.plan(s.cron, s.timezone, s.next_fire_at, at, catchup, s.catchup_window)
-    with crisper.store.transaction() as session:
+    with store.transaction() as session:
         if not schedule_sql.advance(session, s.name, s.tenant, s.next_fire_at,
                                     plan.next_fire_at, at):
             return 0  # another scheduler took these fires
@@ -52,8 +52,7 @@ def fire(crisper: Crisper, s: ScheduleRecord, at: datetime) -> int:
                 continue
             run_at = cron.run_at(s.name, fire_time, s.jitter) if s.jitter else None
             try:
-                job = crisper.jobs.submit_many([request_for(s, fire_time, run_at)],
-                                               session=session)[0]
+                job = jobs.submit_many([request_for(s, fire_time, run_at)], session=session)[0]
             except CrisperError as exc:  # e.g. the job type changed its parameters
                 error = str(exc)
                 log.error("schedule %s could not fire: %s", s.name, exc)

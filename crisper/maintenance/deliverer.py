@@ -15,20 +15,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 import httpx
 
 from crisper import outbound
-from crisper.errors import CrisperError, OutboundRefused
+from crisper.errors import BrokerUnavailable, CrisperError, OutboundRefused, StoreUnavailable
+from crisper.service import JobService, SubmitRequest
+from crisper.settings import Settings
+from crisper.store import Store, utcnow
 from crisper.store import deliveries as outbox
-from crisper.store import utcnow
 from crisper.webhooks import signing
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
-    from crisper.app import Crisper
+from crisper.webhooks.service import ensure_secrets
 
 log = logging.getLogger(__name__)
 USER_AGENT = "Crisper-Webhooks/1"
@@ -55,52 +52,56 @@ class Outcome:
 
 
 class Deliverer:
-    """One scheduler's deliverer: its HTTP client and its pool of senders."""
+    """One maintenance loop's deliverer: its HTTP client and its pool of senders. Batch
+    callback jobs (deliveries without a URL) are submitted through `jobs`."""
 
-    def __init__(self, guard: outbound.Guard | None = None) -> None:
+    def __init__(self, store: Store, settings: Settings, jobs: JobService,
+                 guard: outbound.Guard | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self.jobs = jobs
         self._guard = guard
         self._client: httpx.Client | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._pruned_at = 0.0
 
-    def __call__(self, crisper: Crisper, at: datetime) -> int:
-        s = crisper.settings
+    def __call__(self, at: datetime) -> int:
+        s = self.settings
         if self._pool is None:
             self._pool = ThreadPoolExecutor(s.webhook_concurrency, "crisper-webhook")
             self._client = outbound.new_client()
             self._guard = self._guard or outbound.Guard(s.outbound_allow)
-        self._prune(crisper, at)
-        with crisper.store.read() as session:
+        self._prune(at)
+        with self.store.read() as session:
             if not outbox.any_due(session, at):
                 return 0
         until = at + timedelta(seconds=lease_seconds(s.webhook_timeout_seconds))
-        with crisper.store.transaction() as session:
+        with self.store.transaction() as session:
             due = outbox.claim_due(session, at, s.webhook_concurrency * 4, until)
             signers = {t: ensure_secrets(session, t, at) for t in {d.tenant for d in due}}
-        futures = [self._pool.submit(self.send_one, crisper, d, signers[d.tenant]) for d in due]
+        futures = [self._pool.submit(self.send_one, d, signers[d.tenant]) for d in due]
         for d, future in zip(due, futures, strict=True):
             outcome, took = future.result()
-            self._record(crisper, d, outcome, took)
+            self._record(d, outcome, took)
         return len(due)
 
-    def _prune(self, crisper: Crisper, at: datetime) -> None:
+    def _prune(self, at: datetime) -> None:
         if time.monotonic() - self._pruned_at < PRUNE_EVERY_SECONDS:
             return
         self._pruned_at = time.monotonic()
-        before = at - timedelta(seconds=crisper.settings.retention_seconds)
-        with crisper.store.transaction() as session:
+        before = at - timedelta(seconds=self.settings.retention_seconds)
+        with self.store.transaction() as session:
             outbox.prune(session, before, PRUNE_BATCH)
 
-    def send_one(self, crisper: Crisper, d: outbox.DeliveryRecord, secrets: list[str]
-                 ) -> tuple[Outcome, float]:
+    def send_one(self, d: outbox.DeliveryRecord, secrets: list[str]) -> tuple[Outcome, float]:
         began = time.monotonic()
         try:
-            outcome = self._post(crisper, d, secrets) if d.url else _submit_job(crisper, d)
+            outcome = self._post(d, secrets) if d.url else self._submit_job(d)
         except Exception as exc:  # noqa: BLE001 - any failure is this try's outcome
             outcome = Outcome(error=f"{type(exc).__name__}: {exc}")
         return outcome, time.monotonic() - began
 
-    def _post(self, crisper: Crisper, d: outbox.DeliveryRecord, secrets: list[str]) -> Outcome:
+    def _post(self, d: outbox.DeliveryRecord, secrets: list[str]) -> Outcome:
         assert d.url is not None and self._client is not None and self._guard is not None
         body = json.dumps(d.body, separators=(",", ":"), sort_keys=True).encode()
         headers = {
@@ -112,7 +113,7 @@ class Deliverer:
         try:
             response = outbound.post(self._client, self._guard, d.url, content=body,
                                      headers=headers,
-                                     timeout=crisper.settings.webhook_timeout_seconds)
+                                     timeout=self.settings.webhook_timeout_seconds)
         except OutboundRefused as exc:
             return Outcome(error=str(exc), final=True)
         except httpx.HTTPError as exc:
@@ -122,9 +123,8 @@ class Deliverer:
             return Outcome(status=response.status_code, delivered=True)
         return Outcome(status=response.status_code, error=f"HTTP {response.status_code}")
 
-    def _record(self, crisper: Crisper, d: outbox.DeliveryRecord, outcome: Outcome,
-                took: float) -> None:
-        s = crisper.settings
+    def _record(self, d: outbox.DeliveryRecord, outcome: Outcome, took: float) -> None:
+        s = self.settings
         at = utcnow()
         give_up_at = d.give_up_at or at + timedelta(seconds=s.webhook_give_up_seconds)
         retry_at = at + timedelta(seconds=backoff(d.attempts, s.webhook_backoff_seconds,
@@ -136,7 +136,7 @@ class Deliverer:
         else:
             state = outbox.PENDING
         try:
-            with crisper.store.transaction() as session:
+            with self.store.transaction() as session:
                 fenced = outbox.record_try(
                     session, d, at, status=outcome.status, error=outcome.error, seconds=took,
                     state=state, next_at=retry_at if state == outbox.PENDING else None,
@@ -157,34 +157,16 @@ class Deliverer:
             self._client.close()
 
 
-def _submit_job(crisper: Crisper, d: outbox.DeliveryRecord) -> Outcome:
-    """A batch's callback job: submitted under an idempotency key made of the batch and the
-    callback, so that a second try (after a lost lease) finds the first job."""
-    from crisper.service import SubmitRequest
-
-    spec = d.body
-    try:
-        record = crisper.jobs.submit(SubmitRequest(
-            type=spec["type"], params=spec.get("params") or {}, queue=spec.get("queue"),
-            idempotency_key=spec["idempotency_key"], tenant=d.tenant,
-            metadata={"batch": str(d.batch_id)} if d.batch_id else None))
-    except CrisperError as exc:
-        final = not isinstance(exc, outbox_errors())
-        return Outcome(error=str(exc), final=final)
-    return Outcome(status=None, error=None, delivered=bool(record.id))
-
-
-def outbox_errors() -> tuple[type[CrisperError], ...]:
-    """Errors worth another try (the database or broker away); any other one is final."""
-    from crisper.errors import BrokerUnavailable, StoreUnavailable
-
-    return (StoreUnavailable, BrokerUnavailable)
-
-
-def ensure_secrets(session: Session, tenant: str, at: datetime) -> list[str]:
-    """The tenant's signing secrets; the first one is made on first need."""
-    found = outbox.secrets_in_force(session, tenant, at)
-    if found:
-        return found
-    outbox.add_first_secret(session, tenant, signing.new_secret(), at)
-    return outbox.secrets_in_force(session, tenant, at)
+    def _submit_job(self, d: outbox.DeliveryRecord) -> Outcome:
+        """A batch's callback job: submitted under an idempotency key made of the batch and
+        the callback, so that a second try (after a lost lease) finds the first job."""
+        spec = d.body
+        try:
+            record = self.jobs.submit(SubmitRequest(
+                type=spec["type"], params=spec.get("params") or {}, queue=spec.get("queue"),
+                idempotency_key=spec["idempotency_key"], tenant=d.tenant,
+                metadata={"batch": str(d.batch_id)} if d.batch_id else None))
+        except CrisperError as exc:  # the database or broker away: worth another try
+            final = not isinstance(exc, (StoreUnavailable, BrokerUnavailable))
+            return Outcome(error=str(exc), final=final)
+        return Outcome(status=None, error=None, delivered=bool(record.id))

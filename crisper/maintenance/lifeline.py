@@ -12,17 +12,15 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
 from crisper.errors import StoreUnavailable
+from crisper.settings import Settings
 from crisper.states import JobState, lost_worker
+from crisper.store import Store
 from crisper.store import attempts as attempt_sql
 from crisper.store import sweeps as sweep_sql
-
-if TYPE_CHECKING:
-    from crisper.app import Crisper
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -49,14 +47,16 @@ class Lifeline:
     rescues at once (a scheduler restarted after its workers died does not wait).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
         self._last_seen: datetime | None = None  # wall time of the last successful tick
         self._blind_since: datetime | None = None
         self._seen_since = 0.0  # monotonic time the database came back
 
-    def __call__(self, crisper: Crisper, at: datetime) -> int:
+    def __call__(self, at: datetime) -> int:
         try:
-            rescued = self._rescue(crisper, at, self._cutoff(crisper, at))
+            rescued = self._rescue(at, self._cutoff(at))
         except StoreUnavailable:
             if self._blind_since is None:
                 self._blind_since = self._last_seen or at
@@ -67,20 +67,20 @@ class Lifeline:
         self._last_seen = at
         return rescued
 
-    def _cutoff(self, crisper: Crisper, at: datetime) -> datetime:
+    def _cutoff(self, at: datetime) -> datetime:
         """Leases that expired before this moment count as lost."""
         if self._blind_since is None:
             return at
         if self._seen_since and time.monotonic() - self._seen_since >= \
-                crisper.settings.lease_seconds:
+                self.settings.lease_seconds:
             self._blind_since = None
             return at
         return min(at, self._blind_since)
 
-    def _rescue(self, crisper: Crisper, at: datetime, cutoff: datetime) -> int:
-        cap = crisper.settings.max_rescues
+    def _rescue(self, at: datetime, cutoff: datetime) -> int:
+        cap = self.settings.max_rescues
         rescued = 0
-        with crisper.store.transaction() as session:
+        with self.store.transaction() as session:
             for lease in sweep_sql.expired_leases(session, cutoff, BATCH):
                 rescued += _rescue_one(session, lease, at, cap)
         return rescued
@@ -100,6 +100,6 @@ def _rescue_one(session: Session, lease: sweep_sql.Lease, at: datetime, cap: int
                               reason=fate.reason, worker=lease.worker, error=error)
 
 
-def rescue(crisper: Crisper, at: datetime) -> int:
+def rescue(store: Store, settings: Settings, at: datetime) -> int:
     """One pass with no memory of earlier outages (tests, one-off runs)."""
-    return Lifeline()(crisper, at)
+    return Lifeline(store, settings)(at)

@@ -9,28 +9,26 @@ ended and every one of its jobs is gone.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
+from crisper.registry import Registry
 from crisper.retention import FINAL_STATES, Retention
+from crisper.settings import Settings
+from crisper.store import Store
 from crisper.store import retention as retention_sql
 from crisper.store import workers as worker_sql
-
-if TYPE_CHECKING:
-    from crisper.app import Crisper
 
 BATCH = 5000
 
 
-def own_retentions(crisper: Crisper) -> dict[str, Retention]:
-    return {t.name: t.options.retention for t in crisper.registry
-            if t.options.retention is not None}
+def own_retentions(registry: Registry) -> dict[str, Retention]:
+    return {t.name: t.options.retention for t in registry if t.options.retention is not None}
 
 
-def prune(crisper: Crisper, at: datetime) -> int:
-    default = crisper.settings.retention_seconds
-    own = own_retentions(crisper)
+def prune(store: Store, settings: Settings, registry: Registry, at: datetime) -> int:
+    default = settings.retention_seconds
+    own = own_retentions(registry)
     done = 0
-    with crisper.store.transaction() as session:
+    with store.transaction() as session:
         for state in FINAL_STATES:
             done += retention_sql.prune(session, state, at - timedelta(seconds=default), BATCH,
                                         other_than=sorted(own))

@@ -1,4 +1,4 @@
-"""The run book: each scheduler records when it last ran each maintenance unit, for users.
+"""The run book: each maintenance loop records when it last ran each maintenance unit, for users.
 
 Written at most once per NOTE_EVERY seconds per unit, so fast units cost little.
 """
@@ -13,20 +13,19 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from crisper.errors import CrisperError
+from crisper.store import Store, utcnow
 from crisper.store import schedules as schedule_sql
-from crisper.store import utcnow
 
 if TYPE_CHECKING:
-    from crisper.app import Crisper
-    from crisper.maintenance.scheduler import Unit
+    from crisper.maintenance.loop import Unit
 
 log = logging.getLogger(__name__)
 NOTE_EVERY = 30.0
 
 
 class RunBook:
-    def __init__(self, crisper: Crisper) -> None:
-        self.crisper = crisper
+    def __init__(self, store: Store) -> None:
+        self.store = store
         self.by = f"{socket.gethostname()}:{os.getpid()}"
         self._noted: dict[str, float] = {}
 
@@ -38,7 +37,7 @@ class RunBook:
         if not todo:
             return
         try:
-            with self.crisper.store.transaction() as session:
+            with self.store.transaction() as session:
                 at = utcnow()
                 for unit in todo:
                     schedule_sql.note_run(session, unit.name, unit.every, at, done[unit.name],

@@ -8,20 +8,17 @@ sent like every other delivery (docs/webhooks.md).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
 
+from crisper.store import Store
 from crisper.store import deliveries as outbox
 from crisper.store import workflows as workflow_sql
 from crisper.webhook_events import WORKFLOW_FINISHED
 from crisper.workflows import status
 
-if TYPE_CHECKING:
-    from crisper.app import Crisper
 
-
-def announce_finished(crisper: Crisper, at: datetime) -> int:
+def announce_finished(store: Store, at: datetime) -> int:
     """Note every workflow that has ended since the last tick; answer how many."""
-    with crisper.store.transaction() as session:
+    with store.transaction() as session:
         ended = workflow_sql.mark_finished(session, at)
         counts = workflow_sql.state_counts(session, [w.id for w in ended]) if ended else {}
         for workflow in ended:

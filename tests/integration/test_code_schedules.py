@@ -11,7 +11,6 @@ import pytest
 
 from crisper import ConfigurationError, Crisper, Settings
 from crisper.errors import InvalidRequest
-from crisper.maintenance.scheduler import Scheduler
 from crisper.store.jobs import JobFilter
 from tests.api_support import api_server, key
 from tests.apps import coded
@@ -32,7 +31,7 @@ def test_a_scheduler_start_adds_changes_and_removes_code_schedules(backend: Back
     # API-made schedule "ops", and "a" disabled by an operator
     v1 = app_declaring(backend.settings, ("a", "0 1 * * *", {"word": "x"}),
                        ("b", "0 2 * * *", {"word": "y"}))
-    Scheduler(v1).sync_code_schedules()
+    v1.maintenance_loop().sync_code_schedules()
     v1.schedules.add("ops", "coded.ping", "0 4 * * *", params={"word": "z"})
     v1.schedules.disable("a")
     first_b = v1.schedules.get("b")

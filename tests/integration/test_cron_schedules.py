@@ -71,8 +71,9 @@ def test_a_fire_makes_one_job_recorded_with_its_schedule(backend: Backend) -> No
     backend.app.schedules.add("tick", "probe.echo", EVERY_SECOND, params={"number": 3})
     s = due_at(backend, "tick", T)
 
-    assert fire_due(backend.app, T + HALF) == 1
-    assert fire(backend.app, s, T + HALF) == 0  # the same fire again: another scheduler lost it
+    assert fire_due(backend.app.store, backend.app.jobs, T + HALF) == 1
+    app = backend.app
+    assert fire(app.store, app.jobs, s, T + HALF) == 0  # the same fire again: another loop lost it
 
     [job] = schedule_jobs(backend, "tick")
     assert (job.schedule_name, job.fire_time, job.params) == ("tick", s.next_fire_at,
@@ -92,10 +93,10 @@ def test_overlap_policies(backend: Backend, overlap: str, jobs_made: int,
     backend.app.schedules.add("o", "probe.echo", EVERY_SECOND, params={"number": 1},
                               overlap=overlap)  # type: ignore[arg-type]
     due_at(backend, "o", T)
-    assert fire_due(backend.app, T + HALF) == 1
+    assert fire_due(backend.app.store, backend.app.jobs, T + HALF) == 1
     # When the next fire comes
     due_at(backend, "o", T + timedelta(seconds=5))
-    fire_due(backend.app, T + timedelta(seconds=5) + HALF)
+    fire_due(backend.app.store, backend.app.jobs, T + timedelta(seconds=5) + HALF)
     # Then: allow runs both, skip makes none, cancel stops the first and makes the second
     made = schedule_jobs(backend, "o")
     assert len(made) == jobs_made
@@ -113,7 +114,7 @@ def test_catch_up_after_downtime(backend: Backend, catchup: str, expected: int) 
     with backend.app.store.transaction() as session:
         session.execute(update(schedules).values(next_fire_at=start))
     # When a scheduler comes back
-    fire_due(backend.app, now)
+    fire_due(backend.app.store, backend.app.jobs, now)
     # Then "none" fires only the latest minute and "all" every missed one, each once
     made = schedule_jobs(backend, "c")
     assert len(made) == expected
@@ -126,7 +127,7 @@ def test_jitter_delays_the_job_within_the_bound(backend: Backend) -> None:
     backend.app.schedules.add("j", "probe.echo", EVERY_SECOND, params={"number": 1}, jitter=120)
     soon = utcnow().replace(microsecond=0) + timedelta(seconds=2)
     s = due_at(backend, "j", soon)
-    fire_due(backend.app, soon + HALF)
+    fire_due(backend.app.store, backend.app.jobs, soon + HALF)
     [job] = schedule_jobs(backend, "j")
     assert job.state is S.SCHEDULED
     assert job.run_at is not None and s.next_fire_at is not None

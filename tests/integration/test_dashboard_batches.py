@@ -38,8 +38,8 @@ def test_batch_page_shows_counters_jobs_and_deliveries_and_acts_on_the_batch(
         assert re.search(r'data-count="cancelled">2<', done.text)
         assert re.search(r'data-count="pending">0<', done.text)
         assert "batch.complete" in done.text and "pending" in done.text
-        deliverer = Deliverer()
-        wait_for(lambda: (deliverer(app, utcnow()), r.plan.served >= 2)[1], 30, "the delivery")
+        deliverer = Deliverer(app.store, app.settings, app.jobs)
+        wait_for(lambda: (deliverer(utcnow()), r.plan.served >= 2)[1], 30, "the delivery")
         deliverer.close()
         page = httpx.get(f"{root}/dashboard/batches/{batch.id}", cookies=cookies).text
         assert "delivered" in page and "Redeliver" in page

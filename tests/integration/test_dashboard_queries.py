@@ -44,10 +44,10 @@ def test_activity_failure_rates_and_failed_groups(backend: Backend) -> None:
                             .values(created_at=at, finished_at=at + timedelta(seconds=2)))
 
     # When the dashboard reads acme's figures
-    minutes = insights.activity(app, "acme", now=minute + timedelta(seconds=59))
-    outcomes = {o.type: (o.succeeded, o.failed) for o in insights.outcomes(app, "acme")}
+    minutes = insights.activity(app.store, "acme", now=minute + timedelta(seconds=59))
+    outcomes = {o.type: (o.succeeded, o.failed) for o in insights.outcomes(app.store, "acme")}
     groups = [(g.type, g.error_type, g.message, g.count)
-              for g in insights.failed_groups(app, "acme")]
+              for g in insights.failed_groups(app.store, "acme")]
 
     # Then they count acme's jobs only, per minute over the last hour
     assert len(minutes) == 60 and minutes[-1].start <= utcnow()
@@ -60,7 +60,8 @@ def test_activity_failure_rates_and_failed_groups(backend: Backend) -> None:
                       ("probe.explode", "ValueError", "timeout", 1)]
 
     # When one group is retried
-    result = insights.retry_failed_group(app, "acme", "probe.explode", "ValueError", "disk full")
+    result = insights.retry_failed_group(app.store, app.jobs, "acme", "probe.explode",
+                                         "ValueError", "disk full")
 
     # Then exactly its two jobs run again; the other tenant's twin is untouched
     assert (result.matched, result.changed) == (2, 2)
@@ -147,9 +148,9 @@ def test_dashboard_queries_read_only_their_window_on_a_large_table(backend: Back
             JobFilter(tenant="acme"), after=middle, limit=51),
         "jobs: the page older than that cursor": lambda: app.jobs.list_jobs(
             JobFilter(tenant="acme"), before=middle, limit=51),
-        "overview: activity per minute": lambda: insights.activity(app, "acme"),
-        "overview: failure rate by type": lambda: insights.outcomes(app, "acme"),
-        "failed: groups": lambda: insights.failed_groups(app, "acme"),
+        "overview: activity per minute": lambda: insights.activity(app.store, "acme"),
+        "overview: failure rate by type": lambda: insights.outcomes(app.store, "acme"),
+        "failed: groups": lambda: insights.failed_groups(app.store, "acme"),
         "jobs: created in the last 5 minutes": lambda: app.jobs.list_jobs(
             JobFilter(tenant="acme", created_after=utcnow() - timedelta(minutes=5)), limit=50),
         "jobs: a tag no job has, last 5 minutes": lambda: app.jobs.list_jobs(

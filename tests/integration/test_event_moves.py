@@ -66,10 +66,12 @@ def run_scenario(app: Crisper) -> dict[str, uuid.UUID]:
 
     jobs["lost"] = app.submit("probe.noop").id
     claim(app, jobs["lost"], lease=0.001)
-    assert rescue(app, utcnow() + timedelta(seconds=5)) == 1  # lost: queued again, unspent
+    later = utcnow() + timedelta(seconds=5)
+    assert rescue(app.store, app.settings, later) == 1  # lost: queued again, unspent
     claim(app, jobs["lost"], lease=0.001)
     app.jobs.cancel(jobs["lost"])
-    assert rescue(app, utcnow() + timedelta(seconds=5)) == 1  # asked to cancel: ends cancelled
+    later = utcnow() + timedelta(seconds=5)
+    assert rescue(app.store, app.settings, later) == 1  # asked to cancel: ends cancelled
 
     wf = app.workflow("skips", on_failure="skip")
     a = wf.add("probe.noop", name="a")

@@ -190,7 +190,7 @@ def test_pruning_deletes_old_finished_jobs_only(backend: Backend) -> None:
     waiting = backend.app.submit("probe.noop", hold=True)
 
     later = utcnow() + timedelta(seconds=backend.app.settings.retention_seconds + 1)
-    assert prune(backend.app, later) == 1
+    assert prune(backend.app.store, backend.app.settings, backend.app.registry, later) == 1
 
     with pytest.raises(JobNotFound):
         backend.app.jobs.get(done.id)

@@ -302,7 +302,7 @@ def test_on_rabbitmq_a_refused_queue_name_stops_only_its_own_jobs(backend: Backe
             state=S.QUEUED.value, queued_at=utcnow()))
     try:
         # When the relay runs
-        sent = relay.relay(app, utcnow())
+        sent = relay.Relay(app.store, app.dispatcher, app.settings).send_undispatched(utcnow())
 
         # Then the others are sent, and the refused job waits with RabbitMQ's answer
         assert sent == 4

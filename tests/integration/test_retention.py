@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from crisper import ConfigurationError, Crisper, JobNotFound, Retention
-from crisper.maintenance.scheduler import units
+from crisper.maintenance.loop import periods
 from crisper.store.models import jobs
 from tests.apps import retained
 from tests.harness import Backend, wait_for
@@ -69,8 +69,9 @@ def test_each_type_and_final_state_is_kept_its_own_time(backend: Backend, app: C
 
 def test_the_pruner_runs_often_enough_for_the_shortest_retention(app: Crisper) -> None:
     # Given the shortest age is the 1 s payload drop, Then the pruner runs every 0.1 s
-    pruner = next(u for u in units(app) if u.name == "pruner")
-    assert pruner.every == pytest.approx(0.1)
+    pruner = next(every for name, every in periods(app.settings, app.registry)
+                  if name == "pruner")
+    assert pruner == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize("kwargs", [dict(succeeded="soon"), dict(failed=0),
@@ -83,7 +84,7 @@ def test_bad_retentions_are_refused_at_definition(kwargs: dict[str, object]) -> 
 def test_each_types_retention_is_published(app: Crisper) -> None:
     from crisper import monitor
 
-    types = {t["name"]: t["retention"] for t in monitor.job_types(app)}
+    types = {t["name"]: t["retention"] for t in monitor.job_types(app.settings, app.registry)}
     default = app.settings.retention_seconds
     assert types["ret.short"] == {"cancelled": default, "failed": 120.0, "succeeded": 4.0,
                                   "skipped": default, "payload": 1.0}

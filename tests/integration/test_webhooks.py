@@ -37,7 +37,7 @@ def hooks_app(backend: Backend, allow: tuple[str, ...] = ("127.0.0.1/32",), **mo
 def pump(app: Crisper, deliverer: Deliverer, done: Any, timeout: float = 30.0) -> None:
     """Run the deliverer in this process until `done()` holds."""
     def step() -> Any:
-        deliverer(app, utcnow())
+        deliverer(utcnow())
         return done()
     try:
         wait_for(step, timeout, "the deliveries", every=0.1)
@@ -80,7 +80,7 @@ def test_the_documented_recipes_verify_a_real_delivery_and_refuse_tampering(
     with receiver() as r:
         # When the job ends and the deliverer sends its callback
         job = ended_with_callback(app, r.url + "/done")
-        pump(app, Deliverer(), lambda: r.got)
+        pump(app, Deliverer(app.store, app.settings, app.jobs), lambda: r.got)
     got = r.got[0]
     header = got.headers[signing.SIGNATURE_HEADER]
     namespace: dict[str, Any] = {}
@@ -145,7 +145,7 @@ def test_loopback_is_refused_without_the_allow_list(backend: Backend) -> None:
     app = hooks_app(backend, allow=())
     with receiver() as r:
         job = ended_with_callback(app, r.url + "/cb")
-        pump(app, Deliverer(), lambda: app.webhooks.deliveries(
+        pump(app, Deliverer(app.store, app.settings, app.jobs), lambda: app.webhooks.deliveries(
             "default", job_id=job.id)[0].state != "pending")
         assert r.got == []
     delivery = app.webhooks.deliveries("default", job_id=job.id)[0]
@@ -160,7 +160,7 @@ def test_a_url_resolving_to_a_private_address_is_refused(backend: Backend) -> No
     guard = Guard(["127.0.0.1/32"], resolver=lambda host, port: ["10.9.8.7"])
     job = ended_with_callback(app, "http://hooks.example.com/cb")
     # When the deliverer tries it, it is refused before any connection, and not retried
-    pump(app, Deliverer(guard), lambda: app.webhooks.deliveries(
+    pump(app, Deliverer(app.store, app.settings, app.jobs, guard), lambda: app.webhooks.deliveries(
         "default", job_id=job.id)[0].state != "pending")
     delivery = app.webhooks.deliveries("default", job_id=job.id)[0]
     assert delivery.state == "failed" and delivery.attempts == 1
@@ -181,7 +181,7 @@ def test_a_redirect_to_a_refused_address_is_refused(backend: Backend) -> None:
         bad_job = ended_with_callback(app, f"http://hooks.example.com:{front_port}/cb")
         ok_job = ended_with_callback(app, f"http://hooks.example.com:{good_port}/cb")
         # When both are delivered
-        pump(app, Deliverer(guard), lambda: all(
+        pump(app, Deliverer(app.store, app.settings, app.jobs, guard), lambda: all(
             app.webhooks.deliveries("default", job_id=j.id)[0].state != "pending"
             for j in (bad_job, ok_job)))
         # Then the redirect to the hidden address was refused and never reached it
@@ -311,7 +311,7 @@ def test_subscriptions_hear_their_tenant_and_filters_only(backend: Backend) -> N
                                  ("other", "probe.noop")):
             params = {"number": 1} if job_type == "probe.echo" else {}
             app.submit(job_type, params, tenant=tenant, hold=True).cancel()
-        pump(app, Deliverer(), lambda: len(r.got) >= 3)
+        pump(app, Deliverer(app.store, app.settings, app.jobs), lambda: len(r.got) >= 3)
         time.sleep(0.5)
     paths = sorted((g.path, json.loads(g.body)["data"]["type"]) for g in r.got)
     assert paths == [("/all", "probe.echo"), ("/all", "probe.noop"), ("/noop", "probe.noop")]
@@ -329,7 +329,7 @@ def test_ended_deliveries_are_pruned_and_pending_ones_kept(backend: Backend) -> 
     app = hooks_app(backend)
     with receiver() as r:
         sent = ended_with_callback(app, r.url + "/a")
-        pump(app, Deliverer(), lambda: r.got)
+        pump(app, Deliverer(app.store, app.settings, app.jobs), lambda: r.got)
     waiting = ended_with_callback(app, "http://hooks.example.com/later")  # never tried
     with app.store.transaction() as session:
         assert outbox.prune(session, utcnow() + timedelta(seconds=1), 100) == 1

@@ -31,11 +31,11 @@ def test_each_end_of_a_workflow_is_announced_once(app: Crisper) -> None:
     wf = app.workflow("announced")
     wf.add("graph.square", {"n": 2}, name="b", after=wf.add("graph.square", {"n": 1}, name="a"))
     view = wf.submit()
-    assert announce_finished(app, utcnow()) == 0  # queued and waiting: not ended
+    assert announce_finished(app.store, utcnow()) == 0  # queued and waiting: not ended
 
     # When it is cancelled, and two schedulers look for ended workflows
     app.workflows.cancel(view.id)
-    noted = [announce_finished(app, utcnow()), announce_finished(app, utcnow())]
+    noted = [announce_finished(app.store, utcnow()), announce_finished(app.store, utcnow())]
 
     # Then one of them announces it, with its status and its nodes' states
     assert sorted(noted) == [0, 1]
@@ -47,9 +47,9 @@ def test_each_end_of_a_workflow_is_announced_once(app: Crisper) -> None:
 
     # And a resumed workflow that ends again is announced again, as a new event
     app.workflows.retry(view.id)
-    assert announce_finished(app, utcnow()) == 0  # running again
+    assert announce_finished(app.store, utcnow()) == 0  # running again
     app.workflows.cancel(view.id)
-    assert announce_finished(app, utcnow()) == 1
+    assert announce_finished(app.store, utcnow()) == 1
     assert len({d.event_id for d in announced(app)}) == 2
 
 
@@ -57,6 +57,6 @@ def test_a_tenant_without_subscribers_gets_no_delivery(app: Crisper) -> None:
     wf = app.workflow("quiet")
     wf.add("graph.square", {"n": 1}, name="a")
     app.workflows.cancel(wf.submit().id)
-    assert announce_finished(app, utcnow()) == 1  # noted, so not looked at again
-    assert announce_finished(app, utcnow()) == 0
+    assert announce_finished(app.store, utcnow()) == 1  # noted, so not looked at again
+    assert announce_finished(app.store, utcnow()) == 0
     assert announced(app) == []

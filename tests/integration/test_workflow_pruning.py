@@ -50,15 +50,15 @@ def test_a_finished_workflow_goes_once_all_its_jobs_are_pruned(
     later = utcnow() + timedelta(seconds=app.settings.retention_seconds + 60)
 
     # When the pruner runs past the retention before the workflow's end was noted
-    prune(app, later)
+    prune(app.store, app.settings, app.registry, later)
 
     # Then its jobs and edges are gone, but not its head: workflow.finished is still to write
     kept = app.workflows.get(done.id)
     assert kept.nodes == [] and edge_count(app, done.id) == 0
 
     # And once its end is noted, the next prune deletes it; the running one stays whole
-    assert announce_finished(app, utcnow()) == 1
-    prune(app, later)
+    assert announce_finished(app.store, utcnow()) == 1
+    prune(app.store, app.settings, app.registry, later)
     with pytest.raises(WorkflowNotFound):
         app.workflows.get(done.id)
     still = app.workflows.get(running.id)

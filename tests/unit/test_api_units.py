@@ -9,7 +9,6 @@ from types import SimpleNamespace
 import pytest
 
 from crisper.api.problems import describe
-from crisper.api.stream import Cursor, SseEvent
 from crisper.client import Following, StreamEvent, Waiting, error_from, parse_sse
 from crisper.errors import (
     AccessDenied,
@@ -28,6 +27,7 @@ from crisper.keys import Principal, hash_secret, parse_scopes
 from crisper.monitor import worker_status
 from crisper.states import JobState
 from crisper.store.stats import id_floor
+from crisper.watch import Cursor, SseEvent
 
 
 @pytest.mark.parametrize(("header", "cursor"), [

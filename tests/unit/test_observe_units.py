@@ -125,7 +125,7 @@ def test_a_run_is_one_record_from_start_to_outcome(tmp_path: Path) -> None:
     crisper = Crisper("units", celery=app, settings=Settings(
         database_url=f"sqlite:///{tmp_path / 'u.db'}", observe=False,
         observe_flush_seconds=3600))
-    observer = Observer(crisper, app)
+    observer = Observer(crisper.registry, crisper.settings, app)
 
     def run(task_id: str, state: str | None, succeed: bool = False, flush: bool = False) -> None:
         task.push_request(id=task_id, hostname="w@h", delivery_info={"routing_key": "q"})

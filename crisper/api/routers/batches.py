@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import time
-import uuid
-from collections.abc import Iterator
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -15,11 +10,11 @@ from pydantic import BaseModel, Field
 
 from crisper.api.auth import AppDep, Reader, Writer
 from crisper.api.problems import responses
-from crisper.api.schemas import BulkAnswer, Job, SubmitBody
-from crisper.batches import MAX_BATCH, BatchService, Callback
-from crisper.errors import CrisperError
+from crisper.api.schemas import BulkAnswer, Job
+from crisper.batches import MAX_BATCH, Callback
+from crisper.bodies import Batch, SubmitBody
 from crisper.service import SubmitRequest
-from crisper.store.batches import BatchRecord
+from crisper.watch import watch_batch
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"],
                    responses=responses(401, 403, 500, 503))
@@ -35,27 +30,6 @@ class BatchBody(BaseModel):
     description: str | None = Field(None, max_length=500)
     callbacks: dict[str, CallbackBody] = Field(
         default_factory=dict, description="success, complete and/or death")
-
-
-class Batch(BaseModel):
-    id: uuid.UUID
-    description: str | None
-    total: int
-    succeeded: int
-    failed: int
-    cancelled: int
-    pending: int
-    callbacks: dict[str, Any]
-    created_at: datetime
-    finished_at: datetime | None
-    success_fired_at: datetime | None
-    complete_fired_at: datetime | None
-    death_fired_at: datetime | None
-
-    @classmethod
-    def of(cls, b: BatchRecord) -> Batch:
-        values = {k: v for k, v in b.__dict__.items() if k != "tenant"}
-        return cls(**values, pending=b.pending)
 
 
 def _request(body: SubmitBody) -> SubmitRequest:
@@ -111,29 +85,6 @@ def retry(batch_id: str, crisper: AppDep, who: Writer) -> BulkAnswer:
 def stream(batch_id: str, crisper: AppDep, who: Reader) -> StreamingResponse:
     """Live progress: a `progress` event each time the counters change; ends when done."""
     first = crisper.batches.get(batch_id, who.tenant)  # 404 before the stream starts
-    return StreamingResponse(watch(crisper.batches, first, who.tenant),
+    return StreamingResponse(watch_batch(crisper.batches, first, who.tenant),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-
-def watch(service: BatchService, batch: BatchRecord, tenant: str | None,
-          poll_seconds: float = 0.5, keepalive_seconds: float = 15.0) -> Iterator[bytes]:
-    """The batch's counters as SSE, read from the store (the source of truth) each poll."""
-    last: tuple[int, int, int] | None = None
-    quiet_since = time.monotonic()
-    while True:
-        counters = (batch.succeeded, batch.failed, batch.cancelled)
-        if counters != last:
-            last, quiet_since = counters, time.monotonic()
-            data = Batch.of(batch).model_dump(mode="json")
-            yield f"event: progress\ndata: {json.dumps(data)}\n\n".encode()
-            if batch.pending == 0:
-                return
-        elif time.monotonic() - quiet_since > keepalive_seconds:
-            quiet_since = time.monotonic()
-            yield b": keepalive\n\n"
-        time.sleep(poll_seconds)
-        try:
-            batch = service.get(batch.id, tenant)
-        except CrisperError:
-            return

@@ -15,4 +15,4 @@ router = APIRouter(prefix="/v1", tags=["types"], responses=responses(401, 403, 5
 @router.get("/types", response_model=list[JobTypeInfo])
 def job_types(crisper: AppDep, who: Reader) -> list[JobTypeInfo]:
     """What can be submitted: each type's name, queue, options and parameter schema."""
-    return [JobTypeInfo(**t) for t in monitor.job_types(crisper)]
+    return [JobTypeInfo(**t) for t in monitor.job_types(crisper.settings, crisper.registry)]

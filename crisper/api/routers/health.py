@@ -25,7 +25,7 @@ def healthz() -> Health:
 @router.get("/readyz", response_model=Health, responses=responses(503))
 def readyz(request: Request, crisper: AppDep) -> Response | Health:
     """Ready when the database and the broker are both reachable; 503 names the one that is not."""
-    problems = monitor.readiness(crisper)
+    problems = monitor.readiness(crisper.store, crisper.dispatcher)
     checks = {name: why or "ok" for name, why in problems.items()}
     down = [name for name, why in problems.items() if why]
     if down:

@@ -11,26 +11,14 @@ from pydantic import BaseModel, Field
 
 from crisper.api.auth import AppDep, Reader, Writer
 from crisper.api.problems import responses
-from crisper.api.schemas import (
-    KEY,
-    NO_NUL,
-    BulkAnswer,
-    BulkBody,
-    Event,
-    Job,
-    JobPage,
-    LogLine,
-    Name,
-    SubmitBody,
-    Tag,
-    Timestamp,
-)
-from crisper.api.stream import Cursor, JobWatch
+from crisper.api.schemas import BulkAnswer, BulkBody, Event, Job, JobPage, LogLine
+from crisper.bodies import KEY, NO_NUL, Name, SubmitBody, Tag, Timestamp
 from crisper.metadata import parse_pairs
 from crisper.service import SubmitRequest
 from crisper.states import JobState
 from crisper.store import utcnow
 from crisper.store.jobs import JobFilter
+from crisper.watch import Cursor, JobWatch
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=responses(401, 403, 500, 503))
 JobId = Annotated[str, "a job id (UUID); any other text is simply not found"]

@@ -17,13 +17,13 @@ router = APIRouter(prefix="/v1", tags=["operations"], responses=responses(401, 4
 @router.get("/queues", response_model=list[QueueInfo])
 def queues(crisper: AppDep, who: Admin) -> list[QueueInfo]:
     """Each queue: jobs waiting, running, the oldest one's wait, and jobs finished last minute."""
-    return [QueueInfo(**asdict(q)) for q in monitor.queues(crisper)]
+    return [QueueInfo(**asdict(q)) for q in monitor.queues(crisper.store, crisper.registry)]
 
 
 @router.get("/workers", response_model=list[WorkerInfo])
 def workers(crisper: AppDep, who: Admin) -> list[WorkerInfo]:
     """Workers seen in the last day, with their running jobs; silent ones are shown as lost."""
-    return [WorkerInfo(**asdict(w)) for w in monitor.workers(crisper)]
+    return [WorkerInfo(**asdict(w)) for w in monitor.workers(crisper.store, crisper.settings)]
 
 
 @router.get("/limits", response_model=list[LimitInfo])

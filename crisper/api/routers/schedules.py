@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from crisper.api.auth import Admin, AppDep, Reader, Writer
 from crisper.api.problems import responses
-from crisper.api.schemas import QueueName as QueueField
+from crisper.bodies import QueueName as QueueField
 from crisper.names import QUEUE_PATTERN, SCHEDULE_PATTERN
 from crisper.priorities import PRIORITY_MAX
 from crisper.schedules import ScheduleService

@@ -1,4 +1,5 @@
-"""A job's live stream as Server-Sent Events: history from the store, news from Redis.
+"""The live watchers, as Server-Sent Events for the API and the dashboard alike: a job's
+stream (history from the store, news from Redis) and a batch's counters.
 
 The watch is plain synchronous code (Starlette runs the iterator in a thread), so there is
 one copy of the logic. The store is the truth: state changes and log lines are read from it
@@ -22,11 +23,14 @@ from typing import Any
 
 import redis
 
-from crisper.errors import JobNotFound
+from crisper.batches import BatchService
+from crisper.bodies import Batch
+from crisper.errors import CrisperError, JobNotFound
 from crisper.live import channel
 from crisper.records import JobRecord
 from crisper.service import JobService
 from crisper.states import TERMINAL
+from crisper.store.batches import BatchRecord
 
 log = logging.getLogger(__name__)
 TERMINAL_STATES = frozenset(s.value for s in TERMINAL)
@@ -243,3 +247,26 @@ class JobWatch:
                     yield SseEvent("log", data)
             elif kind == "state":
                 return
+
+
+def watch_batch(service: BatchService, batch: BatchRecord, tenant: str | None,
+          poll_seconds: float = 0.5, keepalive_seconds: float = 15.0) -> Iterator[bytes]:
+    """The batch's counters as SSE, read from the store (the source of truth) each poll."""
+    last: tuple[int, int, int] | None = None
+    quiet_since = time.monotonic()
+    while True:
+        counters = (batch.succeeded, batch.failed, batch.cancelled)
+        if counters != last:
+            last, quiet_since = counters, time.monotonic()
+            data = Batch.of(batch).model_dump(mode="json")
+            yield f"event: progress\ndata: {json.dumps(data)}\n\n".encode()
+            if batch.pending == 0:
+                return
+        elif time.monotonic() - quiet_since > keepalive_seconds:
+            quiet_since = time.monotonic()
+            yield b": keepalive\n\n"
+        time.sleep(poll_seconds)
+        try:
+            batch = service.get(batch.id, tenant)
+        except CrisperError:
+            return

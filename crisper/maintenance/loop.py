@@ -1,4 +1,8 @@
-"""The scheduler process: runs each maintenance unit on its period. Safe to run several."""
+"""The maintenance loop: runs each maintenance unit on its period. Safe to run several.
+
+Users start it as `crisper scheduler` (the command keeps that name); in the code it is the
+maintenance loop, so that "schedule" means only users' cron schedules (docs/glossary.md).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from functools import partial
 
+from crisper.engine.dispatcher import Dispatcher
 from crisper.errors import BrokerUnavailable, StoreUnavailable
 from crisper.maintenance import (
     canceller,
@@ -23,11 +28,12 @@ from crisper.maintenance import (
     workflows,
 )
 from crisper.maintenance.runbook import RunBook
+from crisper.registry import Registry
 from crisper.retention import prune_period
-from crisper.store import utcnow
-
-if TYPE_CHECKING:
-    from crisper.app import Crisper
+from crisper.schedules import ScheduleService
+from crisper.service import JobService
+from crisper.settings import Settings
+from crisper.store import Store, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -39,39 +45,48 @@ WEBHOOKS = "webhooks"  # the deliverer calls users' URLs: a slow one must hold u
 @dataclass
 class Unit:
     name: str
-    run: Callable[[Crisper, datetime], int]
+    run: Callable[[datetime], int]
     every: float
     next_at: float = 0.0
     lane: str = "store"
 
 
-def units(crisper: Crisper, relay_state: relay.Relay | None = None) -> list[Unit]:
-    tick = crisper.settings.tick_seconds
-    relay_state = relay_state or relay.Relay()
-    return [
-        Unit("timers", timers.promote_due, tick),
-        Unit("relay", relay_state.relay, tick, lane=BROKER),
-        Unit("lifeline", lifeline.Lifeline(), tick),
-        Unit("canceller", canceller.enforce, tick),
-        Unit("redispatch", relay.redispatch_lost, max(tick, 2.0), lane=BROKER),
-        Unit("pruner", pruner.prune, prune_period(crisper.settings.retention_seconds,
-                                                  list(pruner.own_retentions(crisper).values()))),
-        Unit("cron", cron.fire_due, tick),
-        Unit("observed", observed.mark_lost, max(tick, 5.0)),
-        Unit("deliverer", deliverer.Deliverer(), tick, lane=WEBHOOKS),
-        Unit("workflows", workflows.announce_finished, tick),
-    ]
+def periods(settings: Settings, registry: Registry) -> list[tuple[str, float]]:
+    """Each unit's name and period, in the order the loop runs them."""
+    tick = settings.tick_seconds
+    pruning = prune_period(settings.retention_seconds,
+                           list(pruner.own_retentions(registry).values()))
+    return [("timers", tick), ("relay", tick), ("lifeline", tick), ("canceller", tick),
+            ("redispatch", max(tick, 2.0)), ("pruner", pruning), ("cron", tick),
+            ("observed", max(tick, 5.0)), ("deliverer", tick), ("workflows", tick)]
 
 
-class Scheduler:
+class MaintenanceLoop:
     """Runs the units; those that talk to the broker on a thread of their own, so that a broker
     outage (connect timeouts) never slows the lifeline, timers, canceller or cron."""
 
-    def __init__(self, crisper: Crisper) -> None:
-        self.crisper = crisper
-        self.relay = relay.Relay()
-        self.units = units(crisper, self.relay)
-        self.runbook = RunBook(crisper)
+    def __init__(self, store: Store, settings: Settings, registry: Registry,
+                 dispatcher: Dispatcher, jobs: JobService, schedules: ScheduleService) -> None:
+        self.settings = settings
+        self.schedules = schedules
+        self.relay = relay.Relay(store, dispatcher, settings)
+        self.deliverer = deliverer.Deliverer(store, settings, jobs)
+        runs: dict[str, tuple[Callable[[datetime], int], str]] = {
+            "timers": (partial(timers.promote_due, store), "store"),
+            "relay": (self.relay.relay, BROKER),
+            "lifeline": (lifeline.Lifeline(store, settings), "store"),
+            "canceller": (partial(canceller.enforce, store, settings, registry, dispatcher),
+                          "store"),
+            "redispatch": (self.relay.redispatch_lost, BROKER),
+            "pruner": (partial(pruner.prune, store, settings, registry), "store"),
+            "cron": (partial(cron.fire_due, store, jobs), "store"),
+            "observed": (partial(observed.mark_lost, store, settings), "store"),
+            "deliverer": (self.deliverer, WEBHOOKS),
+            "workflows": (partial(workflows.announce_finished, store), "store"),
+        }
+        self.units = [Unit(name, runs[name][0], every, lane=runs[name][1])
+                      for name, every in periods(settings, registry)]
+        self.runbook = RunBook(store)
         self._broker_down: set[str] = set()
 
     def tick(self, lane: str | None = None) -> dict[str, int]:
@@ -86,7 +101,7 @@ class Scheduler:
                 continue
             unit.next_at = now + unit.every
             try:
-                count = unit.run(self.crisper, utcnow())
+                count = unit.run(utcnow())
             except BrokerUnavailable as exc:
                 if unit.name not in self._broker_down:  # one warning per outage, not per tick
                     self._broker_down.add(unit.name)
@@ -123,15 +138,13 @@ class Scheduler:
             for thread in lanes:
                 thread.join(timeout=10)
             self.relay.close()
-            for unit in self.units:
-                if isinstance(unit.run, deliverer.Deliverer):
-                    unit.run.close()
+            self.deliverer.close()
 
     def sync_code_schedules(self) -> None:
         """Bring the schedules declared in code into the store; a failure only logs (the
         database-held schedules still fire, and the next start tries again)."""
         try:
-            report = self.crisper.schedules.sync_code()
+            report = self.schedules.sync_code()
         except Exception:
             log.exception("could not sync the schedules declared in code")
             return
@@ -145,4 +158,4 @@ class Scheduler:
     def _loop(self, stop: threading.Event, lane: str) -> None:
         while not stop.is_set():
             self.tick(lane)
-            stop.wait(self.crisper.settings.tick_seconds)
+            stop.wait(self.settings.tick_seconds)

@@ -1,0 +1,79 @@
+"""The broker as Crisper's parts use it: wake-ups, queue depths, revokes and its epoch.
+
+One object handed to the parts that talk to the broker (the job service, the relay, the
+canceller, the runner), so that none of them needs the app. The Celery app is built on first
+use: building a Crisper app opens no connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from crisper.engine.dispatch import BrokerEpoch, Refusal, publish, queue_depth
+from crisper.store import sweeps as sweep_sql
+from crisper.store.sweeps import Dispatch
+
+if TYPE_CHECKING:
+    from celery import Celery
+    from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF_SECONDS = 60.0
+Publish = Callable[[Sequence[Dispatch]], list[Refusal]]
+
+
+class Dispatcher:
+    """Sends wake-ups for jobs the store holds, several per message for types with `batch`.
+
+    `stand_in`, when set, receives every batched send instead of the broker (testing's
+    run_inline runs the jobs in-process).
+    """
+
+    def __init__(self, celery: Callable[[], Celery], batch_of: Callable[[str], int]) -> None:
+        self._celery = celery
+        self._batch_of = batch_of
+        self.stand_in: Publish | None = None
+
+    @property
+    def celery(self) -> Celery:
+        return self._celery()
+
+    def publish(self, dispatches: Sequence[Dispatch]) -> list[Refusal]:
+        """Answer the groups the broker refused (BrokerUnavailable if it is down)."""
+        if self.stand_in is not None:
+            return self.stand_in(dispatches)
+        return publish(self.celery, dispatches, self._batch_of)
+
+    def send_each(self, dispatches: Sequence[Dispatch]) -> list[Refusal]:
+        """One message per job, straight to the broker (a batch handing its jobs back)."""
+        return publish(self.celery, dispatches)
+
+    def queue_depth(self, queue: str) -> int | None:
+        return queue_depth(self.celery, queue)
+
+    def epoch(self) -> BrokerEpoch:
+        return BrokerEpoch(self.celery)
+
+    def revoke(self, task_id: str | None, signal: str) -> None:
+        """Stop the process running a task (Celery's revoke with terminate)."""
+        self.celery.control.revoke(task_id, terminate=True, signal=signal)
+
+
+def dispatch_backoff(attempts: int, tick: float) -> float:
+    """Seconds before a refused message is tried again: doubling from one tick, capped."""
+    return min(MAX_BACKOFF_SECONDS, tick * 2.0 ** max(0, attempts - 1))
+
+
+def record_refusals(session: Session, todo: Sequence[Dispatch], refusals: list[Refusal],
+                    at: datetime, tick: float) -> None:
+    """Each refused job waits, with the broker's answer, for a back-off that grows per refusal."""
+    attempts = {d.id: d.dispatch_attempts for d in todo}
+    for r in refusals:
+        tries = 1 + max(attempts.get(i, 0) for i in r.ids)
+        retry_at = at + timedelta(seconds=dispatch_backoff(tries, tick))
+        sweep_sql.mark_dispatch_refused(session, r.ids, r.error, retry_at)
+        log.warning("broker refused the wake-up of %d job(s) (%s): %s; retrying in %.1f s",
+                    len(r.ids), r.ids[0], r.error, dispatch_backoff(tries, tick))
