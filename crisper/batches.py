@@ -21,7 +21,7 @@ from crisper.names import text_problem
 from crisper.outbound import checked_callback_url
 from crisper.records import JobRecord
 from crisper.service import BulkResult, JobService, SubmitRequest
-from crisper.states import JobState
+from crisper.states import JobState, action_sources
 from crisper.store import batches as batch_sql
 from crisper.store import jobs as job_sql
 from crisper.store import utcnow
@@ -124,7 +124,7 @@ class BatchService:
     def cancel(self, batch_id: object, tenant: str | None = None) -> BulkResult:
         """Cancel every job of the batch still waiting or running."""
         return self._each(batch_id, tenant, self.job_service.cancel,
-                          [S.HELD, S.SCHEDULED, S.QUEUED, S.RUNNING, S.RETRYING])
+                          sorted(action_sources("cancelled")))
 
     def retry(self, batch_id: object, tenant: str | None = None) -> BulkResult:
         """Run the batch's failed and cancelled jobs again (its counters take them back)."""

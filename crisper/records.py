@@ -80,8 +80,8 @@ class EventRecord(Record):
     id: int
     job_id: uuid.UUID
     at: datetime
-    from_state: str | None
-    to_state: str
+    from_state: str | None  # None: the job was created (or a note)
+    to_state: str | None  # None: a note, not a move (a cancel request); see states.NOTES
     reason: str
     attempt: int
     worker: str | None

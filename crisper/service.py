@@ -32,7 +32,7 @@ from crisper.names import MAX_KEY, tag_problem, text_problem, unknown_queue_prob
 from crisper.outbound import checked_callback_url
 from crisper.priorities import priority_problem
 from crisper.records import EventRecord, JobRecord, LogRecord
-from crisper.states import JobState
+from crisper.states import JobState, initial_state
 from crisper.store import flow as flow_sql
 from crisper.store import jobs as job_sql
 from crisper.store import sweeps as sweep_sql
@@ -169,12 +169,7 @@ class JobService:
         if run_at is not None and run_at.tzinfo is None:
             raise InvalidRequest("run_at", "must be timezone-aware (UTC)")
         self._check_names(r, r.queue or opts.queue)
-        if r.hold:
-            state = S.HELD
-        elif run_at is not None and run_at > at:
-            state = S.SCHEDULED
-        else:
-            state = S.QUEUED
+        state = initial_state(r.hold, run_at, at)
         max_attempts = r.max_attempts or opts.retry.attempts
         own = own_limits(r.soft_time_limit, r.time_limit, type_soft=opts.timeout,
                          type_hard=opts.hard_timeout,

@@ -7,11 +7,18 @@
                 waiting ─a parent failed─> failed | skipped (by the edge's policy)
        (any non-terminal) ──cancel──> cancelled
        (terminal) ──retry──> queued, or waiting (a workflow resumed)
+
+A store statement that moves jobs is built from a `Move` (checked against the table when it
+is made, so a forbidden move fails at import); each event it writes is checked again. A
+cancel request on a running job is a note in its history, not a move: it stays running.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from crisper.errors import InvalidTransition
 
@@ -36,7 +43,10 @@ class JobState(StrEnum):
 TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED,
                       JobState.SKIPPED})
 ACTIVE = frozenset(JobState) - TERMINAL
-WAITING = frozenset({JobState.HELD, JobState.SCHEDULED, JobState.QUEUED, JobState.RETRYING})
+# Jobs not started (or between attempts) and not workflow nodes: not the `waiting` state.
+NOT_STARTED = frozenset({JobState.HELD, JobState.SCHEDULED, JobState.QUEUED, JobState.RETRYING})
+# The states a job may be created in (a submit; a workflow node waits for its parents).
+INITIAL = frozenset({JobState.HELD, JobState.SCHEDULED, JobState.QUEUED, JobState.WAITING})
 
 _S = JobState
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
@@ -89,9 +99,88 @@ def check_action(job_id: object, state: JobState, action: str) -> None:
         raise InvalidTransition(job_id, state.value, action, sorted(s.value for s in allowed))
 
 
-def transition(source: JobState, target: JobState) -> JobState:
-    """Return `target` if the table allows source -> target, else raise."""
-    if not can_transition(source, target):
-        raise InvalidTransition("?", source.value, f"moved to {target.value}",
-                                sorted(s.value for s in sources(target)))
+def transition(source: JobState | None, target: JobState, job_id: object = "?") -> JobState:
+    """Return `target` if the table allows source -> target, else raise (None: a creation)."""
+    allowed = INITIAL if source is None else TRANSITIONS[source]
+    if target not in allowed:
+        raise InvalidTransition(job_id, "new" if source is None else source.value,
+                                f"moved to {target.value}",
+                                sorted(s.value for s in (sources(target) if source else INITIAL)))
     return target
+
+
+@dataclass(frozen=True)
+class Move:
+    """What one store statement does: take jobs in `sources` to `target`.
+
+    Made only if the table allows every source -> target, so a statement built from a Move
+    (its WHERE from `sources`, its SET from `target`) cannot make a move the table forbids.
+    """
+
+    sources: frozenset[JobState]
+    target: JobState
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise InvalidTransition("?", "no state", f"moved to {self.target.value}",
+                                    sorted(s.value for s in sources(self.target)))
+        for source in sorted(self.sources):
+            transition(source, self.target)
+
+    @property
+    def source(self) -> JobState:
+        """The one source of a single-source move (its events name it)."""
+        (only,) = self.sources
+        return only
+
+
+def move(target: JobState, *from_: JobState) -> Move:
+    """The move to `target` from the states given (default: every state the table allows)."""
+    return Move(frozenset(from_) or sources(target), target)
+
+
+# Reasons of events that are notes: something happened to a job that did not move it.
+NOTES = frozenset({"cancel_requested", "cancel_not_forcible"})
+
+
+# -- decisions: what a job's facts call for, as pure functions (unit-tested without a store) --
+
+def initial_state(hold: bool, run_at: datetime | None, at: datetime) -> JobState:
+    """The state a submitted job starts in: held if asked, scheduled if due later, else queued."""
+    if hold:
+        return JobState.HELD
+    if run_at is not None and run_at > at:
+        return JobState.SCHEDULED
+    return JobState.QUEUED
+
+
+def cancel_effect(job_id: object, state: JobState, requested: bool
+                  ) -> Literal["move", "note", "none"]:
+    """What a cancel does: move the job to cancelled; or, running, note the request (the job
+    stays running; its worker stops it), once: asked again, nothing. InvalidTransition if the
+    job has ended."""
+    check_action(job_id, state, "cancelled")
+    if state is not JobState.RUNNING:
+        return "move"
+    return "none" if requested else "note"
+
+
+@dataclass(frozen=True)
+class LostWorker:
+    """What the lifeline does with a running job whose lease ran out."""
+
+    target: JobState  # queued (rescued, unspent), cancelled or failed
+    reason: str
+    counted: bool = False  # a rescue that adds to the job's poison-pill count
+
+
+def lost_worker(cancel_requested: bool, interrupted: bool, rescues: int, cap: int) -> LostWorker:
+    """A job asked to cancel ends cancelled; an announced interruption is rescued uncounted;
+    a job that lost its worker `cap` times already fails as poisoned; else a counted rescue."""
+    if cancel_requested:
+        return LostWorker(JobState.CANCELLED, "worker_lost")
+    if interrupted:
+        return LostWorker(JobState.QUEUED, "interrupted")
+    if rescues >= cap:
+        return LostWorker(JobState.FAILED, "poisoned")
+    return LostWorker(JobState.QUEUED, "worker_lost", counted=True)

@@ -178,6 +178,10 @@ class JobWatch:
             if is_event:
                 self.cursor = Cursor(item.id, self.cursor.log)
                 skipped = False
+                if item.to_state is None:  # a note (a cancel request): the job did not move
+                    yield SseEvent("note", {"reason": item.reason, "attempt": item.attempt,
+                                            "at": item.at.isoformat()}, str(self.cursor))
+                    continue
                 yield SseEvent("state", {"state": item.to_state, "from": item.from_state,
                                          "reason": item.reason, "attempt": item.attempt,
                                          "at": item.at.isoformat()}, str(self.cursor))

@@ -141,8 +141,8 @@ class JobPage(BaseModel):
 class Event(BaseModel):
     id: int
     at: datetime
-    from_state: str | None
-    to_state: str
+    from_state: str | None = Field(description="null: the job was created here, or a note")
+    to_state: str | None = Field(description="null: a note (a cancel request), not a move")
     reason: str
     attempt: int
     worker: str | None

@@ -188,8 +188,10 @@ def register(app: typer.Typer) -> None:
             typer.echo(dumps([e.__dict__ for e in history]))
             return
         for e in history:
-            typer.echo(f"{e.at:%H:%M:%S.%f} #{e.attempt} {e.from_state or '-':>9} -> "
-                       f"{e.to_state:<9} {e.reason}" + (f" ({e.worker})" if e.worker else ""))
+            move = f"{e.from_state or '-':>9} -> {e.to_state or '-':<9}" if e.to_state else \
+                f"{'(note)':>22}"
+            typer.echo(f"{e.at:%H:%M:%S.%f} #{e.attempt} {move} {e.reason}"
+                       + (f" ({e.worker})" if e.worker else ""))
 
 
 def _follow(state: State, job: JobRecord, timeout: float | None) -> JobRecord:

@@ -61,6 +61,5 @@ UNFORCIBLE = ("the job runs on a worker pool that cannot stop it by force (not p
 def explain_unforcible(session: Session, lease: sweep_sql.Lease, at: datetime) -> None:
     """Say once, in the job's history, why an overdue cancel was not forced."""
     log.warning("job %s: cancel not forced: %s", lease.id, UNFORCIBLE)
-    statement_sql.record_event(session, lease.id, JobState.RUNNING, JobState.RUNNING,
-                               "cancel_not_forcible", at, lease.attempt, worker=lease.worker,
-                               detail={"why": UNFORCIBLE})
+    statement_sql.record_note(session, lease.id, "cancel_not_forcible", at, lease.attempt,
+                              worker=lease.worker, detail={"why": UNFORCIBLE})

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from crisper.errors import StoreUnavailable
 from crisper.settings import Settings
-from crisper.states import JobState
+from crisper.states import JobState, lost_worker
 from crisper.store import Store
 from crisper.store import attempts as attempt_sql
 from crisper.store import sweeps as sweep_sql
@@ -87,21 +87,17 @@ class Lifeline:
 
 
 def _rescue_one(session: Session, lease: sweep_sql.Lease, at: datetime, cap: int) -> bool:
-    if lease.cancel_requested:
-        return attempt_sql.finish(session, lease.id, lease.token, JobState.CANCELLED, at,
-                                  reason="worker_lost", worker=lease.worker,
-                                  error=dict(WORKER_LOST))
-    if lease.interrupted:
-        return attempt_sql.rescue(session, lease.id, lease.token, at, reason="interrupted",
-                                  counted=False, worker=lease.worker)
-    if lease.rescues >= cap:  # rescued `cap` times already: this loss is one too many
+    fate = lost_worker(lease.cancel_requested, lease.interrupted, lease.rescues, cap)
+    if fate.target is JobState.QUEUED:
+        detail = {"rescues": lease.rescues + 1} if fate.counted else None
+        return attempt_sql.rescue(session, lease.id, lease.token, at, reason=fate.reason,
+                                  counted=fate.counted, worker=lease.worker, detail=detail)
+    error = dict(WORKER_LOST)
+    if fate.target is JobState.FAILED:  # rescued `cap` times already: one loss too many
         log.warning("job %s lost its worker %d times: failed as poisoned", lease.id, cap + 1)
         error = {**POISONED, "message": POISONED["message"].format(n=cap + 1)}
-        return attempt_sql.finish(session, lease.id, lease.token, JobState.FAILED, at,
-                                  reason="poisoned", worker=lease.worker, error=error)
-    return attempt_sql.rescue(session, lease.id, lease.token, at, reason="worker_lost",
-                              counted=True, worker=lease.worker,
-                              detail={"rescues": lease.rescues + 1})
+    return attempt_sql.finish(session, lease.id, lease.token, fate.target, at,
+                              reason=fate.reason, worker=lease.worker, error=error)
 
 
 def rescue(store: Store, settings: Settings, at: datetime) -> int:

@@ -15,14 +15,19 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from crisper.states import TERMINAL, JobState
+from crisper.errors import InvalidTransition
+from crisper.states import TERMINAL, JobState, move
 from crisper.store import deliveries as outbox
 from crisper.store import workflows as workflow_sql
 from crisper.store.models import JSONB, UTCDateTime, job_logs, jobs, queues
-from crisper.store.statements import changed, dialect_of, run_moving
+from crisper.store.statements import changed, dialect_of, moving, run_moving
 from crisper.store.sweeps import Dispatch
 
 S = JobState
+# The worker's moves, each checked against the table when this module is imported.
+CLAIM = move(S.RUNNING, S.QUEUED)
+OUTCOMES = {t: move(t, S.RUNNING) for t in (S.SUCCEEDED, S.FAILED, S.RETRYING, S.CANCELLED)}
+RESCUE = move(S.QUEUED, S.RUNNING)  # handed back unspent: a lost worker, an interruption
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ def _claim_statement(dialect: str, skip_paused: bool, by_type: bool = False,
         wanted = jobs.c.id == func.any(bindparam("ids", type_=postgresql.ARRAY(Uuid())))
     else:
         wanted = jobs.c.id.in_(bindparam("ids", expanding=True))
-    where = [wanted, jobs.c.state == S.QUEUED.value]
+    where = [wanted]
     if by_type:  # the message names a type: it must be the job's own (it picks the function)
         where.append(jobs.c.type == bindparam("want_type", type_=String()))
     if by_queue:
@@ -65,9 +70,9 @@ def _claim_statement(dialect: str, skip_paused: bool, by_type: bool = False,
         paused = exists().where(queues.c.name == jobs.c.queue, queues.c.paused_at.is_not(None))
         where.append(~paused)
     return (
-        update(jobs).where(*where)
-        .values(
-            state=S.RUNNING.value, attempt=jobs.c.attempt + 1, lease_token=bindparam("token"),
+        moving(
+            CLAIM, *where,
+            attempt=jobs.c.attempt + 1, lease_token=bindparam("token"),
             lease_expires_at=bindparam("expires"), worker=bindparam("worker"),
             task_id=bindparam("task_id"), started_at=bindparam("at"), cancel_requested_at=None,
             interrupted_at=None, forcible=bindparam("forcible", type_=Boolean()),
@@ -98,7 +103,7 @@ def claim(db: Session | Connection, ids: Sequence[uuid.UUID], worker: str, task_
     if queue is not None:
         params["want_queue"] = queue
     statement = _claim_statement(dialect, skip_paused, job_type is not None, queue is not None)
-    rows = run_moving(db, dialect, statement, params, S.QUEUED, S.RUNNING, "claimed", None)
+    rows = run_moving(db, dialect, statement, params, CLAIM, "claimed", None)
     return [Claimed(r.id, r.type, r.params, r.attempt, r.max_attempts, r.retry_policy, r.timeout,
                     token, r.returned_attempts, r.workflow_id, bool(r.notifies)) for r in rows]
 
@@ -161,7 +166,7 @@ def append_logs(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 
 @cache
 def _finish_statement(target: JobState) -> Any:
-    values: dict[str, Any] = {"state": target.value, "lease_token": None, "lease_expires_at": None,
+    values: dict[str, Any] = {"lease_token": None, "lease_expires_at": None,
                               "error": func.coalesce(bindparam("error", type_=JSONB), jobs.c.error)}
     if target in TERMINAL:
         values["finished_at"] = bindparam("at")
@@ -172,16 +177,14 @@ def _finish_statement(target: JobState) -> Any:
         values["run_at"] = bindparam("retry_at")
     if target is S.CANCELLED:
         values["cancelled_at"] = bindparam("at")
-    return _fenced_move(values)
+    return _fenced_move(OUTCOMES[target], values)
 
 
-def _fenced_move(values: dict[str, Any]) -> Any:
+def _fenced_move(running_to: Any, values: dict[str, Any]) -> Any:
     """A running job's move, made only by the holder of its lease token (the attempt's fence)."""
     return (
-        update(jobs)
-        .where(jobs.c.id == bindparam("job_id"), jobs.c.lease_token == bindparam("token"),
-               jobs.c.state == S.RUNNING.value)
-        .values(**values)
+        moving(running_to, jobs.c.id == bindparam("job_id"),
+               jobs.c.lease_token == bindparam("token"), **values)
         .returning(jobs.c.id, jobs.c.attempt, jobs.c.workflow_id)
     )
 
@@ -203,6 +206,8 @@ def finish(
     detail = {"error": error["message"]} if error else None
     if retry_at is not None:
         detail = {**(detail or {}), "retry_at": retry_at.isoformat()}
+    if target not in OUTCOMES:  # running -> queued is a rescue (no attempt spent), not an end
+        raise InvalidTransition(job_id, S.RUNNING.value, f"finished as {target.value}", ["no"])
     statement = _finish_statement(target)
     params = {"job_id": job_id, "token": token, "at": at, "worker": worker, "error": error}
     if target is S.SUCCEEDED:
@@ -210,7 +215,7 @@ def finish(
     if target is S.RETRYING:
         params["retry_at"] = retry_at
     with outbox.atomic(db) if notifies else nullcontext():
-        moved = run_moving(db, dialect_of(db), statement, params, S.RUNNING, target, reason,
+        moved = run_moving(db, dialect_of(db), statement, params, OUTCOMES[target], reason,
                            detail)
         if moved and notifies:  # webhooks and batch counters, in the outcome's own transaction
             outbox.job_moved(db, job_id, S.RUNNING, target, at, reason)
@@ -224,13 +229,13 @@ def finish(
 @cache
 def _rescue_statement(counted: bool) -> Any:
     values: dict[str, Any] = {
-        "state": S.QUEUED.value, "lease_token": None, "lease_expires_at": None,
+        "lease_token": None, "lease_expires_at": None,
         "queued_at": bindparam("at"), "dispatched_at": None, "interrupted_at": None,
         "returned_attempts": jobs.c.returned_attempts + 1,
     }
     if counted:
         values["rescues"] = jobs.c.rescues + 1
-    return _fenced_move(values)
+    return _fenced_move(RESCUE, values)
 
 
 def rescue(db: Session | Connection, job_id: uuid.UUID, token: uuid.UUID, at: datetime, *,
@@ -242,8 +247,8 @@ def rescue(db: Session | Connection, job_id: uuid.UUID, token: uuid.UUID, at: da
     announced ones (a shutdown's interruption, a worker cut off from the database) do not.
     """
     params = {"job_id": job_id, "token": token, "at": at, "worker": worker}
-    return bool(run_moving(db, dialect_of(db), _rescue_statement(counted), params, S.RUNNING,
-                           S.QUEUED, reason, detail))
+    return bool(run_moving(db, dialect_of(db), _rescue_statement(counted), params, RESCUE,
+                           reason, detail))
 
 
 def mark_interrupted(session: Session, worker_prefix: str, at: datetime, expires: datetime

@@ -11,11 +11,12 @@ from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from crisper.records import JobRecord
-from crisper.states import ACTIVE, JobState
+from crisper.states import ACTIVE, JobState, move
 from crisper.store.models import job_events, jobs, queues
-from crisper.store.statements import RECORD_COLUMNS, changed, event
+from crisper.store.statements import RECORD_COLUMNS, changed, event, moving
 
 S = JobState
+DEFER = move(S.SCHEDULED, S.QUEUED)  # a rate limit or a concurrency limit holds it back
 
 
 @dataclass(frozen=True)
@@ -62,13 +63,12 @@ def defer(session: Session, job: Pending, until: datetime, why: str, at: datetim
     """queued -> scheduled until `until`, attempt untouched; the reason is in the event."""
     done = changed(
         session,
-        update(jobs).where(jobs.c.id == job.id, jobs.c.state == S.QUEUED.value)
-        .values(state=S.SCHEDULED.value, run_at=until, dispatched_at=None, flow_wait=why,
-                rate_token_at=rate_token_at or job.rate_token_at),
+        moving(DEFER, jobs.c.id == job.id, run_at=until, dispatched_at=None, flow_wait=why,
+               rate_token_at=rate_token_at or job.rate_token_at),
     )
     if done:
         session.execute(insert(job_events), [event(
-            job.id, S.QUEUED, S.SCHEDULED, f"{why}_limited", at, job.attempt,
+            job.id, DEFER.source, DEFER.target, f"{why}_limited", at, job.attempt,
             detail={"until": until.isoformat()})])
     return bool(done)
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from crisper.errors import ConcurrentChange
 from crisper.records import EventRecord, JobRecord, LogRecord
-from crisper.states import JobState, check_action
+from crisper.states import INITIAL, JobState, Move, cancel_effect, check_action, transition
 from crisper.store import deliveries as outbox
 from crisper.store.models import job_events, job_logs, jobs
 from crisper.store.statements import (
@@ -22,9 +22,11 @@ from crisper.store.statements import (
     changed,
     dialect_of,
     event,
+    moving,
     pg_create_statement,
     pg_params,
     record_event,
+    record_note,
 )
 from crisper.store.stats import id_floor
 from crisper.store.tags import HasMetadata, HasTag
@@ -39,6 +41,7 @@ def create(db: Session | Connection, rows: Sequence[dict[str, Any]], at: datetim
 
     PostgreSQL: one pre-built statement per job (the row and its event), sent as a pipeline.
     """
+    check_initial(rows)
     if dialect_of(db) == "postgresql":
         sql, constants = pg_create_statement(tuple(sorted(rows[0])))
         conn = db.connection() if isinstance(db, Session) else db
@@ -49,6 +52,12 @@ def create(db: Session | Connection, rows: Sequence[dict[str, Any]], at: datetim
         insert(job_events),
         [event(r["id"], None, S(r["state"]), "submitted", at, 0) for r in rows],
     )
+
+
+def check_initial(rows: Sequence[dict[str, Any]]) -> None:
+    """Every new job enters in a state a job may be created in (states.INITIAL)."""
+    for state in {r["state"] for r in rows} - {s.value for s in INITIAL}:
+        transition(None, S(state))
 
 
 def find_idempotent(session: Session, tenant: str, key: str) -> JobRecord | None:
@@ -171,15 +180,14 @@ def count_by_state(session: Session, tenant: str | None = None) -> dict[str, int
 
 def cancel(session: Session, job: JobRecord, at: datetime, reason: str = "cancelled") -> JobState:
     """Cancel a waiting job now; ask a running one to stop. Returns the state the job is left in."""
-    check_action(job.id, job.state, "cancelled")
-    if job.state is S.RUNNING:
-        if job.cancel_requested_at is None:
-            session.execute(
-                update(jobs).where(jobs.c.id == job.id, jobs.c.state == S.RUNNING.value)
-                .values(cancel_requested_at=at)
-            )
-            record_event(session, job.id, S.RUNNING, S.RUNNING, "cancel_requested", at,
-                         job.attempt)
+    effect = cancel_effect(job.id, job.state, job.cancel_requested_at is not None)
+    if effect == "note":  # a request: the job stays running until its worker stops it
+        session.execute(
+            update(jobs).where(jobs.c.id == job.id, jobs.c.state == S.RUNNING.value)
+            .values(cancel_requested_at=at)
+        )
+        record_note(session, job.id, "cancel_requested", at, job.attempt)
+    if effect != "move":
         return S.RUNNING
     _move(session, job, S.CANCELLED, at, reason, cancelled_at=at, finished_at=at)
     return S.CANCELLED
@@ -210,11 +218,8 @@ def restart(session: Session, job: JobRecord, at: datetime,
 
 def _move(session: Session, job: JobRecord, target: JobState, at: datetime, reason: str,
           detail: dict[str, Any] | None = None, **values: Any) -> None:
-    done = changed(
-        session,
-        update(jobs).where(jobs.c.id == job.id, jobs.c.state == job.state.value)
-        .values(state=target.value, **values),
-    )
+    done = changed(session, moving(Move(frozenset({job.state}), target), jobs.c.id == job.id,
+                                   **values))
     if not done:  # the row moved under us (no row lock on SQLite): re-read and re-check
         fresh = get(session, job.id)
         assert fresh is not None

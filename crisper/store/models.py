@@ -195,8 +195,9 @@ job_events = Table(
     Column("id", BIGID, primary_key=True, autoincrement=True),
     Column("job_id", Uuid(), ForeignKey("crisper_jobs.id", ondelete="CASCADE"), nullable=False),
     Column("at", UTCDateTime(), nullable=False),
+    # A move: to_state, and from_state unless the job was created. A note: neither.
     Column("from_state", String(16)),
-    Column("to_state", String(16), nullable=False),
+    Column("to_state", String(16)),
     Column("reason", String(64), nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("worker", String(300)),

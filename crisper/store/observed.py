@@ -3,6 +3,9 @@
 Observed tasks live in the jobs table (source = 'observed'), so that listing, keyset
 pagination, filters and counts stay one implementation. Their id is a time-ordered UUID
 minted when the task was first seen; Celery's id is in `task_id`, unique among observed rows.
+Their state mirrors what Celery reports (the upsert keeps the later step): Celery, not the
+transition table, decides it, and no event is written. The one move Crisper makes on them,
+a lost run, is checked against the table.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from crisper.states import JobState
+from crisper.states import JobState, move
 from crisper.store.models import jobs, workers
-from crisper.store.statements import changed
+from crisper.store.statements import changed, moving
 
 OBSERVED = "observed"
 S = JobState
+LOST_WORKER = move(S.FAILED, S.RUNNING)
 _RANK = {S.QUEUED.value: 1, S.RUNNING.value: 2, S.RETRYING.value: 3, S.SUCCEEDED.value: 4,
          S.FAILED.value: 4, S.CANCELLED.value: 4}
 LOST = {
@@ -184,9 +188,7 @@ def mark_lost(session: Session, at: datetime, cutoff: datetime) -> list[uuid.UUI
         .limit(500).with_for_update(skip_locked=True)
     )
     found = session.execute(
-        update(jobs)
-        .where(jobs.c.id.in_(stale.scalar_subquery()), jobs.c.state == S.RUNNING.value)
-        .values(state=S.FAILED.value, error=LOST, finished_at=at)
+        moving(LOST_WORKER, jobs.c.id.in_(stale.scalar_subquery()), error=LOST, finished_at=at)
         .returning(jobs.c.id)
     ).scalars().all()
     return list(found)

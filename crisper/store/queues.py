@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from crisper.states import JobState
+from crisper.states import NOT_STARTED, JobState
 from crisper.store.models import jobs, queues
 
 S = JobState
@@ -63,7 +63,7 @@ def list_queues(session: Session, known: Collection[str] = ()) -> list[QueueReco
     """Every queue that has active jobs, a pause row, or is named in `known`."""
     counts: dict[str, dict[str, int]] = {}
     oldest: dict[str, datetime] = {}
-    active = [S.QUEUED.value, S.RUNNING.value, S.SCHEDULED.value, S.RETRYING.value, S.HELD.value]
+    active = sorted(s.value for s in NOT_STARTED | {S.RUNNING})  # workflow nodes wait apart
     stmt = (select(jobs.c.queue, jobs.c.state, func.count(), func.min(jobs.c.queued_at))
             .where(jobs.c.state.in_(active)).group_by(jobs.c.queue, jobs.c.state))
     for queue, state, n, first in session.execute(stmt):
@@ -75,7 +75,7 @@ def list_queues(session: Session, known: Collection[str] = ()) -> list[QueueReco
     out = []
     for name in names:
         c = counts.get(name, {})
-        waiting = c.get(S.SCHEDULED.value, 0) + c.get(S.RETRYING.value, 0) + c.get(S.HELD.value, 0)
+        waiting = sum(c.get(s.value, 0) for s in NOT_STARTED - {S.QUEUED})  # held, timed
         first = oldest.get(name)
         out.append(QueueRecord(name, pauses.get(name), c.get(S.QUEUED.value, 0),
                                c.get(S.RUNNING.value, 0), waiting, first))

@@ -8,13 +8,26 @@ from functools import cache
 from typing import Any, cast
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import JSON, CursorResult, String, bindparam, insert, literal_column, null, select
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    CursorResult,
+    String,
+    Update,
+    bindparam,
+    case,
+    insert,
+    literal_column,
+    null,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from crisper.records import JobRecord
-from crisper.states import JobState
+from crisper.states import NOTES, JobState, Move, transition
 from crisper.store.models import JSONB, UTCDateTime, job_events, jobs
 
 RECORD_COLUMNS = [jobs.c[name] for name in JobRecord.__dataclass_fields__]
@@ -38,11 +51,43 @@ def event(
     job_id: uuid.UUID, source: JobState | None, target: JobState, reason: str, at: datetime,
     attempt: int, worker: str | None = None, detail: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """An event row for a move, which the table must allow (source None: the job's creation)."""
+    transition(source, target, job_id)
     return {
         "job_id": job_id, "at": at, "from_state": source.value if source else None,
         "to_state": target.value, "reason": reason, "attempt": attempt, "worker": worker,
         "detail": detail,
     }
+
+
+def note(job_id: uuid.UUID, reason: str, at: datetime, attempt: int,
+         worker: str | None = None, detail: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An event row that is not a move (no from or to state): a cancel request, say."""
+    if reason not in NOTES:
+        raise ValueError(f"{reason!r} is not a note (states.NOTES)")
+    return {"job_id": job_id, "at": at, "from_state": None, "to_state": None, "reason": reason,
+            "attempt": attempt, "worker": worker, "detail": detail}
+
+
+def record_note(session: Session, job_id: uuid.UUID, reason: str, at: datetime, attempt: int,
+                worker: str | None = None, detail: dict[str, Any] | None = None) -> None:
+    session.execute(insert(job_events), [note(job_id, reason, at, attempt, worker, detail)])
+
+
+def in_sources(move: Move) -> ColumnElement[bool]:
+    """The WHERE clause of a move: the job is in one of its source states."""
+    values = sorted(s.value for s in move.sources)
+    return jobs.c.state == values[0] if len(values) == 1 else jobs.c.state.in_(values)
+
+
+def moving(move: Move, *where: Any, when: Any = None, **values: Any) -> Update:
+    """The one way the store writes a job's state: UPDATE jobs SET state = the move's target
+    WHERE the job is in one of the move's sources (and `where`). With `when`, only rows that
+    meet it move; the others get `values` but keep their state."""
+    target: Any = move.target.value
+    if when is not None:
+        target = case((when, target), else_=jobs.c.state)
+    return update(jobs).where(in_sources(move), *where).values(state=target, **values)
 
 
 def dialect_of(db: Session | Connection) -> str:
@@ -65,38 +110,39 @@ EVENT_COLUMNS = ["job_id", "at", "from_state", "to_state", "reason", "attempt", 
                   "detail"]
 
 
-def _with_event(moving: Any, source: JobState, target: JobState) -> Any:
+def _with_event(statement: Any, move: Move) -> Any:
     """PostgreSQL: the UPDATE … RETURNING and its event INSERT as one data-modifying CTE."""
-    moved = moving.cte("moved")
+    moved = statement.cte("moved")
     logged = insert(job_events).from_select(EVENT_COLUMNS, select(
-        moved.c.id, bindparam("at", type_=UTCDateTime()), literal_column(f"'{source.value}'"),
-        literal_column(f"'{target.value}'"), bindparam("reason", type_=String()),
+        moved.c.id, bindparam("at", type_=UTCDateTime()),
+        literal_column(f"'{move.source.value}'"), literal_column(f"'{move.target.value}'"),
+        bindparam("reason", type_=String()),
         moved.c.attempt, bindparam("worker", type_=String()), bindparam("detail", type_=JSONB),
     ))
     return select(moved).add_cte(logged.cte("logged"))
 
 
-def run_moving(db: Session | Connection, dialect: str, moving: Any, params: dict[str, Any],
-               source: JobState, target: JobState, reason: str, detail: dict[str, Any] | None
-               ) -> list[Any]:
-    """Run a conditional UPDATE … RETURNING (id, attempt, …) and log one event per moved row.
+def run_moving(db: Session | Connection, dialect: str, statement: Any, params: dict[str, Any],
+               move: Move, reason: str, detail: dict[str, Any] | None) -> list[Any]:
+    """Run a single-source move's UPDATE … RETURNING (id, attempt, …) built by `moving`, and
+    log one event per moved row.
 
     PostgreSQL: one statement, one round trip under autocommit. Elsewhere: two statements.
     """
     if dialect == "postgresql":
-        compiled = _PG_STATEMENTS.get(moving)
+        compiled = _PG_STATEMENTS.get(statement)
         if compiled is None:
-            compiled = _PG_STATEMENTS[moving] = pg_sql(_with_event(moving, source, target))
+            compiled = _PG_STATEMENTS[statement] = pg_sql(_with_event(statement, move))
         sql, constants = compiled
         bound = pg_params(constants, params)
         bound.update(reason=reason, detail=Jsonb(detail) if detail else None)
         conn = db.connection() if isinstance(db, Session) else db
         return list(conn.exec_driver_sql(sql, bound))
-    rows = list(db.execute(moving, params))
+    rows = list(db.execute(statement, params))
     if rows:
         db.execute(insert(job_events), [
-            event(r.id, source, target, reason, params["at"], r.attempt, params["worker"], detail)
-            for r in rows
+            event(r.id, move.source, move.target, reason, params["at"], r.attempt,
+                  params["worker"], detail) for r in rows
         ])
     return rows
 

@@ -11,11 +11,13 @@ from typing import Any
 from sqlalchemy import exists, insert, or_, select, true, update
 from sqlalchemy.orm import Session
 
-from crisper.states import JobState
+from crisper.states import JobState, move
 from crisper.store.models import job_events, jobs
-from crisper.store.statements import event
+from crisper.store.statements import event, in_sources, moving
 
 S = JobState
+# Timers: a scheduled job's time has come; a retrying job's back-off is over.
+DUE = {"due": move(S.QUEUED, S.SCHEDULED), "retry_due": move(S.QUEUED, S.RETRYING)}
 # Observed Celery tasks are recorded, never dispatched, promoted, rescued or force-stopped.
 OWN = jobs.c.source != "observed"
 
@@ -82,20 +84,19 @@ def mark_dispatch_refused(session: Session, ids: Sequence[uuid.UUID], error: str
 def promote_due(session: Session, at: datetime, limit: int) -> int:
     """scheduled/retrying jobs whose time has come -> queued (their wake-up goes out next)."""
     moved = 0
-    for source in (S.SCHEDULED, S.RETRYING):
+    for reason, timer in DUE.items():
         due = (
-            select(jobs.c.id).where(jobs.c.state == source.value, jobs.c.run_at <= at, OWN)
+            select(jobs.c.id).where(in_sources(timer), jobs.c.run_at <= at, OWN)
             .order_by(jobs.c.run_at).limit(limit).with_for_update(skip_locked=True)
         )
         rows = session.execute(
-            update(jobs).where(jobs.c.id.in_(due.scalar_subquery()), jobs.c.state == source.value)
-            .values(state=S.QUEUED.value, queued_at=at, dispatched_at=None)
+            moving(timer, jobs.c.id.in_(due.scalar_subquery()), queued_at=at,
+                   dispatched_at=None)
             .returning(jobs.c.id, jobs.c.attempt)
         ).all()
         if rows:
-            reason = "due" if source is S.SCHEDULED else "retry_due"
             session.execute(insert(job_events), [
-                event(r.id, source, S.QUEUED, reason, at, r.attempt) for r in rows
+                event(r.id, timer.source, timer.target, reason, at, r.attempt) for r in rows
             ])
         moved += len(rows)
     return moved

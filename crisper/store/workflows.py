@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from crisper.errors import ConcurrentChange
-from crisper.states import ACTIVE, JobState
+from crisper.states import ACTIVE, JobState, Move, cancel_effect, move
 from crisper.store import jobs as job_sql
 from crisper.store.models import (
     UTCDateTime,
@@ -32,10 +32,14 @@ from crisper.store.models import (
     workflow_edges,
     workflows,
 )
-from crisper.store.statements import dialect_of, event
+from crisper.store.statements import dialect_of, event, moving, note
 from crisper.store.sweeps import Dispatch
 
 S = JobState
+# A workflow's moves, each checked against the table when this module is imported.
+PARENTS_DONE = move(S.QUEUED, S.WAITING)
+ENDED_BY_PARENT = {t: move(t, S.WAITING) for t in (S.FAILED, S.SKIPPED, S.CANCELLED)}
+STOP = move(S.CANCELLED, *(ACTIVE - {S.RUNNING}))  # a running node is asked, not stopped
 Db = Session | Connection
 CHUNK = 5000  # ids per IN list (PostgreSQL takes at most 65,535 parameters per statement)
 RESET = {"attempt": 0, "result": None, "error": None, "progress_current": None,
@@ -55,6 +59,7 @@ def create(db: Db, workflow: dict[str, Any], rows: Sequence[dict[str, Any]],
     "submitted" events made by one INSERT … SELECT: ten thousand nodes in well under a second.
     """
     db.execute(insert(workflows), [workflow])
+    job_sql.check_initial(rows)
     if not _copies(db):  # SQLite, or an AsyncSession's connection (async psycopg)
         job_sql.create(db, rows, at)
         if edges:
@@ -143,20 +148,19 @@ def _count_down(db: Db, ids: list[uuid.UUID], parent: uuid.UUID, at: datetime
                 ) -> list[Dispatch]:
     released: list[Dispatch] = []
     last = jobs.c.pending_parents <= 1
-    for chunk in _chunks(ids):
+    for chunk in _chunks(ids):  # the last parent moves the child; the others only count down
         rows = db.execute(
-            update(jobs).where(jobs.c.id.in_(chunk), jobs.c.state == S.WAITING.value)
-            .values(pending_parents=jobs.c.pending_parents - 1,
-                    state=case((last, S.QUEUED.value), else_=S.WAITING.value),
-                    queued_at=case((last, literal(at, UTCDateTime())), else_=None),
-                    dispatched_at=None)
+            moving(PARENTS_DONE, jobs.c.id.in_(chunk), when=last,
+                   pending_parents=jobs.c.pending_parents - 1,
+                   queued_at=case((last, literal(at, UTCDateTime())), else_=None),
+                   dispatched_at=None)
             .returning(jobs.c.id, jobs.c.state, jobs.c.type, jobs.c.queue, jobs.c.priority,
                        jobs.c.attempt)
         ).all()
         ready = [r for r in rows if r.state == S.QUEUED.value]
         if ready:
             db.execute(insert(job_events), [
-                event(r.id, S.WAITING, S.QUEUED, "parents_done", at, r.attempt,
+                event(r.id, PARENTS_DONE.source, PARENTS_DONE.target, "parents_done", at, r.attempt,
                       detail={"last_parent": str(parent)}) for r in ready])
         released += [Dispatch(r.id, r.type, r.queue, r.priority) for r in ready]
     return released
@@ -170,18 +174,18 @@ def _end(db: Db, ids: list[uuid.UUID], target: JobState, parent: uuid.UUID,
     message = f"parent node {name!r} ({parent}) {parent_state.value}"
     error = {"type": "ParentFailed", "message": message, "parent": str(parent), "node": name}
     ended: list[uuid.UUID] = []
+    ending = ENDED_BY_PARENT[target]
     for chunk in _chunks(ids):
-        values: dict[str, Any] = {"state": target.value, "finished_at": at,
+        values: dict[str, Any] = {"finished_at": at,
                                   "error": None if target is S.SKIPPED else error}
         if target is S.CANCELLED:
             values["cancelled_at"] = at
         rows = db.execute(
-            update(jobs).where(jobs.c.id.in_(chunk), jobs.c.state == S.WAITING.value)
-            .values(**values).returning(jobs.c.id, jobs.c.attempt)
+            moving(ending, jobs.c.id.in_(chunk), **values).returning(jobs.c.id, jobs.c.attempt)
         ).all()
         if rows:
             db.execute(insert(job_events), [
-                event(r.id, S.WAITING, target, reason, at, r.attempt,
+                event(r.id, ending.source, target, reason, at, r.attempt,
                       detail={"parent": str(parent), "node": name}) for r in rows])
         ended += [r.id for r in rows]
     return ended
@@ -203,18 +207,18 @@ def cancel(session: Session, workflow_id: uuid.UUID, at: datetime) -> tuple[int,
                jobs.c.state.in_([s.value for s in ACTIVE]))
         .order_by(jobs.c.id).with_for_update()
     ).all()
-    stop = [r for r in locked if r.state != S.RUNNING.value]
-    ask = [r for r in locked if r.state == S.RUNNING.value and r.cancel_requested_at is None]
+    effects = {r.id: cancel_effect(r.id, S(r.state), r.cancel_requested_at is not None)
+               for r in locked}
+    stop = [r for r in locked if effects[r.id] == "move"]
+    ask = [r for r in locked if effects[r.id] == "note"]
     for chunk in _chunks([r.id for r in stop]):
-        session.execute(update(jobs).where(jobs.c.id.in_(chunk))
-                        .values(state=S.CANCELLED.value, cancelled_at=at, finished_at=at))
+        session.execute(moving(STOP, jobs.c.id.in_(chunk), cancelled_at=at, finished_at=at))
     for chunk in _chunks([r.id for r in ask]):
-        session.execute(update(jobs).where(jobs.c.id.in_(chunk))
+        session.execute(update(jobs).where(jobs.c.id.in_(chunk), jobs.c.state == S.RUNNING.value)
                         .values(cancel_requested_at=at))
     history = [event(r.id, S(r.state), S.CANCELLED, "workflow_cancelled", at, r.attempt)
                for r in stop]
-    history += [event(r.id, S.RUNNING, S.RUNNING, "cancel_requested", at, r.attempt)
-                for r in ask]
+    history += [note(r.id, "cancel_requested", at, r.attempt) for r in ask]
     if history:
         session.execute(insert(job_events), history)
     return len(stop), len(ask)
@@ -248,17 +252,16 @@ def rerun(session: Session, workflow_id: uuid.UUID, nodes: Sequence[Rerun], at: 
     history = []
     for (state, pending, _), members in groups.items():
         target = S.QUEUED if pending == 0 else S.WAITING
-        values: dict[str, Any] = {**RESET, "state": target.value, "pending_parents": pending,
+        values: dict[str, Any] = {**RESET, "pending_parents": pending,
                                   "queued_at": at if target is S.QUEUED else None}
         edited = members[0] if members[0].params is not None else None
         detail = None
         if edited is not None:
             values["params"] = edited.params
             detail = {"edit": {"before": edited.before, "after": edited.params}}
+        rerun_from = Move(frozenset({state}), target)  # checked: state -> target in the table
         for chunk in _chunks([n.id for n in members]):
-            moved = session.execute(update(jobs).where(jobs.c.id.in_(chunk),
-                                                       jobs.c.state == state.value)
-                                    .values(**values))
+            moved = session.execute(moving(rerun_from, jobs.c.id.in_(chunk), **values))
             if moved.rowcount != len(chunk):  # type: ignore[attr-defined]
                 raise ConcurrentChange(workflow_id)
         reason = "retried_with_edit" if detail else "retried"

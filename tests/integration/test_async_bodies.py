@@ -23,7 +23,7 @@ def app(backend: Backend) -> Iterator[Crisper]:
     app.store.close()
 
 
-def reasons(app: Crisper, job_id: object) -> list[tuple[str | None, str, str]]:
+def reasons(app: Crisper, job_id: object) -> list[tuple[str | None, str | None, str]]:
     return [(e.from_state, e.to_state, e.reason) for e in app.jobs.events(job_id)]
 
 
@@ -58,7 +58,7 @@ def test_an_async_job_is_cancelled_at_its_next_await_and_times_out(
 
     # Cancelled cooperatively: the coroutine saw CancelledError at its await (no force).
     assert waiting.state is S.CANCELLED
-    assert reasons(app, waiting.id)[-2:] == [("running", "running", "cancel_requested"),
+    assert reasons(app, waiting.id)[-2:] == [(None, None, "cancel_requested"),
                                              ("running", "cancelled", "cancelled")]
     events = [(r.job_id, r.event) for r in backend.probe_rows()]
     assert (str(waiting.id), "task-cancelled") in events

@@ -80,7 +80,7 @@ def test_the_chart_stacks_outcomes_and_draws_submissions() -> None:
     assert activity_chart([]).bars == []
 
 
-def _event(i: int, source: str | None, target: str, reason: str, attempt: int,
+def _event(i: int, source: str | None, target: str | None, reason: str, attempt: int,
            worker: str | None = None) -> EventRecord:
     at = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(seconds=i)
     return EventRecord(i, uuid.uuid4(), at, source, target, reason, attempt, worker, None)
@@ -93,7 +93,7 @@ def test_attempts_are_read_from_the_events() -> None:
         _event(3, "running", "retrying", "error", 1, "w1"),
         _event(4, "retrying", "queued", "retry_due", 1),
         _event(5, "queued", "running", "claimed", 2, "w2"),
-        _event(6, "running", "running", "cancel_requested", 2),
+        _event(6, None, None, "cancel_requested", 2),  # a note, not a move
         _event(9, "running", "cancelled", "cancelled", 2, "w2"),
         _event(10, "cancelled", "queued", "retried", 2),
         _event(11, "queued", "running", "claimed", 3, "w1"),
