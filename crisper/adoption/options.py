@@ -15,8 +15,6 @@ from crisper.errors import ConfigurationError
 from crisper.priorities import PRIORITY_MAX
 from crisper.retry import Retry
 
-# Crisper's priority range: 0..CRISPER_PRIORITY_MAX, the highest runs first (crisper/priorities.py).
-CRISPER_PRIORITY_MAX = PRIORITY_MAX
 # Celery's defaults, used when a task does not say.
 CELERY_MAX_RETRIES = 3
 CELERY_RETRY_DELAY = 180.0
@@ -55,7 +53,7 @@ class Mapped:
 
 
 def crisper_priority(celery_priority: int | None, redis_broker: bool,
-                     amqp_max: int = AMQP_PRIORITY_MAX, top: int = CRISPER_PRIORITY_MAX
+                     amqp_max: int = AMQP_PRIORITY_MAX, top: int = PRIORITY_MAX
                      ) -> int | None:
     """A Celery priority, in the meaning it has on the app's broker, as Crisper's (top first).
 

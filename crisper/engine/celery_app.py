@@ -72,9 +72,11 @@ def _transport_options(broker: str, settings: Settings) -> dict[str, Any]:
     if is_redis(broker):
         if settings.broker_prefix:
             options["global_keyprefix"] = settings.broker_prefix
-        # One Redis list per priority (0..9, not kombu's 4 buckets), popped strictly in order;
-        # the queues a worker consumes are tried in the order given (-Q a,b: a first).
-        options.update(priority_steps=list(range(10)), queue_order_strategy="priority")
+        # One Redis list per broker level (0..BROKER_LEVELS, not kombu's 4 buckets), popped
+        # strictly in order; the queues a worker consumes are tried in the order given
+        # (-Q a,b: a first).
+        options.update(priority_steps=list(range(BROKER_LEVELS + 1)),
+                       queue_order_strategy="priority")
     return {**options, **settings.broker_transport_options}
 
 

@@ -15,10 +15,11 @@ from celery.schedules import crontab
 from crisper import Crisper, Settings
 from crisper.adoption import celery_queue
 from crisper.adoption.beat import cron_line, import_beat, schedule_name
-from crisper.adoption.options import CRISPER_PRIORITY_MAX, crisper_priority, map_options
+from crisper.adoption.options import crisper_priority, map_options
 from crisper.adoption.tasks import AdoptedJobType, BoundTask, RetryLater, current_job
 from crisper.engine.context import JobContext
 from crisper.errors import ConfigurationError, InvalidRequest
+from crisper.priorities import PRIORITY_MAX
 
 
 def wrapped(tmp_path: Path, broker: str = "redis://127.0.0.1:6379/0") -> tuple[Celery, Crisper]:
@@ -30,7 +31,7 @@ def wrapped(tmp_path: Path, broker: str = "redis://127.0.0.1:6379/0") -> tuple[C
 
 
 def test_priority_keeps_its_meaning_per_broker() -> None:
-    top = CRISPER_PRIORITY_MAX
+    top = PRIORITY_MAX
     assert crisper_priority(0, redis_broker=True) == top  # Redis: 0 runs first
     assert crisper_priority(9, redis_broker=True) == 0
     assert crisper_priority(3, redis_broker=True) == top - round(3 * top / 9)
@@ -89,8 +90,8 @@ def test_a_moved_task_goes_where_celery_routes_it(tmp_path: Path) -> None:
 
     assert crisper.settings.queues == ["general", "mail"]  # `crisper worker` consumes them
     assert send.options.queue == "mail"
-    assert send.options.priority == CRISPER_PRIORITY_MAX  # Celery's default 0, on Redis
-    assert ping.options.priority == CRISPER_PRIORITY_MAX
+    assert send.options.priority == PRIORITY_MAX  # Celery's default 0, on Redis
+    assert ping.options.priority == PRIORITY_MAX
     assert ping.options.queue == "fast"
     assert ping.name.endswith(".ping")  # Celery's default name: module.function
     assert isinstance(send, AdoptedJobType)
@@ -111,7 +112,7 @@ def test_positional_args_bind_to_the_signature(tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest):
         send.bind_params(("a",), {"to": "b"})
     request = send.request_for(("a",), {}, countdown=30, priority=0, task_id=str(uuid.uuid4()))
-    assert request.priority == CRISPER_PRIORITY_MAX
+    assert request.priority == PRIORITY_MAX
     assert request.job_id is not None and request.idempotency_key == f"celery:{request.job_id}"
     assert request.run_at is not None
     assert send.json_schema()["required"] == ["to"]
