@@ -168,6 +168,13 @@ class Calls:
         return Call("POST", f"/v1/jobs/{job_id}/{action}", _job)
 
     @staticmethod
+    def retry(job_id: object, params: dict[str, Any] | None = None) -> Call[JobRecord]:
+        """Run a finished job again; with `params`, with these instead of its own (a replay
+        with edited params: the old ones stay in the job's history)."""
+        return Call("POST", f"/v1/jobs/{job_id}/retry", _job,
+                    json=None if params is None else {"params": params})
+
+    @staticmethod
     def bulk(action: str, *, ids: Sequence[object] | None = None,
              filter: dict[str, Any] | None = None) -> Call[dict[str, Any]]:
         """Cancel or retry many jobs by ids or by a filter; answers the counts."""
@@ -242,7 +249,7 @@ class Methods:
     events = Endpoint(Calls.events)
     logs = Endpoint(Calls.logs)
     cancel = Endpoint(_action("cancel"))
-    retry = Endpoint(_action("retry"))
+    retry = Endpoint(Calls.retry)
     start = Endpoint(_action("start"))
     bulk = Endpoint(Calls.bulk)
     types = Endpoint(_listing("types"))

@@ -24,7 +24,7 @@ class JobsBackend(Protocol):
     def events(self, job_id: object) -> list[EventRecord]: ...
     def logs(self, job_id: object) -> list[LogRecord]: ...
     def cancel(self, job_id: object) -> JobRecord: ...
-    def retry(self, job_id: object) -> JobRecord: ...
+    def retry(self, job_id: object, params: dict[str, Any] | None = None) -> JobRecord: ...
     def start(self, job_id: object) -> JobRecord: ...
     def types(self) -> list[dict[str, Any]]: ...
 
@@ -54,8 +54,8 @@ class LocalJobs:
     def cancel(self, job_id: object) -> JobRecord:
         return self.service.cancel(job_id)
 
-    def retry(self, job_id: object) -> JobRecord:
-        return self.service.retry(job_id)
+    def retry(self, job_id: object, params: dict[str, Any] | None = None) -> JobRecord:
+        return self.service.retry(job_id, params=params)
 
     def start(self, job_id: object) -> JobRecord:
         return self.service.start(job_id)
@@ -96,8 +96,8 @@ class RemoteJobs:
     def cancel(self, job_id: object) -> JobRecord:
         return self.client.cancel(job_id)
 
-    def retry(self, job_id: object) -> JobRecord:
-        return self.client.retry(job_id)
+    def retry(self, job_id: object, params: dict[str, Any] | None = None) -> JobRecord:
+        return self.client.retry(job_id, params)
 
     def start(self, job_id: object) -> JobRecord:
         return self.client.start(job_id)

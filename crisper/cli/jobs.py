@@ -131,9 +131,10 @@ def register(app: typer.Typer) -> None:
         else:
             console.print(jobs_table(found))
 
-    def _one(ctx: typer.Context, job_id: str, action: str, as_json: bool) -> None:
+    def _one(ctx: typer.Context, job_id: str, action: str, as_json: bool,
+             **options: Any) -> None:
         state: State = ctx.obj
-        job = getattr(state.jobs, action)(job_id)
+        job = getattr(state.jobs, action)(job_id, **options)
         if as_json:
             typer.echo(dumps(job_dict(job)))
         elif action == "get":
@@ -156,9 +157,18 @@ def register(app: typer.Typer) -> None:
 
     @jobs.command("retry")
     def jobs_retry(ctx: typer.Context, job_id: str,
+                   params: list[str] = typer.Argument(None, metavar="[KEY=VALUE...]"),
                    as_json: bool = typer.Option(False, "--json")) -> None:
-        """Run a finished (succeeded, failed or cancelled) job again as a new series of attempts."""
-        _one(ctx, job_id, "retry", as_json)
+        """Run a finished (succeeded, failed or cancelled) job again as a new series of attempts.
+
+        With KEY=VALUE pairs, the job's params with these keys changed (the whole set is
+        checked by its type; the old one stays in its history): a replay with edited params.
+        """
+        edited = None
+        if params:
+            state: State = ctx.obj
+            edited = {**state.jobs.get(job_id).params, **parse_params(params)}
+        _one(ctx, job_id, "retry", as_json, params=edited)
 
     @jobs.command("start")
     def jobs_start(ctx: typer.Context, job_id: str,

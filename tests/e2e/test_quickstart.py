@@ -67,6 +67,13 @@ def test_up_runs_the_demo_jobs_on_the_embedded_default(up: Path) -> None:
     assert job["progress"]["percent"] == 100.0
 
     assert crisper(up, "submit", "demo.fail", "--wait").returncode == 1
+    # and replays a finished job with one param edited: the others stay as they were
+    replay = crisper(up, "jobs", "retry", job["id"], "seconds=1", "--json")
+    assert replay.returncode == 0, replay.stderr
+    assert json.loads(replay.stdout)["params"] == {"seconds": 1}
+    wait_for(lambda: json.loads(crisper(up, "jobs", "show", job["id"], "--json").stdout)
+             ["result"] == {"counted": 1}, 30, "the replay with seconds=1")
+    assert crisper(up, "jobs", "retry", job["id"], "seconds=soon").returncode == 2
     assert crisper(up, "submit", "demo.countdown", "seconds=soon").returncode == 2
     missing = crisper(up, "jobs", "show", "01a20000-0000-7000-8000-000000000000")
     assert missing.returncode == 5 and "not found" in missing.stderr

@@ -109,6 +109,11 @@ def test_full_lifecycle_through_http_with_a_real_worker(api: Api) -> None:
         r = http.post(f"/v1/jobs/{echoed.id}/retry", json={"params": {"number": 5}})
         assert r.status_code == 202 and r.json()["params"] == {"number": 5, "text": ""}
         assert client.wait(echoed.id, timeout=30).result == {"number": 5, "text": ""}
+        # the Python client replays with edited params too, checked the same way
+        assert client.retry(echoed.id, {"number": 6, "text": "b"}).params["number"] == 6
+        assert client.wait(echoed.id, timeout=30).result == {"number": 6, "text": "b"}
+        with pytest.raises(InvalidParams):
+            client.retry(echoed.id, {"number": "six"})
 
         # A waiting job is cancelled at once (200)
         later = client.submit("probe.noop", delay="1h")
