@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -83,11 +83,41 @@ def _handler(plan: Plan) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def receiver(plan: Plan | None = None, host: str = "127.0.0.1") -> Iterator[Receiver]:
     plan = plan or Plan()
-    server = ThreadingHTTPServer((host, 0), _handler(plan))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with _serve(_handler(plan), host) as server:
         yield Receiver(server, plan)
+
+
+# A peer with logic of its own: answer(path, headers, body) -> (status, JSON body bytes).
+Answer = Callable[[str, dict[str, str], bytes], tuple[int, bytes]]
+
+
+@contextmanager
+def serving(answer: Answer, host: str = "127.0.0.1") -> Iterator[str]:
+    """A local HTTP server answering every POST with `answer`; yields its base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status, data = answer(self.path, dict(self.headers.items()), body)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    with _serve(Handler, host) as server:
+        yield f"http://{host}:{server.server_address[1]}"
+
+
+@contextmanager
+def _serve(handler: type[BaseHTTPRequestHandler], host: str) -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer((host, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
     finally:
         server.shutdown()
         server.server_close()

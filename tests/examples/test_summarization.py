@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -24,7 +23,7 @@ from crisper import Crisper
 from tests.api_support import serve
 from tests.examples.conftest import EXAMPLES
 from tests.harness import ROOT, Backend, wait_for
-from tests.receiver import receiver
+from tests.receiver import receiver, serving
 
 pytestmark = pytest.mark.backends("postgres-redis")
 TRANSCRIPT = (
@@ -47,33 +46,18 @@ class Provider:
 
 @contextmanager
 def provider(plan: Provider) -> Iterator[str]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            with plan.lock:
-                plan.got.append({"path": self.path, "auth": self.headers.get("Authorization"),
-                                 "body": body})
-            time.sleep(plan.delay)
-            text = body["messages"][1]["content"]
-            status, answer = (503, {}) if plan.down else (200, {"choices": [
-                {"message": {"role": "assistant", "content": f"LLM: {text[:20]}"}}]})
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def answer(path: str, headers: dict[str, str], raw: bytes) -> tuple[int, bytes]:
+        body = json.loads(raw)
+        with plan.lock:
+            plan.got.append({"path": path, "auth": headers.get("Authorization"), "body": body})
+        time.sleep(plan.delay)
+        text = body["messages"][1]["content"]
+        status, answered = (503, {}) if plan.down else (200, {"choices": [
+            {"message": {"role": "assistant", "content": f"LLM: {text[:20]}"}}]})
+        return status, json.dumps(answered).encode()
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(answer) as url:
+        yield url + "/v1"
 
 
 class Service:

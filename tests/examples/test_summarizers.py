@@ -3,10 +3,8 @@ and how the OpenAI-compatible provider's answers are told apart (a local HTTP se
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from summarization.jobs import Config
@@ -18,6 +16,7 @@ from summarization.summarizers import (
 )
 
 from crisper.embedded import free_port
+from tests.receiver import serving
 
 TEXT = ("Rust ownership rules prevent data races. I had coffee. Ownership and borrowing make "
         "the rules checkable. The rules are enforced at compile time. It rained.")
@@ -47,24 +46,8 @@ def test_configuration_comes_from_the_environment_with_the_write_ups_defaults() 
 
 @contextmanager
 def answering(status: int, body: bytes) -> Iterator[str]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(lambda _path, _headers, _body: (status, body)) as url:
+        yield url + "/v1"
 
 
 @pytest.mark.parametrize(("status", "body", "raised"), [
