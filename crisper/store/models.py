@@ -139,6 +139,7 @@ jobs = Table(
     Index("ix_crisper_jobs_state_id", "state", "id"),
     Index("ix_crisper_jobs_type_id", "type", "id"),
     Index("ix_crisper_jobs_queue_state", "queue", "state"),
+    Index("ix_crisper_jobs_queue_id", "queue", "id"),  # list by queue, newest first (0016)
     Index("ix_crisper_jobs_tenant_id", "tenant", "id"),
     Index("ix_crisper_jobs_tenant_idempotency_key", "tenant", "idempotency_key", unique=True),
     # Maintenance scans touch only the few rows in a waiting or running state.

@@ -1,0 +1,401 @@
+"""Crisper's hot statements and the job list on a table of millions of finished jobs.
+
+Run from the repository root:  .venv/bin/python -m bench.scale [--rows 10000000]
+
+In a fresh schema: time submit, claim and outcome on the empty table; load `--rows` finished
+jobs (one INSERT … SELECT over generate_series, secondary indexes built afterwards); show
+EXPLAIN (ANALYZE, BUFFERS) of the statements the store runs for the claim, the outcome and
+the relay (captured from crisper/store's own functions, not copied SQL); time a page of the
+job list as GET /v1/jobs reads it (unfiltered, by state, type, queue, and a deep keyset page);
+time submit, claim and outcome again. The schema is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    Uuid,
+    case,
+    cast,
+    event,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    table,
+)
+from sqlalchemy.orm import Session
+
+from bench.apps import crisper_noop
+from bench.environment import World, delete_prefixed, postgres_schema
+from crisper import Crisper, Settings
+from crisper.states import JobState
+from crisper.store import attempts, sweeps
+from crisper.store.migrate import upgrade
+from crisper.store.models import jobs
+
+PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS = "redis://127.0.0.1:6379/3"
+TENANT = "default"  # GET /v1/jobs always filters by the key's tenant
+LIVE_QUEUE = "live"
+RARE_QUEUE, RARE_TYPE = "archive", "bench.legacy"  # only in the oldest 1% of rows
+SPAN = timedelta(days=90)  # the loaded jobs were created over the last 90 days
+
+
+# -- the load ---------------------------------------------------------------------------------
+
+def load_statement(first: int, rows: int, total: int, start: datetime) -> Any:
+    """INSERT … SELECT over generate_series: `rows` finished jobs with time-ordered ids.
+
+    90% succeeded, 8% failed, 2% cancelled; 20 types and 4 queues in turn, except the oldest
+    1% of rows, which alone use RARE_TYPE and RARE_QUEUE (the worst case for newest-first).
+    """
+    g = func.generate_series(first, first + rows - 1).column_valued("g")
+    step = max(1, int(SPAN.total_seconds() * 1000) // max(1, total))
+    millis = literal(int(start.timestamp() * 1000), BigInteger()) + g * literal(step, BigInteger())
+    made = func.to_timestamp(millis / 1000.0)
+    hexid = func.concat(func.lpad(func.to_hex(millis), 12, "0"), "70008000",
+                        func.lpad(func.to_hex(g), 12, "0"))
+    old = g <= total // 100
+    state = case((g % 100 < 90, "succeeded"), (g % 100 < 98, "failed"), else_="cancelled")
+    columns = {
+        "id": cast(hexid, Uuid()),
+        "type": case((old, RARE_TYPE), else_=func.concat("bench.t", g % 20)),
+        "queue": case((old, RARE_QUEUE), else_=func.concat("q", g % 4)), "state": state,
+        "tenant": literal(TENANT), "params": literal({}, jobs.c.params.type),
+        "tags": literal([], jobs.c.tags.type), "retry_policy": literal({}, jobs.c.params.type),
+        "attempt": literal(1), "max_attempts": literal(1), "created_at": made,
+        "queued_at": made, "started_at": made, "finished_at": made,
+    }
+    return insert(jobs).from_select(list(columns), select(*columns.values()))
+
+
+def load(engine: Engine, rows: int, chunk: int = 1_000_000) -> dict[str, float]:
+    """Drop the jobs table's secondary indexes, insert in chunks, rebuild them, ANALYZE."""
+    start = datetime.now(UTC) - SPAN - timedelta(days=1)
+    with engine.connect() as conn:
+        present = set(conn.scalars(select(literal_column("indexname")).select_from(
+            table("pg_indexes")).where(literal_column("schemaname") == func.current_schema())))
+    secondary = [ix for ix in jobs.indexes if ix.name in present]
+    took: dict[str, float] = {}
+    with engine.begin() as conn:
+        conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
+        for ix in secondary:
+            ix.drop(conn, checkfirst=True)
+    t0 = time.perf_counter()
+    for first in range(1, rows + 1, chunk):
+        with engine.begin() as conn:
+            conn.execute(load_statement(first, min(chunk, rows - first + 1), rows, start))
+        print(f"  loaded {min(rows, first + chunk - 1):,} rows", flush=True)
+    took["insert_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with engine.begin() as conn:
+        conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
+        for ix in secondary:
+            ix.create(conn, checkfirst=True)
+    took["indexes_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE crisper_jobs")
+    took["vacuum_analyze_s"] = time.perf_counter() - t0
+    return took
+
+
+def table_size(engine: Engine) -> str:
+    with engine.connect() as conn:
+        return str(conn.exec_driver_sql(
+            "SELECT pg_size_pretty(pg_total_relation_size('crisper_jobs'))").scalar())
+
+
+# -- the statements the store runs, captured and explained -----------------------------------
+
+@contextlib.contextmanager
+def captured() -> Iterator[list[tuple[str, Any]]]:
+    """Every statement SQLAlchemy sends while the block runs, with its driver parameters."""
+    seen: list[tuple[str, Any]] = []
+
+    def grab(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if not _bench_own:
+            seen.append((statement, parameters))
+
+    event.listen(Engine, "before_cursor_execute", grab)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", grab)
+
+
+_bench_own: list[bool] = []  # non-empty while the benchmark reads for itself (not captured)
+
+
+def queued_ids(conn: Connection, count: int) -> list[uuid.UUID]:
+    _bench_own.append(True)
+    try:
+        return list(conn.scalars(select(jobs.c.id).where(jobs.c.state == "queued",
+                                                         jobs.c.queue == LIVE_QUEUE)
+                                 .order_by(jobs.c.id).limit(count)))
+    finally:
+        _bench_own.pop()
+
+
+def claim_path(conn: Connection) -> None:
+    """What a worker's pool child runs for one job: the claim, then the outcome."""
+    now = datetime.now(UTC)
+    ids = queued_ids(conn, 1)
+    held = attempts.claim(conn, ids, "bench@scale", "task-1", 60, now, skip_paused=True,
+                          job_type=crisper_noop.JOB, queue=LIVE_QUEUE)
+    for job in held:
+        attempts.finish(conn, job.id, job.lease_token, JobState.SUCCEEDED, now,
+                        reason="succeeded", result=None, notifies=job.notifies)
+
+
+def relay_path(conn: Connection) -> None:
+    """What the relay runs each beat: lost messages, unsent ones, stale queues."""
+    now = datetime.now(UTC)
+    session = Session(bind=conn)
+    sweeps.dispatched_before(session, now - timedelta(minutes=5), 100)
+    sweeps.undispatched(session, 100, (), now)
+    sweeps.queues_with_stale_dispatch(session, now - timedelta(minutes=5))
+    sweeps.promote_due(session, now, 100)
+    sweeps.expired_leases(session, now, 100)
+
+
+Path = Callable[[Connection], None]
+PATHS: dict[str, Path] = {"claim + outcome": claim_path, "relay + timers": relay_path}
+
+
+def list_paths(app: Crisper) -> dict[str, Path]:
+    """Each page of list_cases as a path (they read through the app's own engine)."""
+    def path(call: Callable[[], Any]) -> Path:
+        return lambda _conn: call()
+    return {f"list: {name}": path(call) for name, call in list_cases(app).items()}
+
+
+@dataclass
+class Plan:
+    path: str
+    statement: str
+    plan: str
+
+    @property
+    def seq_scans(self) -> list[str]:
+        """Sequential scans of the jobs table: a plan that is not index-bound."""
+        return [line.strip() for line in self.plan.splitlines()
+                if "Seq Scan on crisper_jobs" in line]
+
+    @property
+    def execution_ms(self) -> float:
+        found = re.search(r"Execution Time: ([\d.]+) ms", self.plan)
+        return float(found.group(1)) if found else float("nan")
+
+
+def explain(engine: Engine, paths: dict[str, Path], force_index: bool = False) -> list[Plan]:
+    """Run each path once to capture its statements, then replay them under EXPLAIN ANALYZE
+    in one transaction that is rolled back (so the table is left as it was)."""
+    plans = []
+    for name, path in paths.items():
+        with engine.connect() as conn:
+            with captured() as seen, conn.begin() as trans:
+                path(conn)
+                trans.rollback()
+            with conn.begin() as trans:
+                if force_index:  # a tiny table: ask whether an index *can* serve the statement
+                    conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+                for sql, params in seen:
+                    if "crisper_jobs" not in sql:
+                        continue
+                    rows = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", params)
+                    plans.append(Plan(name, " ".join(sql.split()), "\n".join(r[0] for r in rows)))
+                trans.rollback()
+    return plans
+
+
+def seed_live(app: Crisper, count: int) -> None:
+    """A few queued jobs on the live queue, for the claim to find."""
+    app.submit_many([crisper_noop_request() for _ in range(count)])
+
+
+def crisper_noop_request() -> Any:
+    from crisper import SubmitRequest
+
+    return SubmitRequest(type=crisper_noop.JOB, queue=LIVE_QUEUE)
+
+
+# -- timings ----------------------------------------------------------------------------------
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    return q[49], q[98]
+
+
+def timed(call: Callable[[], Any], samples: int, warmup: int = 3) -> list[float]:
+    out = []
+    for i in range(warmup + samples):
+        t0 = time.perf_counter()
+        call()
+        if i >= warmup:
+            out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def list_cases(app: Crisper) -> dict[str, Callable[[], Any]]:
+    """A page of 50 the way GET /v1/jobs reads it (crisper.list_jobs with the key's tenant)."""
+    middle = app.list_jobs(tenant=TENANT, created_before=datetime.now(UTC) - SPAN / 2, limit=1)
+    cursor = middle.items[0].id if middle.items else None
+
+    def page(**f: Any) -> Callable[[], Any]:
+        return lambda: app.list_jobs(tenant=TENANT, limit=50, **f)
+
+    return {
+        "unfiltered": page(), "state=failed": page(state="failed"),
+        "state=cancelled": page(state="cancelled"),
+        "state=queued (few)": page(state="queued"),
+        "type=bench.t7": page(type="bench.t7"), f"type={RARE_TYPE} (oldest 1%)":
+            page(type=RARE_TYPE),
+        "queue=q1": page(queue="q1"), f"queue={RARE_QUEUE} (oldest 1%)": page(queue=RARE_QUEUE),
+        "keyset: page at mid-table": page(before=cursor),
+        "keyset: state=failed at mid-table": page(state="failed", before=cursor),
+    }
+
+
+def job_cycle(app: Crisper, samples: int) -> dict[str, list[float]]:
+    """submit() one job (public API, wake-up published), then claim and finish it through the
+    store's functions on an autocommit connection, as a pool child does."""
+    out: dict[str, list[float]] = {"submit": [], "claim": [], "outcome": []}
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        handle = app.submit(crisper_noop.JOB, queue=LIVE_QUEUE)
+        t1 = time.perf_counter()
+        with app.store.autocommit() as conn:
+            held = attempts.claim(conn, [handle.id], "bench@scale", "t", 60, datetime.now(UTC),
+                                  skip_paused=True, job_type=crisper_noop.JOB, queue=LIVE_QUEUE)
+            t2 = time.perf_counter()
+            attempts.finish(conn, held[0].id, held[0].lease_token, JobState.SUCCEEDED,
+                            datetime.now(UTC), reason="succeeded", notifies=held[0].notifies)
+            t3 = time.perf_counter()
+        out["submit"].append((t1 - t0) * 1000)
+        out["claim"].append((t2 - t1) * 1000)
+        out["outcome"].append((t3 - t2) * 1000)
+    return out
+
+
+def print_timings(title: str, timings: dict[str, list[float]]) -> dict[str, tuple[float, float]]:
+    print(f"\n{title}")
+    result = {}
+    for name, values in timings.items():
+        p50, p99 = percentiles(values)
+        result[name] = (p50, p99)
+        print(f"  {name:38} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  ({len(values)} samples)")
+    return result
+
+
+def print_plans(plans: list[Plan]) -> None:
+    print("\nserver execution time of each statement (EXPLAIN ANALYZE), and its verdict:")
+    for p in plans:
+        print(f"  {p.path:45} {p.execution_ms:8.3f} ms  "
+              f"{'SEQ SCAN' if p.seq_scans else 'index'}  {p.statement[:60]}")
+    for p in plans:
+        verdict = "NOT index-bound: " + "; ".join(p.seq_scans) if p.seq_scans else "index-bound"
+        print(f"\n[{p.path}] {verdict}\n  {p.statement[:300]}")
+        print("\n".join("    " + line for line in p.plan.splitlines()))
+
+
+# -- main -------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def scale_world(postgres: str, redis_url: str, revision: str) -> Iterator[Crisper]:
+    world = World(pg_base=postgres, broker=redis_url, signal_url=redis_url)
+    with postgres_schema(world):
+        settings = Settings(database_url=world.database_url, broker_url=redis_url,
+                            broker_prefix=world.prefix("scale"))
+        app = crisper_noop.build(settings, queue=LIVE_QUEUE)
+        upgrade(app.store, revision)
+        try:
+            yield app
+        finally:
+            app.store.close()
+            delete_prefixed(redis_url, f"bench{world.token}:")
+
+
+def measure_reads(app: Crisper, args: argparse.Namespace, label: str) -> dict[str, Any]:
+    """EXPLAIN every hot statement and list page, then time the list pages."""
+    paths = {**PATHS, **list_paths(app)}
+    plans = explain(app.store.engine, paths, force_index=args.force_index)
+    print_plans(plans)
+    lists = {name: timed(call, args.samples) for name, call in list_cases(app).items()}
+    return {"plans": plans, "not_index_bound": [p.statement for p in plans if p.seq_scans],
+            "list": print_timings(f"a page of 50 jobs (GET /v1/jobs), {label}", lists)}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with scale_world(args.postgres, args.redis, args.before or "head") as app:
+        engine = app.store.engine
+        out["empty"] = print_timings("submit / claim / outcome, empty table",
+                                     job_cycle(app, args.samples))
+        print(f"\nloading {args.rows:,} finished jobs", flush=True)
+        took = load(engine, args.rows)
+        print(f"  took: {', '.join(f'{k} {v:.0f}' for k, v in took.items())}; "
+              f"crisper_jobs with indexes: {table_size(engine)}", flush=True)
+        seed_live(app, 200)
+        label = f"{args.rows:,} rows" + (f", schema at {args.before}" if args.before else "")
+        print(f"\n== {label} ==")
+        out.update(measure_reads(app, args, label))
+        if args.before:
+            t0 = time.perf_counter()
+            upgrade(app.store)
+            print(f"\n== {args.rows:,} rows, after the migrations up to head "
+                  f"({time.perf_counter() - t0:.0f} s) ==")
+            out["before"] = out["list"]
+            out.update(measure_reads(app, args, f"{args.rows:,} rows, schema at head"))
+        out["full"] = print_timings(f"submit / claim / outcome, {args.rows:,} rows",
+                                    job_cycle(app, args.samples))
+    return out
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=10_000_000, help="finished jobs to load (10M)")
+    p.add_argument("--samples", type=int, default=200, help="timed calls per query (200)")
+    p.add_argument("--force-index", action="store_true",
+                   help="EXPLAIN with enable_seqscan off (tiny tables: can an index serve it?)")
+    p.add_argument("--before", metavar="REVISION",
+                   help="load and measure at this migration (e.g. 0015), then upgrade to head "
+                        "and measure again: an index's before/after")
+    p.add_argument("--postgres", default=PG_BASE)
+    p.add_argument("--redis", default=REDIS, help="broker for the submits (a private prefix)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.2f} before the run", flush=True)
+    out = run(args)
+    slow = [name for name, (_, p99) in out["list"].items() if p99 >= 50]
+    print(f"\nlist pages over 50 ms p99: {slow or 'none'}; "
+          f"statements not index-bound: {len(out['not_index_bound'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
