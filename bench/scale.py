@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import statistics
@@ -23,6 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -176,13 +178,13 @@ def relay_path(conn: Connection) -> None:
     sweeps.expired_leases(session, now, 100)
 
 
-Path = Callable[[Connection], None]
-PATHS: dict[str, Path] = {"claim + outcome": claim_path, "relay + timers": relay_path}
+Step = Callable[[Connection], None]
+PATHS: dict[str, Step] = {"claim + outcome": claim_path, "relay + timers": relay_path}
 
 
-def list_paths(app: Crisper) -> dict[str, Path]:
+def list_paths(app: Crisper) -> dict[str, Step]:
     """Each page of list_cases as a path (they read through the app's own engine)."""
-    def path(call: Callable[[], Any]) -> Path:
+    def path(call: Callable[[], Any]) -> Step:
         return lambda _conn: call()
     return {f"list: {name}": path(call) for name, call in list_cases(app).items()}
 
@@ -205,7 +207,7 @@ class Plan:
         return float(found.group(1)) if found else float("nan")
 
 
-def explain(engine: Engine, paths: dict[str, Path], force_index: bool = False) -> list[Plan]:
+def explain(engine: Engine, paths: dict[str, Step], force_index: bool = False) -> list[Plan]:
     """Run each path once to capture its statements, then replay them under EXPLAIN ANALYZE
     in one transaction that is rolled back (so the table is left as it was)."""
     plans = []
@@ -381,6 +383,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--before", metavar="REVISION",
                    help="load and measure at this migration (e.g. 0015), then upgrade to head "
                         "and measure again: an index's before/after")
+    p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--postgres", default=PG_BASE)
     p.add_argument("--redis", default=REDIS, help="broker for the submits (a private prefix)")
     return p.parse_args(argv)
@@ -394,6 +397,11 @@ def main(argv: list[str] | None = None) -> int:
     slow = [name for name, (_, p99) in out["list"].items() if p99 >= 50]
     print(f"\nlist pages over 50 ms p99: {slow or 'none'}; "
           f"statements not index-bound: {len(out['not_index_bound'])}")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "rows": args.rows, "list_ms": out["list"], "list_before_ms": out.get("before"),
+            "not_index_bound": out["not_index_bound"], "empty_ms": out["empty"],
+            "full_ms": out["full"]}, indent=2))
     return 0
 
 

@@ -77,6 +77,18 @@ class System:
     def submit_one(self) -> Any:
         raise NotImplementedError
 
+    def submit_each(self, count: int) -> None:
+        """One call per job, as a web app submitting per request does."""
+        for _ in range(count):
+            self.submit_one()
+
+    def fill_other_queue(self, count: int) -> None:
+        """`count` jobs queued on a queue no worker consumes: a backlog that is not ours."""
+        raise NotImplementedError
+
+    def other_queue(self) -> str:
+        return f"{self.world.queue(self.name)}_other"
+
     def settle(self, handle: Any) -> None:
         """After a pickup sample: let the job finish so the next one finds an idle worker."""
 
@@ -126,8 +138,11 @@ class PlainCelery(System):
     def __init__(self, world: World, signals: redis.Redis, logs: Path) -> None:
         super().__init__(world, signals, logs)
         self.prefix = world.prefix("celery") if world.is_redis else ""
-        self.extra_env = {"BENCH_BROKER_URL": world.broker, "BENCH_BROKER_PREFIX": self.prefix}
-        self.app = celery_noop.make(world.broker, self.prefix, world.queue(self.name))
+        self.profile = os.environ.get("BENCH_CELERY_PROFILE", "acks-late")
+        self.extra_env = {"BENCH_BROKER_URL": world.broker, "BENCH_BROKER_PREFIX": self.prefix,
+                          "BENCH_CELERY_PROFILE": self.profile}
+        self.app = celery_noop.make(world.broker, self.prefix, world.queue(self.name),
+                                    self.profile)
 
     def worker_command(self, hostname: str) -> list[str]:
         return [python(), "-m", "celery", "-A", "bench.apps.celery_noop", "worker", "-n",
@@ -141,6 +156,17 @@ class PlainCelery(System):
 
     def submit_one(self) -> Any:
         return self.app.send_task(celery_noop.TASK, queue=self.world.queue(self.name))
+
+    def submit_each(self, count: int) -> None:
+        """`delay()` in a loop: each call acquires a producer from the pool, as in a view."""
+        task = self.app.tasks[celery_noop.TASK]
+        for _ in range(count):
+            task.delay()
+
+    def fill_other_queue(self, count: int) -> None:
+        with self.app.producer_or_acquire() as producer:
+            for _ in range(count):
+                self.app.send_task(celery_noop.TASK, queue=self.other_queue(), producer=producer)
 
     def close(self) -> None:
         super().close()
@@ -159,7 +185,7 @@ class CrisperSystem(System):
                           "CRISPER_APP": "bench.apps.crisper_noop",
                           "BENCH_JOB_BATCH": os.environ.get("BENCH_JOB_BATCH", "")}
         settings = Settings(database_url=world.database_url, broker_url=world.broker,
-                            broker_prefix=self.prefix)
+                            broker_prefix=self.prefix, queues=[self.other_queue()])
         self.app = crisper_noop.build(settings, queue=world.queue(self.name))
         self.app.store.create_all()
 
@@ -182,6 +208,11 @@ class CrisperSystem(System):
 
     def submit_one(self) -> Any:
         return self.app.submit(crisper_noop.JOB)
+
+    def fill_other_queue(self, count: int) -> None:
+        request = SubmitRequest(type=crisper_noop.JOB, queue=self.other_queue())
+        for start in range(0, count, 1000):
+            self.app.submit_many([request] * min(1000, count - start))
 
     def settle(self, handle: Any) -> None:
         handle.wait(timeout=30, poll=0.002)

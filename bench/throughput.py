@@ -76,13 +76,20 @@ def measure_pickup(system: System, samples: int, warmup: int) -> list[float]:
     return latencies
 
 
-def measure_throughput(system: System, jobs: int, batch: int, figures: RunFigures) -> None:
-    """First submit until every job has finished, with CPU spent per job on each side."""
+def measure_throughput(system: System, jobs: int, batch: int, figures: RunFigures,
+                       each: bool = False) -> None:
+    """First submit until every job has finished, with CPU spent per job on each side.
+
+    `each`: one submit call per job (System.submit_each) instead of bulk in `batch`es.
+    """
     system.reset_signals()
     cpu_before = _cpu(system)
     own_before = time.process_time()
     t0 = time.perf_counter()
-    system.submit(jobs, batch)
+    if each:
+        system.submit_each(jobs)
+    else:
+        system.submit(jobs, batch)
     t_submitted = time.perf_counter()
     system.wait_finished(jobs, timeout=60 + jobs / 20)
     t_done = time.perf_counter()
