@@ -100,7 +100,7 @@ def throughput_rows(figures: dict[str, Any]) -> list[Row]:
 
 def scale_rows(figures: dict[str, Any]) -> list[Row]:
     worst = max(p99 for _, p99 in figures["list_ms"].values())
-    empty, full = figures["empty_ms"], figures["full_ms"]
+    empty, full = figures["empty_ms"] or {}, figures["full_ms"]
     rows = figures["rows"]
     return [
         (f"job list page p99, worst filter, {rows:,} rows", "", f"{worst:.1f} ms", "",

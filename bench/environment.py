@@ -58,11 +58,19 @@ class World:
         return self.broker.startswith(("redis://", "rediss://"))
 
 
-@contextlib.contextmanager
-def postgres_schema(world: World) -> Iterator[None]:
+def create_schema(world: World) -> None:
     admin = create_engine(world.pg_base.replace("postgresql://", "postgresql+psycopg://", 1))
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {world.schema}"))
+    admin.dispose()
+
+
+@contextlib.contextmanager
+def postgres_schema(world: World, create: bool = True) -> Iterator[None]:
+    """The world's schema (made here unless `create` is false), dropped at the end."""
+    if create:
+        create_schema(world)
+    admin = create_engine(world.pg_base.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
         yield
     finally:

@@ -45,7 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from bench.apps import crisper_noop
-from bench.environment import World, delete_prefixed, postgres_schema
+from bench.environment import World, create_schema, delete_prefixed, postgres_schema
 from crisper import Crisper, Settings
 from crisper.states import JobState
 from crisper.store import attempts, sweeps
@@ -189,6 +189,9 @@ def list_paths(app: Crisper) -> dict[str, Step]:
     return {f"list: {name}": path(call) for name, call in list_cases(app).items()}
 
 
+WALK_LIMIT = 10_000  # rows a statement may read and discard before it counts as a scan
+
+
 @dataclass
 class Plan:
     path: str
@@ -200,6 +203,24 @@ class Plan:
         """Sequential scans of the jobs table: a plan that is not index-bound."""
         return [line.strip() for line in self.plan.splitlines()
                 if "Seq Scan on crisper_jobs" in line]
+
+    @property
+    def filtered(self) -> int:
+        """The most rows one node of the plan read and threw away (an index walked too far)."""
+        return max([int(n) for n in re.findall(r"Rows Removed by Filter: (\d+)", self.plan)],
+                   default=0)
+
+    @property
+    def index_bound(self) -> bool:
+        return not self.seq_scans and self.filtered < WALK_LIMIT
+
+    @property
+    def verdict(self) -> str:
+        if self.seq_scans:
+            return "NOT index-bound: " + "; ".join(self.seq_scans)
+        if self.filtered >= WALK_LIMIT:
+            return f"NOT index-bound: an index walk threw away {self.filtered:,} rows"
+        return "index-bound"
 
     @property
     def execution_ms(self) -> float:
@@ -248,13 +269,18 @@ def percentiles(values: list[float]) -> tuple[float, float]:
     return q[49], q[98]
 
 
-def timed(call: Callable[[], Any], samples: int, warmup: int = 3) -> list[float]:
-    out = []
+def timed(call: Callable[[], Any], samples: int, warmup: int = 3,
+          budget: float = 20.0) -> list[float]:
+    """Latencies in ms; a call that is far too slow stops after `budget` seconds of samples."""
+    out: list[float] = []
+    began = time.perf_counter()
     for i in range(warmup + samples):
         t0 = time.perf_counter()
         call()
-        if i >= warmup:
+        if i >= warmup or t0 - began > budget:
             out.append((time.perf_counter() - t0) * 1000)
+        if time.perf_counter() - began > budget and len(out) >= 3:
+            break
     return out
 
 
@@ -312,20 +338,37 @@ def print_timings(title: str, timings: dict[str, list[float]]) -> dict[str, tupl
 def print_plans(plans: list[Plan]) -> None:
     print("\nserver execution time of each statement (EXPLAIN ANALYZE), and its verdict:")
     for p in plans:
-        print(f"  {p.path:45} {p.execution_ms:8.3f} ms  "
-              f"{'SEQ SCAN' if p.seq_scans else 'index'}  {p.statement[:60]}")
+        print(f"  {p.path:45} {p.execution_ms:10.3f} ms  "
+              f"{'index-bound' if p.index_bound else 'NOT INDEX-BOUND'}  {p.statement[:50]}")
     for p in plans:
-        verdict = "NOT index-bound: " + "; ".join(p.seq_scans) if p.seq_scans else "index-bound"
-        print(f"\n[{p.path}] {verdict}\n  {p.statement[:300]}")
+        print(f"\n[{p.path}] {p.verdict}\n  {p.statement[:300]}")
         print("\n".join("    " + line for line in p.plan.splitlines()))
 
 
 # -- main -------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def scale_world(postgres: str, redis_url: str, revision: str) -> Iterator[Crisper]:
+def schema_for(world: World, reuse: bool, keep: bool) -> Iterator[None]:
+    """The run's schema: fresh, or reused (--reuse); dropped at the end unless --keep."""
+    if not keep:
+        with postgres_schema(world, create=not reuse):
+            yield
+        return
+    if not reuse:
+        create_schema(world)
+    yield
+    print(f"schema {world.schema} kept: --reuse {world.token} measures it again "
+          f"(DROP SCHEMA {world.schema} CASCADE when done)", flush=True)
+
+
+@contextlib.contextmanager
+def scale_world(postgres: str, redis_url: str, revision: str, reuse: str | None = None,
+                keep: bool = False) -> Iterator[Crisper]:
     world = World(pg_base=postgres, broker=redis_url, signal_url=redis_url)
-    with postgres_schema(world):
+    if reuse:
+        world.token = reuse
+    schema = schema_for(world, bool(reuse), keep)
+    with schema:
         settings = Settings(database_url=world.database_url, broker_url=redis_url,
                             broker_prefix=world.prefix("scale"))
         app = crisper_noop.build(settings, queue=LIVE_QUEUE)
@@ -343,21 +386,24 @@ def measure_reads(app: Crisper, args: argparse.Namespace, label: str) -> dict[st
     plans = explain(app.store.engine, paths, force_index=args.force_index)
     print_plans(plans)
     lists = {name: timed(call, args.samples) for name, call in list_cases(app).items()}
-    return {"plans": plans, "not_index_bound": [p.statement for p in plans if p.seq_scans],
+    return {"plans": plans, "not_index_bound": [p.path for p in plans if not p.index_bound],
             "list": print_timings(f"a page of 50 jobs (GET /v1/jobs), {label}", lists)}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    with scale_world(args.postgres, args.redis, args.before or "head") as app:
-        engine = app.store.engine
-        out["empty"] = print_timings("submit / claim / outcome, empty table",
-                                     job_cycle(app, args.samples))
-        print(f"\nloading {args.rows:,} finished jobs", flush=True)
-        took = load(engine, args.rows)
-        print(f"  took: {', '.join(f'{k} {v:.0f}' for k, v in took.items())}; "
-              f"crisper_jobs with indexes: {table_size(engine)}", flush=True)
-        seed_live(app, 200)
+    with scale_world(args.postgres, args.redis, args.before or "head", args.reuse,
+                     args.keep) as app:
+        if args.reuse:
+            print(f"reusing schema bench_{args.reuse}: {table_size(app.store.engine)}")
+        else:
+            out["empty"] = print_timings("submit / claim / outcome, empty table",
+                                         job_cycle(app, args.samples))
+            print(f"\nloading {args.rows:,} finished jobs", flush=True)
+            took = load(app.store.engine, args.rows)
+            print(f"  took: {', '.join(f'{k} {v:.0f} s' for k, v in took.items())}; "
+                  f"crisper_jobs with indexes: {table_size(app.store.engine)}", flush=True)
+            seed_live(app, 200)
         label = f"{args.rows:,} rows" + (f", schema at {args.before}" if args.before else "")
         print(f"\n== {label} ==")
         out.update(measure_reads(app, args, label))
@@ -383,6 +429,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--before", metavar="REVISION",
                    help="load and measure at this migration (e.g. 0015), then upgrade to head "
                         "and measure again: an index's before/after")
+    p.add_argument("--keep", action="store_true", help="leave the loaded schema in place")
+    p.add_argument("--reuse", metavar="TOKEN",
+                   help="measure the schema bench_TOKEN a --keep run left (no load); --rows "
+                        "should say how many it holds")
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--postgres", default=PG_BASE)
     p.add_argument("--redis", default=REDIS, help="broker for the submits (a private prefix)")
@@ -400,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "rows": args.rows, "list_ms": out["list"], "list_before_ms": out.get("before"),
-            "not_index_bound": out["not_index_bound"], "empty_ms": out["empty"],
+            "not_index_bound": out["not_index_bound"], "empty_ms": out.get("empty"),
             "full_ms": out["full"]}, indent=2))
     return 0
 
