@@ -102,3 +102,48 @@ def test_a_name_that_does_not_resolve_is_a_network_error_not_a_refusal(
     monkeypatch.setattr(socket, "getaddrinfo", no_answer)
     with pytest.raises(httpx.ConnectError, match="cannot resolve"):
         Guard([]).check("http://no-such-host.invalid/")
+
+
+@pytest.mark.parametrize("url", [
+    "http://2130706433/", "http://0177.0.0.1/", "http://0x7f.0.0.1/", "http://127.1/",
+    "http://0/", "http://[::1]/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:7f00:1]/",
+    "http://[::127.0.0.1]/", "http://[2002:7f00:1::]/", "http://[2002:a9fe:a9fe::]/",
+    "http://[fe80::1%25eth0]/", "http://[::]/", "http://169.254.169.254/latest/meta-data",
+    "http://localhost:8080/", "https://[fd00:ec2::254]/",
+])
+def test_every_spelling_of_an_internal_address_is_refused(url: str) -> None:
+    # numeric forms (decimal, octal, hex, short, IPv6 literals, IPv4 inside IPv6) reach the
+    # system resolver as they would in production; none needs DNS traffic
+    with pytest.raises(OutboundRefused):
+        Guard([]).check(url)
+
+
+@pytest.mark.parametrize("answer", ["127.0.0.1", "::ffff:127.0.0.1", "169.254.169.254",
+                                    "::1", "100.64.0.1", "fc00::1"])
+def test_a_public_looking_name_resolving_inside_is_refused(answer: str) -> None:
+    guard = Guard([], resolver=lambda host, port: ["93.184.216.34", answer])
+    with pytest.raises(OutboundRefused, match="address"):
+        guard.check("https://hooks.example.com/in")
+
+
+@pytest.mark.parametrize("url, why", [
+    ("http://user:pw@hooks.example.com/", "credentials"), ("http://u@hooks.example.com/",
+                                                            "credentials"),
+    ("http://hooks.example.com/a\r\nX-Evil: 1", "control"), ("http://hooks.example.com/ a",
+                                                             "white space"),
+    ("http://hooks.example.com\x00.evil/", "control"), ("http://hooks.example.com:99999/",
+                                                        "parse"),
+    ("http://hooks.example.com:x/", "parse"), ("http://hooks.example.com:0/", "port 0"),
+    ("file:///etc/passwd", "http and https"), ("gopher://hooks.example.com/", "http and https"),
+    ("javascript:alert(1)", "http and https"), ("http:///nohost", "no host"),
+])
+def test_hostile_urls_are_refused_where_they_enter_and_where_they_are_called(
+        url: str, why: str) -> None:
+    from crisper.errors import InvalidRequest
+    from crisper.outbound import checked_callback_url
+
+    with pytest.raises(InvalidRequest) as entered:
+        checked_callback_url(url)
+    with pytest.raises(OutboundRefused, match=why):
+        Guard([], resolver=lambda host, port: ["93.184.216.34"]).check(url)
+    assert entered.value.args  # the refusal says why
