@@ -43,21 +43,17 @@ def system_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
-def forbidden_reason(ip: IPAddress) -> str | None:
-    """Why an address is not for outbound calls, or None for a public one."""
+def forbidden_kind(ip: IPAddress) -> str | None:
+    """What kind of non-public address `ip` is ("loopback", "private"…), or None if public."""
     if isinstance(ip, ipaddress.IPv6Address):  # an IPv4 address inside: judge that one
         inner = ip.ipv4_mapped or ip.sixtofour
         if inner is not None:
-            return forbidden_reason(inner)
+            return forbidden_kind(inner)
     checks = (("loopback", ip.is_loopback), ("link-local (metadata)", ip.is_link_local),
               ("unspecified", ip.is_unspecified), ("multicast", ip.is_multicast),
-              ("private", ip.is_private), ("reserved", ip.is_reserved))
-    for name, hit in checks:
-        if hit:
-            return f"{ip} is a {name} address"
-    if not ip.is_global:  # shared address space (100.64/10: some clouds' metadata), etc.
-        return f"{ip} is not a public address"
-    return None
+              ("private", ip.is_private), ("reserved", ip.is_reserved),
+              ("non-public", not ip.is_global))  # shared space (100.64/10: some metadata)
+    return next((name for name, hit in checks if hit), None)
 
 
 def parse_allow(entries: Sequence[str]) -> list[IPNetwork]:
@@ -112,16 +108,18 @@ class Guard:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         host = str(parts.hostname)
         try:
-            addresses = [ipaddress.ip_address(host)]
+            addresses, literal = [ipaddress.ip_address(host)], True
         except ValueError:
-            addresses = [ipaddress.ip_address(a.split("%")[0])
-                         for a in self.resolver(host, port)]
+            addresses, literal = [ipaddress.ip_address(a.split("%")[0])
+                                  for a in self.resolver(host, port)], False
         if not addresses:
             raise OutboundRefused(url, "the host resolves to no address")
         for ip in addresses:
-            why = forbidden_reason(ip)
-            if why is not None and not self.allowed(ip):
-                raise OutboundRefused(url, why)
+            kind = forbidden_kind(ip)
+            if kind is not None and not self.allowed(ip):
+                # a name's internal address is not told: the error is the tenant's to read
+                raise OutboundRefused(url, f"{ip} is a {kind} address" if literal
+                                      else f"{host} resolves to a {kind} address")
         return Target(url, parts.scheme, host, port, str(addresses[0]))
 
 

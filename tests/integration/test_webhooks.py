@@ -164,7 +164,8 @@ def test_a_url_resolving_to_a_private_address_is_refused(backend: Backend) -> No
         "default", job_id=job.id)[0].state != "pending")
     delivery = app.webhooks.deliveries("default", job_id=job.id)[0]
     assert delivery.state == "failed" and delivery.attempts == 1
-    assert "10.9.8.7 is a private address" in (delivery.last_error or "")
+    assert "hooks.example.com resolves to a private address" in (delivery.last_error or "")
+    assert "10.9.8.7" not in (delivery.last_error or "")  # a tenant learns no internal address
 
 
 @pytest.mark.backends("postgres-redis")
