@@ -328,3 +328,32 @@ def test_ended_deliveries_are_pruned_and_pending_ones_kept(backend: Backend) -> 
     assert app.webhooks.deliveries("default", job_id=sent.id) == []
     assert [d.state for d in app.webhooks.deliveries("default", job_id=waiting.id)] == [
         "pending"]
+
+
+@pytest.mark.backends("postgres-redis")
+@pytest.mark.timeout(180)
+def test_job_events_from_real_workers_reach_their_subscription(backend: Backend) -> None:
+    # Given a subscription to every job event (job.poisoned: tests/unit, by its name only)
+    app = backend.app
+    with receiver() as r:
+        app.webhooks.subscribe(r.url + "/events", ["job.succeeded", "job.failed",
+                                                   "job.retrying", "job.cancelled"], "default")
+        backend.start_worker(concurrency=2)
+        backend.start_scheduler(**ALLOW)
+        # When a job fails once then succeeds, one fails for good and one is cancelled
+        flaky = app.submit("probe.flaky", {"fail_times": 1})
+        broken = app.submit("probe.explode", {"message": "no"})
+        held = app.submit("probe.noop", hold=True)
+        held.cancel()
+        for job in (flaky, broken):
+            job.wait(timeout=60)
+        wait_for(lambda: len(r.got) >= 4, 60, "four events")
+        time.sleep(1)  # time for any extra one to show up
+    # Then each job's events arrived, in its own order, with its record
+    seen: dict[str, list[str]] = {}
+    for g in sorted(r.got, key=lambda g: json.loads(g.body)["at"]):
+        body = json.loads(g.body)
+        assert body["event"] == g.headers[signing.EVENT_HEADER]
+        seen.setdefault(body["data"]["id"], []).append(body["event"])
+    assert seen == {str(flaky.id): ["job.retrying", "job.succeeded"],
+                    str(broken.id): ["job.failed"], str(held.id): ["job.cancelled"]}
