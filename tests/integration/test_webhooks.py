@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -60,6 +61,8 @@ def recipe(name: str) -> str:
 
 
 def node_verify(secret: str, header: str, body: bytes) -> bool:
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed: the Node.js recipe cannot be run here")
     script = recipe("node") + (
         "\nconst input = JSON.parse(require('fs').readFileSync(0, 'utf8'));\n"
         "process.stdout.write(String(verifyCrisper(input.secret, input.header, "
@@ -357,3 +360,25 @@ def test_job_events_from_real_workers_reach_their_subscription(backend: Backend)
         seen.setdefault(body["data"]["id"], []).append(body["event"])
     assert seen == {str(flaky.id): ["job.retrying", "job.succeeded"],
                     str(broken.id): ["job.failed"], str(held.id): ["job.cancelled"]}
+
+
+@pytest.mark.backends("postgres-redis")
+def test_a_receiver_that_never_recovers_is_given_up_on_after_the_bounded_time(
+        backend: Backend) -> None:
+    # Given tries 0.2 s apart, doubling, and a give-up time of 1 s after the first try
+    app = hooks_app(backend, webhook_give_up_seconds=1.0)
+    with receiver(Plan(fail=10**6)) as r:
+        job = ended_with_callback(app, r.url + "/down")
+        # When the receiver answers 500 to every try
+        pump(app, Deliverer(app.store, app.settings, app.jobs), lambda: app.webhooks.deliveries(
+            "default", job_id=job.id)[0].state != "pending")
+    # Then the delivery is failed, each try recorded, spaced by the doubling back-off
+    delivery, tries = app.webhooks.delivery(
+        app.webhooks.deliveries("default", job_id=job.id)[0].id, "default")
+    gaps = [(b.at - a.at).total_seconds() for a, b in zip(tries, tries[1:], strict=False)]
+    print(f"\ngiven up after {len(tries)} tries, gaps {[round(g, 2) for g in gaps]} s")
+    assert delivery.state == "failed" and delivery.last_status == 500
+    assert len(tries) == len(r.got) == delivery.attempts >= 2
+    assert all(t.status == 500 for t in tries)
+    # (no try before its back-off: the next is due 0.2 s x 2^n after the end of the last)
+    assert all(gap >= 0.2 * 2 ** n for n, gap in enumerate(gaps))
