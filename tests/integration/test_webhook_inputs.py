@@ -128,8 +128,19 @@ def test_hostile_subscriptions_and_batches_are_refused_and_store_nothing(
         for body in batches:
             answer = httpx.post(f"{base}/v1/batches", headers=auth, json=body)
             assert answer.status_code in (400, 413, 422), (str(body)[:200], answer.text[:300])
-    assert app.webhooks.subscriptions("acme") == []
-    assert app.batches.list_batches() == [] and app.list_jobs().items == []
+        assert app.webhooks.subscriptions("acme") == []
+        assert app.batches.list_batches() == [] and app.list_jobs().items == []
+        # And a sound subscription is made, listed and removed through the same API
+        made = httpx.post(f"{base}/v1/webhooks/subscriptions", headers=auth, json={
+            "url": "https://hooks.example.com/ok", "events": ["job.failed", "batch.finished"],
+            "queue": "default"})
+        assert made.status_code == 201, made.text
+        listed = httpx.get(f"{base}/v1/webhooks/subscriptions", headers=auth).json()
+        assert [(s["id"], s["events"], s["queue"]) for s in listed] == [
+            (made.json()["id"], ["job.failed", "batch.finished"], "default")]
+        gone = httpx.delete(f"{base}/v1/webhooks/subscriptions/{made.json()['id']}",
+                            headers=auth)
+        assert gone.status_code == 204 and app.webhooks.subscriptions("acme") == []
 
 
 XSS = "<script>alert(1)</script>"
