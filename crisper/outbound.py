@@ -119,7 +119,8 @@ class Guard:
             if kind is not None and not self.allowed(ip):
                 # a name's internal address is not told: the error is the tenant's to read
                 raise OutboundRefused(url, f"{ip} is a {kind} address" if literal
-                                      else f"{host} resolves to a {kind} address")
+                                      else f"{host} resolves to a {kind} address",
+                                      allowable=True)
         return Target(url, parts.scheme, host, port, str(addresses[0]))
 
 

@@ -65,6 +65,7 @@ def test_the_guard_checks_every_resolved_address_and_uses_a_checked_one() -> Non
     with pytest.raises(OutboundRefused, match="mixed.example resolves to a private") as mixed:
         guard.check("http://mixed.example/")
     assert "192.168" not in str(mixed.value)  # the internal address is not told
+    assert "CRISPER_OUTBOUND_ALLOW" in str(mixed.value)  # and how to allow it is
     for url in ("ftp://public.example/", "http://user:pw@public.example/", "http:///x",
                 "http://169.254.169.254/latest/meta-data"):
         with pytest.raises(OutboundRefused):
@@ -145,6 +146,8 @@ def test_hostile_urls_are_refused_where_they_enter_and_where_they_are_called(
 
     with pytest.raises(InvalidRequest) as entered:
         checked_callback_url(url)
-    with pytest.raises(OutboundRefused, match=why):
+    with pytest.raises(OutboundRefused, match=why) as called:
         Guard([], resolver=lambda host, port: ["93.184.216.34"]).check(url)
     assert entered.value.args  # the refusal says why
+    # the allow-list cannot help a URL of the wrong shape, so it is not offered
+    assert "CRISPER_OUTBOUND_ALLOW" not in str(called.value)
