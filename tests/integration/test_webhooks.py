@@ -336,7 +336,7 @@ def test_ended_deliveries_are_pruned_and_pending_ones_kept(backend: Backend) -> 
 @pytest.mark.backends("postgres-redis")
 @pytest.mark.timeout(180)
 def test_job_events_from_real_workers_reach_their_subscription(backend: Backend) -> None:
-    # Given a subscription to every job event (job.poisoned: tests/unit, by its name only)
+    # Given a subscription to every job event (job.poisoned: test_worker_hardening.py)
     app = backend.app
     with receiver() as r:
         app.webhooks.subscribe(r.url + "/events", ["job.succeeded", "job.failed",
