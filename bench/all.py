@@ -138,6 +138,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    # Issue 11's baseline for every benchmark here (bench.throughput alone defaults to acks-late)
+    os.environ.setdefault("BENCH_CELERY_PROFILE", "defaults")
     chosen = set(args.only.split(",")) if args.only else {b.module for b in BENCHES}
     rows: list[Row] = []
     failed = []

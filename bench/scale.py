@@ -92,7 +92,7 @@ def load(engine: Engine, rows: int, chunk: int = 1_000_000) -> dict[str, float]:
     """Drop the jobs table's secondary indexes, insert in chunks, rebuild them, ANALYZE."""
     start = datetime.now(UTC) - SPAN - timedelta(days=1)
     with engine.connect() as conn:
-        present = set(conn.scalars(select(literal_column("indexname")).select_from(
+        present: set[str] = set(conn.scalars(select(literal_column("indexname")).select_from(
             table("pg_indexes")).where(literal_column("schemaname") == func.current_schema())))
     secondary = [ix for ix in jobs.indexes if ix.name in present]
     took: dict[str, float] = {}

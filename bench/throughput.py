@@ -262,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.job_batch is not None:  # read by bench/apps/crisper_noop.py
         os.environ["BENCH_JOB_BATCH"] = str(args.job_batch)
     print(f"{args.jobs} no-op jobs, {args.runs} run(s), prefork x2, broker {args.broker}, "
-          f"{os.cpu_count()} CPUs", flush=True)
+          f"{os.cpu_count()} CPUs; plain Celery profile "
+          f"{os.environ.get('BENCH_CELERY_PROFILE', 'acks-late')} (bench/apps/celery_noop.py)",
+          flush=True)
     runs: list[list[RunFigures]] = []
     loads: list[Load] = []
     with tempfile.TemporaryDirectory(prefix="crisper-bench-") as tmp:
