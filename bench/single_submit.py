@@ -19,27 +19,23 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
 from sqlalchemy import create_engine, text
 
 from bench.apps import celery_noop
-from bench.environment import cpu_idle_fraction
 from bench.systems import System
 from bench.throughput import (
     PG_BASE,
     SYSTEMS,
-    Load,
     RunFigures,
-    fresh_world,
     measure_pickup,
     measure_throughput,
     percentile,
+    repeat,
 )
 from crisper import Settings
 
@@ -69,23 +65,6 @@ def run_system(system: System, args: argparse.Namespace) -> SingleFigures:
         system.fill_other_queue(args.backlog)
         figures.backlog_pickup_ms = measure_pickup(system, args.samples, args.warmup)
     return figures
-
-
-def one_run(index: int, args: argparse.Namespace, logs: Path) -> list[SingleFigures]:
-    order = args.systems if index % 2 == 0 else list(reversed(args.systems))
-    results = []
-    with fresh_world(args) as world:
-        signals = redis.Redis.from_url(world.signal_url)
-        try:
-            for name in order:
-                system = SYSTEMS[name](world, signals, logs)
-                try:
-                    results.append(run_system(system, args))
-                finally:
-                    system.close()
-        finally:
-            signals.close()
-    return sorted(results, key=lambda f: args.systems.index(f.system))
 
 
 # -- configuration, as both sides run it --------------------------------------------------------
@@ -206,17 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.jobs} no-op jobs one submit each, {args.runs} run(s), prefork x2, "
           f"backlog {args.backlog} on another queue, {os.cpu_count()} CPUs", flush=True)
     config = print_configuration(args)
-    runs: list[list[SingleFigures]] = []
-    loads: list[Load] = []
-    with tempfile.TemporaryDirectory(prefix="crisper-bench-") as tmp:
-        for i in range(args.runs):
-            load = Load(os.getloadavg()[0], round(cpu_idle_fraction() * 100, 1))
-            loads.append(load)
-            print(f"run {i + 1}: before it, load average {load.loadavg_1m:.2f}, "
-                  f"CPU idle {load.idle_percent:.0f}%", flush=True)
-            figures = one_run(i, args, Path(tmp))
-            print_run(i, figures)
-            runs.append(figures)
+    runs, loads = repeat(args, run_system, print_run)
     summary = summarize(runs, args.systems)
     print_summary(summary, args.runs)
     if args.json:

@@ -14,9 +14,10 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -156,7 +157,9 @@ def fresh_world(args: argparse.Namespace) -> Iterator[World]:
                 delete_amqp_queues(world.broker, [world.queue(n) for n in SYSTEMS])
 
 
-def one_run(index: int, args: argparse.Namespace, logs: Path) -> list[RunFigures]:
+def one_run(index: int, args: argparse.Namespace, logs: Path,
+            run: Callable[[System, argparse.Namespace], Any] = run_system) -> list[Any]:
+    """A fresh world, each system in turn (the order alternates between runs), `run` on each."""
     order = args.systems if index % 2 == 0 else list(reversed(args.systems))
     results = []
     with fresh_world(args) as world:
@@ -165,12 +168,29 @@ def one_run(index: int, args: argparse.Namespace, logs: Path) -> list[RunFigures
             for name in order:
                 system = SYSTEMS[name](world, signals, logs)
                 try:
-                    results.append(run_system(system, args))
+                    results.append(run(system, args))
                 finally:
                     system.close()
         finally:
             signals.close()
     return sorted(results, key=lambda f: args.systems.index(f.system))
+
+
+def repeat(args: argparse.Namespace, run: Callable[[System, argparse.Namespace], Any],
+           print_run: Callable[[int, list[Any]], None]) -> tuple[list[list[Any]], list[Load]]:
+    """`args.runs` runs of `run` on every system, each after noting the machine's load."""
+    runs: list[list[Any]] = []
+    loads: list[Load] = []
+    with tempfile.TemporaryDirectory(prefix="crisper-bench-") as tmp:
+        for i in range(args.runs):
+            load = Load(os.getloadavg()[0], round(cpu_idle_fraction() * 100, 1))
+            loads.append(load)
+            print(f"run {i + 1}: before it, load average {load.loadavg_1m:.2f}, "
+                  f"CPU idle {load.idle_percent:.0f}%", flush=True)
+            figures = one_run(i, args, Path(tmp), run)
+            print_run(i, figures)
+            runs.append(figures)
+    return runs, loads
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -265,17 +285,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.cpu_count()} CPUs; plain Celery profile "
           f"{os.environ.get('BENCH_CELERY_PROFILE', 'acks-late')} (bench/apps/celery_noop.py)",
           flush=True)
-    runs: list[list[RunFigures]] = []
-    loads: list[Load] = []
-    with tempfile.TemporaryDirectory(prefix="crisper-bench-") as tmp:
-        for i in range(args.runs):
-            load = Load(os.getloadavg()[0], round(cpu_idle_fraction() * 100, 1))
-            loads.append(load)
-            print(f"run {i + 1}: before it, load average {load.loadavg_1m:.2f}, "
-                  f"CPU idle {load.idle_percent:.0f}%", flush=True)
-            figures = one_run(i, args, Path(tmp))
-            print_run(i, figures)
-            runs.append(figures)
+    runs, loads = repeat(args, run_system, print_run)
     summary = summarize(runs, args.systems)
     print_summary(summary, args.runs)
     if args.json:
