@@ -103,7 +103,8 @@ def register(app: typer.Typer) -> None:
         from crisper.adoption.beat import import_beat
 
         state: State = ctx.obj
-        entries, report = import_beat(state.crisper)
+        app = state.crisper
+        entries, report = import_beat(app.adopted, lambda: app.schedules.sync_code())
         for name, entry in sorted(entries.items()):
             console.print(f"beat entry {entry!r} -> schedule {name!r}")
         console.print(f"added {len(report.added)}, changed {len(report.changed)}, "
