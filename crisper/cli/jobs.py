@@ -6,7 +6,8 @@ Each talks to `state.jobs`: the local service, or a server's API with --url.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -23,11 +24,12 @@ from crisper.cli.render import (
 from crisper.errors import InvalidRequest
 from crisper.metadata import parse_pairs
 from crisper.reads import job_filter
-from crisper.records import JobRecord
+from crisper.records import EventRecord, JobRecord, Record
 from crisper.service import SubmitRequest
 from crisper.states import JobState
 from crisper.waiting import wait_for_end
 
+R = TypeVar("R", bound=Record)
 EXIT_FOR_STATE = {JobState.SUCCEEDED: 0, JobState.FAILED: 1, JobState.CANCELLED: 3}
 
 
@@ -52,13 +54,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(jobs, name="jobs")
     app.command()(submit)
     app.command()(types)
-    jobs.command("ls")(jobs_ls)
-    jobs.command("show")(jobs_show)
-    jobs.command("cancel")(jobs_cancel)
-    jobs.command("retry")(jobs_retry)
-    jobs.command("start")(jobs_start)
-    jobs.command("logs")(jobs_logs)
-    jobs.command("events")(jobs_events)
+    for name, command in (("ls", jobs_ls), ("show", jobs_show), ("cancel", jobs_cancel),
+                          ("retry", jobs_retry), ("start", jobs_start), ("logs", jobs_logs),
+                          ("events", jobs_events)):
+        jobs.command(name)(command)
 
 
 def submit(
@@ -191,28 +190,31 @@ def jobs_logs(ctx: typer.Context, job_id: str,
               as_json: bool = typer.Option(False, "--json")) -> None:
     """Print the log lines kept for a job."""
     state: State = ctx.obj
-    lines = state.jobs.logs(job_id)
-    if as_json:
-        typer.echo(dumps([line.__dict__ for line in lines]))
-        return
-    for line in lines:
-        typer.echo(f"{line.at:%H:%M:%S} #{line.attempt} {line.level:<7} {line.message}")
+    _print_rows(state.jobs.logs(job_id), as_json, lambda line: (
+        f"{line.at:%H:%M:%S} #{line.attempt} {line.level:<7} {line.message}"))
 
 
 def jobs_events(ctx: typer.Context, job_id: str,
                 as_json: bool = typer.Option(False, "--json")) -> None:
     """Print a job's history: every state change with its time and reason."""
     state: State = ctx.obj
-    history = state.jobs.events(job_id)
-    if as_json:
-        typer.echo(dumps([e.__dict__ for e in history]))
-        return
-    for e in history:
-        move = f"{e.from_state or '-':>9} -> {e.to_state or '-':<9}" if e.to_state else \
-            f"{'(note)':>22}"
-        typer.echo(f"{e.at:%H:%M:%S.%f} #{e.attempt} {move} {e.reason}"
-                   + (f" ({e.worker})" if e.worker else ""))
+    _print_rows(state.jobs.events(job_id), as_json, _event_line)
 
+
+def _event_line(e: EventRecord) -> str:
+    move = (f"{e.from_state or '-':>9} -> {e.to_state or '-':<9}" if e.to_state
+            else f"{'(note)':>22}")
+    return (f"{e.at:%H:%M:%S.%f} #{e.attempt} {move} {e.reason}"
+            + (f" ({e.worker})" if e.worker else ""))
+
+
+def _print_rows(rows: Sequence[R], as_json: bool, line: Callable[[R], str]) -> None:
+    """Rows (dataclasses) as one JSON list, or one printed line each."""
+    if as_json:
+        typer.echo(dumps([row.__dict__ for row in rows]))
+        return
+    for row in rows:
+        typer.echo(line(row))
 
 
 def _follow(state: State, job: JobRecord, timeout: float | None) -> JobRecord:

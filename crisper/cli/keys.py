@@ -23,9 +23,8 @@ def register(app: typer.Typer) -> None:
     keys = typer.Typer(help="API keys: each belongs to a tenant and carries scopes.",
                        no_args_is_help=True)
     app.add_typer(keys, name="keys")
-    keys.command("create")(create)
-    keys.command("ls")(ls)
-    keys.command("revoke")(revoke)
+    for name, command in (("create", create), ("ls", ls), ("revoke", revoke)):
+        keys.command(name)(command)
 
 
 def create(

@@ -25,13 +25,11 @@ def _every(seconds: float) -> str:
 def register(app: typer.Typer) -> None:
     schedules = typer.Typer(help="Cron schedules stored in the database.", no_args_is_help=True)
     app.add_typer(schedules, name="schedules")
-    schedules.command("ls")(schedules_ls)
-    schedules.command("add")(schedules_add)
-    schedules.command("import-beat")(schedules_import_beat)
-    schedules.command("rm")(schedules_rm)
-    schedules.command("enable")(schedules_enable)
-    schedules.command("disable")(schedules_disable)
-    schedules.command("run-now")(schedules_run_now)
+    for name, command in (("ls", schedules_ls), ("add", schedules_add),
+                          ("import-beat", schedules_import_beat), ("rm", schedules_rm),
+                          ("enable", schedules_enable), ("disable", schedules_disable),
+                          ("run-now", schedules_run_now)):
+        schedules.command(name)(command)
 
 
 def _show(state: State, s: ScheduleRecord, as_json: bool) -> None:

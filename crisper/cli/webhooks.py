@@ -32,13 +32,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _webhook_commands(webhooks: typer.Typer) -> None:
-    webhooks.command("subscribe")(webhooks_subscribe)
-    webhooks.command("list")(webhooks_list)
-    webhooks.command("unsubscribe")(webhooks_unsubscribe)
-    webhooks.command("secret")(webhooks_secret)
-    webhooks.command("rotate")(webhooks_rotate)
-    webhooks.command("deliveries")(webhooks_deliveries)
-    webhooks.command("redeliver")(webhooks_redeliver)
+    for name, command in (("subscribe", webhooks_subscribe), ("list", webhooks_list),
+                          ("unsubscribe", webhooks_unsubscribe), ("secret", webhooks_secret),
+                          ("rotate", webhooks_rotate), ("deliveries", webhooks_deliveries),
+                          ("redeliver", webhooks_redeliver)):
+        webhooks.command(name)(command)
 
 
 def webhooks_subscribe(ctx: typer.Context, url: str,
@@ -126,11 +124,10 @@ def _read_jobs(path: Path) -> list[SubmitRequest]:
 
 
 def _batch_commands(batches: typer.Typer) -> None:
-    batches.command("submit")(batches_submit)
-    batches.command("list")(batches_list)
-    batches.command("show")(batches_show)
-    batches.command("cancel")(batches_cancel)
-    batches.command("retry")(batches_retry)
+    for name, command in (("submit", batches_submit), ("list", batches_list),
+                          ("show", batches_show), ("cancel", batches_cancel),
+                          ("retry", batches_retry)):
+        batches.command(name)(command)
 
 
 def batches_submit(ctx: typer.Context, path: Path = typer.Argument(..., help="JSON lines of jobs"),

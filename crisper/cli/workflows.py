@@ -32,10 +32,9 @@ def register(app: typer.Typer) -> None:
     workflows = typer.Typer(help="Workflows: graphs of jobs stored in the database.",
                             no_args_is_help=True)
     app.add_typer(workflows, name="workflows")
-    workflows.command("ls")(workflows_ls)
-    workflows.command("show")(workflows_show)
-    workflows.command("cancel")(workflows_cancel)
-    workflows.command("retry")(workflows_retry)
+    for name, command in (("ls", workflows_ls), ("show", workflows_show),
+                          ("cancel", workflows_cancel), ("retry", workflows_retry)):
+        workflows.command(name)(command)
 
 
 def workflows_ls(ctx: typer.Context, limit: int = typer.Option(20, "--limit"),
