@@ -144,9 +144,12 @@ def durability(crisper: Crisper) -> str:
 
 def api_defaults() -> str:
     """The options `crisper api` runs with when given none (read from its own command)."""
-    from crisper.cli.api import DEFAULTS
+    from crisper.cli import api
 
-    return ", ".join(f"{k}={v}" for k, v in DEFAULTS.items())
+    defaults = getattr(api, "DEFAULTS", None)  # a checkout from before they were listed: none
+    if defaults is None:
+        return "workers=1, log_level=info, access log on (before DEFAULTS existed)"
+    return ", ".join(f"{k}={v}" for k, v in defaults.items())
 
 
 def measure(args: argparse.Namespace, crisper: Crisper, url: str, script: Path,

@@ -6,7 +6,8 @@ rows. So concurrent submits on an event loop are gathered for up to `window` sec
 `submit_many` does), committed once, and only then is each waiter answered: every answer still
 means "your row is committed durably" (synchronous_commit stays on). The workers' wake-up is
 one publish per group (`JobService.dispatch_committed`); the rows are stored as not yet sent
-until it is out, so a process that dies in between leaves them to the relay.
+until it is out, so a process that dies in between leaves them to the relay. Publishing runs
+on a thread of its own, after the waiters are answered.
 
 Rows are built and validated by the caller through `JobService.prepare_row` (the one copy of
 that logic), so a bad request fails alone before it joins a group. A submit with an
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +38,9 @@ log = logging.getLogger(__name__)
 WINDOW_SECONDS = 0.002  # how long a group waits for company while another group commits
 MAX_ROWS = 256  # rows per group at most (one statement each, pipelined)
 FLIGHTS = 2  # groups committing at once: the next one gathers while one waits for its flush
+# Groups whose wake-ups may wait for the publisher thread; past that, a flight publishes its
+# own (the broker's pace then slows the commits instead of the queue growing).
+PUBLISH_BACKLOG = 16
 Outcome = JobRecord | BaseException
 
 
@@ -58,6 +63,8 @@ class GroupCommit:
         self._flying = 0
         self._timer: asyncio.TimerHandle | None = None
         self._threads = ThreadPoolExecutor(flights, thread_name_prefix="crisper-group-commit")
+        self._publisher = ThreadPoolExecutor(1, thread_name_prefix="crisper-group-publish")
+        self._backlog = threading.BoundedSemaphore(PUBLISH_BACKLOG)
 
     async def submit(self, request: SubmitRequest) -> JobRecord:
         """The job, once its row is committed; errors are this request's alone."""
@@ -100,7 +107,8 @@ class GroupCommit:
             self._launch(loop)
 
     def _commit(self, loop: asyncio.AbstractEventLoop, group: list[_Waiter]) -> None:
-        """In a thread: insert and commit the group, answer its waiters, then wake workers."""
+        """In a thread: insert and commit the group, answer its waiters, then have workers
+        woken (by the publisher thread, so that the next group need not wait for the broker)."""
         try:
             outcomes = self._insert([w.row for w in group])
         except BaseException as exc:  # never leave a waiter hanging
@@ -108,8 +116,18 @@ class GroupCommit:
             raise
         loop.call_soon_threadsafe(_answer, group, outcomes)
         committed = [o for o in outcomes if isinstance(o, JobRecord)]
-        if committed:
+        if not committed:
+            return
+        if self._backlog.acquire(blocking=False):
+            self._publisher.submit(self._publish, committed)
+        else:
+            self.jobs.dispatch_committed(committed)
+
+    def _publish(self, committed: list[JobRecord]) -> None:
+        try:
             self.jobs.dispatch_committed(committed)  # never raises: the jobs exist
+        finally:
+            self._backlog.release()
 
     def _insert(self, rows: list[dict[str, Any]]) -> list[Outcome]:
         """One transaction for all; if the database refuses it for a reason other than being
@@ -126,7 +144,9 @@ class GroupCommit:
         return [record_from_row(row) for row in rows]
 
     def close(self) -> None:
-        self._threads.shutdown(wait=False)
+        """Stop the threads once their work is done (the wake-ups queued are still sent)."""
+        self._threads.shutdown(wait=True)
+        self._publisher.shutdown(wait=True)
 
 
 def _answer(group: Sequence[_Waiter], outcomes: Sequence[Outcome]) -> None:
