@@ -132,7 +132,7 @@ def test_services_maintenance_engine_and_flow_take_their_collaborators() -> None
     edges = imports_by_part()
     parts = {"service", "workflow_service", "workflows", "batches", "webhooks", "schedules",
              "keys", "reads", "monitor", "insights", "watch", "maintenance", "engine", "flow",
-             "registry", "adoption", "handle", "canvas"}
+             "registry", "adoption", "handle", "canvas", "group_commit"}
     assert sorted(p for p in parts if "app" in edges[p]) == []
 
 
