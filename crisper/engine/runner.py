@@ -129,7 +129,7 @@ class Runner:
         try:
             return self.claim_next(queue, worker, task_id)
         except StoreUnavailable as exc:
-            log.warning("could not claim from queue %s: %s; the wake-up is requeued", queue, exc)
+            log.warning("could not claim from queue %s: %s; its message is requeued", queue, exc)
             time.sleep(1.0)  # a redelivery at once would only find the store down again
             raise Reject(str(exc), requeue=True) from None
 
@@ -157,11 +157,13 @@ class Runner:
 
     def _claim_next_gated(self, queue: str, names: list[str], worker: str, task_id: str,
                           forcible: bool) -> attempt_sql.Claimed | None:
+        tried: set[Any] = set()
         while True:
             with self.store.transaction() as session:
                 best = attempt_sql.next_queued(session, queue, names)
-                if best is None:
+                if best is None or best[0] in tried:  # the gate kept it queued: leave it
                     return None
+                tried.add(best[0])
                 job_type = self.registry.get(best[1])
                 claimed = self.gate.claim_in(session, job_type.name, job_type.options.flow,
                                              [best[0]], worker, task_id, forcible=forcible)

@@ -129,7 +129,7 @@ def _next_in_queue(dialect: str) -> Any:
     return (
         select(jobs.c.id, jobs.c.type)
         .where(jobs.c.state == S.QUEUED.value, jobs.c.queue == bindparam("want_queue"), types,
-               ~paused)
+               jobs.c.source != "observed", ~paused)
         .order_by(jobs.c.priority.desc(), jobs.c.id).limit(1)
         .with_for_update(skip_locked=True)
     )
