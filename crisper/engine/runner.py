@@ -100,7 +100,7 @@ class Runner:
         self.dispatcher.wakes.taken(queue, job_type.name)
         ran = 0
         while (job := self._claim_next_or_requeue(queue, worker, task_id)) is not None:
-            if ran == 0:  # more may wait: one more slot looks (deduplicated by the marker)
+            if ran == 0:  # if more wait, one more slot looks (deduplicated by the marker)
                 self._wake_another(queue, job.type)
             self._run_one(job, worker)
             ran += 1
@@ -117,7 +117,12 @@ class Runner:
         self.gate.release(job_type.name, job_type.options.flow, job.params)  # wake waiters
 
     def _wake_another(self, queue: str, type_name: str) -> None:
+        """A backlog: wake one more slot, so that every slot works while jobs wait. Asked once
+        per wake-up, so that a job submitted alone costs one message, not two."""
         try:
+            with self.store.autocommit() as conn:
+                if not attempt_sql.any_queued(conn, queue, self._claimable_types()[0]):
+                    return
             self.dispatcher.wake(queue, type_name)
         except Exception as exc:  # noqa: BLE001 - the relay wakes the queue if this is lost
             log.debug("could not wake another slot for %s: %s", queue, exc)

@@ -117,7 +117,7 @@ def claim(db: Session | Connection, ids: Sequence[uuid.UUID], worker: str, task_
     return _claimed(rows, token)
 
 
-def _next_in_queue(dialect: str) -> Any:
+def _next_in_queue(dialect: str, lock: bool = True) -> Any:
     """The best queued job of a queue among the given types: priority (0-255) first, then
     submission order (ids are time-ordered), skipping rows another claim holds locked.
     Jobs of a paused queue are not taken (the queue's resume makes the relay wake it again)."""
@@ -126,13 +126,13 @@ def _next_in_queue(dialect: str) -> Any:
     else:
         types = jobs.c.type.in_(bindparam("want_types", expanding=True))
     paused = exists().where(queues.c.name == jobs.c.queue, queues.c.paused_at.is_not(None))
-    return (
+    best = (
         select(jobs.c.id, jobs.c.type)
         .where(jobs.c.state == S.QUEUED.value, jobs.c.queue == bindparam("want_queue"), types,
                jobs.c.source != "observed", ~paused)
         .order_by(jobs.c.priority.desc(), jobs.c.id).limit(1)
-        .with_for_update(skip_locked=True)
     )
+    return best.with_for_update(skip_locked=True) if lock else best
 
 
 @cache
@@ -166,6 +166,12 @@ def claim_next(db: Session | Connection, queue: str, types: Sequence[str], worke
                       None)
     found = _claimed(rows, token)
     return found[0] if found else None
+
+
+def any_queued(db: Session | Connection, queue: str, types: Sequence[str]) -> bool:
+    """Whether a job of `queue` among `types` waits, claimable now (no lock: a hint)."""
+    stmt = _next_in_queue(dialect_of(db), lock=False)
+    return db.execute(stmt, {"want_queue": queue, "want_types": list(types)}).first() is not None
 
 
 def next_queued(session: Session, queue: str, types: Sequence[str]) -> tuple[uuid.UUID, str] | None:
