@@ -64,6 +64,7 @@ def publish(app: Celery, dispatches: Sequence[Dispatch], wakes: Wakes | None = N
     if not groups:
         return []
     refused: list[Refusal] = []
+    unsent = dict(groups)  # their markers are given back if they do not go out
     try:
         with app.producer_or_acquire() as producer:
             producer.connection.ensure_connection(max_retries=0)
@@ -75,12 +76,17 @@ def publish(app: Celery, dispatches: Sequence[Dispatch], wakes: Wakes | None = N
                         raise
                     refused.append(Refusal(ids, f"{type(exc).__name__}: {exc}"))
                     continue
+                del unsent[(type_name, queue)]
                 if wakes is not None and force:
                     wakes.mark(queue, type_name)
     except Exception as exc:
         if broker_wide(exc):
             raise BrokerUnavailable(f"the broker is unavailable: {exc}") from exc
         raise
+    finally:
+        if wakes is not None and not force:
+            for type_name, queue in unsent:
+                wakes.taken(queue, type_name)
     return refused
 
 
