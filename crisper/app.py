@@ -309,7 +309,7 @@ class Crisper:
         from crisper.engine.dispatcher import Dispatcher
         from crisper.engine.wakes import Wakes
 
-        wakes = Wakes(self.settings.resolved_redis_url(), self.settings.broker_prefix)
+        wakes = Wakes(self.settings.resolved_redis_url, self.settings.broker_prefix)
         return Dispatcher(lambda: self.celery, self._batch_size, wakes)
 
     def publish(self, dispatches: Sequence[Dispatch]) -> list[Refusal]:

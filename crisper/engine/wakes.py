@@ -16,8 +16,11 @@ Without a coordination Redis, every publish goes out (no deduplication).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import redis
+
+from crisper.errors import CrisperError
 
 log = logging.getLogger(__name__)
 MARKER_TTL_SECONDS = 30
@@ -27,8 +30,9 @@ KEY = "crisper.wake:{queue}:{type}"
 class Wakes:
     """The markers of outstanding wake-ups (one Redis client per process, made on first use)."""
 
-    def __init__(self, url: str | None, prefix: str = "", ttl: int = MARKER_TTL_SECONDS) -> None:
-        self._url = url
+    def __init__(self, url: Callable[[], str | None] | None, prefix: str = "",
+                 ttl: int = MARKER_TTL_SECONDS) -> None:
+        self._url = url  # resolved on first use: building an app opens and reads nothing
         self._prefix = prefix
         self._ttl = ttl
         self._client: redis.Redis | None = None
@@ -69,10 +73,14 @@ class Wakes:
         return self._prefix + KEY.format(queue=queue, type=type_name)
 
     def _redis(self) -> redis.Redis | None:
-        if self._url is None:
-            return None
-        if self._client is None:
-            url = "redis" + self._url[len("valkey"):] if self._url.startswith("valkey") \
-                else self._url
+        if self._client is None and self._url is not None:
+            try:
+                url = self._url()
+            except CrisperError as exc:  # no readable coordination Redis: no deduplication
+                log.debug("no wake-up markers (%s)", exc)
+                return None
+            if url is None:
+                return None
+            url = "redis" + url[len("valkey"):] if url.startswith("valkey") else url
             self._client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
         return self._client
