@@ -71,15 +71,18 @@ def _claim_statement(dialect: str, skip_paused: bool, by_type: bool = False,
         paused = exists().where(queues.c.name == jobs.c.queue, queues.c.paused_at.is_not(None))
         where.append(~paused)
     return (
-        moving(
-            CLAIM, *where,
-            attempt=jobs.c.attempt + 1, lease_token=bindparam("token"),
-            lease_expires_at=bindparam("expires"), worker=bindparam("worker"),
-            task_id=bindparam("task_id"), started_at=bindparam("at"), cancel_requested_at=None,
-            interrupted_at=None, forcible=bindparam("forcible", type_=Boolean()),
-        )
+        moving(CLAIM, *where, **_claim_values())
         .returning(*_CLAIMED_COLUMNS, outbox.notifies(jobs).label("notifies"))
     )
+
+
+def _claim_values() -> dict[str, Any]:
+    """What a claim writes: a new attempt, its lease, its worker and its start."""
+    return {"attempt": jobs.c.attempt + 1, "lease_token": bindparam("token"),
+            "lease_expires_at": bindparam("expires"), "worker": bindparam("worker"),
+            "task_id": bindparam("task_id"), "started_at": bindparam("at"),
+            "cancel_requested_at": None, "interrupted_at": None,
+            "forcible": bindparam("forcible", type_=Boolean())}
 
 
 _CLAIMED_COLUMNS = (jobs.c.id, jobs.c.type, jobs.c.params, jobs.c.attempt, jobs.c.max_attempts,
@@ -139,13 +142,7 @@ def _next_in_queue(dialect: str, lock: bool = True) -> Any:
 def _claim_next_statement(dialect: str) -> Any:
     best = _next_in_queue(dialect).with_only_columns(jobs.c.id).scalar_subquery()
     return (
-        moving(
-            CLAIM, jobs.c.id == best,
-            attempt=jobs.c.attempt + 1, lease_token=bindparam("token"),
-            lease_expires_at=bindparam("expires"), worker=bindparam("worker"),
-            task_id=bindparam("task_id"), started_at=bindparam("at"), cancel_requested_at=None,
-            interrupted_at=None, forcible=bindparam("forcible", type_=Boolean()),
-        )
+        moving(CLAIM, jobs.c.id == best, **_claim_values())
         .returning(*_CLAIMED_COLUMNS, outbox.notifies(jobs).label("notifies"))
     )
 
