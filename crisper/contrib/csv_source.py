@@ -105,6 +105,7 @@ class Chunk:
     lines: list[int] = field(default_factory=list)
     rows: list[Sequence[str]] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    columns: list[tuple[str, ...]] | None = None  # `rows` transposed, once screened clean
 
 
 class CsvRows:
@@ -192,9 +193,13 @@ def _unclean(text: str) -> str | None:
 
 def _screen(chunk: Chunk, pick: Callable[[list[str]], tuple[str, ...]]) -> Chunk:
     """Keep the model's columns of each row (one C-level map); reject rows with undecodable
-    bytes or NULs: one check per chunk, per row only if needed."""
+    bytes or NULs: one check per chunk over its columns (a join per column, not per row),
+    per row only if needed."""
     chunk.rows = list(map(pick, chunk.rows))  # type: ignore[arg-type]
-    if chunk.rows and _unclean("".join(["".join(row) for row in chunk.rows])):
+    columns = list(zip(*chunk.rows, strict=True))
+    if not _unclean("".join(["".join(c) for c in columns])):
+        chunk.columns = columns
+    else:
         keep = []
         for i, row in enumerate(chunk.rows):
             reason = _unclean("".join(row))
@@ -259,7 +264,7 @@ class RowValidator:
             rows = self._by_row(chunk)
             return [list(c) for c in zip(*(r[:-1] for r in rows), strict=True)] \
                 or [[] for _ in self.fields], [r[-1] for r in rows]
-        columns = [list(c) for c in zip(*chunk.rows, strict=True)]
+        columns = [list(c) for c in (chunk.columns or zip(*chunk.rows, strict=True))]
         for i, values in enumerate(columns):
             if self.nullable[i]:
                 columns[i] = [v or None for v in values]  # type: ignore[misc]
@@ -296,3 +301,42 @@ class RowValidator:
                 continue
             rows.append((*(getattr(row, f) for f in self.fields), line))
         return rows
+
+
+class FirstSeen:
+    """The first line of every natural key seen so far in the file: later rows repeating a
+    key are rejected as duplicates while the file streams, with no pass over the database.
+
+    Holds one entry per distinct key, so unlike the rest of the import this grows with the
+    file (measured: see docs/contrib.md). A chunk without repeats costs a few C-level dict
+    operations; only a chunk holding one is looked at row by row.
+    """
+
+    def __init__(self, positions: Sequence[int], names: Sequence[str]) -> None:
+        self.positions = list(positions)
+        self.shown = ", ".join(names)
+        self.lines: dict[Any, int] = {}
+
+    def _keys(self, columns: Sequence[list[Any]]) -> list[Any]:
+        if len(self.positions) == 1:
+            return columns[self.positions[0]]
+        return list(zip(*(columns[p] for p in self.positions), strict=True))
+
+    def screen(self, columns: list[list[Any]], lines: list[int], rejected: list[Rejection]
+               ) -> tuple[list[list[Any]], list[int]]:
+        """The chunk's columns and lines without the rows whose key came earlier; those go to
+        `rejected` ("duplicate sku: the same as line 2"). The first valid row of a key wins."""
+        keys = self._keys(columns)
+        first = dict(zip(keys, lines, strict=True))  # right unless the chunk repeats a key
+        if len(first) == len(keys) and self.lines.keys().isdisjoint(first):
+            self.lines.update(first)
+            return columns, lines
+        keep = []
+        for i, key in enumerate(keys):
+            line = self.lines.setdefault(key, lines[i])
+            if line == lines[i]:
+                keep.append(i)
+            else:
+                rejected.append(Rejection(lines[i], f"duplicate {self.shown}: the same as "
+                                                    f"line {line}"))
+        return [[c[i] for i in keep] for c in columns], [lines[i] for i in keep]
