@@ -105,6 +105,8 @@ class ChunkLoader:
     merge_sql: sql.Composed
     counts: Counts = field(default_factory=Counts)
     error: BaseException | None = None
+    waited: float = 0.0  # the job's thread, waiting for the database (the queue full)
+    idle: float = 0.0  # this thread, waiting for the job's thread (the queue empty)
     _queue: queue.Queue[tuple[str, int] | None] = field(
         default_factory=lambda: queue.Queue(maxsize=AHEAD))
     _stopping: bool = False
@@ -116,19 +118,23 @@ class ChunkLoader:
             self._thread = threading.Thread(target=self._run, name="csv-import-loader",
                                             daemon=True)
             self._thread.start()
+        began = time.monotonic()
         while True:
             self._raise()
             try:
                 self._queue.put((text, rows), timeout=0.05)
+                self.waited += time.monotonic() - began
                 return
             except queue.Full:
                 continue
 
     def finish(self) -> Counts:
         """Wait until every chunk is stored; answers the counts."""
+        began = time.monotonic()
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join()
+        self.waited += time.monotonic() - began
         self._raise()
         return self.counts
 
@@ -154,9 +160,15 @@ class ChunkLoader:
         except queue.Empty:
             pass
 
+    def _next(self) -> tuple[str, int] | None:
+        began = time.monotonic()
+        item = self._queue.get()
+        self.idle += time.monotonic() - began
+        return item
+
     def _run(self) -> None:
         try:
-            while not self._stopping and (item := self._queue.get()) is not None:
+            while not self._stopping and (item := self._next()) is not None:
                 text, rows = item
                 if text:
                     with self.cur.copy(self.copy_sql) as copy:
@@ -207,9 +219,14 @@ class CsvImport:
             try:
                 with psycopg.connect(self._conninfo()) as conn, conn.cursor() as cur:
                     cur.execute(SESSION)
-                    counts = self._load(ctx, cur, rows, validator, rejected, size, started)
+                    loader = self._load(ctx, cur, rows, validator, rejected, size, started)
                     timings = {"load": time.monotonic() - started}
                 timings["commit"] = time.monotonic() - started - timings["load"]
+                # which side held the other up: the reading waiting for the database, or
+                # the database for the reading
+                timings["reading_waited"], timings["database_waited"] = loader.waited, \
+                    loader.idle
+                counts = loader.counts
             finally:
                 if gc_was_enabled:
                     gc.enable()
@@ -240,7 +257,7 @@ class CsvImport:
 
     def _load(self, ctx: JobContext, cur: psycopg.Cursor[Any], rows: CsvRows,
               validator: RowValidator, rejected: RejectionLog, size: int, started: float
-              ) -> Counts:
+              ) -> ChunkLoader:
         """Read, validate and drop repeated keys here while the loader thread stages and
         merges the previous chunk, so this process and PostgreSQL's work at the same time."""
         fields = validator.fields
@@ -262,7 +279,8 @@ class CsvImport:
                              f"{done} rows, {rate:.0f} rows/s, {rejected.count} rejected")
                 ctx.check_cancelled()
             ctx.progress(size, size, "merging the last chunk")
-            return loader.finish()
+            loader.finish()
+            return loader
         finally:
             loader.stop()
 
