@@ -7,11 +7,12 @@
     crisper.submit("shop.import_products", {"path": "uploads/3f2c….csv"})
 
 The table, its columns (the row model's fields) and the natural key are fixed in code; the
-submitter only names a file inside `folder`. Consistency is all-or-nothing: every chunk is
-copied into a temporary staging table inside one transaction and merged into the table at
-the end with INSERT … ON CONFLICT on the key, so a failure, a cancel or a lost worker
-midway leaves the table as it was, and a retried or re-run import updates rows instead of
-adding them again. See docs/contrib.md.
+submitter only names a file inside `folder`. Consistency is all-or-nothing: a loader thread
+copies each chunk into a temporary staging table and merges it into the table with
+INSERT … ON CONFLICT on the key while the next chunk is read, all inside one transaction
+committed after the last chunk, so a failure, a cancel or a lost worker midway leaves the
+table as it was, and a retried or re-run import updates rows instead of adding them again.
+See docs/contrib.md.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The submitter of an import is whoever holds a write key, so the path and the byt
 hostile: a path may only name a regular file inside the configured folder (checked on the
 resolved path and again on the opened descriptor), and every row is validated before it
 goes near the database. Rows are read and validated a chunk at a time, so memory stays flat
-however large the file is.
+however large the file is, except for the index of natural keys seen (FirstSeen).
 """
 
 from __future__ import annotations
