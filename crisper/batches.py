@@ -90,7 +90,7 @@ class BatchService:
                 raise InvalidRequest("callbacks", f"unknown callback {kind!r}; known: {KINDS}")
             entry: dict[str, Any] = {}
             if cb.url:
-                entry["url"] = checked_callback_url(cb.url)
+                entry["url"] = checked_callback_url(cb.url, f"callbacks.{kind}.url")
             if cb.job:  # checked as a submit would check it (type, params, queue)
                 if not isinstance(cb.job.get("params") or {}, dict):
                     raise InvalidRequest(f"callbacks.{kind}.job.params", "must be an object")

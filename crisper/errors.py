@@ -328,10 +328,10 @@ class OutboundRefused(CrisperError):
     status, kind, exit_code = 422, "outbound-refused", 2
     members = {"url": "url"}
 
-    def __init__(self, url: str, why: str) -> None:
+    def __init__(self, url: str, why: str, *, allowable: bool = False) -> None:
         self.url = url
-        super().__init__(f"refused to call {url}: {why} (name the address in "
-                         "CRISPER_OUTBOUND_ALLOW to allow it)")
+        hint = " (name the address in CRISPER_OUTBOUND_ALLOW to allow it)" if allowable else ""
+        super().__init__(f"refused to call {url}: {why}{hint}")
 
 
 class JobInterrupted(CrisperError):

@@ -43,19 +43,17 @@ def system_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
-def forbidden_reason(ip: IPAddress) -> str | None:
-    """Why an address is not for outbound calls, or None for a public one."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return forbidden_reason(ip.ipv4_mapped)
+def forbidden_kind(ip: IPAddress) -> str | None:
+    """What kind of non-public address `ip` is ("loopback", "private"…), or None if public."""
+    if isinstance(ip, ipaddress.IPv6Address):  # an IPv4 address inside: judge that one
+        inner = ip.ipv4_mapped or ip.sixtofour
+        if inner is not None:
+            return forbidden_kind(inner)
     checks = (("loopback", ip.is_loopback), ("link-local (metadata)", ip.is_link_local),
               ("unspecified", ip.is_unspecified), ("multicast", ip.is_multicast),
-              ("private", ip.is_private), ("reserved", ip.is_reserved))
-    for name, hit in checks:
-        if hit:
-            return f"{ip} is a {name} address"
-    if not ip.is_global:  # shared address space (100.64/10: some clouds' metadata), etc.
-        return f"{ip} is not a public address"
-    return None
+              ("private", ip.is_private), ("reserved", ip.is_reserved),
+              ("non-public", not ip.is_global))  # shared space (100.64/10: some metadata)
+    return next((name for name, hit in checks if hit), None)
 
 
 def parse_allow(entries: Sequence[str]) -> list[IPNetwork]:
@@ -103,29 +101,26 @@ class Guard:
         Every address must pass: a name that also resolves to a private address is refused,
         whichever address a connect would have picked.
         """
+        problem = shape_problem(url)
+        if problem is not None:
+            raise OutboundRefused(url, problem)
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https"):
-            raise OutboundRefused(url, "only http and https URLs are called")
-        if not parts.hostname:
-            raise OutboundRefused(url, "the URL names no host")
-        if parts.username or parts.password:
-            raise OutboundRefused(url, "credentials in the URL are not sent")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        host = str(parts.hostname)
         try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
+            addresses, literal = [ipaddress.ip_address(host)], True
         except ValueError:
-            raise OutboundRefused(url, "the port is not a number") from None
-        host = parts.hostname
-        try:
-            addresses = [ipaddress.ip_address(host)]
-        except ValueError:
-            addresses = [ipaddress.ip_address(a.split("%")[0])
-                         for a in self.resolver(host, port)]
+            addresses, literal = [ipaddress.ip_address(a.split("%")[0])
+                                  for a in self.resolver(host, port)], False
         if not addresses:
             raise OutboundRefused(url, "the host resolves to no address")
         for ip in addresses:
-            why = forbidden_reason(ip)
-            if why is not None and not self.allowed(ip):
-                raise OutboundRefused(url, why)
+            kind = forbidden_kind(ip)
+            if kind is not None and not self.allowed(ip):
+                # a name's internal address is not told: the error is the tenant's to read
+                raise OutboundRefused(url, f"{ip} is a {kind} address" if literal
+                                      else f"{host} resolves to a {kind} address",
+                                      allowable=True)
         return Target(url, parts.scheme, host, port, str(addresses[0]))
 
 
@@ -179,19 +174,33 @@ def new_client() -> httpx.Client:
     return httpx.Client(follow_redirects=False, trust_env=False)
 
 
-def checked_callback_url(url: str | None) -> str | None:
-    """A callback URL as it enters: http(s), with a host, of a sane length. Its address is
-    checked when it is called (crisper/outbound.py), since DNS answers change."""
-    if url is None:
-        return None
-    problem = text_problem(url, 2000)
-    if problem is not None:
-        raise InvalidRequest("callback_url", problem)
+def shape_problem(url: str) -> str | None:
+    """Why a URL is not one to call, whatever its address: the same rules where a URL enters
+    (a callback, a subscription) and where it is called (each hop, redirects included)."""
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        return "the URL holds white space or control characters"
     try:
         parts = urlsplit(url)
-        scheme, host = parts.scheme, parts.hostname
+        port = parts.port
     except ValueError:
-        scheme, host = "", None
-    if scheme not in ("http", "https") or not host:
-        raise InvalidRequest("callback_url", "must be an http(s) URL with a host")
+        return "the URL does not parse (its port or host)"
+    if parts.scheme not in ("http", "https"):
+        return "only http and https URLs are called"
+    if not parts.hostname:
+        return "the URL names no host"
+    if parts.username is not None or parts.password is not None:
+        return "credentials in the URL are not sent"
+    if port == 0:
+        return "port 0 is not a port"
+    return None
+
+
+def checked_callback_url(url: str | None, field: str = "callback_url") -> str | None:
+    """A callback URL as it enters: http(s), with a host, no credentials, of a sane length.
+    Its address is checked when it is called (Guard.check), since DNS answers change."""
+    if url is None:
+        return None
+    problem = text_problem(url, 2000) or shape_problem(url)
+    if problem is not None:
+        raise InvalidRequest(field, problem)
     return url

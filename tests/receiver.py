@@ -28,6 +28,7 @@ class Plan:
     redirect_to: str | None = None
     delay: float = 0.0
     delay_first: int = 0  # with `delay`: only the first this many requests wait (0: all)
+    gate: threading.Event | None = None  # if set, every request hangs until the gate opens
     arrived: int = 0  # requests that came in (counted before any delay)
     served: int = 0
     got: list[Received] = field(default_factory=list)
@@ -59,6 +60,8 @@ def _handler(plan: Plan) -> type[BaseHTTPRequestHandler]:
                 wait = plan.delay and (not plan.delay_first or plan.arrived <= plan.delay_first)
             if wait:
                 time.sleep(plan.delay)
+            if plan.gate is not None:
+                plan.gate.wait()
             with plan.lock:
                 plan.got.append(Received(self.path, dict(self.headers.items()), body,
                                          time.time()))

@@ -41,7 +41,7 @@ class WebhookService:
 
     def subscribe(self, url: str, event_names: Sequence[str], tenant: str, *,
                   type: str | None = None, queue: str | None = None) -> Subscription:
-        checked_callback_url(url)
+        checked_callback_url(url, "url")
         for name, value in (("type", type), ("queue", queue)):
             problem = None if value is None else text_problem(value, 200)
             if problem is not None:

@@ -2,7 +2,7 @@
 
 The header `Crisper-Signature: t=<unix seconds>,v1=<hex>[,v1=<hex>…]` carries one signature
 per secret still in force: during a rotation's overlap the old secret signs too, so a
-receiver that has not switched yet keeps verifying. docs/integrations.md has the recipe.
+receiver that has not switched yet keeps verifying. docs/webhooks.md has the recipes.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ def test_a_1000_job_batch_with_one_failure_completes_once_and_never_succeeds(
         # Given a batch of 999 jobs that succeed and one that fails, with every callback
         requests = [SubmitRequest("probe.noop") for _ in range(999)]
         requests.insert(500, SubmitRequest("probe.explode", {"message": "the one"}))
+        app.webhooks.subscribe(r.url + "/sub", ["batch.finished"], "default")
         hook = Callback(url=r.url + "/batch",
                         job={"type": "probe.echo", "params": {"number": 1}})
         began = time.monotonic()
@@ -59,16 +60,20 @@ def test_a_1000_job_batch_with_one_failure_completes_once_and_never_succeeds(
         assert (final.succeeded, final.failed, final.cancelled) == (999, 1, 0)
         assert final.complete_fired_at and final.death_fired_at
         assert final.success_fired_at is None
-        assert _events(r.got) == Counter({"batch.complete": 1, "batch.death": 1})
+        assert _events(r.got) == Counter({"batch.complete": 1, "batch.death": 1,
+                                          "batch.finished": 1})
         complete = next(g for g in r.got if g.headers[signing.EVENT_HEADER] == "batch.complete")
         assert json.loads(complete.body)["data"]["failed"] == 1
         assert len(callback_jobs()) == 1
-        assert all(d.state == "delivered" for d in app.webhooks.deliveries(
-            "default", batch_id=batch.id))
+        outbox = app.webhooks.deliveries("default", batch_id=batch.id, limit=10)
+        assert sorted(d.event for d in outbox) == [
+            "batch.complete", "batch.complete", "batch.death", "batch.finished"]  # 1 is the job
+        assert all(d.state == "delivered" for d in outbox)
         for proc in procs:
             assert proc.popen.poll() is None
     print(f"\n1000-job batch: submitted in {submitted:.2f}s (one transaction), all ended "
-          f"after {ended:.1f}s with 2 workers x 4 and 3 schedulers")
+          f"after {ended:.1f}s with 2 workers x 4 and 3 schedulers; webhooks received: "
+          f"{dict(_events(r.got))}, callback jobs: {len(callback_jobs())}")
 
 
 @pytest.mark.backends("postgres-redis")

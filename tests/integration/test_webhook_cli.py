@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
+from crisper.store.models import deliveries
 from tests.harness import ROOT, Backend
 
 
@@ -48,3 +50,14 @@ def test_webhook_and_batch_commands(backend: Backend, tmp_path: Path) -> None:
     # The completion delivery is recorded (to an address the scheduler would check)
     listing = cli(backend, "webhooks", "deliveries")
     assert "batch.complete pending" in listing
+    # A job's deliveries, and a manual redelivery of a failed one
+    job = backend.app.submit("probe.noop", hold=True, callback_url="http://127.0.0.1:9/x")
+    job.cancel()
+    [d] = json.loads(cli(backend, "webhooks", "deliveries", "--job", str(job.id), "--json"))
+    assert (d["event"], d["state"], d["url"]) == ("job.callback", "pending",
+                                                   "http://127.0.0.1:9/x")
+    with backend.app.store.transaction() as session:  # as the deliverer leaves a given-up one
+        session.execute(update(deliveries).where(deliveries.c.id == d["id"]).values(
+            state="failed", attempts=3))
+    assert cli(backend, "webhooks", "redeliver", d["id"]).split() == [d["id"], "pending"]
+    assert backend.app.webhooks.delivery(d["id"], "default")[0].state == "pending"

@@ -22,6 +22,7 @@ from crisper.store.models import jobs
 from tests.conftest import require
 from tests.faults import CuttableProxy
 from tests.harness import ROOT, Backend, wait_for
+from tests.receiver import receiver
 
 S = JobState
 
@@ -206,23 +207,31 @@ def test_a_killed_worker_rescues_a_job_without_retries_at_no_attempt(backend: Ba
 
 @pytest.mark.backends("postgres-redis")
 def test_a_job_that_keeps_killing_its_workers_is_failed_as_poisoned(backend: Backend) -> None:
-    # Given a cap of one rescue
-    backend.start_scheduler(CRISPER_MAX_RESCUES="1")
-    job = backend.app.submit("probe.plain", {"seconds": 120, "check": False})
+    with receiver() as hook:
+        # Given a cap of one rescue, and a webhook subscription to poisoned jobs
+        backend.app.webhooks.subscribe(hook.url + "/poisoned", ["job.poisoned"], "default")
+        backend.start_scheduler(CRISPER_MAX_RESCUES="1", CRISPER_OUTBOUND_ALLOW="127.0.0.1/32")
+        job = backend.app.submit("probe.plain", {"seconds": 120, "check": False})
 
-    # When two workers in turn die while running it
-    for n in (1, 2):
-        worker = backend.start_worker(concurrency=1)
-        wait_for(lambda n=n: starts(backend)[str(job.id)] == n, 60, f"attempt {n} to start")
-        worker.kill()
+        # When two workers in turn die while running it
+        for n in (1, 2):
+            worker = backend.start_worker(concurrency=1)
+            wait_for(lambda n=n: starts(backend)[str(job.id)] == n, 60, f"attempt {n} to start")
+            worker.kill()
 
-    # Then it is failed with its own reason, and not run a third time
-    assert job.wait(timeout=60).state is S.FAILED
-    assert [r for _, _, r in events(backend, job.id)][-1] == "poisoned"
-    assert job.record.error is not None and job.record.error["type"] == "Poisoned"
-    backend.start_worker(concurrency=1)
-    time.sleep(3)
-    assert starts(backend)[str(job.id)] == 2
+        # Then it is failed with its own reason, and not run a third time
+        assert job.wait(timeout=60).state is S.FAILED
+        assert [r for _, _, r in events(backend, job.id)][-1] == "poisoned"
+        assert job.record.error is not None and job.record.error["type"] == "Poisoned"
+        backend.start_worker(concurrency=1)
+        time.sleep(3)
+        assert starts(backend)[str(job.id)] == 2
+        # and the subscription heard it once, as job.poisoned, with the failed record
+        wait_for(lambda: hook.got, 30, "the job.poisoned delivery")
+    assert len(hook.got) == 1 and hook.got[0].path == "/poisoned"
+    body = json.loads(hook.got[0].body)
+    assert body["event"] == "job.poisoned" and body["data"]["id"] == str(job.id)
+    assert body["data"]["state"] == "failed"
 
 
 @pytest.mark.backends("postgres-redis")
