@@ -8,10 +8,12 @@
 
 The table, its columns (the row model's fields) and the natural key are fixed in code; the
 submitter only names a file inside `folder`. Consistency is all-or-nothing: a loader thread
-copies each chunk into a temporary staging table and merges it into the table with
-INSERT … ON CONFLICT on the key while the next chunk is read, all inside one transaction
-committed after the last chunk, so a failure, a cancel or a lost worker midway leaves the
-table as it was, and a retried or re-run import updates rows instead of adding them again.
+copies each chunk into a temporary staging table, takes out the rows repeating a key seen
+earlier in the file (a temporary table of the keys seen), and merges the rest into the
+table with INSERT … ON CONFLICT on the key while the next chunk is read, all inside one
+transaction committed after the last chunk, so a failure, a cancel or a lost worker midway
+leaves the table as it was, and a retried or re-run import updates rows instead of adding
+them again.
 See docs/contrib.md.
 """
 
@@ -36,7 +38,6 @@ from sqlalchemy.engine import make_url
 from crisper.contrib.copy_text import CopyText
 from crisper.contrib.csv_source import (
     CsvRows,
-    FirstSeen,
     ImportFileError,
     Rejection,
     RowValidator,
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
 __all__ = ["CsvImport", "ImportFileError", "Rejection", "csv_import"]
 
 STAGE = "crisper_import_stage"
+SEEN = "crisper_import_seen"
+LINE = "crisper_line"  # each staged row's line in the file
 # The stage is a temporary table holding one chunk at a time: keep a large `chunk_rows` in
 # memory too (the default temp_buffers is 8 MB). Set for this connection only.
 SESSION = "SET temp_buffers = '64MB'"
@@ -92,18 +95,79 @@ class Counts:
 
 
 @dataclass
-class ChunkLoader:
-    """Stores chunks on a thread of its own: COPY into the stage, merge, empty the stage.
+class SeenKeys:
+    """Finds rows repeating a key seen earlier in the file, in PostgreSQL, so the worker's
+    memory stays flat however many keys the file holds.
 
-    PostgreSQL parses the COPY and runs the merge in its own process; while this thread
-    waits for it (without the GIL), the job's thread reads and validates the next chunk, so
-    both cores work. Everything runs in the connection's one transaction: a failure or a
-    cancel anywhere rolls all of it back. The thread's error is raised in the job's thread.
+    A temporary table holds each distinct key once, with the line where it first came, under
+    a unique constraint like the target's (NULL keys never repeat). Each chunk's staged keys
+    go in lowest line first; only if some conflicted (an earlier chunk's key, or an earlier
+    line of this chunk) are the repeating rows looked up, reported and taken out of the stage.
+    """
+
+    cur: psycopg.Cursor[Any]
+    key: tuple[str, ...]
+    rejected: RejectionLog
+
+    def __post_init__(self) -> None:
+        names = {"stage": sql.Identifier(STAGE), "seen": sql.Identifier(SEEN),
+                 "line": sql.Identifier(LINE),
+                 "key": sql.SQL(", ").join(map(sql.Identifier, self.key)),
+                 "same": sql.SQL(" AND ").join(sql.SQL("f.{k} = s.{k}").format(
+                     k=sql.Identifier(k)) for k in self.key)}
+        self.insert_sql = sql.SQL(
+            "INSERT INTO {seen} ({key}, {line}) SELECT {key}, {line} FROM {stage} "
+            "ORDER BY {line} ON CONFLICT DO NOTHING").format(**names)
+        first = sql.SQL("(SELECT f.{line} FROM {seen} f WHERE {same})").format(**names)
+        # a subquery per row probes the key's index; a join would scan the whole table
+        self.remove_sql = sql.SQL(
+            "WITH gone AS (DELETE FROM {stage} s WHERE s.{line} <> {first} "
+            "RETURNING s.{line} AS line, {first} AS first) "
+            "SELECT line, first, count(*) OVER () FROM gone ORDER BY line LIMIT %s"
+        ).format(first=first, **names)
+        self.shown = ", ".join(self.key)
+
+    @classmethod
+    def create(cls, cur: psycopg.Cursor[Any], table: tuple[str, ...], key: tuple[str, ...],
+               cap: int) -> SeenKeys:
+        """The table of keys seen, shaped like the target's key columns, dropped at commit."""
+        names = {"seen": sql.Identifier(SEEN), "line": sql.Identifier(LINE),
+                 "key": sql.SQL(", ").join(map(sql.Identifier, key))}
+        cur.execute(sql.SQL("CREATE TEMP TABLE {seen} ON COMMIT DROP AS SELECT {key} FROM {table} "
+                            "WITH NO DATA").format(table=sql.Identifier(*table), **names))
+        cur.execute(sql.SQL("ALTER TABLE {seen} ADD COLUMN {line} integer NOT NULL, "
+                            "ADD UNIQUE ({key})").format(**names))
+        return cls(cur, key, RejectionLog(cap))
+
+    def screen(self, rows: int) -> int:
+        """Note the staged chunk's keys; take out (and report) the rows repeating one.
+        Answers how many were taken out."""
+        self.cur.execute(self.insert_sql)
+        if self.cur.rowcount == rows:
+            return 0
+        self.cur.execute(self.remove_sql, (self.rejected.cap,))
+        found = self.cur.fetchall()  # only the first `cap` come back, with the total
+        self.rejected.add([Rejection(line, f"duplicate {self.shown}: the same as line {first}")
+                           for line, first, _ in found], found[0][2] if found else 0)
+        return found[0][2] if found else 0
+
+
+@dataclass
+class ChunkLoader:
+    """Stores chunks on a thread of its own: COPY into the stage, take out the rows repeating
+    a key seen before (`keys`), merge, empty the stage.
+
+    PostgreSQL parses the COPY and runs the key check and the merge in its own process;
+    while this thread waits for it (without the GIL), the job's thread reads and validates
+    the next chunk, so both cores work. Everything runs in the connection's one transaction:
+    a failure or a cancel anywhere rolls all of it back. The thread's error is raised in the
+    job's thread.
     """
 
     cur: psycopg.Cursor[Any]
     copy_sql: sql.Composed
     merge_sql: sql.Composed
+    keys: SeenKeys | None = None  # rows repeating a key are taken out before the merge
     counts: Counts = field(default_factory=Counts)
     error: BaseException | None = None
     waited: float = 0.0  # the job's thread, waiting for the database (the queue full)
@@ -174,6 +238,8 @@ class ChunkLoader:
                 if text:
                     with self.cur.copy(self.copy_sql) as copy:
                         copy.write(text)
+                    if self.keys is not None:
+                        rows -= self.keys.screen(rows)
                     self.cur.execute(self.merge_sql)
                     inserted, written = self.cur.fetchone() or (0, 0)
                     self.counts.inserted += int(inserted)
@@ -259,40 +325,42 @@ class CsvImport:
     def _load(self, ctx: JobContext, cur: psycopg.Cursor[Any], rows: CsvRows,
               validator: RowValidator, rejected: RejectionLog, size: int, started: float
               ) -> ChunkLoader:
-        """Read, validate and drop repeated keys here while the loader thread stages and
-        merges the previous chunk, so this process and PostgreSQL's work at the same time."""
+        """Read and validate here while the loader thread stages, checks for repeated keys
+        and merges the previous chunk, so this process and PostgreSQL's work at once."""
         fields = validator.fields
-        seen = FirstSeen([fields.index(k) for k in self.key], self.key)
         text = CopyText([info.annotation for info in self.model.model_fields.values()],
                         validator.nullable, Transformer(cur.connection))
-        loader = ChunkLoader(cur, *self._statements(cur, fields))
+        keys = SeenKeys.create(cur, self.table, self.key, self.max_errors)
+        loader = ChunkLoader(cur, *self._statements(cur, fields), keys=keys)
         handed = 0
         try:
             for chunk in rows.chunks():
                 values, lines = validator.validate_columns(chunk)
-                values, lines = seen.screen(values, lines, chunk.rejected)
-                loader.put(text.format(values), len(lines))
+                loader.put(text.format(values, lines), len(lines))
                 handed += len(lines)
                 rejected.add(chunk.rejected)
                 done = handed + rejected.count
                 rate = done / max(time.monotonic() - started, 1e-9)
-                ctx.progress(rows.bytes_read, size,
-                             f"{done} rows, {rate:.0f} rows/s, {rejected.count} rejected")
+                ctx.progress(rows.bytes_read, size, f"{done} rows, {rate:.0f} rows/s, "
+                             f"{rejected.count + keys.rejected.count} rejected")
                 ctx.check_cancelled()
             ctx.progress(size, size, "merging the last chunk")
             loader.finish()
+            rejected.add(keys.rejected.kept(), keys.rejected.count)
             return loader
         finally:
             loader.stop()
 
     def _statements(self, cur: psycopg.Cursor[Any], fields: list[str]
                     ) -> tuple[sql.Composed, sql.Composed]:
-        """Create the staging table; answer the COPY into it and the merge that empties it."""
+        """Create the staging table (the columns and each row's line); answer the COPY into
+        it and the merge that empties it."""
         columns = sql.SQL(", ").join(map(sql.Identifier, fields))
-        stage = sql.Identifier(STAGE)
-        cur.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO "
-                            "DATA").format(stage, columns, sql.Identifier(*self.table)))
-        return (sql.SQL("COPY {} ({}) FROM STDIN").format(stage, columns),
+        stage, line = sql.Identifier(STAGE), sql.Identifier(LINE)
+        cur.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {}, 0 AS {} FROM {} "
+                            "WITH NO DATA").format(stage, columns, line,
+                                                   sql.Identifier(*self.table)))
+        return (sql.SQL("COPY {} ({}, {}) FROM STDIN").format(stage, columns, line),
                 self._merge_sql(fields) + sql.SQL("; TRUNCATE {}").format(stage))
 
     def _merge_sql(self, fields: list[str]) -> sql.Composed:

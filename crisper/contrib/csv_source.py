@@ -4,7 +4,7 @@ The submitter of an import is whoever holds a write key, so the path and the byt
 hostile: a path may only name a regular file inside the configured folder (checked on the
 resolved path and again on the opened descriptor), and every row is validated before it
 goes near the database. Rows are read and validated a chunk at a time, so memory stays flat
-however large the file is, except for the index of natural keys seen (FirstSeen).
+however large the file is (repeated keys are found in PostgreSQL, see csv_import.SeenKeys).
 """
 
 from __future__ import annotations
@@ -301,42 +301,3 @@ class RowValidator:
                 continue
             rows.append((*(getattr(row, f) for f in self.fields), line))
         return rows
-
-
-class FirstSeen:
-    """The first line of every natural key seen so far in the file: later rows repeating a
-    key are rejected as duplicates while the file streams, with no pass over the database.
-
-    Holds one entry per distinct key, so unlike the rest of the import this grows with the
-    file (measured: see docs/contrib.md). A chunk without repeats costs a few C-level dict
-    operations; only a chunk holding one is looked at row by row.
-    """
-
-    def __init__(self, positions: Sequence[int], names: Sequence[str]) -> None:
-        self.positions = list(positions)
-        self.shown = ", ".join(names)
-        self.lines: dict[Any, int] = {}
-
-    def _keys(self, columns: Sequence[list[Any]]) -> list[Any]:
-        if len(self.positions) == 1:
-            return columns[self.positions[0]]
-        return list(zip(*(columns[p] for p in self.positions), strict=True))
-
-    def screen(self, columns: list[list[Any]], lines: list[int], rejected: list[Rejection]
-               ) -> tuple[list[list[Any]], list[int]]:
-        """The chunk's columns and lines without the rows whose key came earlier; those go to
-        `rejected` ("duplicate sku: the same as line 2"). The first valid row of a key wins."""
-        keys = self._keys(columns)
-        first = dict(zip(keys, lines, strict=True))  # right unless the chunk repeats a key
-        if len(first) == len(keys) and self.lines.keys().isdisjoint(first):
-            self.lines.update(first)
-            return columns, lines
-        keep = []
-        for i, key in enumerate(keys):
-            line = self.lines.setdefault(key, lines[i])
-            if line == lines[i]:
-                keep.append(i)
-            else:
-                rejected.append(Rejection(lines[i], f"duplicate {self.shown}: the same as "
-                                                    f"line {line}"))
-        return [[c[i] for i in keep] for c in columns], [lines[i] for i in keep]

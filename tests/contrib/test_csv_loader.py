@@ -1,5 +1,6 @@
 """The CSV import's loader thread against real PostgreSQL: chunks merged in order inside the
-caller's transaction, a refused chunk's error raised in the caller's thread with its type."""
+caller's transaction, a refused chunk's error raised in the caller's thread with its type,
+rows repeating a key taken out by PostgreSQL and reported with the key's first line."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from crisper.contrib.csv_import import ChunkLoader
+from crisper.contrib.csv_import import LINE, STAGE, ChunkLoader, SeenKeys
 from tests.harness import Backend
 
 pytestmark = pytest.mark.backends("postgres-redis")
@@ -66,3 +67,44 @@ def test_stop_ends_the_thread_with_chunks_still_waiting(backend: Backend) -> Non
         assert loader._thread is not None and not loader._thread.is_alive()
         conn.rollback()
         assert cur.execute("SELECT count(*) FROM target").fetchall() == [(1,)]
+
+
+@pytest.mark.parametrize("key", [("sku",), ("shop", "sku")])
+def test_a_repeated_key_is_rejected_with_its_first_line_within_and_across_chunks(
+        backend: Backend, key: tuple[str, ...]) -> None:
+    # Given a table keyed by sku, or by (shop, sku), and the import's stage and seen keys
+    url = backend.settings.database_url
+    assert url is not None
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE TEMP TABLE keyed (shop text, sku text, v text, "
+                    f"UNIQUE ({', '.join(key)}))")
+        cur.execute(f"CREATE TEMP TABLE {STAGE} (shop text, sku text, v text, {LINE} int)")
+        copy = sql.SQL("COPY {} (shop, sku, v, {}) FROM STDIN").format(
+            sql.Identifier(STAGE), sql.Identifier(LINE))
+        merge = sql.SQL("WITH m AS (INSERT INTO keyed SELECT shop, sku, v FROM {} RETURNING 1) "
+                        "SELECT count(*), count(*) FROM m; TRUNCATE {}").format(
+            sql.Identifier(STAGE), sql.Identifier(STAGE))
+        keys = SeenKeys.create(cur, ("keyed",), key, cap=10)
+        loader = ChunkLoader(cur, copy, merge, keys=keys)
+
+        # When a chunk without repeats comes, then one repeating a key of its own (line 7
+        # repeats line 4) and one of the first chunk's (line 5 repeats line 2), where s2/A
+        # repeats only the sku
+        chunks = [[(2, "s1", "A", "first"), (3, "s1", "B", "b")],
+                  [(4, "s1", "C", "c"), (5, "s1", "A", "again"), (6, "s2", "A", "other"),
+                   (7, "s1", "C", "again"), (8, "s1", "D", "d")]]
+        for rows in chunks:
+            loader.put("".join(f"{s}\t{k}\t{v}\t{n}\n" for n, s, k, v in rows), len(rows))
+        counts = loader.finish()
+        loader.stop()
+
+        # Then each repeat is rejected naming its first line, and the first row of a key wins
+        shown = ", ".join(key)
+        expected = [(5, 2), (6, 2), (7, 4)] if key == ("sku",) else [(5, 2), (7, 4)]
+        assert [(r.line, r.reason) for r in keys.rejected.kept()] == [
+            (line, f"duplicate {shown}: the same as line {first}") for line, first in expected]
+        assert keys.rejected.count == len(expected) and counts.valid == 7 - len(expected)
+        stored = cur.execute("SELECT shop, sku, v FROM keyed ORDER BY sku, shop").fetchall()
+        assert ("s1", "A", "first") in stored and ("s1", "C", "c") in stored
+        assert len(stored) == 7 - len(expected) and ("s2" in {s for s, _, _ in stored}) == (
+            len(key) == 2)

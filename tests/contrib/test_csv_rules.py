@@ -11,7 +11,6 @@ from pydantic import BaseModel, Field, field_validator
 
 from crisper.contrib.csv_source import (
     CsvRows,
-    FirstSeen,
     ImportFileError,
     Rejection,
     RowValidator,
@@ -130,19 +129,3 @@ def test_a_model_with_its_own_validators_is_validated_row_by_row() -> None:
 def test_a_bad_header_refuses_the_whole_file(data: bytes, message: str) -> None:
     with pytest.raises(ImportFileError, match=message.replace("(", r"\(").replace(")", r"\)")):
         read(data)
-
-
-def test_a_repeated_key_is_rejected_with_its_first_line_within_and_across_chunks() -> None:
-    seen = FirstSeen([1], ["sku"])
-    rejected: list[Rejection] = []
-    # a chunk with no repeats passes whole; the next repeats a key of its own and one of the
-    # first chunk's; a key made of two fields compares both
-    assert seen.screen([[1, 2], ["A", "B"]], [2, 3], rejected) == ([[1, 2], ["A", "B"]], [2, 3])
-    assert seen.screen([[3, 4, 5, 6], ["C", "A", "C", "D"]], [4, 5, 7, 8], rejected) == (
-        [[3, 6], ["C", "D"]], [4, 8])
-    assert rejected == [Rejection(5, "duplicate sku: the same as line 2"),
-                        Rejection(7, "duplicate sku: the same as line 4")]
-    pair = FirstSeen([0, 1], ["shop", "sku"])
-    kept = pair.screen([["s1", "s2", "s1"], ["A", "A", "A"]], [2, 3, 4], rejected)
-    assert kept == ([["s1", "s2"], ["A", "A"]], [2, 3])
-    assert rejected[-1] == Rejection(4, "duplicate shop, sku: the same as line 2")
