@@ -1,23 +1,27 @@
-"""Submit throughput and latency over HTTP at 1, 8 and 32 concurrent clients.
+"""Submit throughput and latency over HTTP: `crisper api` with its default options, under wrk.
 
-Run from the repository root:  .venv/bin/python -m bench.http_submit [--seconds 8]
+Run from the repository root:  .venv/bin/python -m bench.http_submit [--seconds 10 --runs 3]
 
-It starts `crisper api` (one uvicorn process) on PostgreSQL + Redis in a schema and a key
-prefix of its own, makes an API key, and has N threads (each with its own keep-alive
-connection) POST /v1/jobs for a fixed time; first with no worker (jobs pile up queued),
-then with a worker draining them. The client threads share this process and the machine
-with the server: the figures are for the whole system on one box, not the server alone.
+It starts `crisper api` (its defaults, only the port given) on PostgreSQL + Redis in a schema
+and a key prefix of its own, makes an API key, and has wrk (Debian's `wrk`, a C load
+generator driven by a small Lua script, so that the client costs little CPU) POST /v1/jobs
+from 32 keep-alive connections for a fixed time: first with no worker (jobs pile up queued),
+then with a worker (prefork, 2) draining them. Each mode runs `--runs` times; the medians are
+printed last, with the load average before each run (the machine is shared: it is noisy).
+After each run the rows in the table are counted: every 2xx answer must be a committed row.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,6 +33,7 @@ import httpx
 import redis
 from sqlalchemy import create_engine, text
 
+from bench.environment import cpu_idle_fraction
 from crisper import Crisper, Settings
 from crisper.embedded import free_port
 from crisper.keys import KeyService
@@ -39,6 +44,22 @@ PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS = "redis://127.0.0.1:6379/2"
 APP = "crisper.contrib.demo"
 JOB = {"type": "demo.countdown", "params": {"seconds": 0}}
+# wrk's script: one POST per request; done() prints the figures as one JSON line.
+LUA = """
+wrk.method = "POST"
+wrk.body = '%(body)s'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(secret)s"
+done = function(summary, latency, requests)
+  io.write(string.format(
+    '{"requests": %%d, "duration_us": %%d, "non_2xx": %%d, "socket_errors": %%d, '
+    .. '"p50_us": %%d, "p99_us": %%d, "max_us": %%d}\\n',
+    summary.requests, summary.duration, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
 
 
 @contextmanager
@@ -82,39 +103,6 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
-def run_clients(url: str, secret: str, clients: int, seconds: float) -> dict[str, float]:
-    latencies: list[list[float]] = [[] for _ in range(clients)]
-    errors = [0] * clients
-    start = threading.Barrier(clients + 1)
-    deadline = [0.0]
-
-    def client(i: int) -> None:
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {secret}"},
-                          timeout=30) as http:
-            http.get("/healthz")
-            start.wait()
-            while time.monotonic() < deadline[0]:
-                t0 = time.perf_counter()
-                r = http.post("/v1/jobs", json=JOB)
-                latencies[i].append(time.perf_counter() - t0)
-                if r.status_code != 202:
-                    errors[i] += 1
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    deadline[0] = time.monotonic() + seconds
-    start.wait()
-    began = time.monotonic()
-    for t in threads:
-        t.join()
-    elapsed = time.monotonic() - began
-    every = sorted(x for per in latencies for x in per)
-    q = statistics.quantiles(every, n=100) if len(every) > 1 else [every[0]] * 99
-    return {"submits": len(every), "per_second": len(every) / elapsed, "p50_ms": q[49] * 1000,
-            "p99_ms": q[98] * 1000, "errors": sum(errors)}
-
-
 def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -129,47 +117,114 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the API did not become ready")
 
 
+def run_wrk(url: str, script: Path, clients: int, seconds: float) -> dict[str, float]:
+    """One wrk run (one thread: it needs far less than a core); its figures."""
+    out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s", "--timeout", "10s",
+                          "-s", str(script), f"{url}/v1/jobs"],
+                         capture_output=True, text=True, check=True, timeout=seconds + 60)
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    good = figures["requests"] - figures["non_2xx"]
+    return {"per_second": good / (figures["duration_us"] / 1e6),
+            "p50_ms": figures["p50_us"] / 1000, "p99_ms": figures["p99_us"] / 1000,
+            "max_ms": figures["max_us"] / 1000, "requests": figures["requests"],
+            "errors": figures["non_2xx"] + figures["socket_errors"]}
+
+
+def count_rows(crisper: Crisper) -> int:
+    with crisper.store.read() as session:
+        return int(session.execute(text("SELECT count(*) FROM crisper_jobs")).scalar_one())
+
+
+def durability(crisper: Crisper) -> str:
+    with crisper.store.read() as session:
+        values = [session.execute(text(f"SHOW {name}")).scalar_one()
+                  for name in ("fsync", "synchronous_commit")]
+    return f"fsync={values[0]} synchronous_commit={values[1]}"
+
+
+def api_defaults() -> str:
+    """The options `crisper api` runs with when given none (read from its own command)."""
+    from crisper.cli import api
+
+    defaults = getattr(api, "DEFAULTS", None)  # a checkout from before they were listed: none
+    if defaults is None:
+        return "workers=1, log_level=info, access log on (before DEFAULTS existed)"
+    return ", ".join(f"{k}={v}" for k, v in defaults.items())
+
+
+def measure(args: argparse.Namespace, crisper: Crisper, url: str, script: Path,
+            env: dict[str, str]) -> dict[str, list[dict[str, float]]]:
+    results: dict[str, list[dict[str, float]]] = {"no worker": [], "worker draining": []}
+    for mode, rows in results.items():
+        worker = None
+        if mode == "worker draining":
+            worker = spawn(["worker", "--concurrency", "2", "--pool", "prefork",
+                            "--without-mingle", "--without-gossip"], env)
+            time.sleep(5)
+        try:
+            for run in range(1, args.runs + 1):
+                load, idle = os.getloadavg()[0], cpu_idle_fraction()
+                before = count_rows(crisper)
+                r = run_wrk(url, script, args.clients, args.seconds)
+                time.sleep(0.5)  # answers in flight when wrk stopped are committed too
+                r["rows"] = count_rows(crisper) - before
+                r["load"], r["idle"] = load, idle
+                rows.append(r)
+                print(f"{mode:16} run {run}  load {load:4.2f} idle {idle:4.0%}  "
+                      f"{r['per_second']:7.1f} submits/s  p50 {r['p50_ms']:6.1f} ms  "
+                      f"p99 {r['p99_ms']:6.1f} ms  max {r['max_ms']:6.1f} ms  "
+                      f"errors {r['errors']:.0f}  rows {r['rows']:.0f}/{r['requests']:.0f} "
+                      "answered", flush=True)
+        finally:
+            if worker is not None:
+                stop(worker)
+    return results
+
+
+def report(args: argparse.Namespace, results: dict[str, list[dict[str, float]]],
+           settings: str) -> None:
+    print(f"\n{datetime.now(UTC):%Y-%m-%d} {platform.machine()} {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}; {settings}")
+    print(f"wrk -t1 -c{args.clients} -d{args.seconds:g}s (Lua POST script); "
+          f"medians of {args.runs} runs")
+    print("| mode | submits/s | p50 ms | p99 ms | load before (each run) |\n"
+          "| --- | ---: | ---: | ---: | --- |")
+    for mode, rows in results.items():
+        med = {k: statistics.median(r[k] for r in rows) for k in ("per_second", "p50_ms",
+                                                                  "p99_ms")}
+        loads = " / ".join(f"{r['load']:.2f}" for r in rows)
+        print(f"| {mode} | {med['per_second']:.0f} | {med['p50_ms']:.1f} | "
+              f"{med['p99_ms']:.1f} | {loads} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
-    parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per run")
+    parser.add_argument("--runs", type=int, default=3, help="runs per mode (medians)")
+    parser.add_argument("--clients", type=int, default=32, help="wrk's connections")
     args = parser.parse_args()
-    levels = [int(c) for c in args.clients.split(",")]
-    with world() as env:
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install -y wrk")
+    with world() as env, tempfile.TemporaryDirectory() as tmp:
         settings = Settings(**{k.removeprefix("CRISPER_").lower(): v for k, v in env.items()
                                if k != "CRISPER_APP"})
         crisper = Crisper("bench", settings=settings)
         crisper.store.create_all()
         secret = KeyService(crisper.store).create("bench", ["read", "write"]).secret
+        script = Path(tmp) / "submit.lua"
+        script.write_text(LUA % {"body": json.dumps(JOB), "secret": secret})
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        api = spawn(["api", "--port", str(port), "--log-level", "warning"], env)
-        worker = None
-        rows = []
+        api = spawn(["api", "--port", str(port)], env)
         try:
             wait_ready(url, api)
-            for mode in ("no worker", "worker draining"):
-                if mode == "worker draining":
-                    worker = spawn(["worker", "--concurrency", "2", "--pool", "prefork",
-                                    "--without-mingle", "--without-gossip"], env)
-                    time.sleep(5)
-                for clients in levels:
-                    r = run_clients(url, secret, clients, args.seconds)
-                    rows.append((mode, clients, r))
-                    print(f"{mode:16} clients={clients:<3} {r['per_second']:7.1f} submits/s  "
-                          f"p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
-                          f"errors {r['errors']:.0f}", flush=True)
+            shown = f"crisper api defaults: {api_defaults()}; {durability(crisper)}"
+            print(shown, flush=True)
+            results = measure(args, crisper, url, script, env)
         finally:
-            if worker is not None:
-                stop(worker)
             stop(api)
             crisper.store.engine.dispose()
-    print(f"\n{datetime.now(UTC):%Y-%m-%d} {platform.machine()} {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, {args.seconds:g} s per point")
-    print("| mode | clients | submits/s | p50 ms | p99 ms |\n| --- | --- | --- | --- | --- |")
-    for mode, clients, r in rows:
-        print(f"| {mode} | {clients} | {r['per_second']:.0f} | {r['p50_ms']:.1f} | "
-              f"{r['p99_ms']:.1f} |")
+    report(args, results, shown)
 
 
 if __name__ == "__main__":

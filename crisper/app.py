@@ -9,6 +9,9 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from crisper import cron as cron_rules
+from crisper.adoption import Adopted, adopt, adopted_settings, define_job
+from crisper.adoption.canvas import PORT_ATTRIBUTE, CeleryPort
+from crisper.adoption.canvas import install as install_canvas
 from crisper.durations import Duration
 from crisper.errors import ConfigurationError, InvalidRequest
 from crisper.flow.limits import (
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
     from crisper.engine.dispatcher import Dispatcher
     from crisper.engine.observe import Observer
     from crisper.engine.runner import Runner
+    from crisper.engine.worker import WorkerPresence
     from crisper.flow.gate import FlowGate
     from crisper.flow.queues import QueueService
     from crisper.flow.view import LimitView
@@ -68,15 +72,31 @@ class Crisper:
         # Schedules declared in code, by name; the scheduler syncs them into the store at start.
         self.code_schedules: dict[str, CodeSchedule] = {}
         self._existing_celery = celery
-        from crisper.adoption.canvas import install
-
-        install()  # chain, group and chord of Crisper job types become workflows
+        # What Celery's call surface (each job type's .delay(), canvas, the adopting consumer,
+        # the result backend) uses of this app: functions of its parts, built on first use.
+        self.celery_port = CeleryPort(
+            self.registry, submit=lambda request: self.jobs.submit(request),
+            cancel=lambda job_id: self.jobs.cancel(job_id),
+            submit_workflow=lambda workflow: self.workflows.submit(workflow),
+            store=lambda: self.store, celery=lambda: self.celery)
+        install_canvas()  # chain, group and chord of Crisper job types become workflows
+        self.adopted: Adopted | None = None
+        self.presence: WorkerPresence | None = None  # a wrapped app's worker presence
         if celery is not None:  # its broker, routes and worker learn about Crisper now
-            from crisper.adoption import adopt
-
-            adopt(self, celery)
+            self._adopt(celery)
         if celery is not None and self.settings.observe:
             self.observer.connect()  # plain Celery tasks of the app are recorded (observe mode)
+
+    def _adopt(self, celery: Celery) -> None:
+        """Wrap `celery` (crisper/adoption): its broker and queues, its worker and results."""
+        from crisper.engine.worker import WorkerPresence
+
+        self.settings = adopted_settings(self.settings, celery)
+        self.adopted = Adopted(self.celery_port, self.define, self.schedule,
+                               lambda: self.settings.resolved_redis_url())
+        adopt(celery, self.celery_port)
+        self.presence = WorkerPresence(self.store, self.settings)
+        self.presence.connect()
 
     def __repr__(self) -> str:
         return f"<Crisper {self.name} types={self.registry.names()}>"
@@ -118,9 +138,7 @@ class Crisper:
 
         def register(f: Callable[..., Any]) -> JobType:
             if self._existing_celery is not None or celery_options:
-                from crisper.adoption import define_job
-
-                return define_job(self, f, given, celery_options)
+                return define_job(self.adopted, f, given, celery_options)
             return self.define(f, **given)  # type: ignore[arg-type]
 
         return register(func) if func is not None else register
@@ -147,7 +165,8 @@ class Crisper:
         flow = flow_options(f, name or f.__name__, rate_limit=rate_limit, burst=burst,
                             rate_key=rate_key, concurrency=concurrency,
                             concurrency_key=concurrency_key, unique=unique)
-        job_type = job_class(self, f, name or f.__name__, replace(options, flow=flow))
+        job_type = job_class(f, name or f.__name__, replace(options, flow=flow),
+                             submit=self.submit, celery_calls=self.celery_port)
         self.registry.add(job_type)
         if schedule is not None:
             self.schedule(job_type.name, job_type.name, schedule)
@@ -294,7 +313,7 @@ class Crisper:
         from crisper.engine.celery_app import make_celery, register_task
 
         app = make_celery(self.name, self.settings, self._existing_celery)
-        app.crisper = self  # type: ignore[attr-defined]  # signatures by name find their type
+        setattr(app, PORT_ATTRIBUTE, self.celery_port)  # signatures by name find their type
         for job_type in self.registry:
             register_task(app, job_type, self.settings, self._run_message)
         return app

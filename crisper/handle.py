@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from crisper.records import JobRecord
 from crisper.states import JobState
 from crisper.waiting import wait_for_end
 
-if TYPE_CHECKING:
-    from crisper.service import JobService
+
+class JobActions(Protocol):
+    """What a handle asks of the job service: read one job again, and the three actions."""
+
+    def get(self, job_id: object) -> JobRecord: ...
+
+    def cancel(self, job_id: object) -> JobRecord: ...
+
+    def retry(self, job_id: object) -> JobRecord: ...
+
+    def start(self, job_id: object) -> JobRecord: ...
 
 
 class JobHandle:
     """What submit() returns. `state` is as last read; refresh() or wait() read it again."""
 
-    def __init__(self, service: JobService, record: JobRecord) -> None:
+    def __init__(self, service: JobActions, record: JobRecord) -> None:
         self._service = service
         self.record = record
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
@@ -19,8 +19,9 @@ from crisper.retry import Retry
 
 if TYPE_CHECKING:
     from celery.canvas import Signature
+    from celery.result import AsyncResult
+    from sqlalchemy.orm import Session
 
-    from crisper.app import Crisper
     from crisper.handle import JobHandle
 
 # Names that submit() takes as options, so a job type may not use them as parameters.
@@ -59,11 +60,35 @@ class JobOptions:
         return self.hard_timeout - self.timeout
 
 
-class JobType:
-    """A registered function and its options; `submit()` makes a job of this type."""
+class Submit(Protocol):
+    """The app's submit (`Crisper.submit`): one job of the named type, as a handle."""
 
-    def __init__(self, crisper: Crisper, func: Callable[..., Any], name: str, options: JobOptions):
-        self.crisper = crisper
+    def __call__(self, type: str, params: dict[str, Any] | None = None, *,
+                 session: Session | None = None, **options: Any) -> JobHandle: ...
+
+
+class CeleryCalls(Protocol):
+    """Celery's call surface of the app that registered a type (crisper/adoption/canvas.py):
+    `.delay()` as one job answered as an AsyncResult, and a canvas of the app's types as one
+    workflow (the canvas router finds it through the types a canvas holds)."""
+
+    def apply(self, job_type: JobType, args: tuple[Any, ...], kwargs: dict[str, Any],
+              options: dict[str, Any]) -> AsyncResult: ...
+
+    def apply_canvas(self, sig: Signature, args: Any, kwargs: Any,
+                     options: dict[str, Any]) -> Any: ...
+
+
+class JobType:
+    """A registered function and its options; `submit()` makes a job of this type.
+
+    The app that registers it binds `submit` and `celery_calls` (app.py): a type reaches its
+    app only through those two, so the registry sits below the services and the app."""
+
+    def __init__(self, func: Callable[..., Any], name: str, options: JobOptions, *,
+                 submit: Submit, celery_calls: CeleryCalls) -> None:
+        self._submit = submit
+        self.celery_calls = celery_calls
         self.func = func
         self.name = name
         self.options = options
@@ -138,13 +163,11 @@ class JobType:
 
         return Signature(self, args, kwargs, **options)
 
-    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> AsyncResult:
         """Celery's call surface on a Crisper type: one job, its result Celery-like."""
-        from crisper.adoption.canvas import apply_one
+        return self.celery_calls.apply(self, tuple(args or ()), dict(kwargs or {}), options)
 
-        return apply_one(self, tuple(args or ()), dict(kwargs or {}), options)
-
-    def delay(self, *args: Any, **kwargs: Any) -> Any:
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         return self.apply_async(args, kwargs)
 
     def json_schema(self) -> dict[str, Any]:
@@ -153,7 +176,7 @@ class JobType:
     def submit(self, **kwargs: Any) -> JobHandle:
         """Submit a job; options (session, delay, run_at, hold, ...) and params are keywords."""
         options = {k: kwargs.pop(k) for k in list(kwargs) if k in RESERVED_PARAMS}
-        return self.crisper.submit(self.name, kwargs, **options)
+        return self._submit(self.name, kwargs, **options)
 
     def __call__(self, ctx: Any, **params: Any) -> Any:
         """Call the function directly (for tests), with a context of your own."""

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(
         1024 * 1024, gt=0, description="largest request body the API accepts"
     )
+    api_key_cache_seconds: float = Field(
+        2.0, ge=0, description="an API server process trusts a key it has verified for this "
+        "long before asking the database again: a revoked key is refused within it (0: ask "
+        "on every request)"
+    )
     metrics_require_key: bool = Field(False, description="/metrics needs an admin API key")
     metrics_window_seconds: float = Field(
         300.0, gt=0, description="/metrics histograms and finished counts cover this recent window"

@@ -12,6 +12,7 @@ once (every `crisper scheduler` also does when it starts) and says which entries
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +21,8 @@ from crisper.errors import ConfigurationError
 if TYPE_CHECKING:
     from celery import Celery
 
+    from crisper.adoption import Adopted
     from crisper.adoption.tasks import AdoptedJobType
-    from crisper.app import Crisper
     from crisper.schedules import SyncReport
 
 
@@ -55,7 +56,7 @@ def schedule_name(entry: str) -> str:
     return name if re.match(r"[A-Za-z0-9_]", name) else f"beat-{name}"[:90]
 
 
-def honour_beat(crisper: Crisper, app: Celery, job_type: AdoptedJobType) -> None:
+def honour_beat(adopted: Adopted, app: Celery, job_type: AdoptedJobType) -> None:
     """Take over the app's beat entries that run `job_type` (see the module's docstring)."""
     entries = app.conf.beat_schedule or {}
     for entry, spec in list(entries.items()):
@@ -70,24 +71,17 @@ def honour_beat(crisper: Crisper, app: Celery, job_type: AdoptedJobType) -> None
                                       dict(spec.get("kwargs") or {}))
         options = spec.get("options") or {}
         name = schedule_name(entry)
-        crisper.schedule(name, job_type.name, cron, params,
-                         tz=str(app.conf.timezone or "UTC"), queue=options.get("queue"))
-        taken_over(crisper)[name] = entry
+        adopted.declare(name, job_type.name, cron, params,
+                        tz=str(app.conf.timezone or "UTC"), queue=options.get("queue"))
+        adopted.beat_entries[name] = entry
         del entries[entry]
 
 
-def taken_over(crisper: Crisper) -> dict[str, str]:
-    """Schedule name -> the beat entry it was made from, for this app."""
-    found: dict[str, str] | None = getattr(crisper, "_beat_entries", None)
-    if found is None:
-        found = {}
-        crisper._beat_entries = found  # type: ignore[attr-defined]
-    return found
-
-
-def import_beat(crisper: Crisper) -> tuple[dict[str, str], SyncReport]:
-    """Store the schedules taken over from beat now, as a scheduler does when it starts."""
-    if crisper._existing_celery is None:
+def import_beat(adopted: Adopted | None, sync: Callable[[], SyncReport]
+                ) -> tuple[dict[str, str], SyncReport]:
+    """Store the schedules taken over from beat now (`sync`: the app's code schedules synced),
+    as a scheduler does when it starts."""
+    if adopted is None:
         raise ConfigurationError("import-beat needs an app that wraps a Celery app: "
                                  "Crisper(name, celery=app)")
-    return dict(taken_over(crisper)), crisper.schedules.sync_code()
+    return dict(adopted.beat_entries), sync()

@@ -11,13 +11,16 @@ or GroupResult (a group, in order), read from the store: no result backend, no c
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from celery import canvas as celery_canvas
 from celery.result import AsyncResult, GroupResult
 
-from crisper.adoption.results import StoreBackend
+from crisper.adoption.results import StoreBackend, find_job
 from crisper.canvas import (
     FIELD,
     Leaf,
@@ -30,13 +33,21 @@ from crisper.canvas import (
     translate,
 )
 from crisper.errors import InvalidRequest
-from crisper.registry import JobType
+from crisper.registry import CeleryCalls, JobType, Registry
+from crisper.service import SubmitRequest
 
 if TYPE_CHECKING:
+    from celery import Celery
     from celery.canvas import Signature
 
-    from crisper.app import Crisper
+    from crisper.records import JobRecord
+    from crisper.store import Store
     from crisper.workflow_service import WorkflowView
+    from crisper.workflows import Workflow
+
+# The attribute of a Celery app that holds its Crisper app's port (set by Crisper.celery):
+# signatures made by task name, and the adopting consumer, find their job types through it.
+PORT_ATTRIBUTE = "crisper_port"
 
 ROUTED = (celery_canvas._chain, celery_canvas.group, celery_canvas._chord, celery_canvas.chunks,
           celery_canvas._basemap)
@@ -55,13 +66,46 @@ def _routed(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def apply_async(self: Signature, args: Any = None, kwargs: Any = None, *rest: Any,
                     **options: Any) -> Any:
-        crisper = owner(self)
-        if crisper is None:  # plain Celery tasks only: Celery's own canvas
+        calls = owner(self)
+        if calls is None:  # plain Celery tasks only: Celery's own canvas
             return original(self, args, kwargs, *rest, **options)
         if rest:
             raise InvalidRequest(FIELD, "give a canvas of Crisper jobs only args and kwargs")
-        return apply_canvas(crisper, self, args, kwargs, options)
+        return calls.apply_canvas(self, args, kwargs, options)
     return apply_async
+
+
+@dataclass
+class CeleryPort:
+    """What Celery's call surface uses of one Crisper app, as functions the app binds
+    (app.py): its job types by name, submitting a job or a workflow, cancelling a job, its
+    store (to answer Celery's result reads) and its Celery app (built on first use). Each job
+    type of the app holds it as its `CeleryCalls`; adopted types, the adopting consumer and
+    the result backend use the rest."""
+
+    registry: Registry
+    submit: Callable[[SubmitRequest], JobRecord]
+    cancel: Callable[[uuid.UUID], object]
+    submit_workflow: Callable[[Workflow], WorkflowView]
+    store: Callable[[], Store]
+    celery: Callable[[], Celery]
+
+    def apply(self, job_type: JobType, args: tuple[Any, ...], kwargs: dict[str, Any],
+              options: dict[str, Any]) -> AsyncResult:
+        return apply_one(self, job_type, args, kwargs, options)
+
+    def apply_canvas(self, sig: Signature, args: Any, kwargs: Any,
+                     options: dict[str, Any]) -> Any:
+        return apply_canvas(self, sig, args, kwargs, options)
+
+    def find(self, task_id: object) -> JobRecord | None:
+        """The job a Celery task id names, None if it names none."""
+        return find_job(self.store(), task_id)
+
+    @cached_property
+    def backend(self) -> JobsBackend:
+        """The result backend of canvas results (one per app)."""
+        return JobsBackend(self.find, self.celery())
 
 
 def crisper_type(sig: Signature) -> JobType | None:
@@ -70,28 +114,27 @@ def crisper_type(sig: Signature) -> JobType | None:
     if isinstance(known, JobType):
         return known
     app = getattr(known, "app", None) or sig.app
-    crisper = getattr(app, "crisper", None)
-    if crisper is not None and sig.task in crisper.registry:
-        job_type: JobType = crisper.registry.get(sig.task)
-        return job_type
+    port = getattr(app, PORT_ATTRIBUTE, None)
+    if isinstance(port, CeleryPort) and sig.task in port.registry:
+        return port.registry.get(sig.task)
     return None
 
 
-def owner(sig: Signature) -> Crisper | None:
-    """The Crisper app whose job types a canvas holds; None when it holds none."""
-    found: Crisper | None = None
+def owner(sig: Signature) -> CeleryCalls | None:
+    """The Celery calls of the app whose job types a canvas holds; None when it holds none."""
+    found: CeleryCalls | None = None
     for leaf in leaves(sig):
         job_type = crisper_type(leaf)
         if job_type is None:
             continue
-        if found is not None and job_type.crisper is not found:
+        if found is not None and job_type.celery_calls is not found:
             raise InvalidRequest(FIELD, "job types of two Crisper apps in one canvas: a "
                                         "workflow belongs to one app")
-        found = job_type.crisper
+        found = job_type.celery_calls
     return found
 
 
-def apply_canvas(crisper: Crisper, sig: Signature, args: Any, kwargs: Any,
+def apply_canvas(port: CeleryPort, sig: Signature, args: Any, kwargs: Any,
                  options: dict[str, Any]) -> Any:
     """Store the canvas as one workflow (one transaction); answer Celery's result."""
     given = sorted(k for k, v in options.items() if v is not None and k != "add_to_parent")
@@ -102,32 +145,32 @@ def apply_canvas(crisper: Crisper, sig: Signature, args: Any, kwargs: Any,
     kwargs = dict(kwargs or {})
     if isinstance(sig, celery_canvas._chord) and kwargs.get("body") is not None:
         sig = celery_canvas.chord(list(sig.tasks), kwargs.pop("body"))  # chord(header)(body)
-    plan = translate(sig, functools.partial(_leaf, crisper), tuple(args or ()), kwargs)
-    view = crisper.workflows.submit(plan.workflow)
-    return results(crisper, view, plan.result)
+    plan = translate(sig, functools.partial(_leaf, port), tuple(args or ()), kwargs)
+    view = port.submit_workflow(plan.workflow)
+    return results(port, view, plan.result)
 
 
-def apply_one(job_type: JobType, args: tuple[Any, ...], kwargs: dict[str, Any],
-              options: dict[str, Any]) -> AsyncResult:
+def apply_one(port: CeleryPort, job_type: JobType, args: tuple[Any, ...],
+              kwargs: dict[str, Any], options: dict[str, Any]) -> AsyncResult:
     """`.delay()`/`.apply_async()` of a Crisper job type's signature: one job (no workflow)."""
     sig = celery_canvas.Signature(job_type, args, kwargs,
                                   options={k: v for k, v in options.items() if v is not None})
-    leaf = _leaf(job_type.crisper, sig)
+    leaf = _leaf(port, sig)
     assert leaf is not None
     kept = leaf_options(sig)
     priority = kept.get("priority")
     params = bind_params(leaf, args, kwargs, skip_first=False)
-    handle = job_type.crisper.submit(job_type.name, params, queue=kept.get("queue"),
-                                     priority=None if priority is None else int(priority))
-    return CanvasResult(str(handle.id), backend=backend_of(job_type.crisper),
-                        app=job_type.crisper.celery)
+    record = port.submit(SubmitRequest(type=job_type.name, params=params,
+                                       queue=kept.get("queue"),
+                                       priority=None if priority is None else int(priority)))
+    return CanvasResult(str(record.id), backend=port.backend, app=port.celery())
 
 
-def _leaf(crisper: Crisper, sig: Signature) -> Leaf | None:
+def _leaf(calls: CeleryCalls, sig: Signature) -> Leaf | None:
     from crisper.adoption.tasks import AdoptedJobType
 
     job_type = crisper_type(sig)
-    if job_type is None or job_type.crisper is not crisper:
+    if job_type is None or job_type.celery_calls is not calls:
         return None
     priority: Callable[[int], int] = int
     if isinstance(job_type, AdoptedJobType):  # Celery's meaning on the app's broker
@@ -169,17 +212,9 @@ class JobsBackend(StoreBackend):
         return result
 
 
-def backend_of(crisper: Crisper) -> JobsBackend:
-    backend: JobsBackend | None = getattr(crisper, "_canvas_backend", None)
-    if backend is None:
-        backend = JobsBackend(crisper, crisper.celery)
-        crisper._canvas_backend = backend  # type: ignore[attr-defined]
-    return backend
-
-
-def results(crisper: Crisper, view: WorkflowView, shape: Shape) -> Any:
+def results(port: CeleryPort, view: WorkflowView, shape: Shape) -> Any:
     """Celery's result objects for a submitted canvas, `.parent` links kept."""
-    backend, app = backend_of(crisper), crisper.celery
+    backend, app = port.backend, port.celery()
     built: dict[int, Any] = {}
 
     def build(part: Shape | None) -> Any:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from crisper.adoption.canvas import PORT_ATTRIBUTE, CeleryPort
 from crisper.engine.consumer import Consumer as HardenedConsumer
 from crisper.engine.consumer import refuse
 from crisper.engine.dispatch import WAKE_HEADERS
@@ -24,7 +25,9 @@ from crisper.store import utcnow
 
 if TYPE_CHECKING:
     from crisper.adoption.tasks import AdoptedJobType
-    from crisper.app import Crisper
+    from crisper.records import JobRecord
+    from crisper.registry import Registry
+    from crisper.service import SubmitRequest
 
 log = logging.getLogger(__name__)
 STORE_DOWN_PAUSE = 1.0  # seconds before a message that could not be adopted goes back
@@ -33,20 +36,20 @@ STORE_DOWN_PAUSE = 1.0  # seconds before a message that could not be adopted goe
 class Consumer(HardenedConsumer):
     def create_task_handler(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
         handle = super().create_task_handler(*args, **kwargs)
-        crisper: Crisper | None = getattr(self.app, "crisper", None)
-        if crisper is None:
+        port = getattr(self.app, PORT_ATTRIBUTE, None)
+        if not isinstance(port, CeleryPort):
             return handle
 
         def on_task_received(message: Any) -> Any:
-            job_type = old_format_job(crisper, message)
+            job_type = old_format_job(port.registry, message)
             if job_type is None:
                 return handle(message)
-            return adopt_message(crisper, job_type, message)
+            return adopt_message(port.submit, job_type, message)
 
         return on_task_received
 
 
-def old_format_job(crisper: Crisper, message: Any) -> AdoptedJobType | None:
+def old_format_job(registry: Registry, message: Any) -> AdoptedJobType | None:
     """The moved job type a Celery-format message is for; None for anything else."""
     from crisper.adoption.tasks import AdoptedJobType
 
@@ -60,9 +63,9 @@ def old_format_job(crisper: Crisper, message: Any) -> AdoptedJobType | None:
             name = payload.get("task") if isinstance(payload, dict) else None
         except Exception:  # noqa: BLE001 - not ours to judge: Celery refuses it as before
             return None
-    if not isinstance(name, str) or name not in crisper.registry:
+    if not isinstance(name, str) or name not in registry:
         return None
-    job_type = crisper.registry.get(name)
+    job_type = registry.get(name)
     return job_type if isinstance(job_type, AdoptedJobType) else None
 
 
@@ -82,7 +85,8 @@ def celery_call(message: Any) -> dict[str, Any]:
             "eta": fields.get("eta"), "expires": fields.get("expires"), "priority": priority}
 
 
-def adopt_message(crisper: Crisper, job_type: AdoptedJobType, message: Any) -> None:
+def adopt_message(submit: Callable[[SubmitRequest], JobRecord], job_type: AdoptedJobType,
+                  message: Any) -> None:
     """Create (once) the job an old-format message asks for, then acknowledge the message.
 
     A message that cannot make a job (params the function does not take) is logged and
@@ -98,7 +102,7 @@ def adopt_message(crisper: Crisper, job_type: AdoptedJobType, message: Any) -> N
         return
     before = utcnow()
     try:
-        record = crisper.jobs.submit(request)
+        record = submit(request)
     except (InvalidParams, InvalidRequest) as exc:
         refuse(message, exc)
         return

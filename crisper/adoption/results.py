@@ -11,6 +11,8 @@ from __future__ import annotations
 import builtins
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -28,9 +30,10 @@ if TYPE_CHECKING:
     from celery import Celery
 
     from crisper.adoption.tasks import AdoptedJobType
-    from crisper.app import Crisper
     from crisper.engine.context import JobContext
+    from crisper.store import Store
 
+Find = Callable[[object], JobRecord | None]  # the job a Celery task id names, if any
 EXPIRES_KEY = "celery.expires"
 CELERY_STATE = {
     JobState.HELD: celery_states.PENDING,
@@ -46,13 +49,13 @@ CELERY_STATE = {
 }
 
 
-def find_job(crisper: Crisper, task_id: object) -> JobRecord | None:
+def find_job(store: Store, task_id: object) -> JobRecord | None:
     """The job a Celery task id names: the id itself, or the id a caller chose (non-UUID)."""
     from crisper.adoption.tasks import IDEMPOTENCY_PREFIX
     from crisper.service import DEFAULT_TENANT
 
     parsed = parse_id(task_id)
-    with crisper.store.read() as session:
+    with store.read() as session:
         if parsed is not None:
             found = job_sql.get(session, parsed)
             if found is not None:
@@ -88,8 +91,8 @@ class StoreBackend:
 
     thread_safe = True
 
-    def __init__(self, crisper: Crisper, app: Celery) -> None:
-        self.crisper = crisper
+    def __init__(self, find: Find, app: Celery) -> None:
+        self.find = find
         self.app = app
         self._local = threading.local()
 
@@ -105,7 +108,7 @@ class StoreBackend:
 
     def _job(self, task_id: object) -> JobRecord | None:
         try:
-            return find_job(self.crisper, task_id)
+            return self.find(task_id)
         except CrisperError:  # the store is down: the app's backend may still know the id
             return None
 
@@ -170,16 +173,16 @@ class StoreBackend:
             time.sleep(max(nap, 0.01))
 
 
-def install(crisper: Crisper, app: Celery) -> None:
+def install(app: Celery, find: Find, cancel: Callable[[uuid.UUID], object]) -> None:
     """Put the store in front of the app's backend, and route revokes of jobs to cancel."""
-    app._backend = StoreBackend(crisper, app)
+    app._backend = StoreBackend(find, app)
     control = app.control
     original = control.revoke
 
     def revoke(task_id: Any, destination: Any = None, terminate: bool = False,
                signal: Any = None, **kwargs: Any) -> Any:
         ids = task_id if isinstance(task_id, list | tuple) else [task_id]
-        others = [i for i in ids if not _cancel(crisper, i)]
+        others = [i for i in ids if not _cancel(find, cancel, i)]
         if others:
             return original(others, destination=destination, terminate=terminate,
                             signal=signal or "SIGTERM", **kwargs)
@@ -188,23 +191,23 @@ def install(crisper: Crisper, app: Celery) -> None:
     control.revoke = revoke
 
 
-def _cancel(crisper: Crisper, task_id: object) -> bool:
+def _cancel(find: Find, cancel: Callable[[uuid.UUID], object], task_id: object) -> bool:
     """Cancel the job `task_id` names (a running one is stopped); False if it names none."""
     try:
-        job = find_job(crisper, task_id)
+        job = find(task_id)
     except CrisperError:
         return False
     if job is None:
         return False
     with suppress(InvalidTransition, JobNotFound):  # ended already: nothing to stop
-        crisper.jobs.cancel(job.id)
+        cancel(job.id)
     return True
 
 
 def check_expiry(job_type: AdoptedJobType, ctx: JobContext) -> None:
     """A job given `expires=` that starts too late is cancelled (Celery's REVOKED)."""
-    job = job_type.crisper.jobs.get(ctx.job_id)
-    expires = (job.metadata or {}).get(EXPIRES_KEY)
+    job = job_type.port.find(ctx.job_id)
+    expires = ((job.metadata if job is not None else None) or {}).get(EXPIRES_KEY)
     if expires and datetime.fromisoformat(expires) < datetime.now(UTC):
         ctx.cancel_requested = True
         raise Cancelled(f"job {ctx.job_id} expired at {expires}")

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from celery.canvas import Signature
     from celery.result import AsyncResult
 
+    from crisper.adoption.canvas import CeleryPort
     from crisper.engine.context import JobContext
 
 _current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(
@@ -66,7 +67,7 @@ class BoundTask:
     def __init__(self, job_type: AdoptedJobType, ctx: JobContext) -> None:
         self.job = ctx
         self.name = job_type.name
-        self.app = job_type.crisper.celery
+        self.app = job_type.port.celery()
         self.request = Request(ctx)
         self.max_retries = job_type.max_retries
         self.default_retry_delay = job_type.default_retry_delay
@@ -102,6 +103,7 @@ class AdoptedJobType(JobType):
     """A job type declared Celery-style: Celery's call surface on top of Crisper's submit."""
 
     original: Callable[..., Any]
+    port: CeleryPort  # its app's, given by define_job() (crisper/adoption/__init__.py)
     bind: bool = False
     max_retries: int | None = 3
     default_retry_delay: float = 180.0
@@ -124,10 +126,10 @@ class AdoptedJobType(JobType):
             raise InvalidRequest(canvas[0], f"{self.name} is a Crisper job: callbacks are not "
                                  "run; build the canvas with chain(...), | , group(...) or "
                                  "chord(...): it runs as one workflow (docs/workflows.md)")
-        record = self.crisper.jobs.submit(self.request_for(
+        record = self.port.submit(self.request_for(
             args, kwargs, countdown=countdown, eta=eta, expires=expires, queue=queue,
             priority=priority, task_id=task_id))
-        return self.crisper.celery.AsyncResult(str(record.id) if task_id is None else task_id)
+        return self.port.celery().AsyncResult(str(record.id) if task_id is None else task_id)
 
     def request_for(self, args: Any, kwargs: Any, *, countdown: float | None = None,
                     eta: datetime | str | None = None,
@@ -155,12 +157,12 @@ class AdoptedJobType(JobType):
     def s(self, *args: Any, **kwargs: Any) -> Signature:
         from celery.canvas import Signature
 
-        return Signature(self, args, kwargs, app=self.crisper.celery)
+        return Signature(self, args, kwargs, app=self.port.celery())
 
     def si(self, *args: Any, **kwargs: Any) -> Signature:
         from celery.canvas import Signature
 
-        return Signature(self, args, kwargs, immutable=True, app=self.crisper.celery)
+        return Signature(self, args, kwargs, immutable=True, app=self.port.celery())
 
     signature = s
 
@@ -186,7 +188,7 @@ class AdoptedJobType(JobType):
     def _priority(self, priority: int | None) -> int | None:
         from crisper.engine.celery_app import is_redis
 
-        conf = self.crisper.celery.conf
+        conf = self.port.celery().conf
         return crisper_priority(priority, is_redis(conf.broker_url or ""),
                                 conf.task_queue_max_priority or 255)
 

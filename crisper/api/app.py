@@ -7,6 +7,7 @@ from fastapi.responses import RedirectResponse
 from fastapi_offline import FastAPIOffline
 
 from crisper.api import openapi, problems
+from crisper.api.auth import KeyCache
 from crisper.api.limits import BodyLimit
 from crisper.api.metrics import registry_for
 from crisper.api.routers import (
@@ -57,6 +58,8 @@ def create_app(crisper: Crisper) -> FastAPI:
                          static_url=DOCS_ASSETS)
     api.state.crisper = crisper
     api.state.keys = KeyService(crisper.store)
+    api.state.key_cache = KeyCache(api.state.keys, crisper.settings.api_key_cache_seconds)
+    api.state.group_commit = None  # built on the first submit (crisper.api.routers.jobs)
     api.state.metrics = registry_for(crisper)
     problems.install(api)
     for router in ROUTERS:

@@ -32,67 +32,75 @@ def register(app: typer.Typer) -> None:
 
 
 def _webhook_commands(webhooks: typer.Typer) -> None:
-    @webhooks.command("subscribe")
-    def subscribe(ctx: typer.Context, url: str,
-                  event: list[str] = typer.Option(..., "--event", help="repeat for several"),
-                  type_: str = typer.Option(None, "--type"), queue: str = typer.Option(None),
-                  tenant: str = TENANT) -> None:
-        """Subscribe URL to events (job.succeeded, job.failed, batch.finished, …)."""
-        state: State = ctx.obj
-        sub = state.crisper.webhooks.subscribe(url, event, tenant, type=type_, queue=queue)
-        typer.echo(f"{sub.id} {sub.url} {','.join(sub.events)}")
+    for name, command in (("subscribe", webhooks_subscribe), ("list", webhooks_list),
+                          ("unsubscribe", webhooks_unsubscribe), ("secret", webhooks_secret),
+                          ("rotate", webhooks_rotate), ("deliveries", webhooks_deliveries),
+                          ("redeliver", webhooks_redeliver)):
+        webhooks.command(name)(command)
 
-    @webhooks.command("list")
-    def list_(ctx: typer.Context, tenant: str = TENANT) -> None:
-        """List the subscriptions."""
-        state: State = ctx.obj
-        for s in state.crisper.webhooks.subscriptions(tenant):
-            typer.echo(f"{s.id} {s.url} {','.join(s.events)} type={s.type or '*'} "
-                       f"queue={s.queue or '*'}")
 
-    @webhooks.command("unsubscribe")
-    def unsubscribe(ctx: typer.Context, sub_id: str, tenant: str = TENANT) -> None:
-        state: State = ctx.obj
-        state.crisper.webhooks.unsubscribe(sub_id, tenant)
-        typer.echo(f"removed {sub_id}")
+def webhooks_subscribe(ctx: typer.Context, url: str,
+                       event: list[str] = typer.Option(..., "--event", help="repeat for several"),
+                       type_: str = typer.Option(None, "--type"), queue: str = typer.Option(None),
+                       tenant: str = TENANT) -> None:
+    """Subscribe URL to events (job.succeeded, job.failed, batch.finished, …)."""
+    state: State = ctx.obj
+    sub = state.crisper.webhooks.subscribe(url, event, tenant, type=type_, queue=queue)
+    typer.echo(f"{sub.id} {sub.url} {','.join(sub.events)}")
 
-    @webhooks.command("secret")
-    def secret(ctx: typer.Context, tenant: str = TENANT) -> None:
-        """Print the signing secrets in force, newest first."""
-        state: State = ctx.obj
-        for value in state.crisper.webhooks.secrets(tenant):
-            typer.echo(value)
 
-    @webhooks.command("rotate")
-    def rotate(ctx: typer.Context, overlap: str = typer.Option(
-            "1d", help="how long the old secret keeps signing, e.g. 1h, 1d"),
-            tenant: str = TENANT) -> None:
-        """Make a new signing secret; the old one signs too for the overlap."""
-        state: State = ctx.obj
-        seconds = option_seconds("--overlap", overlap, zero_ok=True) or 0.0
-        typer.echo(state.crisper.webhooks.rotate_secret(tenant, seconds))
+def webhooks_list(ctx: typer.Context, tenant: str = TENANT) -> None:
+    """List the subscriptions."""
+    state: State = ctx.obj
+    for s in state.crisper.webhooks.subscriptions(tenant):
+        typer.echo(f"{s.id} {s.url} {','.join(s.events)} type={s.type or '*'} "
+                   f"queue={s.queue or '*'}")
 
-    @webhooks.command("deliveries")
-    def deliveries(ctx: typer.Context, job: str = typer.Option(None, help="of this job"),
-                   state_: str = typer.Option(None, "--state"),
-                   limit: int = typer.Option(20, min=1, max=1000),
-                   as_json: bool = typer.Option(False, "--json"), tenant: str = TENANT) -> None:
-        """List deliveries, newest first: state, attempts, last response."""
-        state: State = ctx.obj
-        found = state.crisper.webhooks.deliveries(tenant, job_id=job, state=state_, limit=limit)
-        if as_json:
-            typer.echo(dumps([asdict(d) for d in found]))
-            return
-        for d in found:
-            typer.echo(f"{d.id} {d.event} {d.state} attempts={d.attempts} "
-                       f"status={d.last_status or '-'} {d.url or '(callback job)'}")
 
-    @webhooks.command("redeliver")
-    def redeliver(ctx: typer.Context, delivery_id: str, tenant: str = TENANT) -> None:
-        """Send a delivery again now."""
-        state: State = ctx.obj
-        d = state.crisper.webhooks.redeliver(delivery_id, tenant)
-        typer.echo(f"{d.id} {d.state}")
+def webhooks_unsubscribe(ctx: typer.Context, sub_id: str, tenant: str = TENANT) -> None:
+    state: State = ctx.obj
+    state.crisper.webhooks.unsubscribe(sub_id, tenant)
+    typer.echo(f"removed {sub_id}")
+
+
+def webhooks_secret(ctx: typer.Context, tenant: str = TENANT) -> None:
+    """Print the signing secrets in force, newest first."""
+    state: State = ctx.obj
+    for value in state.crisper.webhooks.secrets(tenant):
+        typer.echo(value)
+
+
+def webhooks_rotate(ctx: typer.Context, overlap: str = typer.Option(
+                 "1d", help="how long the old secret keeps signing, e.g. 1h, 1d"),
+                 tenant: str = TENANT) -> None:
+    """Make a new signing secret; the old one signs too for the overlap."""
+    state: State = ctx.obj
+    seconds = option_seconds("--overlap", overlap, zero_ok=True) or 0.0
+    typer.echo(state.crisper.webhooks.rotate_secret(tenant, seconds))
+
+
+def webhooks_deliveries(ctx: typer.Context, job: str = typer.Option(None, help="of this job"),
+                        state_: str = typer.Option(None, "--state"),
+                        limit: int = typer.Option(20, min=1, max=1000),
+                        as_json: bool = typer.Option(False, "--json"),
+                        tenant: str = TENANT) -> None:
+    """List deliveries, newest first: state, attempts, last response."""
+    state: State = ctx.obj
+    found = state.crisper.webhooks.deliveries(tenant, job_id=job, state=state_, limit=limit)
+    if as_json:
+        typer.echo(dumps([asdict(d) for d in found]))
+        return
+    for d in found:
+        typer.echo(f"{d.id} {d.event} {d.state} attempts={d.attempts} "
+                   f"status={d.last_status or '-'} {d.url or '(callback job)'}")
+
+
+def webhooks_redeliver(ctx: typer.Context, delivery_id: str, tenant: str = TENANT) -> None:
+    """Send a delivery again now."""
+    state: State = ctx.obj
+    d = state.crisper.webhooks.redeliver(delivery_id, tenant)
+    typer.echo(f"{d.id} {d.state}")
+
 
 
 def _batch_line(b: BatchRecord) -> str:
@@ -116,45 +124,51 @@ def _read_jobs(path: Path) -> list[SubmitRequest]:
 
 
 def _batch_commands(batches: typer.Typer) -> None:
-    @batches.command("submit")
-    def submit(ctx: typer.Context, path: Path = typer.Argument(..., help="JSON lines of jobs"),
-               description: str = typer.Option(None),
-               on_complete: str = typer.Option(None, help="webhook URL when all have ended"),
-               on_success: str = typer.Option(None, help="webhook URL when all succeeded"),
-               on_death: str = typer.Option(None, help="webhook URL when one failed"),
-               tenant: str = TENANT) -> None:
-        """Submit the file's jobs as one batch."""
-        state: State = ctx.obj
-        callbacks = {k: Callback(url=u) for k, u in (("complete", on_complete),
-                                                      ("success", on_success),
-                                                      ("death", on_death)) if u}
-        b = state.crisper.batches.submit(_read_jobs(path), tenant=tenant,
-                                         description=description, callbacks=callbacks)
+    for name, command in (("submit", batches_submit), ("list", batches_list),
+                          ("show", batches_show), ("cancel", batches_cancel),
+                          ("retry", batches_retry)):
+        batches.command(name)(command)
+
+
+def batches_submit(ctx: typer.Context, path: Path = typer.Argument(..., help="JSON lines of jobs"),
+                   description: str = typer.Option(None),
+                   on_complete: str = typer.Option(None, help="webhook URL when all have ended"),
+                   on_success: str = typer.Option(None, help="webhook URL when all succeeded"),
+                   on_death: str = typer.Option(None, help="webhook URL when one failed"),
+                   tenant: str = TENANT) -> None:
+    """Submit the file's jobs as one batch."""
+    state: State = ctx.obj
+    callbacks = {k: Callback(url=u) for k, u in (("complete", on_complete),
+                                                  ("success", on_success),
+                                                  ("death", on_death)) if u}
+    b = state.crisper.batches.submit(_read_jobs(path), tenant=tenant,
+                                     description=description, callbacks=callbacks)
+    typer.echo(_batch_line(b))
+
+
+def batches_list(ctx: typer.Context, tenant: str = TENANT) -> None:
+    state: State = ctx.obj
+    for b in state.crisper.batches.list_batches(tenant):
         typer.echo(_batch_line(b))
 
-    @batches.command("list")
-    def list_(ctx: typer.Context, tenant: str = TENANT) -> None:
-        state: State = ctx.obj
-        for b in state.crisper.batches.list_batches(tenant):
-            typer.echo(_batch_line(b))
 
-    @batches.command("show")
-    def show(ctx: typer.Context, batch_id: str, as_json: bool = typer.Option(False, "--json"),
-             tenant: str = TENANT) -> None:
-        state: State = ctx.obj
-        b = state.crisper.batches.get(batch_id, tenant)
-        typer.echo(dumps({**asdict(b), "pending": b.pending}) if as_json else _batch_line(b))
+def batches_show(ctx: typer.Context, batch_id: str, as_json: bool = typer.Option(False, "--json"),
+                 tenant: str = TENANT) -> None:
+    state: State = ctx.obj
+    b = state.crisper.batches.get(batch_id, tenant)
+    typer.echo(dumps({**asdict(b), "pending": b.pending}) if as_json else _batch_line(b))
 
-    @batches.command("cancel")
-    def cancel(ctx: typer.Context, batch_id: str, tenant: str = TENANT) -> None:
-        """Cancel every job of the batch still waiting or running."""
-        state: State = ctx.obj
-        r = state.crisper.batches.cancel(batch_id, tenant)
-        typer.echo(f"matched={r.matched} changed={r.changed} skipped={r.skipped}")
 
-    @batches.command("retry")
-    def retry(ctx: typer.Context, batch_id: str, tenant: str = TENANT) -> None:
-        """Run the batch's failed and cancelled jobs again."""
-        state: State = ctx.obj
-        r = state.crisper.batches.retry(batch_id, tenant)
-        typer.echo(f"matched={r.matched} changed={r.changed} skipped={r.skipped}")
+def batches_cancel(ctx: typer.Context, batch_id: str, tenant: str = TENANT) -> None:
+    """Cancel every job of the batch still waiting or running."""
+    state: State = ctx.obj
+    r = state.crisper.batches.cancel(batch_id, tenant)
+    typer.echo(f"matched={r.matched} changed={r.changed} skipped={r.skipped}")
+
+
+def batches_retry(ctx: typer.Context, batch_id: str, tenant: str = TENANT) -> None:
+    """Run the batch's failed and cancelled jobs again."""
+    state: State = ctx.obj
+    r = state.crisper.batches.retry(batch_id, tenant)
+    typer.echo(f"matched={r.matched} changed={r.changed} skipped={r.skipped}")
+

@@ -152,7 +152,7 @@ def test_moved_beat_entries_leave_celery_beat(tmp_path: Path) -> None:
     declared = crisper.code_schedules["every-five"]
     assert (declared.cron, declared.params) == ("*/5 * * * *", {"url": "u"})
     crisper.store.create_all()
-    entries, report = import_beat(crisper)
+    entries, report = import_beat(crisper.adopted, crisper.schedules.sync_code)
     assert entries == {"every-five": "every five"} and report.added == ["every-five"]
     stored = crisper.schedules.get("every-five")
     assert (stored.type, stored.cron) == ("proj.fetch", "*/5 * * * *")
@@ -212,18 +212,18 @@ def test_old_format_messages_are_read_in_both_protocols(tmp_path: Path) -> None:
 
     v2 = _Message({"task": "proj.add", "id": "abc", "eta": "2030-01-01T00:00:00+00:00"},
                   [[1], {"y": 2}, {}])
-    assert old_format_job(crisper, v2) is add
+    assert old_format_job(crisper.registry, v2) is add
     assert celery_call(v2) == {"args": [1], "kwargs": {"y": 2}, "task_id": "abc",
                                "eta": "2030-01-01T00:00:00+00:00", "expires": None,
                                "priority": 2}
     v1 = _Message({}, {"task": "proj.add", "id": "def", "args": [1, 2], "kwargs": {}})
     v1.payload = v1.body  # type: ignore[attr-defined]
-    assert old_format_job(crisper, v1) is add
+    assert old_format_job(crisper.registry, v1) is add
     assert celery_call(v1)["args"] == [1, 2] and celery_call(v1)["task_id"] == "def"
     wake = _Message({"task": "proj.add", "id": "w", **WAKE_HEADERS}, [[["id"]], {}, {}])
-    assert old_format_job(crisper, wake) is None  # Crisper's own wake-up: the runner's
+    assert old_format_job(crisper.registry, wake) is None  # Crisper's own wake-up: the runner's
     other = _Message({"task": "proj.unmoved", "id": "x"}, [[], {}, {}])
-    assert old_format_job(crisper, other) is None
+    assert old_format_job(crisper.registry, other) is None
     crisper.store.close()
 
 

@@ -173,9 +173,9 @@ def test_which_canvases_are_crispers_and_plain_ones_run_as_celery_runs_them(
         return x + y
 
     moved = crisper.registry.get("proj.add")
-    assert owner(moved.s(1, 1) | moved.s(2)) is crisper
-    assert owner(app.signature("proj.add", (1, 1)) | moved.s(1)) is crisper  # by name
-    assert owner(app.tasks["proj.add"].s(1) | moved.s(1)) is crisper  # its Celery task
+    assert owner(moved.s(1, 1) | moved.s(2)) is crisper.celery_port
+    assert owner(app.signature("proj.add", (1, 1)) | moved.s(1)) is crisper.celery_port  # name
+    assert owner(app.tasks["proj.add"].s(1) | moved.s(1)) is crisper.celery_port  # its task
     assert owner(plain.s(1, 1) | plain.s(2)) is None
     with pytest.raises(InvalidRequest, match="'proj.plain' is not a Crisper job type"):
         (moved.s(1, 1) | plain.s(2)).apply_async()
@@ -185,7 +185,7 @@ def test_which_canvases_are_crispers_and_plain_ones_run_as_celery_runs_them(
         moved.s(1, 1).apply_async(link=moved.s(2))
 
     plan = translate(moved.s(1, 1).set(priority=0) | moved.s(2).set(priority=9),
-                     functools.partial(_leaf, crisper))
+                     functools.partial(_leaf, crisper.celery_port))
     assert [n.priority for n in plan.workflow.nodes.values()] == [255, 0]  # Redis: 0 first
 
     app.conf.task_always_eager = True  # a plain canvas: Celery's own code, untouched

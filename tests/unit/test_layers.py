@@ -4,9 +4,9 @@ The base (errors, states, records, durations, names, …) imports nothing above 
 imports only the base; a remote caller's `import crisper.client` loads no database or broker
 library. The app (crisper/app.py) assembles the parts; only the adapters above it (API, CLI,
 dashboard, contrib, testing, loading, the package itself) import it. The services, the
-maintenance units, the engine and flow control take their collaborators explicitly. What is
-left of the cycle around the app (the registry's job types and adoption still hold the app:
-issue #12 item 1) is KNOWN_CYCLE; a cycle outside it, or a new part in it, fails here.
+maintenance units, the engine, flow control, the registry and adoption take their
+collaborators explicitly (a job type gets its app's submit and Celery calls as functions),
+so the graph between parts has no cycle at all: any cycle fails here.
 """
 
 from __future__ import annotations
@@ -25,11 +25,8 @@ BASE = {"errors", "states", "records", "durations", "names", "ids", "metadata", 
 # The adapters and the assembler: the only parts that may import the app.
 ABOVE_THE_APP = {"app", "crisper", "__main__", "api", "cli", "dashboard", "contrib", "testing",
                  "loading"}
-# Parts below the app that still import it (issue #12 item 1, not done yet).
-STILL_HOLD_THE_APP = {"registry", "adoption"}
-# The one cycle left, through those two: it may shrink, never grow.
-KNOWN_CYCLE = {"adoption", "app", "batches", "engine", "handle", "maintenance", "monitor",
-               "reads", "registry", "schedules", "service", "workflow_service"}
+# Cycles allowed between parts: none.
+KNOWN_CYCLE: set[str] = set()
 
 
 def part_of(module: str) -> str:
@@ -127,14 +124,15 @@ def test_the_rules_see_real_imports() -> None:
 def test_only_the_adapters_import_the_app() -> None:
     edges = imports_by_part()
     holders = {part for part, imported in edges.items() if "app" in imported}
-    assert holders - ABOVE_THE_APP - {"app"} <= STILL_HOLD_THE_APP
+    assert sorted(holders - ABOVE_THE_APP) == []
 
 
 def test_services_maintenance_engine_and_flow_take_their_collaborators() -> None:
     """None of them reaches the app, even for a type: each gets what it uses."""
     edges = imports_by_part()
     parts = {"service", "workflow_service", "workflows", "batches", "webhooks", "schedules",
-             "keys", "reads", "monitor", "insights", "watch", "maintenance", "engine", "flow"}
+             "keys", "reads", "monitor", "insights", "watch", "maintenance", "engine", "flow",
+             "registry", "adoption", "handle", "canvas", "group_commit"}
     assert sorted(p for p in parts if "app" in edges[p]) == []
 
 
@@ -142,9 +140,17 @@ def test_the_dashboard_does_not_import_the_api() -> None:
     assert "api" not in imports_by_part()["dashboard"]
 
 
-def test_no_cycle_but_the_known_one() -> None:
+def test_no_cycle() -> None:
     found = cycles(imports_by_part())
     assert [sorted(c) for c in found if not c <= KNOWN_CYCLE] == []
+
+
+def test_the_registry_sits_below_the_services() -> None:
+    """Job types reach their app only through the functions it binds: the registry imports
+    neither the services nor adoption, and a handle knows only the actions it calls."""
+    edges = imports_by_part()
+    assert sorted(edges["registry"] & {"service", "adoption", "engine", "schedules"}) == []
+    assert sorted(edges["handle"] - BASE) == []
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:

@@ -13,6 +13,7 @@ from crisper.api.auth import AppDep, Reader, Writer
 from crisper.api.problems import responses
 from crisper.api.schemas import BulkAnswer, BulkBody, Event, Job, JobPage, LogLine
 from crisper.bodies import KEY, NO_NUL, Name, SubmitBody, Tag, Timestamp
+from crisper.group_commit import GroupCommit
 from crisper.metadata import parse_pairs
 from crisper.service import SubmitRequest
 from crisper.states import JobState
@@ -27,17 +28,18 @@ JobId = Annotated[str, "a job id (UUID); any other text is simply not found"]
 @router.post("", status_code=202, response_model=Job,
              responses={200: {"model": Job, "description": "an idempotent replay"},
                         **responses(400, 409, 413, 422)})
-def submit(body: SubmitBody, response: Response, crisper: AppDep, who: Writer,
-           idempotency_key: Annotated[str | None, Header(min_length=1, max_length=300,
-                                                         pattern=KEY)] = None
-           ) -> Job:
+async def submit(body: SubmitBody, request: Request, response: Response, who: Writer,
+                 idempotency_key: Annotated[str | None, Header(min_length=1, max_length=300,
+                                                               pattern=KEY)] = None
+                 ) -> Job:
     """Submit a job: 202 with the new job, or 200 with the first one for a repeated key.
 
     The key may come as the Idempotency-Key header or the idempotency_key field (which wins).
+    Answered once the job's row is committed; concurrent submits share commits.
     """
     key = body.idempotency_key or idempotency_key
     asked_at = utcnow()
-    record = crisper.jobs.submit(SubmitRequest(
+    record = await _group_commit(request).submit(SubmitRequest(
         type=body.type, params=body.params, queue=body.queue, priority=body.priority,
         delay=body.delay, run_at=body.run_at, hold=body.hold, idempotency_key=key,
         tags=body.tags, metadata=body.metadata, tenant=who.tenant,
@@ -50,6 +52,14 @@ def submit(body: SubmitBody, response: Response, crisper: AppDep, who: Writer,
         response.status_code = 200
     response.headers["Location"] = f"/v1/jobs/{record.id}"
     return Job.of(record)
+
+
+def _group_commit(request: Request) -> GroupCommit:
+    """This server's commit groups, built on the first submit (the event loop's thread)."""
+    groups: GroupCommit | None = request.app.state.group_commit
+    if groups is None:
+        groups = request.app.state.group_commit = GroupCommit(request.app.state.crisper.jobs)
+    return groups
 
 
 @router.get("", response_model=JobPage, responses=responses(422))
