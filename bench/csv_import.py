@@ -6,9 +6,10 @@
    commit per row), on the first --orm-rows rows only, extrapolated (labelled so);
 2. shop: the examples/shop method (csv.DictReader, a pydantic model per row, 1000-row
    INSERT … ON CONFLICT batches through SQLAlchemy), on the whole file;
-3. built-in: crisper.contrib.csv_import's job body (per-column validation, one streamed COPY
-   into a temporary stage, one merge), on the whole file, then on the --small file too, so
-   that peak memory can be compared across sizes.
+3. built-in: crisper.contrib.csv_import's job body (per-column validation; each chunk
+   COPYed into a temporary stage, its repeated keys found and merged on a loader thread
+   while the next is read), on the whole file, then on the --small file too, so that peak memory
+   can be compared across sizes.
 
 Each runs in a child process of its own (peak RSS is the child's), into an empty table of a
 schema made for this run and dropped after. Load averages and the share of idle CPU (others'

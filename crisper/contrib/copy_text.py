@@ -102,21 +102,23 @@ def formatter_for(annotation: Any, transformer: Transformer) -> Formatter:
 
 
 class CopyText:
-    """Formats validated columns (and their line numbers) as one block of COPY text."""
+    """Formats validated columns (and, if asked, line numbers) as one block of COPY text."""
 
     def __init__(self, annotations: Sequence[Any], nullable: Sequence[bool],
                  transformer: Transformer) -> None:
         self.formatters = [formatter_for(a, transformer) for a in annotations]
         self.nullable = list(nullable)
 
-    def format(self, columns: Sequence[Column], lines: Sequence[int]) -> str:
-        """Rows of tab-separated values, one per line, the line number last."""
-        if not lines:
+    def format(self, columns: Sequence[Column], lines: Sequence[int] | None = None) -> str:
+        """Rows of tab-separated values, one per line; with `lines`, each row's line number
+        as a last column."""
+        if not columns or not columns[0]:
             return ""
         texts = [self._column(f, values) if nullable else f(values)
                  for f, nullable, values in zip(self.formatters, self.nullable, columns,
                                                 strict=True)]
-        texts.append(list(map(str, lines)))
+        if lines is not None:
+            texts.append(list(map(str, lines)))
         return "\n".join(map("\t".join, zip(*texts, strict=True))) + "\n"
 
     @staticmethod

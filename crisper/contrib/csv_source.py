@@ -4,7 +4,7 @@ The submitter of an import is whoever holds a write key, so the path and the byt
 hostile: a path may only name a regular file inside the configured folder (checked on the
 resolved path and again on the opened descriptor), and every row is validated before it
 goes near the database. Rows are read and validated a chunk at a time, so memory stays flat
-however large the file is.
+however large the file is (repeated keys are found in PostgreSQL, see csv_import.SeenKeys).
 """
 
 from __future__ import annotations
@@ -105,6 +105,7 @@ class Chunk:
     lines: list[int] = field(default_factory=list)
     rows: list[Sequence[str]] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    columns: list[tuple[str, ...]] | None = None  # `rows` transposed, once screened clean
 
 
 class CsvRows:
@@ -192,9 +193,13 @@ def _unclean(text: str) -> str | None:
 
 def _screen(chunk: Chunk, pick: Callable[[list[str]], tuple[str, ...]]) -> Chunk:
     """Keep the model's columns of each row (one C-level map); reject rows with undecodable
-    bytes or NULs: one check per chunk, per row only if needed."""
+    bytes or NULs: one check per chunk over its columns (a join per column, not per row),
+    per row only if needed."""
     chunk.rows = list(map(pick, chunk.rows))  # type: ignore[arg-type]
-    if chunk.rows and _unclean("".join(["".join(row) for row in chunk.rows])):
+    columns = list(zip(*chunk.rows, strict=True))
+    if not _unclean("".join(["".join(c) for c in columns])):
+        chunk.columns = columns
+    else:
         keep = []
         for i, row in enumerate(chunk.rows):
             reason = _unclean("".join(row))
@@ -259,7 +264,7 @@ class RowValidator:
             rows = self._by_row(chunk)
             return [list(c) for c in zip(*(r[:-1] for r in rows), strict=True)] \
                 or [[] for _ in self.fields], [r[-1] for r in rows]
-        columns = [list(c) for c in zip(*chunk.rows, strict=True)]
+        columns = [list(c) for c in (chunk.columns or zip(*chunk.rows, strict=True))]
         for i, values in enumerate(columns):
             if self.nullable[i]:
                 columns[i] = [v or None for v in values]  # type: ignore[misc]
