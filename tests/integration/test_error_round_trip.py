@@ -37,6 +37,7 @@ EVERY_ERROR = sorted((c for c in error_classes() if c.__module__.startswith("cri
 SAMPLES: dict[str, Any] = {
     "str": "sample", "object": "0191c0de-0000-7000-8000-000000000001",
     "str | None": "a message that says what went wrong", "list[str]": ["b-queue", "a-queue"],
+    "bool": True,
     "list[dict[str, Any]]": [{"loc": ["n", 0], "msg": "not an int", "type": "int_parsing"}],
 }
 
