@@ -9,6 +9,7 @@ A second Ctrl-C cuts the drain short.
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 LOCAL_KEY_NAME = "crisper up (local)"
 STOP_WAIT_SECONDS = 10.0  # for the API, the scheduler, and a worker stopped cold
+API_START_SECONDS = 30.0  # how long "up" waits for its API to listen before going on
 BROKER_RESTART_DELAYS = (0.0, 1.0, 2.0, 5.0, 10.0)  # between failed restarts, then the last
 
 
@@ -103,8 +105,10 @@ class Up:
         with _sigint_ignored():  # the scheduler stops when told, after the workers drained
             self.children["scheduler"] = _spawn("scheduler")
         if opts.api_port:
+            # one process: a local instance, often on SQLite (one writer at a time)
             self.children["api"] = _spawn(
-                "api", "--host", opts.api_host, "--port", str(opts.api_port))
+                "api", "--host", opts.api_host, "--port", str(opts.api_port), "--workers", "1")
+            _wait_listening(opts.api_host, opts.api_port, self.children["api"])
             _announce_api(self.crisper, opts.api_host, opts.api_port)
         types = ", ".join(self.crisper.registry.names())
         typer.secho(
@@ -201,6 +205,18 @@ def _sigint_ignored() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _wait_listening(host: str, port: int, child: subprocess.Popen[bytes],
+                    timeout: float = API_START_SECONDS) -> None:
+    """Until the API accepts connections (so "up" means up), it exits, or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and child.poll() is None:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
 
 
 def _announce_api(crisper: Crisper, host: str, port: int) -> None:
