@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from crisper.errors import StoreUnavailable
 from crisper.records import JobRecord
-from crisper.service import _record_from_row as record_from_row
+from crisper.service import record_from_row
 from crisper.store import jobs as job_sql
 from crisper.store import utcnow
 

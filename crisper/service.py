@@ -144,7 +144,7 @@ class JobService:
             # Nothing to look up first: one statement, committed on its own.
             with self.store.autocommit() as conn:
                 job_sql.create(conn, rows, at)
-            records = fresh = [_record_from_row(rows[0])]
+            records = fresh = [record_from_row(rows[0])]
         else:
             with self.store.transaction() as own:
                 records, fresh = self._insert(own, rows, at, rejects)
@@ -256,7 +256,7 @@ class JobService:
                 return self._insert(session, rows, at, rejects, tries - 1)
         elif fresh:
             job_sql.create(session, fresh, at)
-        created = {r["id"]: _record_from_row(r) for r in fresh}
+        created = {r["id"]: record_from_row(r) for r in fresh}
         records = [
             existing[i] if i in existing
             else created[rows[same_as.get(i, i)]["id"]] for i, r in enumerate(rows)
@@ -484,7 +484,7 @@ def _dispatch(record: JobRecord) -> sweep_sql.Dispatch:
                               limits=sweep_sql.own_limits_of(record))
 
 
-def _record_from_row(row: dict[str, Any]) -> JobRecord:
+def record_from_row(row: dict[str, Any]) -> JobRecord:
     empty = {"result": None, "error": None, "progress_current": None, "progress_total": None,
              "progress_message": None, "worker": None, "task_id": None,
              "cancel_requested_at": None, "lease_expires_at": None, "started_at": None,
