@@ -326,8 +326,10 @@ class Crisper:
     def dispatcher(self) -> Dispatcher:
         """The broker as the parts use it; the Celery app is built when it first sends."""
         from crisper.engine.dispatcher import Dispatcher
+        from crisper.engine.wakes import Wakes
 
-        return Dispatcher(lambda: self.celery, self._batch_size)
+        wakes = Wakes(self.settings.resolved_redis_url, self.settings.broker_prefix)
+        return Dispatcher(lambda: self.celery, self._batch_size, wakes)
 
     def publish(self, dispatches: Sequence[Dispatch]) -> list[Refusal]:
         """Send wake-up messages, several jobs per message for types with `batch` > 1;

@@ -74,7 +74,9 @@ def test_cancel_while_the_scheduler_is_down(fb: FaultBackend, scenario: Scenario
     wait_for(lambda: fb.started() >= 4, 30, "four jobs to run")
     queued = scenario.submit(fb.app, "fault.once", 4, seconds=0.2)  # behind the four running
     # When all eight are cancelled while no scheduler runs, then the scheduler comes back
-    for job_id in [*checking, *deaf, *queued]:
+    # (the waiting ones first: a slot freed by a cancelled running job claims the next queued
+    # job at once, so a waiting job not yet cancelled then may rightly start)
+    for job_id in [*queued, *checking, *deaf]:
         fb.app.get(job_id).cancel()
     time.sleep(2)
     fb.start_scheduler()
