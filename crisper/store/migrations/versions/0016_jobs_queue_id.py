@@ -6,16 +6,16 @@ queues' rows. On 10M finished jobs a page of a queue used only by old jobs took 
 server time (9.9M rows read and thrown away); with this index, 0.06 ms (bench/scale.py,
 docs/benchmarks.md#scale).
 
-Revision ID: 0017
-Revises: 0016
+Revision ID: 0016
+Revises: 0015
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0017"
-down_revision = "0016"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
