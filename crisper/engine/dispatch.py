@@ -59,8 +59,12 @@ def publish(app: Celery, dispatches: Sequence[Dispatch], wakes: Wakes | None = N
     after one connection attempt (no retry loop).
     """
     groups = wake_groups(dispatches)
-    if wakes is not None and not force:
-        groups = {k: g for k, g in groups.items() if wakes.claim(k[1], k[0])}
+    if wakes is not None:
+        if force:  # marked before it goes out: a taker's delete always comes after the mark
+            for type_name, queue in groups:
+                wakes.mark(queue, type_name)
+        else:
+            groups = {k: g for k, g in groups.items() if wakes.claim(k[1], k[0])}
     if not groups:
         return []
     refused: list[Refusal] = []
@@ -77,14 +81,12 @@ def publish(app: Celery, dispatches: Sequence[Dispatch], wakes: Wakes | None = N
                     refused.append(Refusal(ids, f"{type(exc).__name__}: {exc}"))
                     continue
                 del unsent[(type_name, queue)]
-                if wakes is not None and force:
-                    wakes.mark(queue, type_name)
     except Exception as exc:
         if broker_wide(exc):
             raise BrokerUnavailable(f"the broker is unavailable: {exc}") from exc
         raise
     finally:
-        if wakes is not None and not force:
+        if wakes is not None:
             for type_name, queue in unsent:
                 wakes.taken(queue, type_name)
     return refused

@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 S = JobState
 LIVE_PROGRESS_INTERVAL = 0.1  # seconds between live progress messages of one job
+# A claim that found only locked rows looks again after LOCKED_ROW_PAUSE (doubling), for up to
+# LOCKED_ROW_PATIENCE seconds (see Runner._claim_next_unlocked).
+LOCKED_ROW_PAUSE = 0.002
+LOCKED_ROW_PATIENCE = 1.0
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ class Runner:
         ran = 0
         while (job := self._claim_next_or_requeue(queue, worker, task_id)) is not None:
             if ran == 0:  # if more wait, one more slot looks (deduplicated by the marker)
-                self._wake_another(queue, job.type)
+                self._wake_another(queue)
             self._run_one(job, worker)
             ran += 1
         if not ran:
@@ -116,14 +120,13 @@ class Runner:
         self.run_claimed(job_type, job, ctx, worker)
         self.gate.release(job_type.name, job_type.options.flow, job.params)  # wake waiters
 
-    def _wake_another(self, queue: str, type_name: str) -> None:
+    def _wake_another(self, queue: str) -> None:
         """A backlog: wake one more slot, so that every slot works while jobs wait. Asked once
         per wake-up, so that a job submitted alone costs one message, not two."""
         try:
-            with self.store.autocommit() as conn:
-                if not attempt_sql.any_queued(conn, queue, self._claimable_types()[0]):
-                    return
-            self.dispatcher.wake(queue, type_name)
+            type_name = self._queued_type(queue)
+            if type_name is not None:
+                self.dispatcher.wake(queue, type_name)
         except Exception as exc:  # noqa: BLE001 - the relay wakes the queue if this is lost
             log.debug("could not wake another slot for %s: %s", queue, exc)
 
@@ -132,11 +135,38 @@ class Runner:
         """The next job of the queue; if the database cannot answer, the message goes back to
         the broker (not acknowledged) so that the queue is woken again once the store is back."""
         try:
-            return self.claim_next(queue, worker, task_id)
+            return self._claim_next_unlocked(queue, worker, task_id)
         except StoreUnavailable as exc:
             log.warning("could not claim from queue %s: %s; its message is requeued", queue, exc)
             time.sleep(1.0)  # a redelivery at once would only find the store down again
             raise Reject(str(exc), requeue=True) from None
+
+    def _claim_next_unlocked(self, queue: str, worker: str, task_id: str
+                             ) -> attempt_sql.Claimed | None:
+        """`claim_next`, waiting out rows another transaction holds locked for a moment.
+
+        A claim skips locked rows, and a queued row is locked briefly by more than claims: the
+        submitter marking it sent, a relay publishing for it, a cancel. Finding nothing while
+        the queue holds such a row must not end the wake-up (its marker is gone, so no one
+        else may be coming): look again shortly, and if the row stays locked, send a wake-up
+        (marker-deduplicated) so that a later claim finds it.
+        """
+        pause = LOCKED_ROW_PAUSE
+        deadline = time.monotonic() + LOCKED_ROW_PATIENCE
+        while True:
+            job = self.claim_next(queue, worker, task_id)
+            if job is not None or self._queued_type(queue) is None:
+                return job
+            if time.monotonic() >= deadline:
+                self._wake_another(queue)
+                return None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def _queued_type(self, queue: str) -> str | None:
+        """The type of the queue's best job this worker may claim, locked or not (a hint)."""
+        with self.store.autocommit() as conn:
+            return attempt_sql.queued_type(conn, queue, self._claimable_types()[0])
 
     def claim_next(self, queue: str, worker: str, task_id: str) -> attempt_sql.Claimed | None:
         """The best queued job of `queue` among the registered types, claimed, or None.

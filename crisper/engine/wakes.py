@@ -49,7 +49,7 @@ class Wakes:
             return True
 
     def mark(self, queue: str, type_name: str) -> None:
-        """A wake-up went out regardless of the marker (the relay): set it."""
+        """A wake-up goes out regardless of the marker (the relay): set it, before publishing."""
         client = self._redis()
         if client is not None:
             try:

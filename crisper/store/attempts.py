@@ -165,10 +165,12 @@ def claim_next(db: Session | Connection, queue: str, types: Sequence[str], worke
     return found[0] if found else None
 
 
-def any_queued(db: Session | Connection, queue: str, types: Sequence[str]) -> bool:
-    """Whether a job of `queue` among `types` waits, claimable now (no lock: a hint)."""
+def queued_type(db: Session | Connection, queue: str, types: Sequence[str]) -> str | None:
+    """The type of the best job of `queue` among `types` waiting to be claimed, locked or not
+    (no lock taken: a hint), or None if none waits."""
     stmt = _next_in_queue(dialect_of(db), lock=False)
-    return db.execute(stmt, {"want_queue": queue, "want_types": list(types)}).first() is not None
+    row = db.execute(stmt, {"want_queue": queue, "want_types": list(types)}).first()
+    return None if row is None else str(row.type)
 
 
 def next_queued(session: Session, queue: str, types: Sequence[str]) -> tuple[uuid.UUID, str] | None:

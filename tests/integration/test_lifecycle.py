@@ -218,9 +218,10 @@ def test_a_job_runs_through_rabbitmq_too(backend: Backend) -> None:
 WHOLE_BATCHES = {"CRISPER_BATCH_BUDGET_SECONDS": "60"}
 
 
-def test_a_batched_type_shares_messages_but_not_outcomes(backend: Backend) -> None:
-    """`batch=5`: 20 jobs travel in 4 messages, each job still its own attempt and outcome."""
-    worker = backend.start_worker(concurrency=2, **WHOLE_BATCHES)
+def test_a_backlog_shares_wake_ups_but_not_outcomes(backend: Backend) -> None:
+    """20 jobs submitted together wake the queue once; each slot then claims job after job
+    from the database, so a few messages carry them all, each job its own attempt."""
+    worker = backend.start_worker(concurrency=2)
     handles = backend.app.submit_many(
         [SubmitRequest("probe.batched", {"seconds": 0.05}) for _ in range(20)])
 
@@ -229,7 +230,8 @@ def test_a_batched_type_shares_messages_but_not_outcomes(backend: Backend) -> No
 
     assert {h.state for h in handles} == {S.SUCCEEDED}
     assert all(h.record.attempt == 1 for h in handles)
-    assert worker.output().count("Task probe.batched[") == 4 * 2  # received + succeeded lines
+    messages = worker.output().count("Task probe.batched[") // 2  # received + succeeded lines
+    assert 1 <= messages <= 4, messages  # the first, one more per slot that woke, a stale one
 
 
 def test_jobs_waiting_in_their_batch_stay_queued_and_a_cancel_stops_them(
