@@ -29,14 +29,12 @@ Publish = Callable[[Sequence[Dispatch]], list[Refusal]]
 class Dispatcher:
     """Sends wake-ups for the queues of jobs the store holds (engine/wakes.py: deduplicated).
 
-    `stand_in`, when set, receives every batched send instead of the broker (testing's
+    `stand_in`, when set, receives every send instead of the broker (testing's
     run_inline runs the jobs in-process).
     """
 
-    def __init__(self, celery: Callable[[], Celery], batch_of: Callable[[str], int],
-                 wakes: Wakes | None = None) -> None:
+    def __init__(self, celery: Callable[[], Celery], wakes: Wakes | None = None) -> None:
         self._celery = celery
-        self._batch_of = batch_of  # kept for callers; a wake-up no longer names its jobs
         self.wakes = wakes if wakes is not None else Wakes(None)
         self.stand_in: Publish | None = None
 

@@ -208,13 +208,14 @@ def test_a_jobs_own_hard_limit_replaces_its_types() -> None:
     assert limits_of(None, None, None) == Limits(None, None)
 
 
-def test_types_batch_by_default_unless_they_have_a_timeout() -> None:
-    from crisper.registry import DEFAULT_BATCH, job_options
+def test_the_retired_batch_option_is_accepted_with_a_deprecation_warning() -> None:
+    from crisper import Crisper
 
-    assert job_options().batch == DEFAULT_BATCH == 10
-    assert job_options(timeout="5m").batch == 1  # Celery's time limit covers a whole message
-    assert job_options(timeout="5m", batch=4).batch == 4
-    assert job_options(batch=1).batch == 1
+    app = Crisper("retired")
+    with pytest.warns(DeprecationWarning, match="batch= no longer changes anything"):
+        @app.job(batch=5)
+        def legacy(ctx: object) -> None: ...
+    assert "legacy" in app.registry and not hasattr(app.registry.get("legacy").options, "batch")
 
 
 @pytest.mark.parametrize("options", [{"attempts": 0}, {"backoff": "soon"}, {"max_backoff": -1}])
