@@ -86,8 +86,7 @@ def print_configuration(args: argparse.Namespace) -> dict[str, Any]:
     config = {
         "celery": {"profile": os.environ["BENCH_CELERY_PROFILE"], **celery,
                    "worker": "prefork, concurrency 2", "broker": args.broker},
-        "crisper": {"job batch": os.environ.get("BENCH_JOB_BATCH") or "Crisper's default",
-                    "lease_seconds": getattr(crisper, "lease_seconds", "?"),
+        "crisper": {"lease_seconds": getattr(crisper, "lease_seconds", "?"),
                     "worker": "prefork, concurrency 2, scheduler running",
                     "broker": args.broker, **postgres_durability(args.postgres)},
     }
@@ -158,8 +157,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--systems", default="celery,crisper", help="comma-separated subset")
     p.add_argument("--celery-profile", choices=celery_noop.PROFILES, default="defaults",
                    help="plain Celery's configuration (defaults: + JSON + ignore_result)")
-    p.add_argument("--job-batch", type=int, default=None,
-                   help="Crisper's batch option on the no-op type (default: Crisper's own)")
     p.add_argument("--broker", default="redis://127.0.0.1:6379/3")
     p.add_argument("--postgres", default=PG_BASE)
     p.add_argument("--signal-redis", default="redis://127.0.0.1:6379/3")
@@ -180,8 +177,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     os.environ["BENCH_CELERY_PROFILE"] = args.celery_profile  # read by bench/systems.py
-    if args.job_batch is not None:  # read by bench/apps/crisper_noop.py
-        os.environ["BENCH_JOB_BATCH"] = str(args.job_batch)
     print(f"{args.jobs} no-op jobs one submit each, {args.runs} run(s), prefork x2, "
           f"backlog {args.backlog} on another queue, {os.cpu_count()} CPUs", flush=True)
     config = print_configuration(args)

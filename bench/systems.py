@@ -182,8 +182,7 @@ class CrisperSystem(System):
         self.extra_env = {"CRISPER_DATABASE_URL": world.database_url,
                           "CRISPER_BROKER_URL": world.broker,
                           "CRISPER_BROKER_PREFIX": self.prefix,
-                          "CRISPER_APP": "bench.apps.crisper_noop",
-                          "BENCH_JOB_BATCH": os.environ.get("BENCH_JOB_BATCH", "")}
+                          "CRISPER_APP": "bench.apps.crisper_noop"}
         settings = Settings(database_url=world.database_url, broker_url=world.broker,
                             broker_prefix=self.prefix, queues=[self.other_queue()])
         self.app = crisper_noop.build(settings, queue=world.queue(self.name))

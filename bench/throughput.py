@@ -252,9 +252,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 200 jobs, 20 pickups, 1 run, no drain")
     p.add_argument("--systems", default="celery,crisper", help="comma-separated subset")
-    p.add_argument("--job-batch", type=int, default=None,
-                   help="Crisper's batch option on the no-op type: jobs per wake-up message "
-                        "(default: Crisper's own default)")
     p.add_argument("--broker", default="redis://127.0.0.1:6379/3",
                    help="redis://… (key prefixes per run) or amqp://… (queues per run)")
     p.add_argument("--postgres", default=PG_BASE, help="database; a fresh schema per run")
@@ -279,8 +276,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    if args.job_batch is not None:  # read by bench/apps/crisper_noop.py
-        os.environ["BENCH_JOB_BATCH"] = str(args.job_batch)
     print(f"{args.jobs} no-op jobs, {args.runs} run(s), prefork x2, broker {args.broker}, "
           f"{os.cpu_count()} CPUs; plain Celery profile "
           f"{os.environ.get('BENCH_CELERY_PROFILE', 'acks-late')} (bench/apps/celery_noop.py)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -118,8 +119,8 @@ class Crisper:
 
         Flow control (docs/flow-control.md): `rate_limit="50/m"` across all workers, per
         `rate_key` (a param name or a function of the params); at most `concurrency` running
-        per `concurrency_key`; `unique` admits one active job per key. `batch=N`: up to N
-        jobs sent together share one wake-up message (default 10; 1 for a type with a timeout).
+        per `concurrency_key`; `unique` admits one active job per key. (`batch` is accepted
+        and ignored, with a DeprecationWarning: every wake-up now covers its queue's backlog.)
         `rate_limit` and `concurrency` also take a named limit shared with other job types
         (`rate_limit()`, `concurrency_limit()`). `schedule="0 3 * * *"` runs it on that cron
         (UTC, no params) under a schedule named after the type; see `schedule()` for more.
@@ -156,8 +157,12 @@ class Crisper:
                job_class: type[JobType] = JobType) -> JobType:
         """Register `f` (ctx first) as a job type of class `job_class`; see job()."""
         queue = queue or DEFAULT_QUEUE
+        if batch is not None:
+            warnings.warn("batch= no longer changes anything (every wake-up message covers its "
+                          "queue's backlog) and will be removed", DeprecationWarning,
+                          stacklevel=3)
         options = job_options(queue=queue, priority=priority, timeout=timeout, retry=retry,
-                              batch=batch, cancel_grace=cancel_grace)
+                              cancel_grace=cancel_grace)
         if retention is not None:
             kept = (retention if isinstance(retention, Retention)
                     else Retention.every_state(retention))
@@ -326,8 +331,10 @@ class Crisper:
     def dispatcher(self) -> Dispatcher:
         """The broker as the parts use it; the Celery app is built when it first sends."""
         from crisper.engine.dispatcher import Dispatcher
+        from crisper.engine.wakes import Wakes
 
-        return Dispatcher(lambda: self.celery, self._batch_size)
+        wakes = Wakes(self.settings.resolved_redis_url, self.settings.broker_prefix)
+        return Dispatcher(lambda: self.celery, wakes)
 
     def publish(self, dispatches: Sequence[Dispatch]) -> list[Refusal]:
         """Send wake-up messages, several jobs per message for types with `batch` > 1;
@@ -340,9 +347,6 @@ class Crisper:
 
         return MaintenanceLoop(self.store, self.settings, self.registry, self.dispatcher,
                                self.jobs, self.schedules)
-
-    def _batch_size(self, type_name: str) -> int:
-        return self.registry.get(type_name).options.batch if type_name in self.registry else 1
 
     @cached_property
     def observer(self) -> Observer:

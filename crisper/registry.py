@@ -31,8 +31,6 @@ RESERVED_PARAMS = frozenset(
      "time_limit"}
 )
 DEFAULT_QUEUE = "default"
-MAX_BATCH = 100
-DEFAULT_BATCH = 10
 
 
 @dataclass(frozen=True)
@@ -48,10 +46,6 @@ class JobOptions:
     flow: FlowOptions = field(default_factory=FlowOptions)
     # Own retention per final state (None: the app's retention_seconds for every state).
     retention: Retention | None = None
-    # Up to `batch` jobs of this type sent at once share one wake-up message; the worker
-    # claims each at its turn (the others stay queued) and hands the waiting ones back once
-    # the message has taken longer than the batch budget (see Runner.run).
-    batch: int = 1
 
     def kill_grace(self, default: float) -> float:
         """Seconds from the soft limit to the hard one: the type's own, else `default`."""
@@ -239,26 +233,18 @@ def job_options(
     priority: int = 0,
     timeout: Duration | tuple[Duration, Duration] | None = None,
     retry: Retry | int | None = None,
-    batch: int | None = None,
     cancel_grace: Duration | None = None,
 ) -> JobOptions:
-    """`batch` None: DEFAULT_BATCH, or 1 for a type with a timeout (Celery's time limit covers
-    a whole message, so a batched job could be stopped before its own timeout).
-    `timeout` is the soft limit, or (soft, hard): `("1h55m", "2h")`."""
+    """`timeout` is the soft limit, or (soft, hard): `("1h55m", "2h")`."""
     soft, hard = _limits(timeout)
-    if batch is None:
-        batch = DEFAULT_BATCH if timeout is None else 1
     if isinstance(retry, int):
         retry = Retry(attempts=retry)
     if (problem := priority_problem(priority)) is not None:
         raise ConfigurationError(f"priority {problem}")
-    if not 1 <= batch <= MAX_BATCH:
-        raise ConfigurationError(f"batch must be 1..{MAX_BATCH}, got {batch}")
     problem = queue_problem(queue)
     if problem is not None:
         raise ConfigurationError(f"queue: {problem}")
     return JobOptions(
-        batch=batch,
         queue=queue,
         priority=priority,
         timeout=soft,

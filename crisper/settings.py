@@ -48,10 +48,6 @@ class Settings(BaseSettings):
     redispatch_after_seconds: float = Field(
         15.0, gt=0, description="a queued job unclaimed this long, with its queue empty, is re-sent"
     )
-    batch_budget_seconds: float = Field(
-        0.5, gt=0, description="a worker works a message of several jobs this long, then hands "
-        "the jobs still waiting back to the broker, one message each"
-    )
     retention_seconds: float = Field(7 * 86400.0, gt=0, description="finished jobs kept this long")
     max_log_lines: int = Field(1000, ge=0, description="log lines kept per job")
     kill_grace_seconds: float = Field(

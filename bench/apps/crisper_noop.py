@@ -13,9 +13,7 @@ JOB = "bench.noop"
 def build(settings: Settings | None = None, queue: str | None = None) -> Crisper:
     app = Crisper("bench_crisper", settings=settings)
 
-    @app.job(name=JOB, queue=queue or os.environ.get("BENCH_QUEUE", "default"),
-             batch=int(os.environ["BENCH_JOB_BATCH"]) if os.environ.get("BENCH_JOB_BATCH")
-             else None)
+    @app.job(name=JOB, queue=queue or os.environ.get("BENCH_QUEUE", "default"))
     def noop(ctx: JobContext) -> None:
         probes.mark_started()
 

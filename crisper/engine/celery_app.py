@@ -83,23 +83,15 @@ def _transport_options(broker: str, settings: Settings) -> dict[str, Any]:
 def register_task(app: Celery, job_type: JobType, settings: Settings, run_message: RunMessage
                   ) -> None:
     """Each job type is a Celery task underneath; its body is Crisper's runner."""
-    timeout = job_type.options.timeout
-    limits: dict[str, Any] = {}
-    if timeout is not None:
-        # Celery limits a whole message; a batched job starts at most the budget into it.
-        if job_type.options.batch > 1:
-            timeout += settings.batch_budget_seconds
-        limits = {"soft_time_limit": timeout,
-                  "time_limit": timeout + job_type.options.kill_grace(
-                      settings.kill_grace_seconds)}
-
+    # No Celery time limits: a wake-up runs many jobs, each under its own limits, which the
+    # runner enforces (engine/time_guard.py).
     def run(self: Any, job_ids: list[str]) -> None:
         run_message(job_type, job_ids, self.request)
 
     run.__name__ = job_type.name.replace(".", "_")
     run.__doc__ = job_type.description
     # shared=False: the task belongs to this Celery app only, not to every app built later.
-    app.task(name=job_type.name, bind=True, shared=False, **TASK_DEFAULTS, **limits)(run)
+    app.task(name=job_type.name, bind=True, shared=False, **TASK_DEFAULTS)(run)
 
 
 def broker_priority(app: Celery, priority: int) -> int:

@@ -7,10 +7,10 @@ import re
 import threading
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import redis
 from amqp.exceptions import ChannelError as AmqpChannelError
@@ -23,6 +23,9 @@ from crisper.engine.celery_app import broker_priority, is_redis
 from crisper.errors import BrokerUnavailable
 from crisper.store import utcnow
 from crisper.store.sweeps import Dispatch
+
+if TYPE_CHECKING:
+    from crisper.engine.wakes import Wakes
 
 log = logging.getLogger(__name__)
 
@@ -44,43 +47,56 @@ class Refusal:
     error: str
 
 
-def publish(app: Celery, dispatches: Sequence[Dispatch],
-            batch_of: Callable[[str], int] = lambda _type: 1) -> list[Refusal]:
-    """Publish the wake-up messages on one producer; answer the groups the broker refused.
+def publish(app: Celery, dispatches: Sequence[Dispatch], wakes: Wakes | None = None,
+            force: bool = False) -> list[Refusal]:
+    """Publish one wake-up per (job type, queue) of `dispatches`; answer the groups refused.
 
-    Jobs of one type, queue and priority share a message, up to `batch_of(type)` per message.
-    A message the broker cannot take (a queue name that collides with one of its own keys)
-    refuses only its group; the other groups still go out. BrokerUnavailable if the broker is
-    down: then nothing more is tried, after one connection attempt (no retry loop).
+    A wake-up names no job: the worker that takes it claims the queue's best jobs from the
+    database. It goes out only if none is outstanding for its queue and type (`wakes`, see
+    engine/wakes.py), unless `force` (the relay: the outstanding one may be lost). A message
+    the broker cannot take (a queue name that collides with one of its own keys) refuses
+    only its group. BrokerUnavailable if the broker is down: then nothing more is tried,
+    after one connection attempt (no retry loop).
     """
-    if not dispatches:
+    groups = wake_groups(dispatches)
+    if wakes is not None:
+        if force:  # marked before it goes out: a taker's delete always comes after the mark
+            for type_name, queue in groups:
+                wakes.mark(queue, type_name)
+        else:
+            groups = {k: g for k, g in groups.items() if wakes.claim(k[1], k[0])}
+    if not groups:
         return []
-    refused: dict[BatchKey, Refusal] = {}
+    refused: list[Refusal] = []
+    unsent = dict(groups)  # their markers are given back if they do not go out
     try:
         with app.producer_or_acquire() as producer:
             producer.connection.ensure_connection(max_retries=0)
-            for key, ids in batches(dispatches, batch_of):
-                if key in refused:  # an earlier message of this group was refused: so is this
-                    refused[key].ids.extend(uuid.UUID(i) for i in ids)
-                    continue
-                hard, soft = key[3] or (None, None)  # a job's own limits, else its type's
+            for (type_name, queue), (priority, ids) in groups.items():
                 try:
-                    app.send_task(
-                        key[0], args=[ids], queue=key[1], producer=producer,
-                        retry=False, priority=broker_priority(app, key[2]), ignore_result=True,
-                        time_limit=hard, soft_time_limit=soft,
-                        headers=WAKE_HEADERS,
-                    )
+                    send_wake(app, producer, type_name, queue, priority)
                 except Exception as exc:  # noqa: BLE001 - sorted just below
                     if broker_wide(exc):
                         raise
-                    refused[key] = Refusal([uuid.UUID(i) for i in ids],
-                                           f"{type(exc).__name__}: {exc}")
+                    refused.append(Refusal(ids, f"{type(exc).__name__}: {exc}"))
+                    continue
+                del unsent[(type_name, queue)]
     except Exception as exc:
         if broker_wide(exc):
             raise BrokerUnavailable(f"the broker is unavailable: {exc}") from exc
         raise
-    return list(refused.values())
+    finally:
+        if wakes is not None:
+            for type_name, queue in unsent:
+                wakes.taken(queue, type_name)
+    return refused
+
+
+def send_wake(app: Celery, producer: Any, type_name: str, queue: str, priority: int) -> None:
+    """One wake-up message: the job type's task, on the queue, naming no job."""
+    app.send_task(type_name, args=[[]], queue=queue, producer=producer, retry=False,
+                  priority=broker_priority(app, priority), ignore_result=True,
+                  headers=WAKE_HEADERS)
 
 
 def broker_wide(exc: BaseException) -> bool:
@@ -111,23 +127,15 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-# (type, queue, priority, the jobs' own (hard, soft) time limits or None)
-BatchKey = tuple[str, str, int, tuple[float, float | None] | None]
-
-
-def batches(dispatches: Sequence[Dispatch], batch_of: Callable[[str], int]
-            ) -> Iterator[tuple[BatchKey, list[str]]]:
-    """Group job ids by (type, queue, priority), in order, in chunks of the type's batch size.
-
-    A job with its own time limits goes alone: Celery applies a message's limits to the whole
-    message, so they are exactly the job's only if it is the message's one job."""
-    groups: dict[BatchKey, list[str]] = defaultdict(list)
+def wake_groups(dispatches: Sequence[Dispatch]
+                ) -> dict[tuple[str, str], tuple[int, list[uuid.UUID]]]:
+    """{(type, queue): (the highest priority among its jobs, their ids)}, in first-seen order."""
+    groups: dict[tuple[str, str], tuple[int, list[uuid.UUID]]] = {}
     for d in dispatches:
-        groups[(d.type, d.queue, d.priority, d.limits)].append(str(d.id))
-    for key, ids in groups.items():
-        size = 1 if key[3] is not None else max(1, batch_of(key[0]))
-        for start in range(0, len(ids), size):
-            yield key, ids[start:start + size]
+        priority, ids = groups.get((d.type, d.queue), (d.priority, []))
+        ids.append(d.id)
+        groups[(d.type, d.queue)] = (max(priority, d.priority), ids)
+    return groups
 
 
 class Breaker:

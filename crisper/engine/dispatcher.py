@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from crisper.engine.dispatch import BrokerEpoch, Refusal, publish, queue_depth
+from crisper.engine.dispatch import BrokerEpoch, Refusal, publish, queue_depth, send_wake
+from crisper.engine.wakes import Wakes
 from crisper.store import sweeps as sweep_sql
 from crisper.store.sweeps import Dispatch
 
@@ -26,30 +27,34 @@ Publish = Callable[[Sequence[Dispatch]], list[Refusal]]
 
 
 class Dispatcher:
-    """Sends wake-ups for jobs the store holds, several per message for types with `batch`.
+    """Sends wake-ups for the queues of jobs the store holds (engine/wakes.py: deduplicated).
 
-    `stand_in`, when set, receives every batched send instead of the broker (testing's
+    `stand_in`, when set, receives every send instead of the broker (testing's
     run_inline runs the jobs in-process).
     """
 
-    def __init__(self, celery: Callable[[], Celery], batch_of: Callable[[str], int]) -> None:
+    def __init__(self, celery: Callable[[], Celery], wakes: Wakes | None = None) -> None:
         self._celery = celery
-        self._batch_of = batch_of
+        self.wakes = wakes if wakes is not None else Wakes(None)
         self.stand_in: Publish | None = None
 
     @property
     def celery(self) -> Celery:
         return self._celery()
 
-    def publish(self, dispatches: Sequence[Dispatch]) -> list[Refusal]:
-        """Answer the groups the broker refused (BrokerUnavailable if it is down)."""
+    def publish(self, dispatches: Sequence[Dispatch], force: bool = False) -> list[Refusal]:
+        """Wake the queues of `dispatches`, one wake-up per queue and type unless one is
+        outstanding (`force`: regardless, for the relay). Answer the groups the broker
+        refused (BrokerUnavailable if it is down)."""
         if self.stand_in is not None:
             return self.stand_in(dispatches)
-        return publish(self.celery, dispatches, self._batch_of)
+        return publish(self.celery, dispatches, self.wakes, force)
 
-    def send_each(self, dispatches: Sequence[Dispatch]) -> list[Refusal]:
-        """One message per job, straight to the broker (a batch handing its jobs back)."""
-        return publish(self.celery, dispatches)
+    def wake(self, queue: str, type_name: str) -> None:
+        """One more wake-up for a queue, unless one is outstanding (a worker with a backlog)."""
+        if self.stand_in is None and self.wakes.claim(queue, type_name):
+            with self.celery.producer_or_acquire() as producer:
+                send_wake(self.celery, producer, type_name, queue, 0)
 
     def queue_depth(self, queue: str) -> int | None:
         return queue_depth(self.celery, queue)

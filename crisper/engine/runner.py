@@ -6,11 +6,9 @@ import itertools
 import json
 import logging
 import os
-import threading
 import time
 import traceback
 import uuid
-from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,11 +20,11 @@ from crisper import retry as retry_policy
 from crisper.engine.async_bodies import finish_body
 from crisper.engine.context import JobContext, install_log_handler
 from crisper.engine.leases import LeaseKeeper, beat_interval, store_news
+from crisper.engine.time_guard import TimeGuard, limits_of
 from crisper.errors import Cancelled, CrisperError, StoreUnavailable
 from crisper.ids import parse_id
 from crisper.states import JobState
 from crisper.store import attempts as attempt_sql
-from crisper.store import sweeps as sweep_sql
 from crisper.store import utcnow
 
 if TYPE_CHECKING:
@@ -40,24 +38,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 S = JobState
 LIVE_PROGRESS_INTERVAL = 0.1  # seconds between live progress messages of one job
-
-
-class Turns:
-    """The jobs of one message not yet started, taken in order; the rest can be handed back."""
-
-    def __init__(self, ids: list[uuid.UUID]) -> None:
-        self._waiting = deque(ids)
-        self._lock = threading.Lock()
-
-    def take(self) -> uuid.UUID | None:
-        with self._lock:
-            return self._waiting.popleft() if self._waiting else None
-
-    def hand_back(self) -> list[uuid.UUID]:
-        with self._lock:
-            rest = list(self._waiting)
-            self._waiting.clear()
-        return rest
+# A claim that found only locked rows looks again after LOCKED_ROW_PAUSE (doubling), for up to
+# LOCKED_ROW_PATIENCE seconds (see Runner._claim_next_unlocked).
+LOCKED_ROW_PAUSE = 0.002
+LOCKED_ROW_PATIENCE = 1.0
 
 
 @dataclass(frozen=True)
@@ -88,54 +72,147 @@ class Runner:
         self._live_at: dict[Any, float] = {}
         # Orders one attempt's live progress messages for the stream (it drops older ones).
         self._live_seq = itertools.count(1)
+        self._types: tuple[list[str], bool] | None = None
+        self.guard = TimeGuard()
         install_log_handler()
 
     def run(self, job_type: JobType, job_ids: list[str], request: Any) -> None:
-        """Run a message's jobs one after another, each claimed when its turn comes.
+        """Take a wake-up for the queue it came from: run its best queued jobs, one at a time.
 
-        The jobs still waiting stay queued: they show so, and a cancel stops them at once.
-        A message of several jobs is worked for at most the batch budget: then the waiting
-        jobs go back to the broker, one message each, for idle workers to take instead of
-        waiting behind a slow job.
+        The database decides what runs: after each job this slot claims the next best one of
+        the queue (priority, then submission order) among the types this worker registered,
+        until none is left, so most jobs need no message of their own and a stale wake-up
+        finds nothing, quietly. The wake-up's marker is cleared before the first claim (see
+        engine/wakes.py: a job committed before a skipped publish is seen by that claim).
+        Ids a message names (older or hand-made messages) only matter when it ran nothing:
+        then one line says why each was not run. Waiting jobs stay queued and cancellable.
         """
         self._reset_after_fork()
         ids = [parse_id(x) for x in job_ids] if isinstance(job_ids, list) else [None]
         if None in ids:
             log.warning("message %s (%s) names no valid job id: %r; dropped", request.id,
                         job_type.name, job_ids)
-        turns = Turns([i for i in ids if i is not None])
+        named = [i for i in ids if i is not None]
         worker = f"{request.hostname or 'local'}:{os.getpid()}"
         queue = (getattr(request, "delivery_info", None) or {}).get("routing_key") or None
-        budget = None
-        if len(ids) > 1:
-            budget = threading.Timer(self.settings.batch_budget_seconds,
-                                     self._hand_back, (turns,))
-            budget.daemon = True
-            budget.start()
-        try:
-            while (job_id := turns.take()) is not None:
-                for job in self._claim_or_requeue(job_id, worker, request.id or "", job_type,
-                                                  queue):
-                    ctx = self._context(job)
-                    self.leases.hold(ctx)
-                    self.run_claimed(job_type, job, ctx, worker)
-                    # wake jobs waiting on it
-                    self.gate.release(job_type.name, job_type.options.flow, job.params)
-        finally:
-            if budget is not None:
-                budget.cancel()
-
-    def _hand_back(self, turns: Turns) -> None:
-        """Send the message's waiting jobs out again, each alone (runs on the budget's timer)."""
-        rest = turns.hand_back()
-        if not rest:
+        task_id = request.id or ""
+        if queue is None:  # not from a broker (testing's inline worker): the named jobs only
+            for job_id in named:
+                for one in self._claim_or_requeue(job_id, worker, task_id, job_type, queue):
+                    self._run_one(one, worker)
             return
+        self.dispatcher.wakes.taken(queue, job_type.name)
+        ran = 0
+        while (job := self._claim_next_or_requeue(queue, worker, task_id)) is not None:
+            if ran == 0:  # if more wait, one more slot looks (deduplicated by the marker)
+                self._wake_another(queue)
+            self._run_one(job, worker)
+            ran += 1
+        if not ran:
+            for job_id in named:
+                self._explain_unclaimed(job_id, job_type, queue)
+
+    def _run_one(self, job: attempt_sql.Claimed, worker: str) -> None:
+        """Run one claimed job under its own time limits, then free its concurrency slot."""
+        job_type = self.registry.get(job.type)
+        ctx = self._context(job)
+        self.leases.hold(ctx)
+        self.run_claimed(job_type, job, ctx, worker)
+        self.gate.release(job_type.name, job_type.options.flow, job.params)  # wake waiters
+
+    def _wake_another(self, queue: str) -> None:
+        """A backlog: wake one more slot, so that every slot works while jobs wait. Asked once
+        per wake-up, so that a job submitted alone costs one message, not two."""
         try:
-            with self.store.read() as session:
-                waiting = sweep_sql.waiting_dispatches(session, rest)
-            self.dispatcher.send_each(waiting)
-        except CrisperError as exc:  # still queued: the lost-message sweep sends them later
-            log.warning("could not hand back %d waiting job(s): %s", len(rest), exc)
+            type_name = self._queued_type(queue)
+            if type_name is not None:
+                self.dispatcher.wake(queue, type_name)
+        except Exception as exc:  # noqa: BLE001 - the relay wakes the queue if this is lost
+            log.debug("could not wake another slot for %s: %s", queue, exc)
+
+    def _claim_next_or_requeue(self, queue: str, worker: str, task_id: str
+                               ) -> attempt_sql.Claimed | None:
+        """The next job of the queue; if the database cannot answer, the message goes back to
+        the broker (not acknowledged) so that the queue is woken again once the store is back."""
+        try:
+            return self._claim_next_unlocked(queue, worker, task_id)
+        except StoreUnavailable as exc:
+            log.warning("could not claim from queue %s: %s; its message is requeued", queue, exc)
+            time.sleep(1.0)  # a redelivery at once would only find the store down again
+            raise Reject(str(exc), requeue=True) from None
+
+    def _claim_next_unlocked(self, queue: str, worker: str, task_id: str
+                             ) -> attempt_sql.Claimed | None:
+        """`claim_next`, waiting out rows another transaction holds locked for a moment.
+
+        A claim skips locked rows, and a queued row is locked briefly by more than claims: the
+        submitter marking it sent, a relay publishing for it, a cancel. Finding nothing while
+        the queue holds such a row must not end the wake-up (its marker is gone, so no one
+        else may be coming): look again shortly, and if the row stays locked, send a wake-up
+        (marker-deduplicated) so that a later claim finds it.
+        """
+        pause = LOCKED_ROW_PAUSE
+        deadline = time.monotonic() + LOCKED_ROW_PATIENCE
+        while True:
+            job = self.claim_next(queue, worker, task_id)
+            if job is not None or self._queued_type(queue) is None:
+                return job
+            if time.monotonic() >= deadline:
+                self._wake_another(queue)
+                return None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def _queued_type(self, queue: str) -> str | None:
+        """The type of the queue's best job this worker may claim, locked or not (a hint)."""
+        with self.store.autocommit() as conn:
+            return attempt_sql.queued_type(conn, queue, self._claimable_types()[0])
+
+    def claim_next(self, queue: str, worker: str, task_id: str) -> attempt_sql.Claimed | None:
+        """The best queued job of `queue` among the registered types, claimed, or None.
+
+        Without limited types: one statement. With them, the best job is locked and, if its
+        type is limited, admitted by the flow gate in the same transaction; a job the gate
+        defers (rate, concurrency) leaves the queue, and the next best is tried.
+        """
+        forcible = can_force_stop()
+        names, gated = self._claimable_types()
+        for retry in (True, False):  # a pooled connection may have died since its last use
+            try:
+                if not gated:
+                    with self.store.autocommit() as conn:
+                        return attempt_sql.claim_next(conn, queue, names, worker, task_id,
+                                                      self.settings.lease_seconds, utcnow(),
+                                                      forcible=forcible)
+                return self._claim_next_gated(queue, names, worker, task_id, forcible)
+            except StoreUnavailable:
+                if not retry:
+                    raise
+        return None
+
+    def _claim_next_gated(self, queue: str, names: list[str], worker: str, task_id: str,
+                          forcible: bool) -> attempt_sql.Claimed | None:
+        tried: set[Any] = set()
+        while True:
+            with self.store.transaction() as session:
+                best = attempt_sql.next_queued(session, queue, names)
+                if best is None or best[0] in tried:  # the gate kept it queued: leave it
+                    return None
+                tried.add(best[0])
+                job_type = self.registry.get(best[1])
+                claimed = self.gate.claim_in(session, job_type.name, job_type.options.flow,
+                                             [best[0]], worker, task_id, forcible=forcible)
+            if claimed:
+                return claimed[0]
+
+    def _claimable_types(self) -> tuple[list[str], bool]:
+        """The job types this worker has registered (and so may run), and whether any of them
+        has flow limits (then claims go through the gate)."""
+        if self._types is None:
+            types = list(self.registry)
+            self._types = (sorted(t.name for t in types),
+                           any(t.options.flow.limited for t in types))
+        return self._types
 
     def _claim_or_requeue(self, job_id: uuid.UUID, worker: str, task_id: str,
                           job_type: JobType, queue: str | None) -> list[attempt_sql.Claimed]:
@@ -206,12 +283,26 @@ class Runner:
                     ) -> Outcome:
         """Execute one claimed job (its lease already kept) and record how it ended."""
         try:
-            outcome = execute(job_type, ctx, job)
+            outcome = self._execute_guarded(job_type, ctx, job)
             self._record(job, ctx, outcome, worker)
         finally:
             self.leases.release(ctx)
             self._live_at.pop(job.id, None)
         return outcome
+
+    def _execute_guarded(self, job_type: JobType, ctx: JobContext, job: attempt_sql.Claimed
+                         ) -> Outcome:
+        """Execute under the job's own time limits, where a forced stop works (prefork)."""
+        if not can_force_stop():
+            return execute(job_type, ctx, job)
+        opts = job_type.options
+        type_hard = None if opts.timeout is None else opts.timeout + opts.kill_grace(
+            self.settings.kill_grace_seconds)
+        self.guard.start(job.id, job.type, limits_of(job.timeout, job.hard_timeout, type_hard))
+        try:
+            return execute(job_type, ctx, job)
+        finally:
+            self.guard.stop()
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -314,6 +405,8 @@ class Runner:
             self.store.dispose()
             self.live.reset()
             self.leases.forget_after_fork()
+            self.dispatcher.wakes.reset_after_fork()
+            self.guard = TimeGuard()
 
 
 def execute(job_type: JobType, ctx: JobContext, job: attempt_sql.Claimed) -> Outcome:

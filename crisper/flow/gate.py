@@ -50,14 +50,20 @@ class FlowGate:
               task_id: str, forcible: bool | None = None) -> list[attempt_sql.Claimed]:
         """Claim the admitted jobs of type `type_name` (flow options `opts`); defer the
         others; leave paused queues' jobs untouched."""
-        lease = self.settings.lease_seconds
         with self.store.transaction() as session:
-            at = utcnow()
-            admitted = self._admit(session, type_name, opts, ids, at)
-            claimed = attempt_sql.claim(session, admitted, worker, task_id, lease, at,
-                                        job_type=type_name, forcible=forcible)
-            if claimed and opts.limited:
-                flow_sql.admitted(session, [c.id for c in claimed])
+            return self.claim_in(session, type_name, opts, ids, worker, task_id, forcible)
+
+    def claim_in(self, session: Session, type_name: str, opts: FlowOptions,
+                 ids: list[uuid.UUID], worker: str, task_id: str, forcible: bool | None = None
+                 ) -> list[attempt_sql.Claimed]:
+        """`claim`, in the caller's transaction (which may hold the jobs' rows locked)."""
+        at = utcnow()
+        admitted = self._admit(session, type_name, opts, ids, at)
+        claimed = attempt_sql.claim(session, admitted, worker, task_id,
+                                    self.settings.lease_seconds, at, job_type=type_name,
+                                    forcible=forcible)
+        if claimed and opts.limited:
+            flow_sql.admitted(session, [c.id for c in claimed])
         return claimed
 
     def _admit(self, session: Session, type_name: str, opts: FlowOptions, ids: list[uuid.UUID],

@@ -59,7 +59,7 @@ class Relay:
             with self.store.transaction() as session:
                 lost = sweep_sql.dispatched_before(session, began, BATCH)
                 if lost:
-                    self._publish(session, lost, began)
+                    self._publish(session, lost, began, force=True)
             sent += len(lost)
             if len(lost) < BATCH:
                 break
@@ -95,16 +95,22 @@ class Relay:
             with self.store.transaction() as session:
                 stale = sweep_sql.stale_dispatched(session, queue, before, BATCH)
                 if stale:
-                    self._publish(session, stale, at)
+                    self._publish(session, stale, at, force=True)
             sent += len(stale)
         return sent
 
-    def _publish(self, session: Session, todo: list[sweep_sql.Dispatch], at: datetime) -> None:
+    def _publish(self, session: Session, todo: list[sweep_sql.Dispatch], at: datetime,
+                 force: bool = False) -> None:
         """Publish and record: sent jobs are dispatched; refused ones wait with their error.
+
+        One wake-up per queue and job type covers all of `todo` (its taker claims them one by
+        one and wakes more slots). Jobs with no message yet are woken only if no wake-up is
+        outstanding for their queue and type (engine/wakes.py); `force`, for jobs whose
+        wake-up may be lost (a broker restarted empty, a queue left with none), sends anyway.
 
         BrokerUnavailable (the broker is down) propagates: nothing is recorded, everything waits.
         """
-        refusals = self.dispatcher.publish(todo)
+        refusals = self.dispatcher.publish(todo, force=force)
         refused = {i for r in refusals for i in r.ids}
         sent_at = max(at, utcnow())  # when the messages were out (not when the tick began)
         sweep_sql.mark_dispatched(session, [d.id for d in todo if d.id not in refused], sent_at)

@@ -43,6 +43,7 @@ class Claimed:
     timeout: float | None
     lease_token: uuid.UUID
     returned_attempts: int = 0
+    hard_timeout: float | None = None  # the job's own hard limit; None: its type's applies
     workflow_id: uuid.UUID | None = None  # a workflow node: its outcome releases its children
     # Whether its outcome may cause webhooks or batch counts (store/deliveries.py): if not,
     # the outcome is one autocommitted statement; if so, one transaction with its outbox rows.
@@ -70,17 +71,29 @@ def _claim_statement(dialect: str, skip_paused: bool, by_type: bool = False,
         paused = exists().where(queues.c.name == jobs.c.queue, queues.c.paused_at.is_not(None))
         where.append(~paused)
     return (
-        moving(
-            CLAIM, *where,
-            attempt=jobs.c.attempt + 1, lease_token=bindparam("token"),
-            lease_expires_at=bindparam("expires"), worker=bindparam("worker"),
-            task_id=bindparam("task_id"), started_at=bindparam("at"), cancel_requested_at=None,
-            interrupted_at=None, forcible=bindparam("forcible", type_=Boolean()),
-        )
-        .returning(jobs.c.id, jobs.c.type, jobs.c.params, jobs.c.attempt, jobs.c.max_attempts,
-                   jobs.c.retry_policy, jobs.c.timeout, jobs.c.returned_attempts,
-                   jobs.c.workflow_id, outbox.notifies(jobs).label("notifies"))
+        moving(CLAIM, *where, **_claim_values())
+        .returning(*_CLAIMED_COLUMNS, outbox.notifies(jobs).label("notifies"))
     )
+
+
+def _claim_values() -> dict[str, Any]:
+    """What a claim writes: a new attempt, its lease, its worker and its start."""
+    return {"attempt": jobs.c.attempt + 1, "lease_token": bindparam("token"),
+            "lease_expires_at": bindparam("expires"), "worker": bindparam("worker"),
+            "task_id": bindparam("task_id"), "started_at": bindparam("at"),
+            "cancel_requested_at": None, "interrupted_at": None,
+            "forcible": bindparam("forcible", type_=Boolean())}
+
+
+_CLAIMED_COLUMNS = (jobs.c.id, jobs.c.type, jobs.c.params, jobs.c.attempt, jobs.c.max_attempts,
+                    jobs.c.retry_policy, jobs.c.timeout, jobs.c.returned_attempts,
+                    jobs.c.workflow_id, jobs.c.hard_timeout)
+
+
+def _claimed(rows: Sequence[Any], token: uuid.UUID) -> list[Claimed]:
+    return [Claimed(r.id, r.type, r.params, r.attempt, r.max_attempts, r.retry_policy, r.timeout,
+                    token, r.returned_attempts, r.hard_timeout, r.workflow_id, bool(r.notifies))
+            for r in rows]
 
 
 def claim(db: Session | Connection, ids: Sequence[uuid.UUID], worker: str, task_id: str,
@@ -104,8 +117,68 @@ def claim(db: Session | Connection, ids: Sequence[uuid.UUID], worker: str, task_
         params["want_queue"] = queue
     statement = _claim_statement(dialect, skip_paused, job_type is not None, queue is not None)
     rows = run_moving(db, dialect, statement, params, CLAIM, "claimed", None)
-    return [Claimed(r.id, r.type, r.params, r.attempt, r.max_attempts, r.retry_policy, r.timeout,
-                    token, r.returned_attempts, r.workflow_id, bool(r.notifies)) for r in rows]
+    return _claimed(rows, token)
+
+
+def _next_in_queue(dialect: str, lock: bool = True) -> Any:
+    """The best queued job of a queue among the given types: priority (0-255) first, then
+    submission order (ids are time-ordered), skipping rows another claim holds locked.
+    Jobs of a paused queue are not taken (the queue's resume makes the relay wake it again)."""
+    if dialect == "postgresql":
+        types = jobs.c.type == func.any(bindparam("want_types", type_=postgresql.ARRAY(String())))
+    else:
+        types = jobs.c.type.in_(bindparam("want_types", expanding=True))
+    paused = exists().where(queues.c.name == jobs.c.queue, queues.c.paused_at.is_not(None))
+    best = (
+        select(jobs.c.id, jobs.c.type)
+        .where(jobs.c.state == S.QUEUED.value, jobs.c.queue == bindparam("want_queue"), types,
+               jobs.c.source != "observed", ~paused)
+        .order_by(jobs.c.priority.desc(), jobs.c.id).limit(1)
+    )
+    return best.with_for_update(skip_locked=True) if lock else best
+
+
+@cache
+def _claim_next_statement(dialect: str) -> Any:
+    best = _next_in_queue(dialect).with_only_columns(jobs.c.id).scalar_subquery()
+    return (
+        moving(CLAIM, jobs.c.id == best, **_claim_values())
+        .returning(*_CLAIMED_COLUMNS, outbox.notifies(jobs).label("notifies"))
+    )
+
+
+def claim_next(db: Session | Connection, queue: str, types: Sequence[str], worker: str,
+               task_id: str, lease_seconds: float, at: datetime, *,
+               forcible: bool | None = None) -> Claimed | None:
+    """Claim the best queued job of `queue` among `types` (those the worker has registered),
+    with its event, in one statement on PostgreSQL (FOR UPDATE SKIP LOCKED: concurrent
+    claims take different jobs); None when nothing is left: a stale wake-up costs only this.
+    SQLite has one writer at a time, so the subquery and the update cannot interleave."""
+    token = uuid.uuid4()
+    dialect = dialect_of(db)
+    params = {"want_queue": queue, "want_types": list(types), "token": token, "worker": worker,
+              "task_id": task_id, "at": at, "expires": at + timedelta(seconds=lease_seconds),
+              "forcible": forcible}
+    rows = run_moving(db, dialect, _claim_next_statement(dialect), params, CLAIM, "claimed",
+                      None)
+    found = _claimed(rows, token)
+    return found[0] if found else None
+
+
+def queued_type(db: Session | Connection, queue: str, types: Sequence[str]) -> str | None:
+    """The type of the best job of `queue` among `types` waiting to be claimed, locked or not
+    (no lock taken: a hint), or None if none waits."""
+    stmt = _next_in_queue(dialect_of(db), lock=False)
+    row = db.execute(stmt, {"want_queue": queue, "want_types": list(types)}).first()
+    return None if row is None else str(row.type)
+
+
+def next_queued(session: Session, queue: str, types: Sequence[str]) -> tuple[uuid.UUID, str] | None:
+    """The best queued job of `queue` among `types`, locked for the caller's transaction (a
+    limited type's job then goes through the flow gate in that transaction)."""
+    row = session.execute(_next_in_queue(dialect_of(session)),
+                          {"want_queue": queue, "want_types": list(types)}).first()
+    return None if row is None else (row.id, row.type)
 
 
 @dataclass(frozen=True)

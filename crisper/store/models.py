@@ -156,6 +156,12 @@ jobs = Table(
         "ix_crisper_jobs_dispatch", "queue", "dispatched_at",
         postgresql_where=text("state = 'queued'"), sqlite_where=text("state = 'queued'"),
     ),
+    # The claim: a queue's queued jobs in the order they start (store/attempts.claim_next).
+    Index(
+        # (scanned backwards by priority; PostgreSQL's incremental sort orders ids within one)
+        "ix_crisper_jobs_next_in_queue", "queue", "priority", "id",
+        postgresql_where=text("state = 'queued'"), sqlite_where=text("state = 'queued'"),
+    ),
     # The relay's scans: queued jobs with no message out (dispatched_at IS NULL), and queued
     # jobs by the time their message went out (those a broker restart may have lost).
     Index(

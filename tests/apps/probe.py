@@ -107,7 +107,7 @@ def explode(ctx: JobContext, message: str = "boom") -> None:
 
 
 JOB_TYPES = [
-    ("probe.batched", sleep, dict(batch=5)),
+    ("probe.batched", sleep, dict()),
     ("probe.sleep", sleep, dict(retry=Retry(attempts=5, backoff=0.2, jitter=False))),
     ("probe.noop", noop, dict()),
     ("probe.echo", echo, dict()),

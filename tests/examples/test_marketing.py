@@ -329,9 +329,6 @@ def test_the_write_ups_priorities_order_the_backlog_of_a_worker_serving_every_qu
         assert order == [10, 10, 6, 6, 5, 5, 3, 3, 2, 2]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 15: exact priority order within a queue is not in main yet: since e7a2186 every "
-    "priority above 9 shares the broker's top level, so 10 and 200 run in submission order"))
 @pytest.mark.timeout(240)
 def test_a_password_reset_at_200_overtakes_the_email_backlog_at_10(
         backend: Backend, tmp_path: Path) -> None:

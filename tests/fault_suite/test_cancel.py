@@ -43,12 +43,15 @@ def test_cancel_queued_then_all_workers_restarted(fb: FaultBackend, scenario: Sc
 
 
 def test_cancel_running_job_that_never_checks(fb: FaultBackend, scenario: Scenario) -> None:
-    """The documented limit: a body that never checks is stopped by force after the grace."""
-    # Given two long jobs whose bodies never check for cancellation
+    """The documented limit: a body that never checks is stopped by force after the grace.
+    The killed processes were working through their queue's backlog: the jobs waiting behind
+    them run next, without waiting for the relay's re-send of lost wake-ups (set to 60 s)."""
+    # Given two long jobs whose bodies never check for cancellation, two more waiting
     fb.start_worker(concurrency=2)
-    fb.start_scheduler()
+    fb.start_scheduler(CRISPER_REDISPATCH_AFTER_SECONDS="60")
     ids = scenario.submit(fb.app, "fault.once", 2, seconds=60, check=False)
     wait_for(lambda: fb.started() >= 2, 30, "both to start")
+    behind = scenario.submit(fb.app, "fault.once", 2, seconds=0.2)
     # When both are cancelled
     for job_id in ids:
         fb.app.get(job_id).cancel()
@@ -57,7 +60,11 @@ def test_cancel_running_job_that_never_checks(fb: FaultBackend, scenario: Scenar
     grace = float(fb.env["CRISPER_CANCEL_GRACE_SECONDS"])
     figures = scenario.finish(fb, cancelled={"cancel_forced"}, overlaps_allowed=True,
                               recover_within=grace + 5)
-    assert sum(figures.cancelled.values()) == 2
+    assert sum(figures.cancelled.values()) == 2 and figures.succeeded == 2
+    waited = max(fb.app.get(i).record.finished_at for i in behind) - min(
+        fb.app.get(i).record.finished_at for i in ids)
+    scenario.note(f"the jobs behind ended {waited.total_seconds():.1f} s after the kill")
+    assert waited.total_seconds() < 5, waited
     wait_for(lambda: quiet(fb), 10, "the forcibly cancelled bodies to stop")
 
 
@@ -74,7 +81,9 @@ def test_cancel_while_the_scheduler_is_down(fb: FaultBackend, scenario: Scenario
     wait_for(lambda: fb.started() >= 4, 30, "four jobs to run")
     queued = scenario.submit(fb.app, "fault.once", 4, seconds=0.2)  # behind the four running
     # When all eight are cancelled while no scheduler runs, then the scheduler comes back
-    for job_id in [*checking, *deaf, *queued]:
+    # (the waiting ones first: a slot freed by a cancelled running job claims the next queued
+    # job at once, so a waiting job not yet cancelled then may rightly start)
+    for job_id in [*queued, *checking, *deaf]:
         fb.app.get(job_id).cancel()
     time.sleep(2)
     fb.start_scheduler()

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from crisper import Crisper, DuplicateJob, JobState, SubmitRequest
+from crisper.engine.dispatch import queue_depth
 from crisper.store.models import jobs
 from tests.apps import flow, probe
 from tests.harness import Backend, wait_for
@@ -181,7 +182,7 @@ def test_pause_holds_dispatch_survives_a_scheduler_restart_and_running_jobs_fini
 def _priority_order(backend: Backend, crisper: Crisper, queue: str, **env: str) -> list[int]:
     """Fill `queue` with no worker running, then let one single-slot worker drain it."""
     rng = random.Random(5)
-    priorities = [rng.randint(0, 9) for _ in range(24)]
+    priorities = [rng.choice([0, 3, 9, 10, 11, 200, 255]) for _ in range(24)]  # exact past 9
     submitted = [crisper.submit("probe.sleep", {"seconds": 0.05}, queue=queue, priority=p)
                  for p in priorities]
     backend.start_worker(concurrency=1, extra=["-Q", queue], **env)
@@ -191,6 +192,25 @@ def _priority_order(backend: Backend, crisper: Crisper, queue: str, **env: str) 
         rows = session.execute(select(jobs.c.priority).where(jobs.c.queue == queue)
                                .order_by(jobs.c.started_at)).all()
     return [r.priority for r in rows]
+
+
+@pytest.mark.backends("postgres-redis")
+def test_single_submits_share_one_outstanding_wake_up_per_queue(backend: Backend) -> None:
+    # Given no worker, when 50 jobs are submitted one by one to a fresh queue
+    queue = f"wake-{uuid.uuid4().hex[:8]}"
+    crisper = backend.app_with(queues=[queue])
+    jobs_ = [crisper.submit("probe.noop", queue=queue) for _ in range(50)]
+
+    # Then one wake-up waits in the broker for all of them (its taker claims them)
+    assert queue_depth(crisper.celery, queue) == 1
+    # And a single-slot worker runs them all, in submission order
+    backend.start_worker(concurrency=1, extra=["-Q", queue])
+    for job in jobs_:
+        assert job.wait(timeout=60).state is S.SUCCEEDED
+    with crisper.store.read() as session:
+        started = session.scalars(select(jobs.c.id).where(jobs.c.queue == queue)
+                                  .order_by(jobs.c.started_at)).all()
+    assert started == [j.id for j in jobs_]
 
 
 @pytest.mark.backends("postgres-redis")

@@ -214,13 +214,10 @@ def test_a_job_runs_through_rabbitmq_too(backend: Backend) -> None:
     assert late.state is S.SUCCEEDED
 
 
-# A budget no test run reaches: the batch stays in its message.
-WHOLE_BATCHES = {"CRISPER_BATCH_BUDGET_SECONDS": "60"}
-
-
-def test_a_batched_type_shares_messages_but_not_outcomes(backend: Backend) -> None:
-    """`batch=5`: 20 jobs travel in 4 messages, each job still its own attempt and outcome."""
-    worker = backend.start_worker(concurrency=2, **WHOLE_BATCHES)
+def test_a_backlog_shares_wake_ups_but_not_outcomes(backend: Backend) -> None:
+    """20 jobs submitted together wake the queue once; each slot then claims job after job
+    from the database, so a few messages carry them all, each job its own attempt."""
+    worker = backend.start_worker(concurrency=2)
     handles = backend.app.submit_many(
         [SubmitRequest("probe.batched", {"seconds": 0.05}) for _ in range(20)])
 
@@ -229,12 +226,13 @@ def test_a_batched_type_shares_messages_but_not_outcomes(backend: Backend) -> No
 
     assert {h.state for h in handles} == {S.SUCCEEDED}
     assert all(h.record.attempt == 1 for h in handles)
-    assert worker.output().count("Task probe.batched[") == 4 * 2  # received + succeeded lines
+    messages = worker.output().count("Task probe.batched[") // 2  # received + succeeded lines
+    assert 1 <= messages <= 4, messages  # the first, one more per slot that woke, a stale one
 
 
 def test_jobs_waiting_in_their_batch_stay_queued_and_a_cancel_stops_them(
         backend: Backend) -> None:
-    backend.start_worker(concurrency=1, **WHOLE_BATCHES)
+    backend.start_worker(concurrency=1)
     first, second, third = backend.app.submit_many(
         [SubmitRequest("probe.batched", {"seconds": 2}) for _ in range(3)])
     wait_for(lambda: backend.probe_rows(), 30, "the batch's first job to start")
@@ -249,8 +247,8 @@ def test_jobs_waiting_in_their_batch_stay_queued_and_a_cancel_stops_them(
     assert [e.reason for e in backend.app.jobs.events(third.id)] == ["submitted", "cancelled"]
 
 
-def test_a_slow_job_hands_the_rest_of_its_batch_to_idle_workers(backend: Backend) -> None:
-    # Given four idle worker processes and four slow jobs sent in one message
+def test_slow_jobs_submitted_together_start_side_by_side(backend: Backend) -> None:
+    # Given four idle worker processes and four slow jobs submitted together (one wake-up)
     backend.start_worker(concurrency=4)
     handles = backend.app.submit_many(
         [SubmitRequest("probe.batched", {"seconds": 3}) for _ in range(4)])
@@ -258,8 +256,8 @@ def test_a_slow_job_hands_the_rest_of_its_batch_to_idle_workers(backend: Backend
     for h in handles:
         h.wait(timeout=60)
 
-    # Then the batch budget (0.5 s) sends the three waiting ones out again, and they run
-    # beside the first instead of 3, 6 and 9 s after it; each runs once
+    # Then each slot that claims one wakes one more, and they run beside the first instead
+    # of 3, 6 and 9 s after it; each runs once
     starts = sorted(r.at for r in backend.probe_rows() if r.event == "start")
     assert len(starts) == 4 and starts[-1] - starts[0] < 2.5, starts
     assert {h.refresh().state for h in handles} == {S.SUCCEEDED}

@@ -183,57 +183,39 @@ def test_the_public_api_is_small_and_sorted() -> None:
     assert all(hasattr(crisper, name) for name in crisper.__all__)
 
 
-def test_wake_up_messages_group_by_type_queue_and_priority_in_batches() -> None:
-    from crisper.engine.dispatch import batches
+def test_wake_ups_go_one_per_type_and_queue_at_their_highest_priority() -> None:
+    from crisper.engine.dispatch import wake_groups
     from crisper.store.sweeps import Dispatch
 
-    ids = [uuid.UUID(int=i) for i in range(7)]
-    todo = [Dispatch(ids[0], "a", "q", 0), Dispatch(ids[1], "a", "q", 0),
-            Dispatch(ids[2], "b", "q", 0), Dispatch(ids[3], "a", "q", 0),
-            Dispatch(ids[4], "a", "other", 0), Dispatch(ids[5], "a", "q", 5),
-            Dispatch(ids[6], "a", "q", 0)]
-    sizes = {"a": 2, "b": 10}
+    ids = [uuid.UUID(int=i) for i in range(6)]
+    todo = [Dispatch(ids[0], "a", "q", 0), Dispatch(ids[1], "a", "q", 200),
+            Dispatch(ids[2], "b", "q", 3), Dispatch(ids[3], "a", "other", 0),
+            Dispatch(ids[4], "a", "q", 7, limits=(3.0, 1.0)), Dispatch(ids[5], "b", "q", 1)]
 
-    got = [(key, [uuid.UUID(i).int for i in chunk])
-           for key, chunk in batches(todo, sizes.__getitem__)]
+    got = wake_groups(todo)
 
-    assert got == [(("a", "q", 0, None), [0, 1]), (("a", "q", 0, None), [3, 6]),
-                   (("b", "q", 0, None), [2]), (("a", "other", 0, None), [4]),
-                   (("a", "q", 5, None), [5])]
+    assert list(got) == [("a", "q"), ("b", "q"), ("a", "other")]
+    assert got[("a", "q")] == (200, [ids[0], ids[1], ids[4]])
+    assert got[("b", "q")] == (3, [ids[2], ids[5]])
+    assert got[("a", "other")] == (0, [ids[3]])
 
 
-def test_a_job_with_its_own_time_limits_gets_a_message_of_its_own() -> None:
-    from crisper.engine.dispatch import batches
-    from crisper.store.sweeps import Dispatch
+def test_a_jobs_own_hard_limit_replaces_its_types() -> None:
+    from crisper.engine.time_guard import Limits, limits_of
 
-    ids = [uuid.UUID(int=i) for i in range(4)]
-    own = (3.0, 1.0)
-    todo = [Dispatch(ids[0], "a", "q", 0), Dispatch(ids[1], "a", "q", 0, limits=own),
-            Dispatch(ids[2], "a", "q", 0, limits=own), Dispatch(ids[3], "a", "q", 0)]
-
-    got = [(key[3], [uuid.UUID(i).int for i in chunk])
-           for key, chunk in batches(todo, lambda _t: 10)]
-
-    assert got == [(None, [0, 3]), (own, [1]), (own, [2])]
+    assert limits_of(1.0, 3.0, 7200.0) == Limits(1.0, 3.0)
+    assert limits_of(3600.0, None, 7200.0) == Limits(3600.0, 7200.0)
+    assert limits_of(None, None, None) == Limits(None, None)
 
 
-def test_types_batch_by_default_unless_they_have_a_timeout() -> None:
-    from crisper.registry import DEFAULT_BATCH, job_options
+def test_the_retired_batch_option_is_accepted_with_a_deprecation_warning() -> None:
+    from crisper import Crisper
 
-    assert job_options().batch == DEFAULT_BATCH == 10
-    assert job_options(timeout="5m").batch == 1  # Celery's time limit covers a whole message
-    assert job_options(timeout="5m", batch=4).batch == 4
-    assert job_options(batch=1).batch == 1
-
-
-def test_a_messages_turns_hand_back_only_the_jobs_not_yet_taken() -> None:
-    from crisper.engine.runner import Turns
-
-    ids = [uuid.uuid4() for _ in range(4)]
-    turns = Turns(ids)
-    assert turns.take() == ids[0]
-    assert turns.hand_back() == ids[1:]
-    assert turns.take() is None and turns.hand_back() == []
+    app = Crisper("retired")
+    with pytest.warns(DeprecationWarning, match="batch= no longer changes anything"):
+        @app.job(batch=5)
+        def legacy(ctx: object) -> None: ...
+    assert "legacy" in app.registry and not hasattr(app.registry.get("legacy").options, "batch")
 
 
 @pytest.mark.parametrize("options", [{"attempts": 0}, {"backoff": "soon"}, {"max_backoff": -1}])
