@@ -104,7 +104,7 @@ class Runner:
         self.dispatcher.wakes.taken(queue, job_type.name)
         ran = 0
         while (job := self._claim_next_or_requeue(queue, worker, task_id)) is not None:
-            if ran == 0:  # if more wait, one more slot looks (deduplicated by the marker)
+            if ran == 0 and job.others_waiting is not False:  # one more slot looks
                 self._wake_another(queue)
             self._run_one(job, worker)
             ran += 1

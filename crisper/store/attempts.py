@@ -48,6 +48,8 @@ class Claimed:
     # Whether its outcome may cause webhooks or batch counts (store/deliveries.py): if not,
     # the outcome is one autocommitted statement; if so, one transaction with its outbox rows.
     notifies: bool = True
+    # Whether another job of its queue waited when it was claimed (None: not known).
+    others_waiting: bool | None = None
 
     @property
     def spent(self) -> int:
@@ -92,7 +94,8 @@ _CLAIMED_COLUMNS = (jobs.c.id, jobs.c.type, jobs.c.params, jobs.c.attempt, jobs.
 
 def _claimed(rows: Sequence[Any], token: uuid.UUID) -> list[Claimed]:
     return [Claimed(r.id, r.type, r.params, r.attempt, r.max_attempts, r.retry_policy, r.timeout,
-                    token, r.returned_attempts, r.hard_timeout, r.workflow_id, bool(r.notifies))
+                    token, r.returned_attempts, r.hard_timeout, r.workflow_id, bool(r.notifies),
+                    getattr(r, "others_waiting", None))
             for r in rows]
 
 
@@ -120,20 +123,21 @@ def claim(db: Session | Connection, ids: Sequence[uuid.UUID], worker: str, task_
     return _claimed(rows, token)
 
 
-def _next_in_queue(dialect: str, lock: bool = True) -> Any:
+def _next_in_queue(dialect: str, lock: bool = True, limit: int = 1, table: Any = jobs) -> Any:
     """The best queued job of a queue among the given types: priority (0-255) first, then
     submission order (ids are time-ordered), skipping rows another claim holds locked.
     Jobs of a paused queue are not taken (the queue's resume makes the relay wake it again)."""
     if dialect == "postgresql":
-        types = jobs.c.type == func.any(bindparam("want_types", type_=postgresql.ARRAY(String())))
+        types = table.c.type == func.any(
+            bindparam("want_types", type_=postgresql.ARRAY(String())))
     else:
-        types = jobs.c.type.in_(bindparam("want_types", expanding=True))
-    paused = exists().where(queues.c.name == jobs.c.queue, queues.c.paused_at.is_not(None))
+        types = table.c.type.in_(bindparam("want_types", expanding=True))
+    paused = exists().where(queues.c.name == table.c.queue, queues.c.paused_at.is_not(None))
     best = (
-        select(jobs.c.id, jobs.c.type)
-        .where(jobs.c.state == S.QUEUED.value, jobs.c.queue == bindparam("want_queue"), types,
-               jobs.c.source != "observed", ~paused)
-        .order_by(jobs.c.priority.desc(), jobs.c.id).limit(1)
+        select(table.c.id, table.c.type)
+        .where(table.c.state == S.QUEUED.value, table.c.queue == bindparam("want_queue"),
+               types, table.c.source != "observed", ~paused)
+        .order_by(table.c.priority.desc(), table.c.id).limit(limit)
     )
     return best.with_for_update(skip_locked=True) if lock else best
 
@@ -141,10 +145,12 @@ def _next_in_queue(dialect: str, lock: bool = True) -> Any:
 @cache
 def _claim_next_statement(dialect: str) -> Any:
     best = _next_in_queue(dialect).with_only_columns(jobs.c.id).scalar_subquery()
-    return (
-        moving(CLAIM, jobs.c.id == best, **_claim_values())
-        .returning(*_CLAIMED_COLUMNS, outbox.notifies(jobs).label("notifies"))
-    )
+    returned = [*_CLAIMED_COLUMNS, outbox.notifies(jobs).label("notifies")]
+    if dialect == "postgresql":  # the statement's snapshot still shows the claimed job queued
+        two = _next_in_queue(dialect, lock=False, limit=2, table=jobs.alias("waiting"))
+        returned.append((select(func.count()).select_from(two.subquery()).scalar_subquery()
+                         > 1).label("others_waiting"))
+    return moving(CLAIM, jobs.c.id == best, **_claim_values()).returning(*returned)
 
 
 def claim_next(db: Session | Connection, queue: str, types: Sequence[str], worker: str,
