@@ -10,7 +10,19 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Boolean, String, Uuid, bindparam, case, exists, func, insert, select, update
+from sqlalchemy import (
+    Boolean,
+    String,
+    Uuid,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -133,9 +145,12 @@ def _next_in_queue(dialect: str, lock: bool = True, limit: int = 1, table: Any =
     else:
         types = table.c.type.in_(bindparam("want_types", expanding=True))
     paused = exists().where(queues.c.name == table.c.queue, queues.c.paused_at.is_not(None))
+    # 'queued' written into the SQL: a prepared statement's generic plan can then use the
+    # partial index of queued jobs (see statements.pg_sql)
+    queued = table.c.state == literal(S.QUEUED.value, literal_execute=True)
     best = (
         select(table.c.id, table.c.type)
-        .where(table.c.state == S.QUEUED.value, table.c.queue == bindparam("want_queue"),
+        .where(queued, table.c.queue == bindparam("want_queue"),
                types, table.c.source != "observed", ~paused)
         .order_by(table.c.priority.desc(), table.c.id).limit(limit)
     )

@@ -156,12 +156,7 @@ jobs = Table(
         "ix_crisper_jobs_dispatch", "queue", "dispatched_at",
         postgresql_where=text("state = 'queued'"), sqlite_where=text("state = 'queued'"),
     ),
-    # The claim: a queue's queued jobs in the order they start (store/attempts.claim_next).
-    Index(
-        # (scanned backwards by priority; PostgreSQL's incremental sort orders ids within one)
-        "ix_crisper_jobs_next_in_queue", "queue", "priority", "id",
-        postgresql_where=text("state = 'queued'"), sqlite_where=text("state = 'queued'"),
-    ),
+    # The claim's index, ix_crisper_jobs_next_in_queue, follows the table: it needs DESC.
     # The relay's scans: queued jobs with no message out (dispatched_at IS NULL), and queued
     # jobs by the time their message went out (those a broker restart may have lost).
     Index(
@@ -195,6 +190,13 @@ jobs = Table(
     Index("ix_crisper_jobs_metadata_gin", "metadata", postgresql_using="gin",
           postgresql_ops={"metadata": "jsonb_path_ops"}).ddl_if(dialect="postgresql"),
 )
+
+# The claim: a queue's queued jobs in the very order they start (store/attempts.claim_next),
+# so that a claim reads the first entry it can lock, however long the backlog. (Ascending
+# priority, scanned backwards, would give ids newest first: every claim would then sort
+# all the queue's jobs of the top priority.)
+Index("ix_crisper_jobs_next_in_queue", jobs.c.queue, jobs.c.priority.desc(), jobs.c.id,
+      postgresql_where=text("state = 'queued'"), sqlite_where=text("state = 'queued'"))
 
 job_events = Table(
     "crisper_job_events",
