@@ -8,12 +8,12 @@
 
 The table, its columns (the row model's fields) and the natural key are fixed in code; the
 submitter only names a file inside `folder`. Consistency is all-or-nothing: a loader thread
-copies each chunk into a temporary staging table, takes out the rows repeating a key seen
-earlier in the file (a temporary table of the keys seen), and merges the rest into the
-table with INSERT … ON CONFLICT on the key while the next chunk is read, all inside one
-transaction committed after the last chunk, so a failure, a cancel or a lost worker midway
-leaves the table as it was, and a retried or re-run import updates rows instead of adding
-them again.
+copies each chunk into a temporary staging table and, every 50,000 rows, takes out the rows
+repeating a key seen earlier in the file (a temporary table of the keys seen) and merges the
+rest into the table with INSERT … ON CONFLICT on the key, while the next chunks are read,
+all inside one transaction committed after the last chunk, so a failure, a cancel or a lost
+worker midway leaves the table as it was, and a retried or re-run import updates rows
+instead of adding them again.
 See docs/contrib.md.
 """
 
@@ -63,6 +63,10 @@ LINE = "crisper_line"  # each staged row's line in the file
 SESSION = "SET temp_buffers = '64MB'"
 # Chunks formatted but not yet stored: the reading side stays this far ahead at most.
 AHEAD = 2
+# Rows staged before they are screened and merged: each merge (and the TRUNCATE after it) has
+# a fixed cost, so the stage gathers several chunks first; it lives in PostgreSQL, not in
+# the worker's memory. 500k rows: 5.5 s merging every 10,000, 4.5 s every 50,000.
+MERGE_ROWS = 50_000
 
 
 class RejectionLog:
@@ -154,8 +158,9 @@ class SeenKeys:
 
 @dataclass
 class ChunkLoader:
-    """Stores chunks on a thread of its own: COPY into the stage, take out the rows repeating
-    a key seen before (`keys`), merge, empty the stage.
+    """Stores chunks on a thread of its own: COPY each into the stage; once `merge_rows` are
+    staged (and after the last chunk), take out the rows repeating a key seen before (`keys`),
+    merge, empty the stage.
 
     PostgreSQL parses the COPY and runs the key check and the merge in its own process;
     while this thread waits for it (without the GIL), the job's thread reads and validates
@@ -168,6 +173,7 @@ class ChunkLoader:
     copy_sql: sql.Composed
     merge_sql: sql.Composed
     keys: SeenKeys | None = None  # rows repeating a key are taken out before the merge
+    merge_rows: int = MERGE_ROWS  # rows staged (whole chunks) before each merge
     counts: Counts = field(default_factory=Counts)
     error: BaseException | None = None
     waited: float = 0.0  # the job's thread, waiting for the database (the queue full)
@@ -232,21 +238,31 @@ class ChunkLoader:
         return item
 
     def _run(self) -> None:
+        staged = 0
         try:
             while not self._stopping and (item := self._next()) is not None:
                 text, rows = item
                 if text:
                     with self.cur.copy(self.copy_sql) as copy:
                         copy.write(text)
-                    if self.keys is not None:
-                        rows -= self.keys.screen(rows)
-                    self.cur.execute(self.merge_sql)
-                    inserted, written = self.cur.fetchone() or (0, 0)
-                    self.counts.inserted += int(inserted)
-                    self.counts.written += int(written)
-                self.counts.valid += rows
+                    staged += rows
+                if staged >= self.merge_rows:
+                    self._merge(staged)
+                    staged = 0
+            if staged and not self._stopping:
+                self._merge(staged)
         except BaseException as exc:  # raised again in the job's thread
             self.error = exc
+
+    def _merge(self, rows: int) -> None:
+        """Screen the staged rows for repeated keys, merge the rest, empty the stage."""
+        if self.keys is not None:
+            rows -= self.keys.screen(rows)
+        self.cur.execute(self.merge_sql)
+        inserted, written = self.cur.fetchone() or (0, 0)
+        self.counts.inserted += int(inserted)
+        self.counts.written += int(written)
+        self.counts.valid += rows
 
 
 @dataclass(frozen=True)
@@ -259,7 +275,7 @@ class CsvImport:
     key: tuple[str, ...]
     folder: Path
     database_url: str
-    chunk_rows: int = 10_000
+    chunk_rows: int = 20_000
     max_errors: int = 100
     max_bytes: int = 1 << 30
     encoding: str = "utf-8"
@@ -390,7 +406,7 @@ def csv_import(crisper: Crisper, *, name: str, model: type[BaseModel], table: st
                key: Sequence[str], folder: str | Path, database_url: str | None = None,
                queue: str = "default", timeout: Duration | tuple[Duration, Duration] = "1h",
                retry: Retry | None = None,
-               chunk_rows: int = 10_000, max_errors: int = 100, max_bytes: int = 1 << 30,
+               chunk_rows: int = 20_000, max_errors: int = 100, max_bytes: int = 1 << 30,
                encoding: str = "utf-8", retention: Retention | Duration | None = None,
                cancel_grace: Duration | None = None) -> CsvImport:
     """Register the job type `name`, taking one parameter, `path` (a file inside `folder`).

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from crisper.contrib.csv_import import LINE, STAGE, ChunkLoader, SeenKeys
+from crisper.contrib.csv_import import LINE, MERGE_ROWS, STAGE, ChunkLoader, SeenKeys
 from tests.harness import Backend
 
 pytestmark = pytest.mark.backends("postgres-redis")
@@ -29,9 +29,10 @@ def connect(backend: Backend) -> psycopg.Connection:
     return conn
 
 
-def test_chunks_are_merged_in_order_and_counted(backend: Backend) -> None:
+@pytest.mark.parametrize("merge_rows", [1, 2, MERGE_ROWS])
+def test_chunks_are_merged_in_order_and_counted(backend: Backend, merge_rows: int) -> None:
     with connect(backend) as conn, conn.cursor() as cur:
-        loader = ChunkLoader(cur, COPY, MERGE)
+        loader = ChunkLoader(cur, COPY, MERGE, merge_rows=merge_rows)
         for text, rows in [("1\tnew\n2\tb\n", 2), ("", 0), ("3\tc\n", 1), ("4\td\n", 1)]:
             loader.put(text, rows)
         counts = loader.finish()
@@ -69,9 +70,10 @@ def test_stop_ends_the_thread_with_chunks_still_waiting(backend: Backend) -> Non
         assert cur.execute("SELECT count(*) FROM target").fetchall() == [(1,)]
 
 
+@pytest.mark.parametrize("merge_rows", [1, MERGE_ROWS])  # a merge per chunk, or one for all
 @pytest.mark.parametrize("key", [("sku",), ("shop", "sku")])
 def test_a_repeated_key_is_rejected_with_its_first_line_within_and_across_chunks(
-        backend: Backend, key: tuple[str, ...]) -> None:
+        backend: Backend, key: tuple[str, ...], merge_rows: int) -> None:
     # Given a table keyed by sku, or by (shop, sku), and the import's stage and seen keys
     url = backend.settings.database_url
     assert url is not None
@@ -85,7 +87,7 @@ def test_a_repeated_key_is_rejected_with_its_first_line_within_and_across_chunks
                         "SELECT count(*), count(*) FROM m; TRUNCATE {}").format(
             sql.Identifier(STAGE), sql.Identifier(STAGE))
         keys = SeenKeys.create(cur, ("keyed",), key, cap=10)
-        loader = ChunkLoader(cur, copy, merge, keys=keys)
+        loader = ChunkLoader(cur, copy, merge, keys=keys, merge_rows=merge_rows)
 
         # When a chunk without repeats comes, then one repeating a key of its own (line 7
         # repeats line 4) and one of the first chunk's (line 5 repeats line 2), where s2/A
