@@ -1,11 +1,21 @@
-"""The product catalogue the CSV import bench and the contrib tests load: 12 columns."""
+"""The product catalogue the CSV import bench and the contrib tests load: 12 columns.
+
+Its row model is the product importer example's own (examples/product_importer/jobs.py),
+so the bench measures the validation a user of that example gets.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
+import sys
+from pathlib import Path
 
-from pydantic import BaseModel, Field
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+if str(EXAMPLES) not in sys.path:  # the examples are run from their folder, not installed
+    sys.path.append(str(EXAMPLES))
+
+from product_importer.jobs import ProductRow  # noqa: E402
+
+__all__ = ["DDL", "ProductRow"]
 
 DDL = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -23,20 +33,3 @@ CREATE TABLE IF NOT EXISTS {table} (
     updated_at timestamptz NOT NULL
 )
 """
-
-
-class ProductRow(BaseModel):
-    """One row of the product CSV, as bench/gen_products.py writes it."""
-
-    sku: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field(max_length=2000)
-    category: str = Field(min_length=1, max_length=64)
-    brand: str = Field(min_length=1, max_length=64)
-    price: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
-    stock: int = Field(ge=0)
-    weight_kg: float = Field(ge=0)
-    ean: str = Field(pattern=r"^[0-9]{8,14}$")
-    active: bool
-    updated_at: datetime

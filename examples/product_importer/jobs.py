@@ -9,7 +9,7 @@ pruner deletes the records; the cleanup removes uploads older than PRODUCTS_UPLO
 Configuration (environment; defaults are the write-up's): PRODUCTS_IMPORT_DIR (imports),
 PRODUCTS_RESULT_TTL (1h), PRODUCTS_UPLOAD_TTL (1h), PRODUCTS_CLEANUP_CRON (*/15 * * * *),
 PRODUCTS_SOFT_LIMIT (55m), PRODUCTS_HARD_LIMIT (1h), PRODUCTS_RETRY_DELAY (5m),
-PRODUCTS_CHUNK_ROWS (10000).
+PRODUCTS_CHUNK_ROWS (20000).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class Config:
     soft_limit: str = "55m"
     hard_limit: str = "1h"
     retry_delay: str = "5m"
-    chunk_rows: int = 10_000
+    chunk_rows: int = 20_000
 
     @classmethod
     def from_env(cls) -> Config:
