@@ -124,7 +124,10 @@ jobs = Table(
     # Webhooks and batches (migration 0012): where the final record is POSTed, and the batch.
     Column("callback_url", String(2000)),
     Column("batch_id", Uuid()),
-    Index("ix_crisper_jobs_batch_id", "batch_id"),
+    # Indexes on columns most jobs leave NULL are partial (migration 0018): every row version
+    # a job's moves write would otherwise add an entry to each.
+    Index("ix_crisper_jobs_batch_id", "batch_id", postgresql_where=text("batch_id IS NOT NULL"),
+          sqlite_where=text("batch_id IS NOT NULL")),
     # A submit's own hard time limit (migration 0013; `timeout` then holds its soft one). NULL:
     # the job type's limits apply. Set, the wake-up message carries both (time_limits.py).
     Column("hard_timeout", Float),
@@ -141,7 +144,9 @@ jobs = Table(
     Index("ix_crisper_jobs_queue_state", "queue", "state"),
     Index("ix_crisper_jobs_queue_id", "queue", "id"),  # list by queue, newest first (0016)
     Index("ix_crisper_jobs_tenant_id", "tenant", "id"),
-    Index("ix_crisper_jobs_tenant_idempotency_key", "tenant", "idempotency_key", unique=True),
+    Index("ix_crisper_jobs_tenant_idempotency_key", "tenant", "idempotency_key", unique=True,
+          postgresql_where=text("idempotency_key IS NOT NULL"),
+          sqlite_where=text("idempotency_key IS NOT NULL")),
     # Maintenance scans touch only the few rows in a waiting or running state.
     Index(
         "ix_crisper_jobs_due", "run_at",
@@ -163,7 +168,9 @@ jobs = Table(
         "ix_crisper_jobs_dispatched_at", "dispatched_at",
         postgresql_where=text("state = 'queued'"), sqlite_where=text("state = 'queued'"),
     ),
-    Index("ix_crisper_jobs_finished", "finished_at"),
+    Index("ix_crisper_jobs_finished", "finished_at",
+          postgresql_where=text("finished_at IS NOT NULL"),
+          sqlite_where=text("finished_at IS NOT NULL")),
     Index("ix_crisper_jobs_workflow", "workflow_id",
           postgresql_where=text("workflow_id IS NOT NULL"),
           sqlite_where=text("workflow_id IS NOT NULL")),
@@ -182,7 +189,9 @@ jobs = Table(
         "ix_crisper_jobs_observed_task", "task_id", unique=True,
         postgresql_where=text("source = 'observed'"), sqlite_where=text("source = 'observed'"),
     ),
-    Index("ix_crisper_jobs_schedule_fire", "tenant", "schedule_name", "fire_time", unique=True),
+    Index("ix_crisper_jobs_schedule_fire", "tenant", "schedule_name", "fire_time", unique=True,
+          postgresql_where=text("schedule_name IS NOT NULL"),
+          sqlite_where=text("schedule_name IS NOT NULL")),
     # Containment (@>) filters on tags and metadata; PostgreSQL only (SQLite scans):
     # POSTGRESQL_ONLY_INDEXES.
     Index("ix_crisper_jobs_tags_gin", "tags", postgresql_using="gin",
