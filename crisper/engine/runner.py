@@ -44,16 +44,6 @@ LOCKED_ROW_PAUSE = 0.002
 LOCKED_ROW_PATIENCE = 1.0
 
 
-@dataclass
-class NextClaim:
-    """Claim the queue's next job in the transaction that records this one's outcome: in a
-    backlog each job then costs one commit, not two. `found` is the job claimed, if any."""
-
-    queue: str
-    task_id: str
-    found: attempt_sql.Claimed | None = None
-
-
 @dataclass(frozen=True)
 class Outcome:
     """How an attempt ended; `state` None means the lease was lost and nothing may be written."""
@@ -113,27 +103,21 @@ class Runner:
             return
         self.dispatcher.wakes.taken(queue, job_type.name)
         ran = 0
-        fused = not self._claimable_types()[1]  # limited types are claimed through the gate
-        job = self._claim_next_or_requeue(queue, worker, task_id)
-        while job is not None:
+        while (job := self._claim_next_or_requeue(queue, worker, task_id)) is not None:
             if ran == 0 and job.others_waiting is not False:  # one more slot looks
                 self._wake_another(queue)
-            then = NextClaim(queue, task_id) if fused else None
-            self._run_one(job, worker, then)
+            self._run_one(job, worker)
             ran += 1
-            job = then.found if then is not None and then.found is not None else \
-                self._claim_next_or_requeue(queue, worker, task_id)
         if not ran:
             for job_id in named:
                 self._explain_unclaimed(job_id, job_type, queue)
 
-    def _run_one(self, job: attempt_sql.Claimed, worker: str, then: NextClaim | None = None
-                 ) -> None:
+    def _run_one(self, job: attempt_sql.Claimed, worker: str) -> None:
         """Run one claimed job under its own time limits, then free its concurrency slot."""
         job_type = self.registry.get(job.type)
         ctx = self._context(job)
         self.leases.hold(ctx)
-        self.run_claimed(job_type, job, ctx, worker, then)
+        self.run_claimed(job_type, job, ctx, worker)
         self.gate.release(job_type.name, job_type.options.flow, job.params)  # wake waiters
 
     def _wake_another(self, queue: str) -> None:
@@ -295,13 +279,12 @@ class Runner:
             log.info("message for job %s (%s) dropped: the job is %s, not queued", job_id,
                      job_type.name, found[0].state)
 
-    def run_claimed(self, job_type: JobType, job: attempt_sql.Claimed, ctx: JobContext,
-                    worker: str, then: NextClaim | None = None) -> Outcome:
-        """Execute one claimed job (its lease already kept) and record how it ended (and, with
-        `then`, claim the next job of its queue in the same transaction)."""
+    def run_claimed(self, job_type: JobType, job: attempt_sql.Claimed, ctx: JobContext, worker: str
+                    ) -> Outcome:
+        """Execute one claimed job (its lease already kept) and record how it ended."""
         try:
             outcome = self._execute_guarded(job_type, ctx, job)
-            self._record(job, ctx, outcome, worker, then)
+            self._record(job, ctx, outcome, worker)
         finally:
             self.leases.release(ctx)
             self._live_at.pop(job.id, None)
@@ -358,7 +341,7 @@ class Runner:
         })
 
     def _record(self, job: attempt_sql.Claimed, ctx: JobContext, outcome: Outcome,
-                worker: str, then: NextClaim | None = None) -> None:
+                worker: str) -> None:
         """Write the outcome, however long the database is away: it is fenced by the lease
         token, so writing late is safe (a lifeline that rescued the job meanwhile wins)."""
         if outcome.state is None:
@@ -367,7 +350,7 @@ class Runner:
         pause, warned = 0.5, False
         while True:
             try:
-                recorded = self._write_outcome(job, ctx, outcome, worker, then)
+                recorded = self._write_outcome(job, ctx, outcome, worker)
                 break
             except StoreUnavailable as exc:
                 if not warned:
@@ -383,9 +366,8 @@ class Runner:
             log.warning("job %s: lease lost before the outcome was written", job.id)
 
     def _write_outcome(self, job: attempt_sql.Claimed, ctx: JobContext, outcome: Outcome,
-                       worker: str, then: NextClaim | None = None) -> bool:
-        """One statement when nothing else waits to be stored; else one transaction, which
-        also claims the queue's next job if asked (`then`)."""
+                       worker: str) -> bool:
+        """One statement when nothing else waits to be stored; else one transaction."""
         target = outcome.state
         assert target is not None
 
@@ -401,21 +383,12 @@ class Runner:
 
         if job.workflow_id is not None:
             return self._write_node_outcome(job, ctx, outcome, worker)
-        if then is None and not ctx.has_news():
+        if not ctx.has_news():
             with self.store.autocommit() as conn:
                 return finish(conn)
-        found = None
         with self.store.transaction() as session:
-            if ctx.has_news():
-                store_news(session, ctx, final=True)
-            recorded = finish(session)
-            if then is not None:
-                found = attempt_sql.claim_next(
-                    session, then.queue, self._claimable_types()[0], worker, then.task_id,
-                    self.settings.lease_seconds, utcnow(), forcible=can_force_stop())
-        if then is not None:  # only once committed: a claim rolled back holds no job
-            then.found = found
-        return recorded
+            store_news(session, ctx, final=True)
+            return finish(session)
 
     def _write_node_outcome(self, job: attempt_sql.Claimed, ctx: JobContext, outcome: Outcome,
                             worker: str) -> bool:
