@@ -106,19 +106,27 @@ class Runner:
         while (job := self._claim_next_or_requeue(queue, worker, task_id)) is not None:
             if ran == 0 and job.others_waiting is not False:  # one more slot looks
                 self._wake_another(queue)
-            self._run_one(job, worker)
+            kept = self._run_one(job, worker)
             ran += 1
+            if not kept:
+                # Its lease was taken: a forced cancel may have recorded it and be about to
+                # kill this process by the message's task id, which would strike the next
+                # job if this one claimed it. Leave the rest to another slot.
+                self._wake_another(queue)
+                break
         if not ran:
             for job_id in named:
                 self._explain_unclaimed(job_id, job_type, queue)
 
-    def _run_one(self, job: attempt_sql.Claimed, worker: str) -> None:
-        """Run one claimed job under its own time limits, then free its concurrency slot."""
+    def _run_one(self, job: attempt_sql.Claimed, worker: str) -> bool:
+        """Run one claimed job under its own time limits, then free its concurrency slot.
+        Answers whether its lease held to the end (its outcome is the one recorded)."""
         job_type = self.registry.get(job.type)
         ctx = self._context(job)
         self.leases.hold(ctx)
-        self.run_claimed(job_type, job, ctx, worker)
+        kept = self.run_claimed(job_type, job, ctx, worker)[1]
         self.gate.release(job_type.name, job_type.options.flow, job.params)  # wake waiters
+        return kept
 
     def _wake_another(self, queue: str) -> None:
         """A backlog: wake one more slot, so that every slot works while jobs wait. Asked once
@@ -280,15 +288,16 @@ class Runner:
                      job_type.name, found[0].state)
 
     def run_claimed(self, job_type: JobType, job: attempt_sql.Claimed, ctx: JobContext, worker: str
-                    ) -> Outcome:
-        """Execute one claimed job (its lease already kept) and record how it ended."""
+                    ) -> tuple[Outcome, bool]:
+        """Execute one claimed job (its lease already kept) and record how it ended; answers
+        the outcome and whether it was recorded (False: the lease was lost first)."""
         try:
             outcome = self._execute_guarded(job_type, ctx, job)
-            self._record(job, ctx, outcome, worker)
+            recorded = self._record(job, ctx, outcome, worker)
         finally:
             self.leases.release(ctx)
             self._live_at.pop(job.id, None)
-        return outcome
+        return outcome, recorded
 
     def _execute_guarded(self, job_type: JobType, ctx: JobContext, job: attempt_sql.Claimed
                          ) -> Outcome:
@@ -341,12 +350,13 @@ class Runner:
         })
 
     def _record(self, job: attempt_sql.Claimed, ctx: JobContext, outcome: Outcome,
-                worker: str) -> None:
+                worker: str) -> bool:
         """Write the outcome, however long the database is away: it is fenced by the lease
-        token, so writing late is safe (a lifeline that rescued the job meanwhile wins)."""
+        token, so writing late is safe (a lifeline that rescued the job meanwhile wins).
+        Answers whether it was written (False: the lease was lost)."""
         if outcome.state is None:
             log.warning("job %s lost its lease; its outcome is not recorded", job.id)
-            return
+            return False
         pause, warned = 0.5, False
         while True:
             try:
@@ -364,6 +374,7 @@ class Runner:
                                                         "attempt": job.attempt})
         else:
             log.warning("job %s: lease lost before the outcome was written", job.id)
+        return recorded
 
     def _write_outcome(self, job: attempt_sql.Claimed, ctx: JobContext, outcome: Outcome,
                        worker: str) -> bool:

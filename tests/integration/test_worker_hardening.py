@@ -364,3 +364,48 @@ def test_garbage_on_a_rabbitmq_queue_does_not_stop_the_worker(backend: Backend) 
         worker.stop()
         with app.celery.connection_for_write() as conn:
             conn.default_channel.queue_delete(queue)
+
+
+
+def test_a_slot_whose_job_lost_its_lease_claims_nothing_more_under_that_message(
+        backend: Backend) -> None:
+    """A slot runs job after job under one wake-up message, and a forced cancel kills the
+    process running that message (by its task id). A body that ends just after the canceller
+    recorded it, before the kill lands, finds its lease gone: its slot must not start the
+    next job, which the kill would strike. Played in-process: the body records its own forced
+    cancel, as the canceller would, then returns."""
+    from types import SimpleNamespace
+
+    from crisper import Crisper, JobContext
+    from crisper.store import attempts as attempt_sql
+    from crisper.store import utcnow
+
+    queue = f"race-{uuid.uuid4().hex[:8]}"
+    app = Crisper("race", settings=backend.settings.model_copy(update={"queues": [queue]}))
+
+    @app.job(name="race.first", queue=queue)
+    def first(ctx: JobContext) -> None:
+        with app.store.autocommit() as conn:  # the canceller's record, fenced by the lease
+            assert attempt_sql.finish(conn, ctx.job_id, ctx.lease_token, JobState.CANCELLED,
+                                      utcnow(), reason="cancel_forced", worker="canceller")
+
+    @app.job(name="race.behind", queue=queue)
+    def behind(ctx: JobContext) -> None: ...
+
+    # Given a job whose forced cancel is recorded as it ends, and a job queued behind it
+    a = app.submit("race.first")
+    b = app.submit("race.behind")
+    wake = SimpleNamespace(id="wake-1", hostname="test", delivery_info={"routing_key": queue})
+
+    # When a slot takes the queue's wake-up
+    app.runner.run(app.registry.get("race.first"), [], wake)
+
+    # Then the first ended cancelled by force, and the slot left the second queued
+    assert a.refresh().state is JobState.CANCELLED
+    assert [e.reason for e in app.jobs.events(a.id)][-1] == "cancel_forced"
+    assert b.refresh().state is JobState.QUEUED
+    # And the next wake-up runs it, once
+    app.runner.run(app.registry.get("race.behind"), [], SimpleNamespace(
+        id="wake-2", hostname="test", delivery_info={"routing_key": queue}))
+    assert (b.refresh().state, b.record.attempt) == (JobState.SUCCEEDED, 1)
+    app.store.close()
