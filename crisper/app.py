@@ -337,7 +337,7 @@ class Crisper:
         return Dispatcher(lambda: self.celery, wakes)
 
     def publish(self, dispatches: Sequence[Dispatch]) -> list[Refusal]:
-        """Send wake-up messages, several jobs per message for types with `batch` > 1;
+        """Send wake-up messages, one per queue and job type, unless one is outstanding;
         answer the groups the broker refused (BrokerUnavailable if it is down)."""
         return self.dispatcher.publish(dispatches)
 

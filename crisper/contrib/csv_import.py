@@ -61,6 +61,8 @@ LINE = "crisper_line"  # each staged row's line in the file
 # The stage is a temporary table holding one chunk at a time: keep a large `chunk_rows` in
 # memory too (the default temp_buffers is 8 MB). Set for this connection only.
 SESSION = "SET temp_buffers = '64MB'"
+# Rows read, validated and formatted at a time: what the worker holds in memory per chunk.
+CHUNK_ROWS = 20_000
 # Chunks formatted but not yet stored: the reading side stays this far ahead at most.
 AHEAD = 2
 # Rows staged before they are screened and merged: each merge (and the TRUNCATE after it) has
@@ -275,7 +277,7 @@ class CsvImport:
     key: tuple[str, ...]
     folder: Path
     database_url: str
-    chunk_rows: int = 20_000
+    chunk_rows: int = CHUNK_ROWS
     max_errors: int = 100
     max_bytes: int = 1 << 30
     encoding: str = "utf-8"
@@ -406,7 +408,7 @@ def csv_import(crisper: Crisper, *, name: str, model: type[BaseModel], table: st
                key: Sequence[str], folder: str | Path, database_url: str | None = None,
                queue: str = "default", timeout: Duration | tuple[Duration, Duration] = "1h",
                retry: Retry | None = None,
-               chunk_rows: int = 20_000, max_errors: int = 100, max_bytes: int = 1 << 30,
+               chunk_rows: int = CHUNK_ROWS, max_errors: int = 100, max_bytes: int = 1 << 30,
                encoding: str = "utf-8", retention: Retention | Duration | None = None,
                cancel_grace: Duration | None = None) -> CsvImport:
     """Register the job type `name`, taking one parameter, `path` (a file inside `folder`).

@@ -124,7 +124,7 @@ class Runner:
         job_type = self.registry.get(job.type)
         ctx = self._context(job)
         self.leases.hold(ctx)
-        kept = self.run_claimed(job_type, job, ctx, worker)[1]
+        kept = self.run_claimed(job_type, job, ctx, worker)
         self.gate.release(job_type.name, job_type.options.flow, job.params)  # wake waiters
         return kept
 
@@ -288,16 +288,15 @@ class Runner:
                      job_type.name, found[0].state)
 
     def run_claimed(self, job_type: JobType, job: attempt_sql.Claimed, ctx: JobContext, worker: str
-                    ) -> tuple[Outcome, bool]:
+                    ) -> bool:
         """Execute one claimed job (its lease already kept) and record how it ended; answers
-        the outcome and whether it was recorded (False: the lease was lost first)."""
+        whether the outcome was recorded (False: the lease was lost first)."""
         try:
             outcome = self._execute_guarded(job_type, ctx, job)
-            recorded = self._record(job, ctx, outcome, worker)
+            return self._record(job, ctx, outcome, worker)
         finally:
             self.leases.release(ctx)
             self._live_at.pop(job.id, None)
-        return outcome, recorded
 
     def _execute_guarded(self, job_type: JobType, ctx: JobContext, job: attempt_sql.Claimed
                          ) -> Outcome:

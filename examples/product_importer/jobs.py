@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 
 from crisper import Crisper, JobContext, Retry, Settings
-from crisper.contrib.csv_import import ImportFileError, csv_import
+from crisper.contrib.csv_import import CHUNK_ROWS, ImportFileError, csv_import
 from crisper.durations import seconds
 from crisper.states import ACTIVE
 
@@ -90,7 +90,7 @@ class Config:
     soft_limit: str = "55m"
     hard_limit: str = "1h"
     retry_delay: str = "5m"
-    chunk_rows: int = 20_000
+    chunk_rows: int = CHUNK_ROWS
 
     @classmethod
     def from_env(cls) -> Config:
