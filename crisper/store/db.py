@@ -36,6 +36,7 @@ def make_engine(url: str, *, pool: bool = True, autocommit: bool = False) -> Eng
         kwargs["poolclass"] = NullPool
     elif autocommit:
         kwargs["isolation_level"] = "AUTOCOMMIT"
+        kwargs["pool_reset_on_return"] = None  # nothing to roll back: skip it
         kwargs["connect_args"] = {"connect_timeout": 5}
     else:
         kwargs["pool_pre_ping"] = True

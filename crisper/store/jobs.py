@@ -27,6 +27,7 @@ from crisper.store.statements import (
     pg_params,
     record_event,
     record_note,
+    run_on_driver,
 )
 from crisper.store.stats import id_floor
 from crisper.store.tags import HasMetadata, HasTag
@@ -45,7 +46,9 @@ def create(db: Session | Connection, rows: Sequence[dict[str, Any]], at: datetim
     if dialect_of(db) == "postgresql":
         sql, constants = pg_create_statement(tuple(sorted(rows[0])))
         conn = db.connection() if isinstance(db, Session) else db
-        conn.exec_driver_sql(sql, [pg_params(constants, {**r, "at": at}) for r in rows])
+        params = [pg_params(constants, {**r, "at": at}) for r in rows]
+        run_on_driver(conn, sql, params[0]) if len(params) == 1 else run_on_driver(
+            conn, sql, params, many=True)
         return
     db.execute(insert(jobs), list(rows))
     db.execute(

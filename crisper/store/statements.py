@@ -7,6 +7,8 @@ from datetime import datetime
 from functools import cache
 from typing import Any, cast
 
+import psycopg
+from psycopg.rows import namedtuple_row
 from psycopg.types.json import Jsonb
 from sqlalchemy import (
     JSON,
@@ -24,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import BindParameter
@@ -131,13 +134,20 @@ EVENT_COLUMNS = ["job_id", "at", "from_state", "to_state", "reason", "attempt", 
 def _with_event(statement: Any, move: Move) -> Any:
     """PostgreSQL: the UPDATE … RETURNING and its event INSERT as one data-modifying CTE."""
     moved = statement.cte("moved")
-    logged = insert(job_events).from_select(EVENT_COLUMNS, select(
+    return select(moved).add_cte(moved_event(moved, move).cte("logged"))
+
+
+def moved_event(moved: Any, move: Move, reason: Any = None, detail: Any = None) -> Any:
+    """The INSERT of one event per row of `moved` (a CTE of a move's UPDATE … RETURNING id,
+    attempt); the time and the worker are the parameters `at` and `worker`, the reason and
+    the detail the parameters `reason` and `detail` unless given."""
+    return insert(job_events).from_select(EVENT_COLUMNS, select(
         moved.c.id, bindparam("at", type_=UTCDateTime()),
         literal_column(f"'{move.source.value}'"), literal_column(f"'{move.target.value}'"),
-        bindparam("reason", type_=String()),
-        moved.c.attempt, bindparam("worker", type_=String()), bindparam("detail", type_=JSONB),
+        bindparam("reason", type_=String()) if reason is None else reason,
+        moved.c.attempt, bindparam("worker", type_=String()),
+        bindparam("detail", type_=JSONB) if detail is None else detail,
     ))
-    return select(moved).add_cte(logged.cte("logged"))
 
 
 def run_moving(db: Session | Connection, dialect: str, statement: Any, params: dict[str, Any],
@@ -154,8 +164,7 @@ def run_moving(db: Session | Connection, dialect: str, statement: Any, params: d
         sql, constants = compiled
         bound = pg_params(constants, params)
         bound.update(reason=reason, detail=Jsonb(detail) if detail else None)
-        conn = db.connection() if isinstance(db, Session) else db
-        return list(conn.exec_driver_sql(sql, bound))
+        return run_on_driver(db.connection() if isinstance(db, Session) else db, sql, bound)
     rows = list(db.execute(statement, params))
     if rows:
         db.execute(insert(job_events), [
@@ -166,6 +175,38 @@ def run_moving(db: Session | Connection, dialect: str, statement: Any, params: d
 
 
 _PG_STATEMENTS: dict[Any, tuple[str, dict[str, Any]]] = {}
+
+
+def run_on_driver(conn: Connection, sql: str, params: Any, many: bool = False) -> list[Any]:
+    """Run a pre-built PostgreSQL statement on psycopg's connection itself: its rows by name
+    (a statement that returns none must be run `many`).
+
+    SQLAlchemy builds a result object (column metadata, row processors) on every execution;
+    for the statements every job runs, that took more client CPU than the round trip. These
+    statements need none of it: their parameters are bound and their rows read as psycopg
+    gives them. Errors come out as SQLAlchemy's, a lost connection invalidated, as from
+    `exec_driver_sql`, and statement hooks (before_cursor_execute) still see the statement.
+    An async session's connection (psycopg's AsyncConnection) takes the ordinary path.
+    """
+    driver = conn.connection.driver_connection
+    if not isinstance(driver, psycopg.Connection):  # an async session's connection
+        rows = conn.exec_driver_sql(sql, params)
+        return [] if many else list(rows)
+    if conn._has_events or conn.engine._has_events:
+        conn.dispatch.before_cursor_execute(conn, None, sql, params, None, many)
+    try:
+        with driver.cursor(row_factory=namedtuple_row) as cursor:
+            if many:
+                cursor.executemany(sql, params)
+                return []
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
+    except psycopg.Error as exc:
+        lost = conn.dialect.is_disconnect(cast(Any, exc), conn.connection, None)
+        if lost:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(sql, params, exc, psycopg.Error, connection_invalidated=lost,
+                                  dialect=conn.dialect) from exc
 
 
 _JSON_COLUMNS = frozenset(c.name for c in jobs.c if isinstance(c.type, JSON))
