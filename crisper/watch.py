@@ -26,7 +26,7 @@ import redis
 from crisper.batches import BatchService
 from crisper.bodies import Batch
 from crisper.errors import CrisperError, JobNotFound
-from crisper.live import channel
+from crisper.live import NOTICED_WITHIN, Watch, channel
 from crisper.records import JobRecord
 from crisper.service import JobService
 from crisper.states import TERMINAL
@@ -103,6 +103,9 @@ class JobWatch:
         self.redis_url = redis_url
         # With Redis, the store is still read now and then in case a message was missed.
         self.poll_seconds = poll_seconds if redis_url is None else max(poll_seconds, 2.0)
+        # Publishers notice a new watcher within NOTICED_WITHIN: the store is read again then.
+        self._first_wait = min(self.poll_seconds, NOTICED_WITHIN * 1.2)
+        self._announced: Watch | None = None
         self.keepalive_seconds = keepalive_seconds
         self._progress: tuple[Any, ...] | None = None  # the last progress sent
         # (attempt, seq) of the last live progress sent: an older message is dropped, and
@@ -133,6 +136,7 @@ class JobWatch:
                 for event in self._wait(pubsub):
                     last_sent = time.monotonic()
                     yield event
+                self._renew()
                 if time.monotonic() - last_sent >= self.keepalive_seconds:
                     last_sent = time.monotonic()
                     yield SseEvent("")
@@ -140,6 +144,9 @@ class JobWatch:
             if pubsub is not None:
                 with contextlib.suppress(redis.RedisError):
                     pubsub.close()
+            if self._announced is not None:
+                with contextlib.suppress(redis.RedisError):
+                    self._announced.end()
 
     def _subscribe(self) -> Any:
         if self.redis_url is None:
@@ -148,11 +155,20 @@ class JobWatch:
             client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=2)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             pubsub.subscribe(channel(self.job_id))
+            self._announced = Watch(client, self.job_id)
+            self._announced.renew()
             return pubsub
         except redis.RedisError as exc:
             log.info("live updates unavailable, polling the store: %s", exc)
             self.poll_seconds = 0.5
             return None
+
+    def _renew(self) -> None:
+        if self._announced is not None:
+            try:
+                self._announced.renew()
+            except redis.RedisError as exc:  # the store is polled anyway
+                log.info("could not renew the live watch of %s: %s", self.job_id, exc)
 
     def _from_store(self) -> Iterator[SseEvent]:
         """New events and log lines in time order, each carrying the cursor after it."""
@@ -212,7 +228,8 @@ class JobWatch:
 
     def _wait(self, pubsub: Any) -> Iterator[SseEvent]:
         """Until the next store read: forward live progress and log lines; stop early on news."""
-        deadline = time.monotonic() + self.poll_seconds
+        deadline = time.monotonic() + self._first_wait
+        self._first_wait = self.poll_seconds
         while (left := deadline - time.monotonic()) > 0:
             if pubsub is None:
                 time.sleep(left)
