@@ -20,7 +20,7 @@ from crisper.store.sweeps import Dispatch
 
 if TYPE_CHECKING:
     from crisper.engine.dispatcher import Dispatcher
-    from crisper.engine.runner import Outcome
+    from crisper.engine.outcomes import Outcome
     from crisper.registry import Registry
 
 log = logging.getLogger(__name__)

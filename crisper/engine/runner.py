@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import time
-import traceback
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from billiard.process import current_process
-from celery.exceptions import Reject, SoftTimeLimitExceeded
+from celery.exceptions import Reject
 
-from crisper import retry as retry_policy
-from crisper.engine.async_bodies import finish_body
 from crisper.engine.context import JobContext, install_log_handler
 from crisper.engine.leases import LeaseKeeper, beat_interval, store_news
+from crisper.engine.outcomes import Outcome, execute
 from crisper.engine.time_guard import TimeGuard, limits_of
-from crisper.errors import Cancelled, CrisperError, StoreUnavailable
+from crisper.errors import CrisperError, StoreUnavailable
 from crisper.ids import parse_id
 from crisper.states import JobState
 from crisper.store import attempts as attempt_sql
@@ -44,15 +40,14 @@ LOCKED_ROW_PAUSE = 0.002
 LOCKED_ROW_PATIENCE = 1.0
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """How an attempt ended; `state` None means the lease was lost and nothing may be written."""
+@dataclass
+class Following:
+    """A slot's wish to claim its queue's next job in the statement that records the
+    outcome of the one it ran (see attempts.finish_then_claim_next); `job` is what it got."""
 
-    state: JobState | None
-    reason: str
-    result: Any = None
-    error: dict[str, Any] | None = None
-    retry_at: datetime | None = None
+    queue: str
+    task_id: str
+    job: attempt_sql.Claimed | None = None
 
 
 class Runner:
@@ -103,10 +98,13 @@ class Runner:
             return
         self.dispatcher.wakes.taken(queue, job_type.name)
         ran = 0
-        while (job := self._claim_next_or_requeue(queue, worker, task_id)) is not None:
+        following = Following(queue, task_id)
+        job = self._claim_next_or_requeue(queue, worker, task_id)
+        while job is not None:
             if ran == 0 and job.others_waiting is not False:  # one more slot looks
                 self._wake_another(queue)
-            kept = self._run_one(job, worker)
+            following.job = None
+            kept = self._run_one(job, worker, following)
             ran += 1
             if not kept:
                 # Its lease was taken: a forced cancel may have recorded it and be about to
@@ -114,17 +112,19 @@ class Runner:
                 # job if this one claimed it. Leave the rest to another slot.
                 self._wake_another(queue)
                 break
+            job = following.job or self._claim_next_or_requeue(queue, worker, task_id)
         if not ran:
             for job_id in named:
                 self._explain_unclaimed(job_id, job_type, queue)
 
-    def _run_one(self, job: attempt_sql.Claimed, worker: str) -> bool:
+    def _run_one(self, job: attempt_sql.Claimed, worker: str,
+                 following: Following | None = None) -> bool:
         """Run one claimed job under its own time limits, then free its concurrency slot.
         Answers whether its lease held to the end (its outcome is the one recorded)."""
         job_type = self.registry.get(job.type)
         ctx = self._context(job)
         self.leases.hold(ctx)
-        kept = self.run_claimed(job_type, job, ctx, worker)
+        kept = self.run_claimed(job_type, job, ctx, worker, following)
         self.gate.release(job_type.name, job_type.options.flow, job.params)  # wake waiters
         return kept
 
@@ -287,13 +287,13 @@ class Runner:
             log.info("message for job %s (%s) dropped: the job is %s, not queued", job_id,
                      job_type.name, found[0].state)
 
-    def run_claimed(self, job_type: JobType, job: attempt_sql.Claimed, ctx: JobContext, worker: str
-                    ) -> bool:
+    def run_claimed(self, job_type: JobType, job: attempt_sql.Claimed, ctx: JobContext,
+                    worker: str, following: Following | None = None) -> bool:
         """Execute one claimed job (its lease already kept) and record how it ended; answers
         whether the outcome was recorded (False: the lease was lost first)."""
         try:
             outcome = self._execute_guarded(job_type, ctx, job)
-            return self._record(job, ctx, outcome, worker)
+            return self._record(job, ctx, outcome, worker, following)
         finally:
             self.leases.release(ctx)
             self._live_at.pop(job.id, None)
@@ -349,7 +349,7 @@ class Runner:
         })
 
     def _record(self, job: attempt_sql.Claimed, ctx: JobContext, outcome: Outcome,
-                worker: str) -> bool:
+                worker: str, following: Following | None = None) -> bool:
         """Write the outcome, however long the database is away: it is fenced by the lease
         token, so writing late is safe (a lifeline that rescued the job meanwhile wins).
         Answers whether it was written (False: the lease was lost)."""
@@ -359,7 +359,7 @@ class Runner:
         pause, warned = 0.5, False
         while True:
             try:
-                recorded = self._write_outcome(job, ctx, outcome, worker)
+                recorded = self._write_outcome(job, ctx, outcome, worker, following)
                 break
             except StoreUnavailable as exc:
                 if not warned:
@@ -376,10 +376,20 @@ class Runner:
         return recorded
 
     def _write_outcome(self, job: attempt_sql.Claimed, ctx: JobContext, outcome: Outcome,
-                       worker: str) -> bool:
-        """One statement when nothing else waits to be stored; else one transaction."""
+                       worker: str, following: Following | None = None) -> bool:
+        """One statement when nothing else waits to be stored (with the claim of the queue's
+        next job, if `following` asks and nothing else is written); else one transaction."""
         target = outcome.state
         assert target is not None
+        if following is not None and self._may_claim_with_outcome(job, ctx, target):
+            with self.store.autocommit() as conn:
+                recorded, following.job = attempt_sql.finish_then_claim_next(
+                    conn, job.id, job.lease_token, target, utcnow(), reason=outcome.reason,
+                    worker=worker, result=outcome.result, error=outcome.error,
+                    retry_at=outcome.retry_at, queue=following.queue,
+                    types=self._claimable_types()[0], task_id=following.task_id,
+                    lease_seconds=self.settings.lease_seconds, forcible=can_force_stop())
+            return recorded
 
         def finish(db: Any) -> bool:
             if target is S.QUEUED:  # handed back: the attempt is not spent, nor a worker lost
@@ -400,6 +410,14 @@ class Runner:
             store_news(session, ctx, final=True)
             return finish(session)
 
+    def _may_claim_with_outcome(self, job: attempt_sql.Claimed, ctx: JobContext,
+                                target: JobState) -> bool:
+        """Whether the outcome is a plain end (no outbox rows, no workflow children, no news
+        to store, not a hand-back) and claims need no flow gate (PostgreSQL only)."""
+        return (target is not S.QUEUED and not job.notifies and job.workflow_id is None
+                and not ctx.has_news() and not self._claimable_types()[1]
+                and self.store.dialect == "postgresql")
+
     def _write_node_outcome(self, job: attempt_sql.Claimed, ctx: JobContext, outcome: Outcome,
                             worker: str) -> bool:
         """A workflow node: its outcome and its children's release in one transaction, then
@@ -417,53 +435,6 @@ class Runner:
             self.leases.forget_after_fork()
             self.dispatcher.wakes.reset_after_fork()
             self.guard = TimeGuard()
-
-
-def execute(job_type: JobType, ctx: JobContext, job: attempt_sql.Claimed) -> Outcome:
-    """Call the job function and turn whatever happens into an Outcome."""
-    try:
-        ctx.check_cancelled()  # asked to stop between its claim and now
-        params = {**ctx.inputs, **job.params}  # inputs: a node's delivered parent result(s)
-        result = finish_body(job_type.func(ctx, **params), ctx)  # awaits an async body
-        json.dumps(result)
-    except Cancelled:
-        if ctx.lease_revoked:
-            return Outcome(None, "lease_lost")
-        if ctx.cancel_requested:
-            return Outcome(S.CANCELLED, "cancelled")
-        # Stopped itself: the lease could not be renewed (database unreachable). Hand the job
-        # back, fenced, once the database answers; if the lifeline took it first, nothing is.
-        return Outcome(S.QUEUED, "lease_expired")
-    except SoftTimeLimitExceeded as exc:
-        return _failure(job_type, job, ctx, exc, "timeout")
-    except Exception as exc:
-        return _failure(job_type, job, ctx, exc, "error")
-    if ctx.lease_revoked:
-        return Outcome(None, "lease_lost")
-    return Outcome(S.SUCCEEDED, "succeeded", result=result)  # written fenced, however late
-
-
-def _failure(job_type: JobType, job: attempt_sql.Claimed, ctx: JobContext, exc: BaseException,
-             reason: str) -> Outcome:
-    error = {
-        "type": type(exc).__name__,
-        "message": str(exc) or type(exc).__name__,
-        "traceback": "".join(traceback.format_exception(exc))[-20_000:],
-    }
-    if ctx.lease_revoked:
-        return Outcome(None, "lease_lost")
-    if ctx.cancel_requested:
-        return Outcome(S.CANCELLED, "cancelled", error=error)
-    policy = job_type.options.retry
-    decision = retry_policy.decide(job.spent, job.max_attempts, job.retry_policy, exc,
-                                   policy.retry_on, policy.dont_retry_on)
-    if decision.retry:
-        # An exception may name its own delay (a Celery-style `self.retry(countdown=...)`).
-        delay = getattr(exc, "retry_delay", None)
-        delay = decision.delay if delay is None else float(delay)
-        return Outcome(S.RETRYING, reason, error=error,
-                       retry_at=utcnow() + timedelta(seconds=delay))
-    return Outcome(S.FAILED, reason, error=error)
 
 
 def can_force_stop() -> bool:

@@ -1,0 +1,101 @@
+"""In a backlog, a job's outcome and the claim of its queue's next job are one statement."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event
+
+from crisper import Crisper, JobContext, JobState
+from tests.harness import Backend
+
+S = JobState
+pytestmark = pytest.mark.backends("postgres-redis")
+
+
+@pytest.fixture
+def job_updates() -> Iterator[list[str]]:
+    """Every statement that moves a job, as SQLAlchemy's hooks see it while the test runs."""
+    seen: list[str] = []
+
+    def grab(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "UPDATE crisper_jobs SET state" in statement:
+            seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", grab)
+    yield seen
+    event.remove(Engine, "before_cursor_execute", grab)
+
+
+def test_a_backlog_costs_one_statement_per_job_after_its_body_and_every_outcome_is_right(
+        backend: Backend, job_updates: list[str]) -> None:
+    # Given 20 jobs queued on one queue: every fifth fails (no retry), the others answer 2n
+    queue = f"fused-{uuid.uuid4().hex[:8]}"
+    app = Crisper("fused", settings=backend.settings.model_copy(update={"queues": [queue]}))
+
+    @app.job(name="fused.work", queue=queue, retry=1)
+    def work(ctx: JobContext, n: int) -> int:
+        if n % 5 == 0:
+            raise ValueError(f"no {n}")
+        return 2 * n
+
+    handles = [app.submit("fused.work", {"n": n}) for n in range(20)]
+    wake = SimpleNamespace(id="wake-1", hostname="test", delivery_info={"routing_key": queue})
+
+    # When one slot takes the queue's wake-up
+    app.runner.run(app.registry.get("fused.work"), [], wake)
+
+    # Then every job ended as its body said, and its events tell each move once, in order
+    for n, handle in enumerate(handles):
+        record = handle.refresh().record
+        if n % 5 == 0:
+            assert (record.state, record.error["message"]) == (S.FAILED, f"no {n}")
+        else:
+            assert (record.state, record.result) == (S.SUCCEEDED, 2 * n)
+        assert [(e.from_state, e.to_state, e.reason) for e in app.jobs.events(handle.id)] == [
+            (None, "queued", "submitted"), ("queued", "running", "claimed"),
+            ("running", record.state.value, "error" if n % 5 == 0 else "succeeded")]
+    # And they started in submission order, one attempt each
+    started = [h.refresh().record for h in handles]
+    assert [r.attempt for r in started] == [1] * 20
+    assert [r.id for r in sorted(started, key=lambda r: r.started_at)] == [h.id for h in handles]
+    # And the slot moved jobs in 22 statements: the first claim, one per job (its outcome
+    # with the next claim; the last finds nothing) and a last claim that finds the queue empty
+    fused = [s for s in job_updates if "finished AS" in s and "claimed AS" in s]
+    assert (len(job_updates), len(fused)) == (22, 20)
+    app.store.close()
+
+
+def test_an_outcome_that_lost_its_lease_claims_nothing_in_its_statement(
+        backend: Backend) -> None:
+    from crisper.store import attempts as attempt_sql
+    from crisper.store import utcnow
+
+    queue = f"fused-{uuid.uuid4().hex[:8]}"
+    app = Crisper("fused", settings=backend.settings.model_copy(update={"queues": [queue]}))
+    app.job(name="fused.first", queue=queue)(lambda ctx: None)
+    app.job(name="fused.behind", queue=queue)(lambda ctx: None)
+    types = ["fused.behind", "fused.first"]
+    a = app.submit("fused.first")
+    b = app.submit("fused.behind")
+
+    with app.store.autocommit() as conn:
+        # Given a claimed job whose lease was then taken (a rescue), and a job queued behind
+        claimed = attempt_sql.claim_next(conn, queue, types, "w", "t", 30, utcnow())
+        assert claimed is not None and claimed.id == a.id
+        assert attempt_sql.rescue(conn, a.id, claimed.lease_token, utcnow(),
+                                  reason="lease_expired", counted=True)
+
+        # When its slot records its outcome and asks for the next job in that statement
+        recorded, following = attempt_sql.finish_then_claim_next(
+            conn, a.id, claimed.lease_token, S.SUCCEEDED, utcnow(), reason="succeeded",
+            worker="w", queue=queue, types=types, task_id="t", lease_seconds=30)
+
+    # Then the outcome is not recorded, and nothing was claimed: both jobs wait, queued
+    assert (recorded, following) == (False, None)
+    assert a.refresh().state is S.QUEUED and b.refresh().state is S.QUEUED
+    app.store.close()
