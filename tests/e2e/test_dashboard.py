@@ -40,6 +40,16 @@ def state_on_page(page: Any) -> str | None:
     return found[0] if found else None
 
 
+def rendered_final(page: Any) -> bool:
+    """Whether the job page was served in a final state: the reload a state change schedules
+    has happened, and no other is coming (a navigation meanwhile would be aborted by it)."""
+    try:
+        return bool(page.evaluate(
+            "() => document.querySelector('#live')?.dataset.terminal === 'true'"))
+    except PlaywrightError:
+        return False
+
+
 def submit_via_service(site: Site, type: str, **params: Any) -> Any:
     return site.backend.app.submit(type, params, tenant=TENANT)
 
@@ -164,6 +174,7 @@ def test_cancel_a_running_job_retry_a_failed_one_and_act_in_bulk(site: Site) -> 
 
     # Then the running job stops and the page shows it cancelled
     wait_for(lambda: state_on_page(page) == "cancelled", 30, "the page to show cancelled")
+    wait_for(lambda: rendered_final(page), 30, "the page to reload in its final state")
     assert jobs.get(long.id).state is JobState.CANCELLED
     assert jobs.get(long.id).progress_current != 100
 
