@@ -194,13 +194,21 @@ def claim_next(db: Session | Connection, queue: str, types: Sequence[str], worke
     SQLite has one writer at a time, so the subquery and the update cannot interleave."""
     token = uuid.uuid4()
     dialect = dialect_of(db)
-    params = {"want_queue": queue, "want_types": list(types), "token": token, "worker": worker,
-              "task_id": task_id, "at": at, "expires": at + timedelta(seconds=lease_seconds),
-              "forcible": forcible}
+    params = _next_claim_params(queue, types, token, worker, task_id, lease_seconds, at,
+                                forcible)
     rows = run_moving(db, dialect, _claim_next_statement(dialect), params, CLAIM, "claimed",
                       None)
     found = _claimed(rows, token)
     return found[0] if found else None
+
+
+def _next_claim_params(queue: str, types: Sequence[str], token: uuid.UUID, worker: str,
+                       task_id: str, lease_seconds: float, at: datetime,
+                       forcible: bool | None, token_name: str = "token") -> dict[str, Any]:
+    """The parameters of `_claiming_next` (its lease token under `token_name`)."""
+    return {"want_queue": queue, "want_types": list(types), token_name: token,
+            "worker": worker, "task_id": task_id, "at": at,
+            "expires": at + timedelta(seconds=lease_seconds), "forcible": forcible}
 
 
 def queued_type(db: Session | Connection, queue: str, types: Sequence[str]) -> str | None:
@@ -314,11 +322,7 @@ def finish(
     `notifies=False` (known at the claim: no callback URL, no batch, no subscription in the
     tenant) skips the outbox and keeps the outcome one statement.
     """
-    detail = {"error": error["message"]} if error else None
-    if retry_at is not None:
-        detail = {**(detail or {}), "retry_at": retry_at.isoformat()}
-    if target not in OUTCOMES:  # running -> queued is a rescue (no attempt spent), not an end
-        raise InvalidTransition(job_id, S.RUNNING.value, f"finished as {target.value}", ["no"])
+    detail = _outcome_detail(job_id, target, error, retry_at)
     statement = _finish_statement(target)
     params = {"job_id": job_id, "token": token, "at": at, "worker": worker, "error": error}
     if target is S.SUCCEEDED:
@@ -335,6 +339,18 @@ def finish(
             if released is not None:
                 released.extend(children)
     return bool(moved)
+
+
+def _outcome_detail(job_id: uuid.UUID, target: JobState, error: dict[str, Any] | None,
+                    retry_at: datetime | None) -> dict[str, Any] | None:
+    """The detail of an outcome's event (its error message, its retry time), once the target
+    is checked to be an end: running -> queued is a rescue (no attempt spent), not one."""
+    if target not in OUTCOMES:
+        raise InvalidTransition(job_id, S.RUNNING.value, f"finished as {target.value}", ["no"])
+    detail = {"error": error["message"]} if error else None
+    if retry_at is not None:
+        detail = {**(detail or {}), "retry_at": retry_at.isoformat()}
+    return detail
 
 
 @cache
@@ -369,19 +385,14 @@ def finish_then_claim_next(
 
     Answers whether the outcome was recorded, and the job claimed next (None: nothing was
     claimed, which may also mean that the queue's next rows were locked for a moment)."""
-    if target not in OUTCOMES:
-        raise InvalidTransition(job_id, S.RUNNING.value, f"finished as {target.value}", ["no"])
+    detail = _outcome_detail(job_id, target, error, retry_at)
     sql, constants = _finish_then_claim_statement(target)
-    detail = {"error": error["message"]} if error else None
-    if retry_at is not None:
-        detail = {**(detail or {}), "retry_at": retry_at.isoformat()}
     next_token = uuid.uuid4()
     params = pg_params(constants, {
-        "job_id": job_id, "token": token, "at": at, "worker": worker, "error": error,
-        "result": result, "retry_at": retry_at, "reason": reason,
-        "detail": Jsonb(detail) if detail else None, "next_token": next_token,
-        "expires": at + timedelta(seconds=lease_seconds), "task_id": task_id,
-        "forcible": forcible, "want_queue": queue, "want_types": list(types)})
+        "job_id": job_id, "token": token, "error": error, "result": result,
+        "retry_at": retry_at, "reason": reason, "detail": Jsonb(detail) if detail else None,
+        **_next_claim_params(queue, types, next_token, worker, task_id, lease_seconds, at,
+                             forcible, token_name="next_token")})
     row = run_on_driver(conn, sql, params)[0]
     found = _claimed([row], next_token) if row.id is not None else []
     return bool(row.recorded), (found[0] if found else None)

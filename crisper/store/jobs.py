@@ -46,9 +46,8 @@ def create(db: Session | Connection, rows: Sequence[dict[str, Any]], at: datetim
     if dialect_of(db) == "postgresql":
         sql, constants = pg_create_statement(tuple(sorted(rows[0])))
         conn = db.connection() if isinstance(db, Session) else db
-        params = [pg_params(constants, {**r, "at": at}) for r in rows]
-        run_on_driver(conn, sql, params[0]) if len(params) == 1 else run_on_driver(
-            conn, sql, params, many=True)
+        run_on_driver(conn, sql, [pg_params(constants, {**r, "at": at}) for r in rows],
+                      many=True)
         return
     db.execute(insert(jobs), list(rows))
     db.execute(

@@ -179,7 +179,8 @@ _PG_STATEMENTS: dict[Any, tuple[str, dict[str, Any]]] = {}
 
 def run_on_driver(conn: Connection, sql: str, params: Any, many: bool = False) -> list[Any]:
     """Run a pre-built PostgreSQL statement on psycopg's connection itself: its rows by name
-    (a statement that returns none must be run `many`).
+    (a statement that returns none must be run `many`, with a sequence of parameter sets;
+    a single set goes as one execute, not as a pipeline of one).
 
     SQLAlchemy builds a result object (column metadata, row processors) on every execution;
     for the statements every job runs, that took more client CPU than the round trip. These
@@ -197,7 +198,10 @@ def run_on_driver(conn: Connection, sql: str, params: Any, many: bool = False) -
     try:
         with driver.cursor(row_factory=namedtuple_row) as cursor:
             if many:
-                cursor.executemany(sql, params)
+                if len(params) == 1:
+                    cursor.execute(sql, params[0])
+                else:
+                    cursor.executemany(sql, params)
                 return []
             cursor.execute(sql, params)
             return list(cursor.fetchall())
