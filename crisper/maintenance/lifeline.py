@@ -16,10 +16,12 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from crisper.errors import StoreUnavailable
+from crisper.maintenance.runbook import this_process
 from crisper.settings import Settings
 from crisper.states import JobState, lost_worker
 from crisper.store import Store
 from crisper.store import attempts as attempt_sql
+from crisper.store import schedules as schedule_sql
 from crisper.store import sweeps as sweep_sql
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,10 @@ class Lifeline:
     database continuously for a whole lease period: every live worker has renewed by then,
     and whatever is still expired is truly lost. A fresh lifeline knows of no outage and
     rescues at once (a scheduler restarted after its workers died does not wait).
+
+    Seeing the database again means writing to it: a full or read-only disk still answers
+    reads while every worker's renewal fails, so until the whole lease period has passed, each
+    pass also records the lifeline's run, and a pass whose write fails is blind like any other.
     """
 
     def __init__(self, store: Store, settings: Settings) -> None:
@@ -83,6 +89,9 @@ class Lifeline:
         with self.store.transaction() as session:
             for lease in sweep_sql.expired_leases(session, cutoff, BATCH):
                 rescued += _rescue_one(session, lease, at, cap)
+            if self._blind_since is not None:  # recovering: a read alone proves nothing
+                schedule_sql.note_run(session, "lifeline", self.settings.tick_seconds, at,
+                                      rescued, this_process())
         return rescued
 
 

@@ -23,10 +23,15 @@ log = logging.getLogger(__name__)
 NOTE_EVERY = 30.0
 
 
+def this_process() -> str:
+    """Who ran a unit, as the run book records it: host and process id."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 class RunBook:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.by = f"{socket.gethostname()}:{os.getpid()}"
+        self.by = this_process()
         self._noted: dict[str, float] = {}
 
     def note(self, units: Sequence[Unit], done: dict[str, int]) -> None:

@@ -96,7 +96,7 @@ def _is_connection_error(exc: OperationalError) -> bool:
     text = str(exc.orig).lower()
     markers = ("connection", "could not connect", "server closed", "terminating", "timeout",
                "unable to open", "database is locked", "the database system is",
-               "disk is full", "disk i/o error", "no space left")
+               "disk is full", "disk i/o error", "no space left", "readonly database")
     return exc.connection_invalidated or any(m in text for m in markers)
 
 

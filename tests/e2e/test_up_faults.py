@@ -63,7 +63,9 @@ class Up:
         return _running(self.pid)
 
     def wait_ready(self) -> None:
-        wait_for(lambda: "ready." in self.log or not self.alive(), 90, "crisper up to start")
+        # the worker's "ready." and up's own "Crisper is up" (after the API key) come in any order
+        wait_for(lambda: ("ready." in self.log and "Crisper is up" in self.log)
+                 or not self.alive(), 90, "crisper up to start")
         assert self.alive(), self.log
 
     def wait_stopped(self, timeout: float) -> None:
