@@ -7,6 +7,8 @@ import os
 import signal
 import time
 from collections import defaultdict
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import func, select
@@ -184,8 +186,14 @@ def test_a_cancel_request_survives_the_worker_dying(backend: Backend) -> None:
     wait_for(lambda: backend.probe_rows(), 30, "the job to start")
     worker.signal(signal.SIGSTOP)
 
-    job.cancel()
-    worker.kill()
+    # The cancel is asked before the worker dies. It runs on a thread: the worker may have been
+    # frozen holding a lock the cancel needs (mid-heartbeat; all of SQLite's, or the job's row),
+    # which only its death releases; then the request is written just after the death.
+    with ThreadPoolExecutor(1) as asking:
+        cancel = asking.submit(job.cancel)
+        futures.wait([cancel], timeout=2)
+        worker.kill()
+        cancel.result(timeout=60)
 
     job.wait(timeout=30)
     assert job.state is S.CANCELLED
