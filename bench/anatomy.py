@@ -11,6 +11,7 @@ bench's own marker (one RPUSH per body, paid by plain Celery too) is subtracted.
 from __future__ import annotations
 
 import argparse
+import json
 import pstats
 import sys
 import tempfile
@@ -26,30 +27,37 @@ from bench.throughput import PG_BASE, fresh_world
 
 
 def collect(system: CrisperSystem, expected: int, timeout: float = 60) -> list[dict[str, int]]:
+    """The counts of the Celery tasks that ran `expected` job bodies (a task is a wake-up,
+    which may run many jobs; each report says how many as "jobs")."""
     deadline = time.monotonic() + timeout
-    while system.signals.llen(system.count_key) < expected:
+    while True:
+        reports = [json.loads(r) for r in system.signals.lrange(system.count_key, 0, -1)]
+        if sum(r.get("jobs", 0) for r in reports) >= expected:
+            system.signals.delete(system.count_key)
+            return reports
         if time.monotonic() > deadline:
-            raise RuntimeError("the worker did not report every task's counts")
+            raise RuntimeError("the worker did not report every job's counts")
         time.sleep(0.05)
-    import json
-
-    raw = system.signals.lrange(system.count_key, 0, -1)
-    system.signals.delete(system.count_key)
-    return [json.loads(r) for r in raw]
 
 
 def average(reports: list[dict[str, int]]) -> dict[str, float]:
+    """Per job: the tasks' counts summed, divided by the bodies they ran."""
     total: Counter[str] = Counter()
     for r in reports:
         total.update(r)
-    total["redis"] -= len(reports)  # the bench marker
-    total["redis: RPUSH"] -= len(reports)
-    return {k: v / len(reports) for k, v in sorted(total.items()) if v}
+    jobs = total.pop("jobs")
+    total["redis"] -= jobs  # the bench marker, one per body
+    total["redis: RPUSH"] -= jobs
+    total["tasks (wake-ups taken)"] = len(reports)
+    return {k: v / jobs for k, v in sorted(total.items()) if v}
 
 
 def show(title: str, counts: dict[str, float]) -> None:
     print(f"\n{title}")
-    print(f"  database round trips per job: {counts.get('sql', 0):.2f}")
+    print(f"  wake-up messages taken per job: {counts.get('tasks (wake-ups taken)', 0):.2f}")
+    print(f"  database round trips per job: {counts.get('sql', 0):.2f} "
+          f"(pool checkouts {counts.get('pool checkouts', 0):.2f}; BEGIN and ROLLBACK of an "
+          "autocommit connection are events only)")
     for key, value in counts.items():
         if key.startswith("sql: "):
             print(f"    {value:5.2f}  {key[5:]}")
@@ -111,13 +119,23 @@ def profile(system: CrisperSystem, args: argparse.Namespace, tmp: Path) -> None:
     jobs = max(args.jobs, 1000)
     system.submit(jobs, 100)
     system.wait_finished(jobs, 120)
+    time.sleep(1.0)  # a wake-up's profile is written when its task ends, after its last job
     system.stop_workers()
-    dumps = sorted(str(f) for f in tmp.glob("child-*.prof"))
-    if not dumps:
-        print("no profile written (fewer than 100 tasks per child?)")
+    stats: pstats.Stats | None = None
+    dumps = 0
+    for dump in sorted(tmp.glob("child-*.prof")):
+        try:
+            if stats is None:
+                stats = pstats.Stats(str(dump), stream=sys.stdout)
+            else:
+                stats.add(str(dump))
+            dumps += 1
+        except (EOFError, ValueError, TypeError):  # a child stopped while writing it
+            print(f"(skipped {dump.name}: incomplete)")
+    if stats is None:
+        print("no profile written (fewer than 100 jobs per child?)")
         return
-    stats = pstats.Stats(*dumps, stream=sys.stdout)
-    print(f"\n{args.profile} profile of {len(dumps)} pool children over {jobs} jobs "
+    print(f"\n{args.profile} profile of {dumps} pool children over {jobs} jobs "
           "(task bodies only):")
     stats.sort_stats("cumulative").print_stats(args.top)
     stats.sort_stats("tottime").print_stats(args.top)

@@ -32,6 +32,10 @@ def signal_client() -> redis.Redis:
 
 def mark_started() -> None:
     """The no-op body: record when it began, in the list the benchmark reads."""
+    global _bodies
+    _bodies += 1
+    if _counting:  # one Celery task (a Crisper wake-up) may run many bodies
+        _counts["jobs"] += 1
     signal_client().rpush(os.environ["BENCH_SIGNAL_KEY"], repr(time.time()))
 
 
@@ -53,9 +57,13 @@ def install() -> None:
 # -- counting round trips per task (opt-in: BENCH_COUNT_KEY) ---------------------------------
 
 _counts: Counter[str] = Counter()
+_counting = False
+_bodies = 0  # bodies run by this process
 
 
 def _install_counting() -> None:
+    global _counting
+    _counting = True
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
     from sqlalchemy.pool import Pool
@@ -69,8 +77,17 @@ def _install_counting() -> None:
     event.listen(Engine, "begin", lambda _c: _counts.update(["sql", "sql: BEGIN"]))
     event.listen(Engine, "commit", lambda _c: _counts.update(["sql", "sql: COMMIT"]))
     event.listen(Engine, "rollback", lambda _c: _counts.update(["sql", "sql: ROLLBACK"]))
-    # pool_pre_ping runs SELECT 1 on every checkout, outside the cursor events.
-    event.listen(Pool, "checkout", lambda *_: _counts.update(["sql", "sql: (pre-ping SELECT 1)"]))
+    # pool_pre_ping runs a ping on checkout from a pinging pool, outside the cursor events.
+    from sqlalchemy.engine.default import DefaultDialect
+
+    pinged = DefaultDialect._do_ping_w_event
+
+    def counted_ping(self: DefaultDialect, dbapi_connection: Any) -> bool:
+        _counts.update(["sql", "sql: (pre-ping)"])
+        return pinged(self, dbapi_connection)
+
+    DefaultDialect._do_ping_w_event = counted_ping  # type: ignore[method-assign]
+    event.listen(Pool, "checkout", lambda *_: _counts.update(["pool checkouts"]))
 
     original = redis.Redis.execute_command
 
@@ -98,7 +115,7 @@ def _install_counting() -> None:
 # -- profiling pool children (opt-in: BENCH_PROFILE_DIR; BENCH_PROFILE_CLOCK=cpu|wall) -------
 
 _profiler: cProfile.Profile | None = None
-_tasks = 0
+_dumped_at = 0  # bodies run when the profile was last written
 
 
 def _install_profiling() -> None:
@@ -110,14 +127,15 @@ def _install_profiling() -> None:
         _profiler.enable()
 
     def stop(**_: Any) -> None:
-        global _tasks
+        global _dumped_at
         if _profiler is None:
             return
         _profiler.disable()
-        _tasks += 1
-        if _tasks % 100 == 0:
+        if _bodies - _dumped_at >= 100:
+            _dumped_at = _bodies
             path = os.path.join(os.environ["BENCH_PROFILE_DIR"], f"child-{os.getpid()}.prof")
-            _profiler.dump_stats(path)
+            _profiler.dump_stats(path + ".part")
+            os.replace(path + ".part", path)  # a child stopped mid-write leaves the last one
 
     signals.task_prerun.connect(start, weak=False, dispatch_uid="bench-profile-start")
     signals.task_postrun.connect(stop, weak=False, dispatch_uid="bench-profile-stop")

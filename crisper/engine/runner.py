@@ -43,11 +43,13 @@ LOCKED_ROW_PATIENCE = 1.0
 @dataclass
 class Following:
     """A slot's wish to claim its queue's next job in the statement that records the
-    outcome of the one it ran (see attempts.finish_then_claim_next); `job` is what it got."""
+    outcome of the one it ran (see attempts.finish_then_claim_next); `job` is what it got,
+    `drained` whether that statement saw the queue empty (then no claim is left to try)."""
 
     queue: str
     task_id: str
     job: attempt_sql.Claimed | None = None
+    drained: bool = False
 
 
 class Runner:
@@ -103,7 +105,7 @@ class Runner:
         while job is not None:
             if ran == 0 and job.others_waiting is not False:  # one more slot looks
                 self._wake_another(queue)
-            following.job = None
+            following.job, following.drained = None, False
             kept = self._run_one(job, worker, following)
             ran += 1
             if not kept:
@@ -112,7 +114,9 @@ class Runner:
                 # job if this one claimed it. Leave the rest to another slot.
                 self._wake_another(queue)
                 break
-            job = following.job or self._claim_next_or_requeue(queue, worker, task_id)
+            job = following.job
+            if job is None and not following.drained:
+                job = self._claim_next_or_requeue(queue, worker, task_id)
         if not ran:
             for job_id in named:
                 self._explain_unclaimed(job_id, job_type, queue)
@@ -383,12 +387,13 @@ class Runner:
         assert target is not None
         if following is not None and self._may_claim_with_outcome(job, ctx, target):
             with self.store.autocommit() as conn:
-                recorded, following.job = attempt_sql.finish_then_claim_next(
+                recorded, following.job, waiting = attempt_sql.finish_then_claim_next(
                     conn, job.id, job.lease_token, target, utcnow(), reason=outcome.reason,
                     worker=worker, result=outcome.result, error=outcome.error,
                     retry_at=outcome.retry_at, queue=following.queue,
                     types=self._claimable_types()[0], task_id=following.task_id,
                     lease_seconds=self.settings.lease_seconds, forcible=can_force_stop())
+            following.drained = recorded and not waiting
             return recorded
 
         def finish(db: Any) -> bool:

@@ -8,7 +8,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from psycopg.types.json import Jsonb
 from sqlalchemy import (
@@ -358,14 +358,16 @@ def _finish_then_claim_statement(target: JobState) -> tuple[str, dict[str, Any]]
     """PostgreSQL: a job's outcome and, only if it was recorded, the claim of its queue's
     next best job, each with its event, in one statement: in a backlog a job then costs the
     worker one round trip and one commit after its body, not two. One row: `recorded` (0
-    or 1) and the claimed job's columns (NULL if none was claimed)."""
+    or 1), `waiting` (the statement's snapshot held queued jobs of the queue, locked or
+    not: without any, the slot is done) and the claimed job's columns (NULL if none)."""
     finished = _finish_statement(target).cte("finished")
     claimed = _claiming_next("postgresql", exists(select(finished.c.id)),
                              token="next_token").cte("claimed")
     one = select(literal(1).label("one")).subquery("one")
     recorded = select(func.count()).select_from(finished).scalar_subquery()
+    waiting = _next_in_queue("postgresql", lock=False, table=jobs.alias("left")).exists()
     statement = (
-        select(recorded.label("recorded"), claimed)
+        select(recorded.label("recorded"), waiting.label("waiting"), claimed)
         .select_from(one.outerjoin(claimed, literal(True)))
         .add_cte(moved_event(finished, OUTCOMES[target]).cte("finished_logged"))
         .add_cte(moved_event(claimed, CLAIM, reason=literal("claimed"),
@@ -374,17 +376,20 @@ def _finish_then_claim_statement(target: JobState) -> tuple[str, dict[str, Any]]
     return pg_sql(statement)
 
 
+class FinishedThenClaimed(NamedTuple):
+    recorded: bool  # the outcome was written (False: the lease had been lost)
+    claimed: Claimed | None  # the queue's next job (None: none, or only locked ones)
+    waiting: bool  # queued jobs of the queue were seen, locked or not (False: it is empty)
+
+
 def finish_then_claim_next(
     conn: Connection, job_id: uuid.UUID, token: uuid.UUID, target: JobState, at: datetime, *,
     reason: str, worker: str, result: Any = None, error: dict[str, Any] | None = None,
     retry_at: datetime | None = None, queue: str, types: Sequence[str], task_id: str,
     lease_seconds: float, forcible: bool | None = None,
-) -> tuple[bool, Claimed | None]:
+) -> FinishedThenClaimed:
     """`finish` (one that notifies nothing and releases no workflow children), then, in the
-    same statement and only if the outcome was recorded, `claim_next` (PostgreSQL only).
-
-    Answers whether the outcome was recorded, and the job claimed next (None: nothing was
-    claimed, which may also mean that the queue's next rows were locked for a moment)."""
+    same statement and only if the outcome was recorded, `claim_next` (PostgreSQL only)."""
     detail = _outcome_detail(job_id, target, error, retry_at)
     sql, constants = _finish_then_claim_statement(target)
     next_token = uuid.uuid4()
@@ -395,7 +400,8 @@ def finish_then_claim_next(
                              forcible, token_name="next_token")})
     row = run_on_driver(conn, sql, params)[0]
     found = _claimed([row], next_token) if row.id is not None else []
-    return bool(row.recorded), (found[0] if found else None)
+    return FinishedThenClaimed(bool(row.recorded), found[0] if found else None,
+                               bool(row.waiting))
 
 
 @cache

@@ -63,10 +63,10 @@ def test_a_backlog_costs_one_statement_per_job_after_its_body_and_every_outcome_
     started = [h.refresh().record for h in handles]
     assert [r.attempt for r in started] == [1] * 20
     assert [r.id for r in sorted(started, key=lambda r: r.started_at)] == [h.id for h in handles]
-    # And the slot moved jobs in 22 statements: the first claim, one per job (its outcome
-    # with the next claim; the last finds nothing) and a last claim that finds the queue empty
+    # And the slot moved jobs in 21 statements: the first claim, then one per job (its
+    # outcome with the next claim; the last finds nothing, and sees the queue empty)
     fused = [s for s in job_updates if "finished AS" in s and "claimed AS" in s]
-    assert (len(job_updates), len(fused)) == (22, 20)
+    assert (len(job_updates), len(fused)) == (21, 20)
     app.store.close()
 
 
@@ -91,11 +91,50 @@ def test_an_outcome_that_lost_its_lease_claims_nothing_in_its_statement(
                                   reason="lease_expired", counted=True)
 
         # When its slot records its outcome and asks for the next job in that statement
-        recorded, following = attempt_sql.finish_then_claim_next(
+        recorded, following, waiting = attempt_sql.finish_then_claim_next(
             conn, a.id, claimed.lease_token, S.SUCCEEDED, utcnow(), reason="succeeded",
             worker="w", queue=queue, types=types, task_id="t", lease_seconds=30)
 
     # Then the outcome is not recorded, and nothing was claimed: both jobs wait, queued
-    assert (recorded, following) == (False, None)
+    assert (recorded, following) == (False, None) and waiting
     assert a.refresh().state is S.QUEUED and b.refresh().state is S.QUEUED
+    app.store.close()
+
+
+def test_an_outcome_whose_next_job_is_locked_says_jobs_wait_so_the_slot_tries_again(
+        backend: Backend) -> None:
+    from sqlalchemy import select
+
+    from crisper.store import attempts as attempt_sql
+    from crisper.store import utcnow
+    from crisper.store.models import jobs
+
+    queue = f"fused-{uuid.uuid4().hex[:8]}"
+    app = Crisper("fused", settings=backend.settings.model_copy(update={"queues": [queue]}))
+    app.job(name="fused.work", queue=queue)(lambda ctx: None)
+    types = ["fused.work"]
+    a, b = app.submit("fused.work"), app.submit("fused.work")
+    with app.store.autocommit() as conn:
+        claimed = attempt_sql.claim_next(conn, queue, types, "w", "t", 30, utcnow())
+        assert claimed is not None and claimed.id == a.id
+
+    def finish(job: uuid.UUID, token: uuid.UUID) -> attempt_sql.FinishedThenClaimed:
+        with app.store.autocommit() as conn:
+            return attempt_sql.finish_then_claim_next(
+                conn, job, token, S.SUCCEEDED, utcnow(), reason="succeeded", worker="w",
+                queue=queue, types=types, task_id="t", lease_seconds=30)
+
+    # Given the job queued behind held locked for a moment by another transaction
+    with app.store.transaction() as other:
+        other.execute(select(jobs.c.id).where(jobs.c.id == b.id).with_for_update())
+        # When the first job's outcome is recorded, with the claim of the next
+        first = finish(a.id, claimed.lease_token)
+    # Then nothing was claimed, but the statement says a job waits (the slot tries again)
+    assert (first.recorded, first.claimed, first.waiting) == (True, None, True)
+    # And once the lock is gone the next claim takes it, and its outcome sees the queue empty
+    with app.store.autocommit() as conn:
+        second = attempt_sql.claim_next(conn, queue, types, "w", "t", 30, utcnow())
+    assert second is not None and second.id == b.id
+    last = finish(b.id, second.lease_token)
+    assert (last.recorded, last.claimed, last.waiting) == (True, None, False)
     app.store.close()
