@@ -51,6 +51,7 @@ def register(app: typer.Typer) -> None:
                         log_level=log_level, access_log=access_log, factory=True)
             return
         from crisper.api import create_app
+        from crisper.api.serve import served
 
-        uvicorn.run(create_app(state.crisper), host=host, port=port, log_level=log_level,
-                    access_log=access_log)
+        uvicorn.run(served(create_app(state.crisper)), host=host, port=port,
+                    log_level=log_level, access_log=access_log)

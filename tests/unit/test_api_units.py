@@ -148,3 +148,23 @@ def test_id_floor_orders_before_every_id_minted_later() -> None:
     assert id_floor(before) < new_id()
     assert id_floor(datetime.now(UTC) + timedelta(seconds=1)) > new_id()
     assert isinstance(id_floor(before), uuid.UUID)
+
+
+def test_the_served_app_keeps_what_exists_at_start_out_of_the_collectors_walks(
+        tmp_path: object) -> None:
+    import gc
+
+    from crisper import Crisper, Settings
+    from crisper.api import create_app
+    from crisper.api.serve import served
+
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    try:
+        api = create_app(Crisper("unit", settings=Settings(
+            database_url=f"sqlite:///{tmp_path}/unit.db")))
+        assert served(api) is api
+        # every object tracked at that moment (thousands: modules, routes, schemas) is frozen
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
