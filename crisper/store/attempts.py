@@ -43,6 +43,7 @@ from crisper.store.statements import (
     pg_sql,
     run_moving,
     run_on_driver,
+    with_queue_literal,
 )
 from crisper.store.sweeps import Dispatch
 
@@ -197,7 +198,7 @@ def claim_next(db: Session | Connection, queue: str, types: Sequence[str], worke
     params = _next_claim_params(queue, types, token, worker, task_id, lease_seconds, at,
                                 forcible)
     rows = run_moving(db, dialect, _claim_next_statement(dialect), params, CLAIM, "claimed",
-                      None)
+                      None, queue_literal=True)
     found = _claimed(rows, token)
     return found[0] if found else None
 
@@ -398,7 +399,7 @@ def finish_then_claim_next(
         "retry_at": retry_at, "reason": reason, "detail": Jsonb(detail) if detail else None,
         **_next_claim_params(queue, types, next_token, worker, task_id, lease_seconds, at,
                              forcible, token_name="next_token")})
-    row = run_on_driver(conn, sql, params)[0]
+    row = run_on_driver(conn, with_queue_literal(sql, queue), params)[0]
     found = _claimed([row], next_token) if row.id is not None else []
     return FinishedThenClaimed(bool(row.recorded), found[0] if found else None,
                                bool(row.waiting))

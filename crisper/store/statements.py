@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, cast
 
 import psycopg
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import BindParameter
 
+from crisper.names import queue_problem
 from crisper.records import JobRecord
 from crisper.states import NOTES, JobState, Move, transition
 from crisper.store.models import JSONB, UTCDateTime, job_events, jobs
@@ -117,6 +119,23 @@ def pg_sql(statement: Any) -> tuple[str, dict[str, Any]]:
     return str(compiled), dict(compiled.params)
 
 
+@lru_cache(maxsize=1024)
+def with_queue_literal(sql: str, queue: str) -> str:
+    """`sql` (from `pg_sql`) with its `want_queue` parameter written in as a literal.
+
+    A claim's plan depends on its queue: with one queue holding a large backlog, PostgreSQL's
+    generic plan for `queue = $1` expected the whole backlog in any queue and planned a scan,
+    so it planned every claim afresh instead (0.4 ms more per claim and per outcome with
+    20,000 jobs queued on another queue). Named, the queue gets a generic plan of its own
+    that uses the queue's index. Only a name that passes the queue rule (names.py) is
+    written in, and it is quoted as a literal; any other keeps its parameter.
+    """
+    if queue_problem(queue) is not None:
+        return sql
+    quoted = _QUOTE_STRING(queue).replace("%", "%%")  # psycopg reads % as a placeholder
+    return sql.replace("%(want_queue)s", quoted)
+
+
 def _literal_constant(element: Any, **_: Any) -> Any:
     """A value the statement's definition fixed (an anonymous parameter), as a SQL literal."""
     if not (isinstance(element, BindParameter) and element.unique and not element.expanding
@@ -127,6 +146,7 @@ def _literal_constant(element: Any, **_: Any) -> Any:
 
 
 _PG_DIALECT = postgresql.psycopg.dialect()
+_QUOTE_STRING = cast(Callable[[str], str], cast(Any, String()).literal_processor(_PG_DIALECT))
 EVENT_COLUMNS = ["job_id", "at", "from_state", "to_state", "reason", "attempt", "worker",
                   "detail"]
 
@@ -151,17 +171,21 @@ def moved_event(moved: Any, move: Move, reason: Any = None, detail: Any = None) 
 
 
 def run_moving(db: Session | Connection, dialect: str, statement: Any, params: dict[str, Any],
-               move: Move, reason: str, detail: dict[str, Any] | None) -> list[Any]:
+               move: Move, reason: str, detail: dict[str, Any] | None,
+               queue_literal: bool = False) -> list[Any]:
     """Run a single-source move's UPDATE … RETURNING (id, attempt, …) built by `moving`, and
     log one event per moved row.
 
-    PostgreSQL: one statement, one round trip under autocommit. Elsewhere: two statements.
+    PostgreSQL: one statement, one round trip under autocommit (`queue_literal`: its
+    `want_queue` written into the SQL, see `with_queue_literal`). Elsewhere: two statements.
     """
     if dialect == "postgresql":
         compiled = _PG_STATEMENTS.get(statement)
         if compiled is None:
             compiled = _PG_STATEMENTS[statement] = pg_sql(_with_event(statement, move))
         sql, constants = compiled
+        if queue_literal:
+            sql = with_queue_literal(sql, params["want_queue"])
         bound = pg_params(constants, params)
         bound.update(reason=reason, detail=Jsonb(detail) if detail else None)
         return run_on_driver(db.connection() if isinstance(db, Session) else db, sql, bound)

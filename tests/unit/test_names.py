@@ -127,3 +127,15 @@ def test_json_values_no_store_can_take_are_found_by_path(value: object, found: o
 def test_a_time_before_1970_floors_at_the_first_id(at: datetime) -> None:
     assert id_floor(at).int == 0
 
+
+
+def test_a_claim_names_its_queue_in_the_sql_only_when_the_name_passes_the_rule() -> None:
+    from crisper.store.statements import with_queue_literal
+
+    sql = "SELECT 1 WHERE queue = %(want_queue)s AND other = %(x)s AND q2 = %(want_queue)s"
+    # a valid name is written in, quoted, at every place the parameter stood
+    assert with_queue_literal(sql, "mail.eu-1") == \
+        "SELECT 1 WHERE queue = 'mail.eu-1' AND other = %(x)s AND q2 = 'mail.eu-1'"
+    # any other keeps its parameter (it is bound, never spliced into the SQL)
+    for bad in ("x' OR '1'='1", "Mail", "a%b", "", "q;drop"):
+        assert with_queue_literal(sql, bad) == sql
