@@ -18,6 +18,8 @@ import base64
 import binascii
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from queue import Empty
 from typing import Any
 
@@ -54,6 +56,26 @@ def _refuse(queue: str, size: int, why: str) -> None:
 
 
 class Channel(redis.Channel):
+    _commands_client: Any = None
+
+    @contextmanager
+    def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
+        """One client per channel (and pool) for its commands, publishes included.
+
+        Kombu builds a new redis-py client for each command it runs outside the event loop,
+        and building one (its table of reply callbacks) took a quarter of a publish's CPU
+        (0.32 -> 0.24 ms per wake-up published with redis-py 8 and Kombu 5.7).
+        A client holds no connection of its own (it takes one from the channel's pool per
+        command), so sharing it changes nothing else; a new pool gets a new client.
+        """
+        if client:
+            yield client
+            return
+        shared = self._commands_client
+        if shared is None or shared.connection_pool is not self.pool:
+            shared = self._commands_client = self._create_client()
+        yield shared
+
     def _brpop_read(self, **options: Any) -> bool:
         try:
             return bool(super()._brpop_read(**options))
