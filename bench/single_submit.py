@@ -4,11 +4,11 @@ against plain Celery's delay() in a loop, end to end, and pickup with and withou
 Run from the repository root:  .venv/bin/python -m bench.single_submit [--quick]
 
 Each run, for each system (the order alternates between runs), on a fresh world:
-1. `--jobs` no-op jobs submitted one call each; the clock runs from the first submit until
+1. pickup on an idle worker (one job at a time, as bench.throughput measures it);
+2. `--jobs` no-op jobs submitted one call each; the clock runs from the first submit until
    every body has run (Celery) / every row is terminal in the database (Crisper);
-2. pickup on the idle worker (one job at a time, as bench.throughput measures it);
-3. `--backlog` jobs queued on *another* queue (no worker consumes it), then pickup again:
-   it must not grow with other queues' backlog.
+3. pickup again on that table, then `--backlog` jobs queued on *another* queue (no worker
+   consumes it), then pickup once more: it must not grow with other queues' backlog.
 See bench/README.md for the method in detail.
 """
 
@@ -47,8 +47,9 @@ class SingleFigures:
     system: str
     throughput: float = 0.0  # jobs/s, first submit -> last finished
     submit_rate: float = 0.0  # submit calls/s, submitting alone
-    pickup_ms: list[float] = field(default_factory=list)
-    backlog_pickup_ms: list[float] = field(default_factory=list)
+    pickup_ms: list[float] = field(default_factory=list)  # on a fresh table
+    before_pickup_ms: list[float] = field(default_factory=list)  # after the jobs, no backlog
+    backlog_pickup_ms: list[float] = field(default_factory=list)  # the same, with the backlog
     cpu_ms_per_job: dict[str, float] = field(default_factory=dict)
 
 
@@ -56,14 +57,15 @@ def run_system(system: System, args: argparse.Namespace) -> SingleFigures:
     figures = SingleFigures(system.name)
     system.start_support()
     system.start_worker()
+    figures.pickup_ms = measure_pickup(system, args.samples, args.warmup)
     bulk = RunFigures(system.name)
     measure_throughput(system, args.jobs, 1, bulk, each=True)
     figures.throughput, figures.submit_rate = bulk.throughput, bulk.submit_rate
     figures.cpu_ms_per_job = bulk.cpu_ms_per_job
-    # Both pickups on the same table (after the jobs above), so that the second differs from
-    # the first only by the other queue's backlog.
-    figures.pickup_ms = measure_pickup(system, args.samples, args.warmup)
     if args.backlog:
+        # Pickup again on the same table, without and then with the other queue's backlog:
+        # the two differ only by that backlog.
+        figures.before_pickup_ms = measure_pickup(system, args.samples, args.warmup)
         system.fill_other_queue(args.backlog)
         figures.backlog_pickup_ms = measure_pickup(system, args.samples, args.warmup)
     return figures
@@ -105,7 +107,7 @@ def summarize(runs: list[list[SingleFigures]], systems: list[str]) -> dict[str, 
         mine = [f for run in runs for f in run if f.system == name]
         row = {"throughput": statistics.median(f.throughput for f in mine),
                "submit_rate": statistics.median(f.submit_rate for f in mine)}
-        for key in ("pickup_ms", "backlog_pickup_ms"):
+        for key in ("pickup_ms", "before_pickup_ms", "backlog_pickup_ms"):
             samples = [getattr(f, key) for f in mine if getattr(f, key)]
             for q in (50, 99):
                 if samples:
@@ -129,13 +131,17 @@ def print_run(index: int, figures: list[SingleFigures]) -> None:
         cpu = " ".join(f"{k}={v:.2f}" for k, v in f.cpu_ms_per_job.items())
         print(f"  run {index + 1} {f.system:8} {f.throughput:7.0f} jobs/s  submit "
               f"{f.submit_rate:6.0f}/s  pickup p50/p99 idle {pickup_text(f.pickup_ms)}  "
-              f"with backlog {pickup_text(f.backlog_pickup_ms)}  cpu ms/job {cpu}", flush=True)
+              f"after the jobs {pickup_text(f.before_pickup_ms)}  "
+              f"then with backlog {pickup_text(f.backlog_pickup_ms)}  cpu ms/job {cpu}",
+              flush=True)
 
 
 def print_summary(summary: dict[str, dict[str, float]], runs: int) -> None:
     print(f"\nmedians over {runs} run(s):")
     for name, row in summary.items():
-        backlog = (f"  backlog pickup p50 {row['backlog_pickup_p50_ms']:.1f} ms "
+        backlog = (f"  pickup after the jobs p50 {row['before_pickup_p50_ms']:.1f} ms "
+                   f"p99 {row['before_pickup_p99_ms']:.1f} ms, then with the backlog p50 "
+                   f"{row['backlog_pickup_p50_ms']:.1f} ms "
                    f"p99 {row['backlog_pickup_p99_ms']:.1f} ms"
                    if "backlog_pickup_p50_ms" in row else "")
         print(f"{name:8} single-submit {row['throughput']:.0f} jobs/s  pickup p50 "
