@@ -44,7 +44,8 @@ LOCKED_ROW_PATIENCE = 1.0
 class Following:
     """A slot's wish to claim its queue's next job in the statement that records the
     outcome of the one it ran (see attempts.finish_then_claim_next); `job` is what it got,
-    `drained` whether that statement saw the queue empty (then no claim is left to try)."""
+    `drained` whether that statement saw the queue empty (then no locked row needs waiting
+    out: a job submitted since is unlocked, or has its own wake-up)."""
 
     queue: str
     task_id: str
@@ -114,9 +115,11 @@ class Runner:
                 # job if this one claimed it. Leave the rest to another slot.
                 self._wake_another(queue)
                 break
-            job = following.job
-            if job is None and not following.drained:
-                job = self._claim_next_or_requeue(queue, worker, task_id)
+            # Its statement found the queue empty: one plain claim still looks for a job
+            # submitted since, which then needs no wake-up of its own (a producer submitting
+            # one job at a time pays for each one it publishes).
+            job = following.job or self._claim_next_or_requeue(
+                queue, worker, task_id, patient=not following.drained)
         if not ran:
             for job_id in named:
                 self._explain_unclaimed(job_id, job_type, queue)
@@ -142,11 +145,14 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - the relay wakes the queue if this is lost
             log.debug("could not wake another slot for %s: %s", queue, exc)
 
-    def _claim_next_or_requeue(self, queue: str, worker: str, task_id: str
-                               ) -> attempt_sql.Claimed | None:
-        """The next job of the queue; if the database cannot answer, the message goes back to
-        the broker (not acknowledged) so that the queue is woken again once the store is back."""
+    def _claim_next_or_requeue(self, queue: str, worker: str, task_id: str,
+                               patient: bool = True) -> attempt_sql.Claimed | None:
+        """The next job of the queue (`patient`: waiting out rows locked for a moment); if the
+        database cannot answer, the message goes back to the broker (not acknowledged) so
+        that the queue is woken again once the store is back."""
         try:
+            if not patient:
+                return self.claim_next(queue, worker, task_id)
             return self._claim_next_unlocked(queue, worker, task_id)
         except StoreUnavailable as exc:
             log.warning("could not claim from queue %s: %s; its message is requeued", queue, exc)
