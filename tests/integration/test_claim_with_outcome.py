@@ -8,9 +8,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event, select
 
 from crisper import Crisper, JobContext, JobState
+from crisper.store import attempts as attempt_sql
+from crisper.store import utcnow
+from crisper.store.models import jobs
 from tests.harness import Backend
 
 S = JobState
@@ -71,30 +74,43 @@ def test_a_backlog_costs_one_statement_per_job_after_its_body_and_every_outcome_
     app.store.close()
 
 
-def test_an_outcome_that_lost_its_lease_claims_nothing_in_its_statement(
-        backend: Backend) -> None:
-    from crisper.store import attempts as attempt_sql
-    from crisper.store import utcnow
-
+def fused_app(backend: Backend, *types: str) -> tuple[Crisper, str]:
+    """An app whose job types (no-op bodies) share a queue of their own."""
     queue = f"fused-{uuid.uuid4().hex[:8]}"
     app = Crisper("fused", settings=backend.settings.model_copy(update={"queues": [queue]}))
-    app.job(name="fused.first", queue=queue)(lambda ctx: None)
-    app.job(name="fused.behind", queue=queue)(lambda ctx: None)
+    for name in types:
+        app.job(name=name, queue=queue)(lambda ctx: None)
+    return app, queue
+
+
+def claim_next(conn: Connection, queue: str, types: list[str]) -> attempt_sql.Claimed | None:
+    return attempt_sql.claim_next(conn, queue, types, "w", "t", 30, utcnow())
+
+
+def succeed_then_claim(conn: Connection, queue: str, types: list[str], job: uuid.UUID,
+                       token: uuid.UUID) -> attempt_sql.FinishedThenClaimed:
+    return attempt_sql.finish_then_claim_next(
+        conn, job, token, S.SUCCEEDED, utcnow(), reason="succeeded", worker="w",
+        queue=queue, types=types, task_id="t", lease_seconds=30)
+
+
+def test_an_outcome_that_lost_its_lease_claims_nothing_in_its_statement(
+        backend: Backend) -> None:
     types = ["fused.behind", "fused.first"]
+    app, queue = fused_app(backend, *types)
     a = app.submit("fused.first")
     b = app.submit("fused.behind")
 
     with app.store.autocommit() as conn:
         # Given a claimed job whose lease was then taken (a rescue), and a job queued behind
-        claimed = attempt_sql.claim_next(conn, queue, types, "w", "t", 30, utcnow())
+        claimed = claim_next(conn, queue, types)
         assert claimed is not None and claimed.id == a.id
         assert attempt_sql.rescue(conn, a.id, claimed.lease_token, utcnow(),
                                   reason="lease_expired", counted=True)
 
         # When its slot records its outcome and asks for the next job in that statement
-        recorded, following, waiting = attempt_sql.finish_then_claim_next(
-            conn, a.id, claimed.lease_token, S.SUCCEEDED, utcnow(), reason="succeeded",
-            worker="w", queue=queue, types=types, task_id="t", lease_seconds=30)
+        recorded, following, waiting = succeed_then_claim(conn, queue, types, a.id,
+                                                          claimed.lease_token)
 
     # Then the outcome is not recorded, and nothing was claimed: both jobs wait, queued
     assert (recorded, following) == (False, None) and waiting
@@ -104,38 +120,25 @@ def test_an_outcome_that_lost_its_lease_claims_nothing_in_its_statement(
 
 def test_an_outcome_whose_next_job_is_locked_says_jobs_wait_so_the_slot_tries_again(
         backend: Backend) -> None:
-    from sqlalchemy import select
-
-    from crisper.store import attempts as attempt_sql
-    from crisper.store import utcnow
-    from crisper.store.models import jobs
-
-    queue = f"fused-{uuid.uuid4().hex[:8]}"
-    app = Crisper("fused", settings=backend.settings.model_copy(update={"queues": [queue]}))
-    app.job(name="fused.work", queue=queue)(lambda ctx: None)
     types = ["fused.work"]
+    app, queue = fused_app(backend, *types)
     a, b = app.submit("fused.work"), app.submit("fused.work")
     with app.store.autocommit() as conn:
-        claimed = attempt_sql.claim_next(conn, queue, types, "w", "t", 30, utcnow())
-        assert claimed is not None and claimed.id == a.id
-
-    def finish(job: uuid.UUID, token: uuid.UUID) -> attempt_sql.FinishedThenClaimed:
-        with app.store.autocommit() as conn:
-            return attempt_sql.finish_then_claim_next(
-                conn, job, token, S.SUCCEEDED, utcnow(), reason="succeeded", worker="w",
-                queue=queue, types=types, task_id="t", lease_seconds=30)
+        claimed = claim_next(conn, queue, types)
+    assert claimed is not None and claimed.id == a.id
 
     # Given the job queued behind held locked for a moment by another transaction
     with app.store.transaction() as other:
         other.execute(select(jobs.c.id).where(jobs.c.id == b.id).with_for_update())
         # When the first job's outcome is recorded, with the claim of the next
-        first = finish(a.id, claimed.lease_token)
+        with app.store.autocommit() as conn:
+            first = succeed_then_claim(conn, queue, types, a.id, claimed.lease_token)
     # Then nothing was claimed, but the statement says a job waits (the slot tries again)
     assert (first.recorded, first.claimed, first.waiting) == (True, None, True)
     # And once the lock is gone the next claim takes it, and its outcome sees the queue empty
     with app.store.autocommit() as conn:
-        second = attempt_sql.claim_next(conn, queue, types, "w", "t", 30, utcnow())
-    assert second is not None and second.id == b.id
-    last = finish(b.id, second.lease_token)
+        second = claim_next(conn, queue, types)
+        assert second is not None and second.id == b.id
+        last = succeed_then_claim(conn, queue, types, b.id, second.lease_token)
     assert (last.recorded, last.claimed, last.waiting) == (True, None, False)
     app.store.close()
