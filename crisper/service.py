@@ -106,6 +106,7 @@ class JobService:
                  rerun_node: Callable[[uuid.UUID, str, dict[str, Any] | None], object]
                  ) -> None:
         from crisper.engine.dispatch import Breaker  # Celery and Kombu load on first use
+        from crisper.engine.waker import Waker
 
         self.store = store
         self.settings = settings
@@ -114,6 +115,8 @@ class JobService:
         self.live = live
         self.rerun_node = rerun_node
         self.breaker = Breaker()
+        # A submit returns once its job is committed; its wake-up follows on this thread.
+        self.waker: Waker[JobRecord] = Waker(partial(self._dispatch_now, allowed=True))
 
     # -- submit -----------------------------------------------------------------------------
 
@@ -148,8 +151,10 @@ class JobService:
         else:
             with self.store.transaction() as own:
                 records, fresh = self._insert(own, rows, at, rejects)
-        if send:
+        if send and self.dispatcher.inline:
             self._dispatch_now(fresh, allowed=True)
+        elif send:
+            self.waker.wake(fresh)
         return records
 
     def prepare_row(self, r: SubmitRequest, at: datetime) -> dict[str, Any]:

@@ -176,6 +176,8 @@ class Backend:
             proc.stop()
         for app in [self._app, *self._others]:
             if app is not None:
+                if "jobs" in app.__dict__:  # wake-ups still on their way may need the store
+                    app.jobs.waker.flush()
                 app.store.close()
 
 

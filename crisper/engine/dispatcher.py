@@ -42,6 +42,11 @@ class Dispatcher:
     def celery(self) -> Celery:
         return self._celery()
 
+    @property
+    def inline(self) -> bool:
+        """Whether a send runs its jobs in the caller's thread (testing): never deferred."""
+        return self.stand_in is not None
+
     def publish(self, dispatches: Sequence[Dispatch], force: bool = False) -> list[Refusal]:
         """Wake the queues of `dispatches`, one wake-up per queue and type unless one is
         outstanding (`force`: regardless, for the relay). Answer the groups the broker

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import signals
 
+from crisper.engine import waker
 from crisper.engine.leases import interrupted_lease
 from crisper.errors import ConfigurationError, CrisperError
 from crisper.store import attempts as attempt_sql
@@ -42,6 +43,9 @@ class WorkerPresence:
                                         dispatch_uid="crisper-presence-stop")
         signals.worker_shutting_down.connect(self._shutting_down, weak=False,
                                              dispatch_uid="crisper-presence-announced")
+        # Jobs that submit jobs: their wake-ups go out before the pool child ends.
+        signals.worker_process_shutdown.connect(_flush_wakes, weak=False,
+                                                dispatch_uid="crisper-flush-wakes")
 
     def _ready(self, sender: Any = None, **_: Any) -> None:
         self.name = getattr(sender, "hostname", None) or f"celery@{socket.gethostname()}"
@@ -90,6 +94,10 @@ class WorkerPresence:
                 worker_sql.stopped(session, self.name, utcnow())
         except CrisperError:
             pass
+
+
+def _flush_wakes(**_: Any) -> None:
+    waker.flush_all()
 
 
 FORCIBLE_POOLS = ("prefork",)

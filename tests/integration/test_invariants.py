@@ -91,6 +91,7 @@ def test_a_broker_that_forgets_every_message_loses_no_job(backend: Backend) -> N
     # taker claims them from the database), and no worker yet
     backend.app.submit_many([SubmitRequest("probe.noop") for _ in range(1000)])
     backend.app.submit_many([SubmitRequest("probe.noop") for _ in range(10)])
+    assert backend.app.jobs.waker.flush()  # wake-ups follow a submit on their own thread
     assert queue_depth(backend.app.celery, "default") == 1
 
     # When the broker loses everything (as Redis restarted without persistence does)
@@ -235,6 +236,7 @@ def test_submitting_while_the_broker_is_down_succeeds_and_runs_later(backend: Ba
 
     job = app.submit("probe.noop")
     assert job.state is S.QUEUED
+    assert app.jobs.waker.flush()  # the wake-up is tried after submit returns, and fails
     with app.store.read() as session:
         assert session.scalar(select(jobs.c.dispatched_at).where(jobs.c.id == job.id)) is None
 

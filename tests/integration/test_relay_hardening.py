@@ -281,7 +281,9 @@ def test_a_submit_never_fails_after_its_job_is_committed(backend: Backend) -> No
     one = app.submit("probe.noop")
     many = app.submit_many([SubmitRequest("probe.noop") for _ in range(3)])
 
-    # Then each submit returns its committed job, left for the relay to send
+    # Then each submit returns its committed job, left for the relay to send (once the
+    # wake-ups, tried after the submits returned, found no broker)
+    assert app.jobs.waker.flush()
     for job in [one, *many]:
         assert job.state is S.QUEUED
         with app.store.read() as session:

@@ -1,0 +1,104 @@
+"""Wake-ups sent on a thread of their own, right after the submits whose jobs they wake.
+
+A submit promises a committed job; its wake-up (a marker check in Redis and, when none is
+outstanding, a message) only has to come after that commit. Sent from here, it no longer
+holds up the caller: a loop of submits overlaps its next insert with the previous wake-up,
+and a burst shares one marker check per queue and job type. A process that dies with
+wake-ups unsent leaves queued jobs whose message never went out; the relay re-sends those
+(`redispatch_after_seconds`), as it does for any lost message.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+EXIT_FLUSH_SECONDS = 5.0
+# An idle thread ends (and lets its service be collected); the next wake starts another.
+IDLE_SECONDS = 2.0
+_LIVE: weakref.WeakSet[Waker[object]] = weakref.WeakSet()
+
+
+class Waker(Generic[T]):
+    """Hands committed jobs to `send` on a daemon thread, running while there is work."""
+
+    def __init__(self, send: Callable[[list[T]], None], name: str = "crisper-waker") -> None:
+        self._send = send
+        self._name = name
+        self._reset()
+        _LIVE.add(self)  # type: ignore[arg-type]
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition()
+        self._pending: list[T] = []
+        self._taken = 0  # how many handed over so far were taken by the thread and sent
+        self._given = 0
+        self._thread: threading.Thread | None = None
+
+    def wake(self, items: Sequence[T]) -> None:
+        """Send these after the caller returns (their jobs are committed already)."""
+        if not items:
+            return
+        with self._cond:
+            self._pending.extend(items)
+            self._given += len(items)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def flush(self, timeout: float = EXIT_FLUSH_SECONDS) -> bool:
+        """Wait until everything handed over before this call was sent; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            target = self._given
+            while self._taken < target:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._pending:
+                    self._cond.wait(IDLE_SECONDS)
+                if not self._pending:
+                    self._thread = None
+                    return
+                batch, self._pending = self._pending, []
+            try:
+                self._send(batch)
+            except Exception:  # noqa: BLE001 - the jobs are committed; the relay covers them
+                log.exception("%d wake-up(s) not sent; the relay sends them later", len(batch))
+            with self._cond:
+                self._taken += len(batch)
+                self._cond.notify_all()
+
+
+def flush_all() -> None:
+    """Wait (a few seconds at most) for every waker of this process: before it exits."""
+    deadline = time.monotonic() + EXIT_FLUSH_SECONDS
+    for waker in list(_LIVE):
+        if not waker.flush(max(0.0, deadline - time.monotonic())):
+            log.warning("exiting with wake-ups unsent; the relay sends them later")
+
+
+def _forget_parents_thread() -> None:
+    """A forked child has no sender thread, and its lock may have been held at the fork: the
+    parent's pending wake-ups are the parent's to send."""
+    for waker in list(_LIVE):
+        waker._reset()
+
+
+atexit.register(flush_all)  # a pool child ends by os._exit: the worker calls it there
+os.register_at_fork(after_in_child=_forget_parents_thread)

@@ -1,0 +1,109 @@
+"""The waker sends wake-ups on a thread of its own: after the caller returns, in bursts, and
+never lost to an error, an idle thread or a fork."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from crisper.engine import waker as waker_module
+from crisper.engine.waker import Waker
+
+
+class Recorder:
+    """A send that records its batches; it can be held, to let wakes pile up behind it."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def __call__(self, batch: list[int]) -> None:
+        self.entered.set()
+        self.gate.wait(10)
+        self.batches.append(batch)
+
+
+def test_wakes_are_sent_after_the_call_and_flush_waits_for_them() -> None:
+    send = Recorder()
+    send.gate.clear()
+    waker = Waker(send)
+    waker.wake([1])
+    assert send.entered.wait(5)
+    assert send.batches == []  # wake() returned while the send was still held
+    assert waker.flush(0.1) is False
+    send.gate.set()
+    assert waker.flush(5) is True
+    assert send.batches == [[1]]
+
+
+def test_a_burst_behind_a_slow_send_goes_out_as_one_batch() -> None:
+    send = Recorder()
+    send.gate.clear()
+    waker = Waker(send)
+    waker.wake([0])
+    assert send.entered.wait(5)
+    for i in range(1, 6):
+        waker.wake([i])
+    send.gate.set()
+    assert waker.flush(5)
+    assert send.batches == [[0], [1, 2, 3, 4, 5]]
+
+
+def test_a_failing_send_is_logged_and_the_next_wakes_still_go(
+        caplog: pytest.LogCaptureFixture) -> None:
+    sent: list[list[int]] = []
+
+    def send(batch: list[int]) -> None:
+        if batch == [1]:
+            raise RuntimeError("broker said no")
+        sent.append(batch)
+
+    waker = Waker(send)
+    waker.wake([1])
+    assert waker.flush(5)
+    waker.wake([2])
+    assert waker.flush(5)
+    assert sent == [[2]]
+    assert "1 wake-up(s) not sent" in caplog.text
+
+
+def test_an_idle_thread_ends_and_the_next_wake_starts_another(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(waker_module, "IDLE_SECONDS", 0.05)
+    send = Recorder()
+    waker = Waker(send, name="crisper-waker-idle-test")
+    waker.wake([1])
+    assert waker.flush(5)
+    deadline = time.monotonic() + 5
+    while any(t.name == "crisper-waker-idle-test" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the idle thread did not end"
+        time.sleep(0.01)
+    waker.wake([2])
+    assert waker.flush(5)
+    assert send.batches == [[1], [2]]
+
+
+def test_a_forked_child_sends_its_own_wakes_not_the_parents() -> None:
+    send = Recorder()
+    send.gate.clear()  # the parent's wake is held in its thread across the fork
+    waker = Waker(send)
+    waker.wake([1])
+    assert send.entered.wait(5)
+    waker.wake([2])  # pending in the parent at the fork
+    pid = os.fork()
+    if pid == 0:  # the child: no thread, nothing pending; its own wake goes out
+        send.gate.set()
+        send.batches.clear()
+        waker.wake([3])
+        ok = waker.flush(5) and send.batches == [[3]]
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    send.gate.set()
+    assert waker.flush(5)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert send.batches == [[1], [2]]
