@@ -4,10 +4,9 @@ Committing is what a submit waits for (PostgreSQL's WAL flush), and one commit c
 rows. So concurrent submits on an event loop are gathered for up to `window` seconds (or
 `max_rows`), inserted with the store's multi-row statement (`store.jobs.create`, as
 `submit_many` does), committed once, and only then is each waiter answered: every answer still
-means "your row is committed durably" (synchronous_commit stays on). The workers' wake-up is
-one publish per group (`JobService.dispatch_committed`); the rows are stored as not yet sent
-until it is out, so a process that dies in between leaves them to the relay. Publishing runs
-on a thread of its own, after the waiters are answered.
+means "your row is committed durably" (synchronous_commit stays on). The workers' wake-up
+goes out as any submit's does, on the service's waker thread (engine/waker.py), so a burst of
+groups shares one marker check per queue and type and no group waits for the broker.
 
 Rows are built and validated by the caller through `JobService.prepare_row` (the one copy of
 that logic), so a bad request fails alone before it joins a group. A submit with an
@@ -19,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,9 +36,6 @@ log = logging.getLogger(__name__)
 WINDOW_SECONDS = 0.002  # how long a group waits for company while another group commits
 MAX_ROWS = 256  # rows per group at most (one statement each, pipelined)
 FLIGHTS = 2  # groups committing at once: the next one gathers while one waits for its flush
-# Groups whose wake-ups may wait for the publisher thread; past that, a flight publishes its
-# own (the broker's pace then slows the commits instead of the queue growing).
-PUBLISH_BACKLOG = 16
 Outcome = JobRecord | BaseException
 
 
@@ -63,8 +58,6 @@ class GroupCommit:
         self._flying = 0
         self._timer: asyncio.TimerHandle | None = None
         self._threads = ThreadPoolExecutor(flights, thread_name_prefix="crisper-group-commit")
-        self._publisher = ThreadPoolExecutor(1, thread_name_prefix="crisper-group-publish")
-        self._backlog = threading.BoundedSemaphore(PUBLISH_BACKLOG)
 
     async def submit(self, request: SubmitRequest) -> JobRecord:
         """The job, once its row is committed; errors are this request's alone."""
@@ -72,7 +65,8 @@ class GroupCommit:
         row = self.jobs.prepare_row(request, utcnow())  # InvalidParams etc. raise here
         if row["idempotency_key"] or row["unique_key"]:
             return await loop.run_in_executor(None, self.jobs.submit, request)
-        row["dispatched_at"] = None  # outbox: unsent until the group's publish is out
+        if not self.jobs.breaker.allows():  # the broker is down: stored unsent, for the relay
+            row["dispatched_at"] = None
         waiter = _Waiter(row, loop.create_future())
         self._pending.append(waiter)
         self._schedule(loop)
@@ -108,26 +102,15 @@ class GroupCommit:
 
     def _commit(self, loop: asyncio.AbstractEventLoop, group: list[_Waiter]) -> None:
         """In a thread: insert and commit the group, answer its waiters, then have workers
-        woken (by the publisher thread, so that the next group need not wait for the broker)."""
+        woken (by the waker's thread, so that the next group need not wait for the broker)."""
         try:
             outcomes = self._insert([w.row for w in group])
         except BaseException as exc:  # never leave a waiter hanging
             loop.call_soon_threadsafe(_answer, group, [exc] * len(group))
             raise
         loop.call_soon_threadsafe(_answer, group, outcomes)
-        committed = [o for o in outcomes if isinstance(o, JobRecord)]
-        if not committed:
-            return
-        if self._backlog.acquire(blocking=False):
-            self._publisher.submit(self._publish, committed)
-        else:
-            self.jobs.dispatch_committed(committed)
-
-    def _publish(self, committed: list[JobRecord]) -> None:
-        try:
-            self.jobs.dispatch_committed(committed)  # never raises: the jobs exist
-        finally:
-            self._backlog.release()
+        self.jobs.waker.wake([o for o, w in zip(outcomes, group, strict=True)
+                              if isinstance(o, JobRecord) and w.row["dispatched_at"]])
 
     def _insert(self, rows: list[dict[str, Any]]) -> list[Outcome]:
         """One transaction for all; if the database refuses it for a reason other than being
@@ -144,9 +127,9 @@ class GroupCommit:
         return [record_from_row(row) for row in rows]
 
     def close(self) -> None:
-        """Stop the threads once their work is done (the wake-ups queued are still sent)."""
+        """Stop the threads once their work is done, and send the wake-ups still queued."""
         self._threads.shutdown(wait=True)
-        self._publisher.shutdown(wait=True)
+        self.jobs.waker.flush()
 
 
 def _answer(group: Sequence[_Waiter], outcomes: Sequence[Outcome]) -> None:

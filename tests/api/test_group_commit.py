@@ -21,6 +21,8 @@ from sqlalchemy import event, select
 from crisper.api import create_app
 from crisper.api.auth import KeyCache
 from crisper.app import Crisper
+from crisper.embedded import free_port
+from crisper.engine.dispatch import queue_depth
 from crisper.errors import AccessDenied
 from crisper.group_commit import GroupCommit
 from crisper.keys import KeyService, Principal
@@ -113,6 +115,50 @@ def test_submits_gathered_in_a_window_share_one_commit(backend: Backend) -> None
     rows = stored(app, [str(r.id) for r in records])
     assert [rows[str(r.id)]["params"]["number"] for r in records] == list(range(30))
 
+
+
+def test_the_groups_share_one_wake_up_and_no_commit_of_their_own(backend: Backend) -> None:
+    # Given a collector and no worker
+    app = backend.app
+    groups = GroupCommit(app.jobs, window=0.5)
+    requests = [SubmitRequest("probe.noop") for _ in range(30)]
+
+    async def submit_all() -> list[JobRecord]:
+        return list(await asyncio.gather(*[groups.submit(r) for r in requests]))
+
+    # When 30 runnable jobs are submitted at once, and their wake-ups have gone out
+    with count_commits(app) as commits:
+        records = run_async(submit_all())
+        assert app.jobs.waker.flush()
+    groups.close()
+    # Then the two groups' commits were the only ones (no second write to mark them sent),
+    # every row says its wake-up is out, and one wake-up waits for all of them
+    assert commits == [2]
+    with app.store.read() as session:
+        sent = session.scalars(select(jobs.c.dispatched_at)
+                               .where(jobs.c.id.in_([r.id for r in records]))).all()
+    assert len(sent) == 30 and all(at is not None for at in sent)
+    assert queue_depth(app.celery, records[0].queue) == 1
+
+
+def test_with_the_broker_down_the_groups_rows_wait_for_the_relay(backend: Backend) -> None:
+    app = backend.app_with(broker_url=f"redis://127.0.0.1:{free_port()}/0", broker_prefix="")
+    groups = GroupCommit(app.jobs)
+
+    async def submit(count: int) -> list[JobRecord]:
+        return list(await asyncio.gather(*[groups.submit(SubmitRequest("probe.noop"))
+                                           for _ in range(count)]))
+
+    # The first group's wake-up finds no broker; the next group finds the breaker open
+    first = run_async(submit(5))
+    assert app.jobs.waker.flush()
+    second = run_async(submit(5))
+    assert app.jobs.waker.flush()
+    groups.close()
+    with app.store.read() as session:
+        unsent = session.scalars(select(jobs.c.dispatched_at)
+                                 .where(jobs.c.id.in_([r.id for r in first + second]))).all()
+    assert unsent == [None] * 10
 
 def test_a_bad_request_among_good_ones_gets_its_own_422(
         backend: Backend, http: Callable[[], httpx.Client]) -> None:
