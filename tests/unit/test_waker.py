@@ -28,12 +28,18 @@ class Recorder:
         self.batches.append(batch)
 
 
-def test_wakes_are_sent_after_the_call_and_flush_waits_for_them() -> None:
+def held_in_send(first: int) -> tuple[Waker[int], Recorder]:
+    """A waker whose thread is inside its send of `[first]`, held there until the gate opens."""
     send = Recorder()
     send.gate.clear()
     waker = Waker(send)
-    waker.wake([1])
+    waker.wake([first])
     assert send.entered.wait(5)
+    return waker, send
+
+
+def test_wakes_are_sent_after_the_call_and_flush_waits_for_them() -> None:
+    waker, send = held_in_send(1)
     assert send.batches == []  # wake() returned while the send was still held
     assert waker.flush(0.1) is False
     send.gate.set()
@@ -42,11 +48,7 @@ def test_wakes_are_sent_after_the_call_and_flush_waits_for_them() -> None:
 
 
 def test_a_burst_behind_a_slow_send_goes_out_as_one_batch() -> None:
-    send = Recorder()
-    send.gate.clear()
-    waker = Waker(send)
-    waker.wake([0])
-    assert send.entered.wait(5)
+    waker, send = held_in_send(0)
     for i in range(1, 6):
         waker.wake([i])
     send.gate.set()
@@ -89,11 +91,7 @@ def test_an_idle_thread_ends_and_the_next_wake_starts_another(
 
 
 def test_a_forked_child_sends_its_own_wakes_not_the_parents() -> None:
-    send = Recorder()
-    send.gate.clear()  # the parent's wake is held in its thread across the fork
-    waker = Waker(send)
-    waker.wake([1])
-    assert send.entered.wait(5)
+    waker, send = held_in_send(1)  # the parent's wake is held in its thread across the fork
     waker.wake([2])  # pending in the parent at the fork
     pid = os.fork()
     if pid == 0:  # the child: no thread, nothing pending; its own wake goes out
