@@ -202,6 +202,7 @@ def test_single_submits_share_one_outstanding_wake_up_per_queue(backend: Backend
     jobs_ = [crisper.submit("probe.noop", queue=queue) for _ in range(50)]
 
     # Then one wake-up waits in the broker for all of them (its taker claims them)
+    assert crisper.jobs.waker.flush()
     assert queue_depth(crisper.celery, queue) == 1
     # And a single-slot worker runs them all, in submission order
     backend.start_worker(concurrency=1, extra=["-Q", queue])

@@ -166,6 +166,7 @@ def test_a_cancelled_queued_job_never_starts_even_after_worker_restarts(backend:
     """Invariant 5: the message is still in the broker, but the claim finds nothing."""
     job = backend.app.submit("probe.sleep", {"seconds": 0.1})
     assert job.cancel().state is S.CANCELLED
+    assert backend.app.jobs.waker.flush()  # its wake-up follows the submit on a thread
     assert queue_depth(backend.app.celery, "default") == 1
 
     first = backend.start_worker(concurrency=1)
