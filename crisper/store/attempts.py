@@ -43,6 +43,7 @@ from crisper.store.statements import (
     pg_sql,
     run_moving,
     run_on_driver,
+    state_in,
     with_queue_literal,
 )
 from crisper.store.sweeps import Dispatch
@@ -97,7 +98,7 @@ def _claim_statement(dialect: str, skip_paused: bool, by_type: bool = False,
         paused = exists().where(queues.c.name == jobs.c.queue, queues.c.paused_at.is_not(None))
         where.append(~paused)
     return (
-        moving(CLAIM, *where, **_claim_values())
+        moving(CLAIM, *where, keyed=True, **_claim_values())
         .returning(*_CLAIMED_COLUMNS, outbox.notifies(jobs).label("notifies"))
     )
 
@@ -183,7 +184,8 @@ def _claiming_next(dialect: str, *where: Any, token: str = "token") -> Any:
         two = _next_in_queue(dialect, lock=False, limit=2, table=jobs.alias("waiting"))
         returned.append((select(func.count()).select_from(two.subquery()).scalar_subquery()
                          > 1).label("others_waiting"))
-    return moving(CLAIM, jobs.c.id == best, *where, **_claim_values(token)).returning(*returned)
+    return (moving(CLAIM, jobs.c.id == best, *where, keyed=True, **_claim_values(token))
+            .returning(*returned))
 
 
 def claim_next(db: Session | Connection, queue: str, types: Sequence[str], worker: str,
@@ -263,7 +265,7 @@ def renew_leases(session: Session, leases: dict[uuid.UUID, uuid.UUID], until: da
     rows = session.execute(
         update(jobs)
         .where(jobs.c.id.in_(list(leases)), jobs.c.lease_token.in_(list(leases.values())),
-               jobs.c.state == S.RUNNING.value)
+               state_in([S.RUNNING], keyed=True))
         .values(lease_expires_at=expires)
         .returning(jobs.c.id, jobs.c.cancel_requested_at)
     ).all()
@@ -304,7 +306,7 @@ def _fenced_move(running_to: Any, values: dict[str, Any]) -> Any:
     """A running job's move, made only by the holder of its lease token (the attempt's fence)."""
     return (
         moving(running_to, jobs.c.id == bindparam("job_id"),
-               jobs.c.lease_token == bindparam("token"), **values)
+               jobs.c.lease_token == bindparam("token"), keyed=True, **values)
         .returning(jobs.c.id, jobs.c.attempt, jobs.c.workflow_id)
     )
 
@@ -366,7 +368,10 @@ def _finish_then_claim_statement(target: JobState) -> tuple[str, dict[str, Any]]
                              token="next_token").cte("claimed")
     one = select(literal(1).label("one")).subquery("one")
     recorded = select(func.count()).select_from(finished).scalar_subquery()
-    waiting = _next_in_queue("postgresql", lock=False, table=jobs.alias("left")).exists()
+    # Counted over the ordered subquery, not EXISTS (which drops the ORDER BY): so it reads
+    # the claim's own index, where finished jobs' entries are soon marked dead and skipped.
+    left = _next_in_queue("postgresql", lock=False, table=jobs.alias("left")).subquery()
+    waiting = select(func.count()).select_from(left).scalar_subquery() > 0
     statement = (
         select(recorded.label("recorded"), waiting.label("waiting"), claimed)
         .select_from(one.outerjoin(claimed, literal(True)))

@@ -63,8 +63,8 @@ def defer(session: Session, job: Pending, until: datetime, why: str, at: datetim
     """queued -> scheduled until `until`, attempt untouched; the reason is in the event."""
     done = changed(
         session,
-        moving(DEFER, jobs.c.id == job.id, run_at=until, dispatched_at=None, flow_wait=why,
-               rate_token_at=rate_token_at or job.rate_token_at),
+        moving(DEFER, jobs.c.id == job.id, keyed=True, run_at=until, dispatched_at=None,
+               flow_wait=why, rate_token_at=rate_token_at or job.rate_token_at),
     )
     if done:
         session.execute(insert(job_events), [event(

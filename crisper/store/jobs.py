@@ -221,7 +221,7 @@ def restart(session: Session, job: JobRecord, at: datetime,
 def _move(session: Session, job: JobRecord, target: JobState, at: datetime, reason: str,
           detail: dict[str, Any] | None = None, **values: Any) -> None:
     done = changed(session, moving(Move(frozenset({job.state}), target), jobs.c.id == job.id,
-                                   **values))
+                                   keyed=True, **values))
     if not done:  # the row moved under us (no row lock on SQLite): re-read and re-check
         fresh = get(session, job.id)
         assert fresh is not None
