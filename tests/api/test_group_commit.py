@@ -149,16 +149,21 @@ def test_with_the_broker_down_the_groups_rows_wait_for_the_relay(backend: Backen
         return list(await asyncio.gather(*[groups.submit(SubmitRequest("probe.noop"))
                                            for _ in range(count)]))
 
-    # The first group's wake-up finds no broker; the next group finds the breaker open
-    first = run_async(submit(5))
-    assert app.jobs.waker.flush()
-    second = run_async(submit(5))
+    async def two_groups() -> list[JobRecord]:
+        """The first group's wake-up finds no broker; the next group finds the breaker open
+        (one event loop for both, as in a server: a collector belongs to its loop)."""
+        first = await submit(5)
+        assert await asyncio.to_thread(app.jobs.waker.flush)
+        return first + await submit(5)
+
+    records = run_async(two_groups())
     assert app.jobs.waker.flush()
     groups.close()
     with app.store.read() as session:
         unsent = session.scalars(select(jobs.c.dispatched_at)
-                                 .where(jobs.c.id.in_([r.id for r in first + second]))).all()
+                                 .where(jobs.c.id.in_([r.id for r in records]))).all()
     assert unsent == [None] * 10
+
 
 def test_a_bad_request_among_good_ones_gets_its_own_422(
         backend: Backend, http: Callable[[], httpx.Client]) -> None:
