@@ -9,13 +9,12 @@ whole, filtering on the id: a cost that grew with the backlog (statements.state_
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import text
 
+from bench.scale import captured  # the statements the store runs, as bench.scale takes them
 from crisper.service import SubmitRequest
 from crisper.states import JobState as S
 from crisper.store import attempts as attempt_sql
@@ -24,20 +23,6 @@ from tests.harness import Backend
 
 pytestmark = pytest.mark.backends("postgres-redis")
 BY_KEY = {"pk_crisper_jobs", "ix_crisper_jobs_next_in_queue"}  # the claim's own order
-
-
-@contextmanager
-def captured() -> Iterator[list[tuple[str, Any]]]:
-    seen: list[tuple[str, Any]] = []
-
-    def grab(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        seen.append((statement, parameters))
-
-    event.listen(Engine, "before_cursor_execute", grab)
-    try:
-        yield seen
-    finally:
-        event.remove(Engine, "before_cursor_execute", grab)
 
 
 def job_indexes(plan: dict[str, Any]) -> set[str]:
