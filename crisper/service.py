@@ -116,7 +116,8 @@ class JobService:
         self.rerun_node = rerun_node
         self.breaker = Breaker()
         # A submit returns once its job is committed; its wake-up follows on this thread.
-        self.waker: Waker[JobRecord] = Waker(partial(self._dispatch_now, allowed=True))
+        self.waker: Waker[JobRecord] = Waker(partial(self._dispatch_now, allowed=True),
+                                             inline=lambda: dispatcher.inline)
 
     # -- submit -----------------------------------------------------------------------------
 
@@ -151,9 +152,7 @@ class JobService:
         else:
             with self.store.transaction() as own:
                 records, fresh = self._insert(own, rows, at, rejects)
-        if send and self.dispatcher.inline:
-            self._dispatch_now(fresh, allowed=True)
-        elif send:
+        if send:
             self.waker.wake(fresh)
         return records
 

@@ -30,9 +30,13 @@ _LIVE: weakref.WeakSet[Waker[object]] = weakref.WeakSet()
 class Waker(Generic[T]):
     """Hands committed jobs to `send` on a daemon thread, running while there is work."""
 
-    def __init__(self, send: Callable[[list[T]], None], name: str = "crisper-waker") -> None:
+    def __init__(self, send: Callable[[list[T]], None], name: str = "crisper-waker",
+                 inline: Callable[[], bool] = lambda: False) -> None:
+        """`inline()`: whether a send must run in the caller's thread instead (testing's
+        inline worker runs the jobs in the submit's own call)."""
         self._send = send
         self._name = name
+        self._inline = inline
         self._reset()
         _LIVE.add(self)  # type: ignore[arg-type]
 
@@ -44,8 +48,12 @@ class Waker(Generic[T]):
         self._thread: threading.Thread | None = None
 
     def wake(self, items: Sequence[T]) -> None:
-        """Send these after the caller returns (their jobs are committed already)."""
+        """Send these after the caller returns (their jobs are committed already); inline:
+        before it returns."""
         if not items:
+            return
+        if self._inline():
+            self._send(list(items))
             return
         with self._cond:
             self._pending.extend(items)

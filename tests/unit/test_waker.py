@@ -105,3 +105,11 @@ def test_a_forked_child_sends_its_own_wakes_not_the_parents() -> None:
     assert waker.flush(5)
     assert os.waitstatus_to_exitcode(status) == 0
     assert send.batches == [[1], [2]]
+
+
+def test_an_inline_waker_sends_in_the_callers_thread_before_returning() -> None:
+    threads: list[threading.Thread] = []
+    waker = Waker(lambda batch: threads.append(threading.current_thread()),
+                  inline=lambda: True)
+    waker.wake([1])
+    assert threads == [threading.current_thread()]
