@@ -267,11 +267,12 @@ def small_tmpfs(folder: Path, size: str, *, required: bool) -> Iterator[Path]:
 
 
 def fill_disk(folder: Path) -> Path:
-    """Write a file in `folder` until its disk is full; delete the file to free the space."""
+    """Write a file in `folder` until its disk is full; delete the file to free the space.
+    Called again, it takes back what was freed since (it appends)."""
     import errno
 
     filler = folder / "filler"
-    with filler.open("wb", buffering=0) as f:  # unbuffered: closing has nothing left to write
+    with filler.open("ab", buffering=0) as f:  # unbuffered: closing has nothing left to write
         try:
             while True:
                 f.write(b"\0" * 65536)

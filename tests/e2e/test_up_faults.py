@@ -282,13 +282,20 @@ def test_a_full_disk_is_store_unavailable_and_everything_resumes(
                             headers={"Authorization": f"Bearer {secret}"}, timeout=30)
         assert answer.status_code == 503, answer.text
 
-        # And when a write reaches the broker, it refuses writes (MISCONF); the worker survives
+        # And when a write reaches the broker, it refuses writes (MISCONF); the worker survives.
+        # A failed database write frees its journal again, and Redis retries its AOF write each
+        # second, so the disk is topped up before each probe until the worker has met a refusal.
         broker = redis.Redis.from_url(json.loads((home / "embedded.json").read_text())["url"])
-        with contextlib.suppress(redis.ResponseError):
-            broker.set("crisper-test:probe", b"x" * 8192)
-            broker.set("crisper-test:probe", b"y")
+
+        def worker_met_misconf() -> bool:
+            fill_disk(small_disk)
+            with contextlib.suppress(redis.ResponseError):
+                broker.set("crisper-test:probe", b"x" * 8192)
+                broker.set("crisper-test:probe", b"y")
+            return "MISCONF" in up.log
+
+        wait_for(worker_met_misconf, 30, "the worker to meet MISCONF", every=1)
         broker.close()
-        wait_for(lambda: "MISCONF" in up.log, 30, "the worker to meet MISCONF")
         time.sleep(3)
         assert up.alive(), up.log
         assert "Unrecoverable error" not in up.log

@@ -438,8 +438,11 @@ def test_a_demo_package_is_built_by_its_workflow(backend: Backend, tmp_path: Pat
         assert made.status_code == 202, made.text
         demo = p.until(f"/demos/{made.json()['demo_id']}", lambda g: g["status"] == "ready")
 
-        # Then every step ran in the workflow's order and left its artefact; the site is hosted
-        view = p.app.workflows.get(made.json()["workflow_id"])
+        # Then every step ran in the workflow's order and left its artefact; the site is hosted.
+        # The last step marks the demo ready in its body, before its outcome is recorded.
+        workflow = made.json()["workflow_id"]
+        view = wait_for(lambda: (v := p.app.workflows.get(workflow)).status != "running" and v,
+                        30, "the demo's workflow to finish")
         assert view.status == "succeeded"
         at = {n.node: (n.started_at, n.finished_at) for n in view.nodes}
         assert at["site"][1] <= min(at["recording"][0], at["voiceover"][0])
