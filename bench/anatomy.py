@@ -6,6 +6,10 @@ Round trips are counted inside the pool child that runs the job, from SQLAlchemy
 and pool events (statements, BEGIN, COMMIT, pre-ping) and from redis-py's execute_command,
 between Celery's task_prerun and task_postrun: claim, body and outcome of one job. The
 bench's own marker (one RPUSH per body, paid by plain Celery too) is subtracted.
+
+`--timeline N` then times N pickups on an idle worker stage by stage: the submit, the
+wake-up's marker check and publish (in this process), the worker's receipt, the pool child,
+the marker's delete, the claim and the body's start (bench/apps/probes.py), with medians.
 """
 
 from __future__ import annotations
@@ -13,14 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 import pstats
+import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import redis
 
+from bench.apps import probes
 from bench.environment import World
 from bench.systems import CrisperSystem
 from bench.throughput import PG_BASE, fresh_world
@@ -77,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--broker", default="redis://127.0.0.1:6379/3")
     p.add_argument("--postgres", default=PG_BASE)
     p.add_argument("--top", type=int, default=25, help="profile lines shown")
+    p.add_argument("--timeline", type=int, default=0, metavar="N",
+                   help="also time N pickups on an idle worker, stage by stage")
     args = p.parse_args(argv)
     args.signal_redis = "redis://127.0.0.1:6379/3"
     with tempfile.TemporaryDirectory(prefix="crisper-anatomy-") as tmp, \
@@ -107,6 +116,8 @@ def run(system: CrisperSystem, world: World, args: argparse.Namespace, tmp: Path
     system.stop_workers()
     if args.profile:
         profile(system, args, tmp)
+    if args.timeline:
+        timeline(system, world, args.timeline)
 
 
 def profile(system: CrisperSystem, args: argparse.Namespace, tmp: Path) -> None:
@@ -139,6 +150,72 @@ def profile(system: CrisperSystem, args: argparse.Namespace, tmp: Path) -> None:
           "(task bodies only):")
     stats.sort_stats("cumulative").print_stats(args.top)
     stats.sort_stats("tottime").print_stats(args.top)
+
+
+def _next_report(system: CrisperSystem, key: str, since: float) -> Any:
+    """The next report on `key` of a job body started after `since` (the worker's marks) or
+    of a receipt after it; older ones (a stale wake-up's, which ran no body) are skipped."""
+    while True:
+        got = system.signals.blpop([key], 10)
+        if got is None:
+            raise RuntimeError(f"no timeline report on {key}")
+        report = json.loads(got[1])
+        if isinstance(report, float) and report >= since:
+            return report
+        if isinstance(report, list) and any(s == "body" and t >= since for s, t in report):
+            return report
+
+
+STAGES = ["submit", "submit returned", "publish start", "marker check start", "marker check end",
+          "publish end", "received", "pool child", "marker delete start", "marker delete end",
+          "claim start", "claim end", "body"]
+
+
+def timeline(system: CrisperSystem, world: World, samples: int, warmup: int = 10) -> None:
+    """One job at a time on an idle worker: the median time between the stages of a pickup.
+
+    The marker check and the publish run on the job service's waker thread, after the submit
+    returned; the worker's stages come from bench/apps/probes.py (BENCH_TIMELINE_KEY).
+    """
+    from crisper.engine.dispatcher import Dispatcher
+    from crisper.engine.wakes import Wakes
+
+    key = f"{world.prefix('sig')}timeline"
+    for other in ("BENCH_COUNT_KEY", "BENCH_PROFILE_DIR"):  # their hooks cost time too
+        system.extra_env.pop(other, None)
+    system.extra_env["BENCH_TIMELINE_KEY"] = key
+    system.start_worker()
+    check, publish = Wakes.claim, Dispatcher.publish
+    Wakes.claim = probes.timed("marker check", check)  # type: ignore[method-assign]
+    Dispatcher.publish = probes.timed("publish", publish)  # type: ignore[method-assign]
+    rows: list[dict[str, float]] = []
+    try:
+        for i in range(warmup + samples):
+            probes._marks.clear()
+            started = time.time()
+            handle = system.submit_one()
+            probes.mark("submit returned")
+            system.wait_pickup()
+            system.settle(handle)
+            system.app.jobs.waker.flush()
+            worker = _next_report(system, key, started)
+            received = _next_report(system, f"{key}:received", started)
+            # the first time each stage was reached (a claim also follows the job's end)
+            row = {stage: at for stage, at in reversed([*probes._marks, *worker])}
+            if i >= warmup:
+                rows.append({"submit": started, "received": received, **row})
+            time.sleep(0.01)
+    finally:
+        Wakes.claim, Dispatcher.publish = check, publish  # type: ignore[method-assign]
+        system.stop_workers()
+    print(f"\npickup timeline, one job at a time ({samples} jobs), medians (p90) in ms:")
+    for before, after in zip(STAGES, STAGES[1:], strict=False):
+        gaps = sorted((r[after] - r[before]) * 1000 for r in rows if before in r and after in r)
+        if gaps:
+            print(f"  {before:>18} -> {after:<18} {statistics.median(gaps):6.2f} "
+                  f"({gaps[int(len(gaps) * 0.9)]:5.2f})")
+    total = [(r["body"] - r["submit"]) * 1000 for r in rows]
+    print(f"  {'submit':>18} -> {'body':<18} {statistics.median(total):6.2f}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -33,6 +34,8 @@ def signal_client() -> redis.Redis:
 def mark_started() -> None:
     """The no-op body: record when it began, in the list the benchmark reads."""
     global _bodies
+    if _timeline:
+        mark("body")
     _bodies += 1
     if _counting:  # one Celery task (a Crisper wake-up) may run many bodies
         _counts["jobs"] += 1
@@ -52,6 +55,8 @@ def install() -> None:
         _install_counting()
     if os.environ.get("BENCH_PROFILE_DIR"):
         _install_profiling()
+    if os.environ.get("BENCH_TIMELINE_KEY"):
+        _install_timeline()
 
 
 # -- counting round trips per task (opt-in: BENCH_COUNT_KEY) ---------------------------------
@@ -139,3 +144,65 @@ def _install_profiling() -> None:
 
     signals.task_prerun.connect(start, weak=False, dispatch_uid="bench-profile-start")
     signals.task_postrun.connect(stop, weak=False, dispatch_uid="bench-profile-stop")
+
+
+# -- a pickup's timeline (opt-in: BENCH_TIMELINE_KEY) ------------------------------------------
+
+_timeline = False
+_marks: list[tuple[str, float]] = []  # this task's (stage, epoch seconds), in order
+
+
+def mark(stage: str) -> None:
+    _marks.append((stage, time.time()))
+
+
+def timed(stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """`function`, marking "<stage> start" and "<stage> end" around each call."""
+    def marked(*args: Any, **kwargs: Any) -> Any:
+        mark(f"{stage} start")
+        try:
+            return function(*args, **kwargs)
+        finally:
+            mark(f"{stage} end")
+    return marked
+
+
+def _install_timeline() -> None:
+    """Timestamps of a wake-up's way through the worker: its receipt by the main process
+    (sent to Redis by a thread of its own, off the path), then in the pool child the wake-up
+    marker's delete, the claim and the body's start; one JSON list per task, at its end."""
+    global _timeline
+    import queue
+    import threading
+
+    from crisper.engine import wakes
+    from crisper.store import attempts
+
+    _timeline = True
+    key = os.environ["BENCH_TIMELINE_KEY"]
+    received: queue.SimpleQueue[float] = queue.SimpleQueue()
+    sender: list[threading.Thread] = []
+
+    def send_receipts() -> None:
+        client = redis.Redis.from_url(os.environ["BENCH_SIGNAL_URL"])
+        while True:
+            client.rpush(f"{key}:received", repr(received.get()))
+
+    def on_received(**_: Any) -> None:
+        received.put(time.time())
+        if not sender:
+            sender.append(threading.Thread(target=send_receipts, daemon=True))
+            sender[0].start()
+
+    def on_prerun(**_: Any) -> None:
+        _marks.clear()
+        mark("pool child")
+
+    def on_postrun(**_: Any) -> None:
+        signal_client().rpush(key, json.dumps(_marks))
+
+    wakes.Wakes.taken = timed("marker delete", wakes.Wakes.taken)  # type: ignore[method-assign]
+    attempts.claim_next = timed("claim", attempts.claim_next)
+    signals.task_received.connect(on_received, weak=False, dispatch_uid="bench-tl-received")
+    signals.task_prerun.connect(on_prerun, weak=False, dispatch_uid="bench-tl-prerun")
+    signals.task_postrun.connect(on_postrun, weak=False, dispatch_uid="bench-tl-postrun")
