@@ -29,13 +29,15 @@ def test_anatomy_counts_round_trips_and_times_each_stage_of_a_pickup() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert re.search(r"database round trips per job: [1-9][\d.]*", out), out
-    # And it times every stage, in order, from the submit to the body, none negative
+    # And it times every stage, in order, from the submit to the body; none negative within
+    # one process (the worker may take the message before the publishing call has returned)
     gaps = re.findall(r"^\s+([a-z ]+?) -> ([a-z ]+?)\s+(-?[\d.]+) \(\s*(-?[\d.]+)\)$", out,
                       re.M)
     assert [(a, b) for a, b, _, _ in gaps][:3] == [
         ("submit", "submit returned"), ("submit returned", "publish start"),
         ("publish start", "marker check start")], out
     assert {b for _, b, _, _ in gaps} >= {"received", "pool child", "claim end", "body"}, out
-    assert all(float(median) >= 0 for _, _, median, _ in gaps), out
+    assert all(float(median) >= 0 for a, b, median, _ in gaps
+               if (a, b) != ("publish end", "received")), out
     total = re.search(r"^\s+submit -> body\s+([\d.]+)$", out, re.M)
     assert total and float(total.group(1)) >= sum(float(m) for _, _, m, _ in gaps) * 0.5, out
