@@ -82,11 +82,6 @@ def record_note(session: Session, job_id: uuid.UUID, reason: str, at: datetime, 
     session.execute(insert(job_events), [note(job_id, reason, at, attempt, worker, detail)])
 
 
-def in_sources(move: Move, keyed: bool = False) -> ColumnElement[bool]:
-    """The WHERE clause of a move: the job is in one of its source states."""
-    return state_in(move.sources, keyed)
-
-
 def state_in(states: Collection[JobState], keyed: bool = False) -> ColumnElement[bool]:
     """The job is in one of `states`.
 
@@ -111,7 +106,8 @@ def moving(move: Move, *where: Any, when: Any = None, keyed: bool = False,
     target: Any = move.target.value
     if when is not None:
         target = case((when, target), else_=jobs.c.state)
-    return update(jobs).where(in_sources(move, keyed), *where).values(state=target, **values)
+    return (update(jobs).where(state_in(move.sources, keyed), *where)
+            .values(state=target, **values))
 
 
 def dialect_of(db: Session | Connection) -> str:

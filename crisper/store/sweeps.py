@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from crisper.states import JobState, move
 from crisper.store.models import job_events, jobs
-from crisper.store.statements import event, in_sources, moving
+from crisper.store.statements import event, moving, state_in
 
 S = JobState
 # Timers: a scheduled job's time has come; a retrying job's back-off is over.
@@ -86,7 +86,7 @@ def promote_due(session: Session, at: datetime, limit: int) -> int:
     moved = 0
     for reason, timer in DUE.items():
         due = (
-            select(jobs.c.id).where(in_sources(timer), jobs.c.run_at <= at, OWN)
+            select(jobs.c.id).where(state_in(timer.sources), jobs.c.run_at <= at, OWN)
             .order_by(jobs.c.run_at).limit(limit).with_for_update(skip_locked=True)
         )
         rows = session.execute(
