@@ -191,7 +191,7 @@ def timeline(system: CrisperSystem, world: World, samples: int, warmup: int = 10
     rows: list[dict[str, float]] = []
     try:
         for i in range(warmup + samples):
-            probes._marks.clear()
+            probes.marks.clear()
             started = time.time()
             handle = system.submit_one()
             probes.mark("submit returned")
@@ -201,7 +201,7 @@ def timeline(system: CrisperSystem, world: World, samples: int, warmup: int = 10
             worker = _next_report(system, key, started)
             received = _next_report(system, f"{key}:received", started)
             # the first time each stage was reached (a claim also follows the job's end)
-            row = {stage: at for stage, at in reversed([*probes._marks, *worker])}
+            row = {stage: at for stage, at in reversed([*probes.marks, *worker])}
             if i >= warmup:
                 rows.append({"submit": started, "received": received, **row})
             time.sleep(0.01)

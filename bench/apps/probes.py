@@ -149,11 +149,11 @@ def _install_profiling() -> None:
 # -- a pickup's timeline (opt-in: BENCH_TIMELINE_KEY) ------------------------------------------
 
 _timeline = False
-_marks: list[tuple[str, float]] = []  # this task's (stage, epoch seconds), in order
+marks: list[tuple[str, float]] = []  # this task's (stage, epoch seconds), in order
 
 
 def mark(stage: str) -> None:
-    _marks.append((stage, time.time()))
+    marks.append((stage, time.time()))
 
 
 def timed(stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
@@ -195,11 +195,11 @@ def _install_timeline() -> None:
             sender[0].start()
 
     def on_prerun(**_: Any) -> None:
-        _marks.clear()
+        marks.clear()
         mark("pool child")
 
     def on_postrun(**_: Any) -> None:
-        signal_client().rpush(key, json.dumps(_marks))
+        signal_client().rpush(key, json.dumps(marks))
 
     wakes.Wakes.taken = timed("marker delete", wakes.Wakes.taken)  # type: ignore[method-assign]
     attempts.claim_next = timed("claim", attempts.claim_next)
