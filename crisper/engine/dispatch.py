@@ -59,22 +59,19 @@ def publish(app: Celery, dispatches: Sequence[Dispatch], wakes: Wakes | None = N
     after one connection attempt (no retry loop).
     """
     groups = wake_groups(dispatches)
-    if wakes is not None:
-        if force:  # marked before it goes out: a taker's delete always comes after the mark
-            for type_name, queue in groups:
-                wakes.mark(queue, type_name)
-        else:
-            groups = {k: g for k, g in groups.items() if wakes.claim(k[1], k[0])}
-    if not groups:
+    plan = wakes.plan(app, groups, force) if wakes is not None else dict.fromkeys(groups, None)
+    if not plan:
         return []
     refused: list[Refusal] = []
-    unsent = dict(groups)  # their markers are given back if they do not go out
+    unsent = dict(plan)  # markers set beforehand are given back if they do not go out
     try:
         with app.producer_or_acquire() as producer:
             producer.connection.ensure_connection(max_retries=0)
-            for (type_name, queue), (priority, ids) in groups.items():
+            for (type_name, queue), wake in plan.items():
+                priority, ids = groups[(type_name, queue)]
                 try:
-                    send_wake(app, producer, type_name, queue, priority)
+                    send_wake(app, producer, type_name, queue, priority,
+                              wake.headers if wake is not None else None)
                 except Exception as exc:  # noqa: BLE001 - sorted just below
                     if broker_wide(exc):
                         raise
@@ -87,16 +84,19 @@ def publish(app: Celery, dispatches: Sequence[Dispatch], wakes: Wakes | None = N
         raise
     finally:
         if wakes is not None:
-            for type_name, queue in unsent:
-                wakes.taken(queue, type_name)
+            for (type_name, queue), wake in unsent.items():
+                if wake is not None and wake.owned:
+                    wakes.taken(queue, type_name)
     return refused
 
 
-def send_wake(app: Celery, producer: Any, type_name: str, queue: str, priority: int) -> None:
-    """One wake-up message: the job type's task, on the queue, naming no job."""
+def send_wake(app: Celery, producer: Any, type_name: str, queue: str, priority: int,
+              headers: dict[str, Any] | None = None) -> None:
+    """One wake-up message: the job type's task, on the queue, naming no job; `headers`: its
+    in-band marker (engine/wakes.py), which the transport checks as it pushes."""
     app.send_task(type_name, args=[[]], queue=queue, producer=producer, retry=False,
                   priority=broker_priority(app, priority), ignore_result=True,
-                  headers=WAKE_HEADERS)
+                  headers={**WAKE_HEADERS, **headers} if headers else WAKE_HEADERS)
 
 
 def broker_wide(exc: BaseException) -> bool:

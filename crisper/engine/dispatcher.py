@@ -57,9 +57,11 @@ class Dispatcher:
 
     def wake(self, queue: str, type_name: str) -> None:
         """One more wake-up for a queue, unless one is outstanding (a worker with a backlog)."""
-        if self.stand_in is None and self.wakes.claim(queue, type_name):
+        if self.stand_in is not None:
+            return
+        for wake in self.wakes.plan(self.celery, [(type_name, queue)]).values():
             with self.celery.producer_or_acquire() as producer:
-                send_wake(self.celery, producer, type_name, queue, 0)
+                send_wake(self.celery, producer, type_name, queue, 0, wake.headers)
 
     def queue_depth(self, queue: str) -> int | None:
         return queue_depth(self.celery, queue)

@@ -17,6 +17,7 @@ from crisper.engine.context import JobContext, install_log_handler
 from crisper.engine.leases import LeaseKeeper, beat_interval, store_news
 from crisper.engine.outcomes import Outcome, execute
 from crisper.engine.time_guard import TimeGuard, limits_of
+from crisper.engine.wakes import MARKER_HEADER
 from crisper.errors import CrisperError, StoreUnavailable
 from crisper.ids import parse_id
 from crisper.states import JobState
@@ -80,8 +81,8 @@ class Runner:
         The database decides what runs: after each job this slot claims the next best one of
         the queue (priority, then submission order) among the types this worker registered,
         until none is left, so most jobs need no message of their own and a stale wake-up
-        finds nothing, quietly. The wake-up's marker is cleared before the first claim (see
-        engine/wakes.py: a job committed before a skipped publish is seen by that claim).
+        finds nothing, quietly. The wake-up's marker is cleared before the first claim, here or
+        in the main process (engine/wakes.py: so that claim sees a job whose publish it saved).
         Ids a message names (older or hand-made messages) only matter when it ran nothing:
         then one line says why each was not run. Waiting jobs stay queued and cancellable.
         """
@@ -99,7 +100,8 @@ class Runner:
                 for one in self._claim_or_requeue(job_id, worker, task_id, job_type, queue):
                     self._run_one(one, worker)
             return
-        self.dispatcher.wakes.taken(queue, job_type.name)
+        if not _marker_taken(request):
+            self.dispatcher.wakes.taken(queue, job_type.name)
         ran = 0
         following = Following(queue, task_id)
         job = self._claim_next_or_requeue(queue, worker, task_id)
@@ -446,6 +448,13 @@ class Runner:
             self.leases.forget_after_fork()
             self.dispatcher.wakes.reset_after_fork()
             self.guard = TimeGuard()
+
+
+def _marker_taken(request: Any) -> bool:
+    """Whether the message's marker went in band: the worker's main process deleted it when
+    it took the message (engine/transport.py)."""
+    getter = getattr(request, "get", None)
+    return callable(getter) and getter(MARKER_HEADER) is not None
 
 
 def can_force_stop() -> bool:

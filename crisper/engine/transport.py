@@ -10,6 +10,10 @@ to refuse, which it does without stopping.
 
 Selected through Celery's `broker_transport` setting, so it holds for every way of starting a
 worker from the app (`crisper worker`, `celery -A proj worker`).
+
+It also carries the wake-up markers in band (engine/wakes.py): a message naming its marker is
+pushed by a script that first sets the marker, and pushes nothing if it was set; taking such a
+message deletes its marker in the pipeline that records the message as unacknowledged.
 """
 
 from __future__ import annotations
@@ -23,9 +27,24 @@ from contextlib import contextmanager
 from queue import Empty
 from typing import Any
 
+import redis as redis_py
 from kombu.transport import redis
+from kombu.utils.json import dumps
+
+from crisper.engine.wakes import MARKER_HEADER
 
 log = logging.getLogger(__name__)
+# KEYS: the marker, the queue's list; ARGV: the marker's TTL, the message, "1" to publish
+# regardless of the marker (setting it all the same). Answers whether the message went out.
+PUSH_UNLESS_MARKED = """
+if ARGV[3] == '1' then
+  redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+elseif not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  return 0
+end
+redis.call('LPUSH', KEYS[2], ARGV[2])
+return 1
+"""
 
 
 class Refused(ValueError):
@@ -55,8 +74,42 @@ def _refuse(queue: str, size: int, why: str) -> None:
     log.warning("refused a message on queue %r (%d bytes): %s; dropped", queue, size, why)
 
 
+def marker_of(headers: Any) -> dict[str, Any] | None:
+    """The in-band marker a message's headers name, if any."""
+    marker = headers.get(MARKER_HEADER) if isinstance(headers, dict) else None
+    return marker if isinstance(marker, dict) and isinstance(marker.get("key"), str) else None
+
+
+class QoS(redis.QoS):
+    """Kombu's acknowledgement emulation, which also deletes a taken wake-up's marker.
+
+    Kombu records a message it hands on as unacknowledged in one pipeline; the delete joins
+    that pipeline, so it costs no round trip and precedes every claim the message leads to.
+    """
+
+    _marker: str | None = None
+
+    def append(self, message: Any, delivery_tag: Any) -> None:
+        marker = marker_of(message.headers)
+        self._marker = marker["key"] if marker else None
+        try:
+            super().append(message, delivery_tag)
+        finally:
+            self._marker = None
+
+    @contextmanager
+    def pipe_or_acquire(self, pipe: Any = None, client: Any = None) -> Iterator[Any]:
+        with super().pipe_or_acquire(pipe, client) as pipeline:
+            if self._marker is not None:  # the pipeline adds the broker's key prefix
+                pipeline.delete(self._marker)
+                self._marker = None
+            yield pipeline
+
+
 class Channel(redis.Channel):
+    QoS = QoS
     _commands_client: Any = None
+    _script: Any = None
 
     @contextmanager
     def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
@@ -75,6 +128,22 @@ class Channel(redis.Channel):
         if shared is None or shared.connection_pool is not self.pool:
             shared = self._commands_client = self._create_client()
         yield shared
+
+    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+        """Push a message; one naming its marker, only if it sets that marker (in one script)."""
+        marker = marker_of(message.get("headers"))
+        if marker is None or kwargs.get("_publish_batch") is not None or queue in self._expires:
+            super()._put(queue, message, **kwargs)
+            return
+        if self._script is None or self._script.registered_client.connection_pool is not self.pool:
+            # A plain client on the channel's pool: the script's keys get the prefix here.
+            plain = redis_py.Redis(connection_pool=self.pool)
+            self._script = plain.register_script(PUSH_UNLESS_MARKED)
+        prefix = self.global_keyprefix
+        pri = self._get_message_priority(message, reverse=False)
+        self._script(keys=[prefix + marker["key"], prefix + self._q_for_pri(queue, pri)],
+                     args=[int(marker.get("ttl", 30)), dumps(message),
+                           "1" if marker.get("force") else "0"])
 
     def _brpop_read(self, **options: Any) -> bool:
         try:

@@ -11,31 +11,108 @@ keeps every slot busy with one message outstanding, not one per job.
 A lost wake-up (a broker restarted empty) is covered twice: the marker expires (TTL), and
 the relay re-sends for queued jobs whose wake-up may be lost, setting the marker itself.
 Without a coordination Redis, every publish goes out (no deduplication).
+
+In band: when the markers live in the broker's own Redis and the broker is Crisper's Redis
+transport (`in_band`), a marker costs no round trip of its own. The message carries its
+marker's key (MARKER_HEADER); the transport sets the marker and pushes the message in one
+script, or pushes nothing if the marker was set, and the worker's main process deletes the
+marker in the pipeline that records the message as unacknowledged, before it hands the
+message to a pool slot. The argument above holds unchanged: the check still comes after
+the commit, and the delete still comes before the claims. A message is built before the
+script can tell that it is not needed, so while this process publishes for a queue and type
+often (BUSY_SECONDS apart, when a wake-up is most likely outstanding), it checks the marker
+first, as above, and builds a message only if it set the marker.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import redis
 
+from crisper.engine.celery_app import HARDENED_REDIS
 from crisper.errors import CrisperError
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 log = logging.getLogger(__name__)
 MARKER_TTL_SECONDS = 30
 KEY = "crisper.wake:{queue}:{type}"
+# A wake-up's header naming its marker (in band): {"key": unprefixed key, "ttl": s, "force": b}
+MARKER_HEADER = "crisper_marker"
+BUSY_SECONDS = 0.005
+
+
+@dataclass(frozen=True)
+class Wake:
+    """How one wake-up goes out: with `headers`; `owned` if this process set its marker
+    beforehand, which it then gives back should the wake-up not go out."""
+
+    headers: dict[str, Any]
+    owned: bool
 
 
 class Wakes:
     """The markers of outstanding wake-ups (one Redis client per process, made on first use)."""
 
     def __init__(self, url: Callable[[], str | None] | None, prefix: str = "",
-                 ttl: int = MARKER_TTL_SECONDS) -> None:
+                 ttl: int = MARKER_TTL_SECONDS, busy_seconds: float = BUSY_SECONDS) -> None:
         self._url = url  # resolved on first use: building an app opens and reads nothing
         self._prefix = prefix
         self._ttl = ttl
+        self._busy_seconds = busy_seconds
         self._client: redis.Redis | None = None
+        self._in_band: bool | None = None
+        self._planned_at: dict[tuple[str, str], float] = {}
+
+    def in_band(self, app: Celery) -> bool:
+        """Whether the markers ride `app`'s broker messages (see above): the broker is this
+        Redis, through Crisper's transport with kombu's acknowledgement emulation (whose
+        pipeline deletes the marker)."""
+        if self._in_band is None:
+            try:
+                url = self._url() if self._url is not None else None
+            except CrisperError:
+                url = None
+            options = app.conf.broker_transport_options or {}
+            self._in_band = (url is not None and url == app.conf.broker_url
+                             and app.conf.broker_transport == HARDENED_REDIS
+                             and options.get("ack_emulation", True) is not False)
+        return self._in_band
+
+    def plan(self, app: Celery, keys: Iterable[tuple[str, str]], force: bool = False
+             ) -> dict[tuple[str, str], Wake]:
+        """Which of these wake-ups ((type, queue) keys) to send, and how: those with no
+        outstanding wake-up; all of them if `force` (the relay: the outstanding one may be
+        lost), each setting its marker. In band, the transport checks the marker as it
+        pushes, unless this key is busy (see above)."""
+        in_band = self.in_band(app)
+        now = time.monotonic()
+        wakes: dict[tuple[str, str], Wake] = {}
+        for type_name, queue in keys:
+            last = self._planned_at.get((type_name, queue), float("-inf"))
+            busy = now - last < self._busy_seconds
+            self._planned_at[(type_name, queue)] = now
+            if in_band and (force or not busy):
+                wakes[(type_name, queue)] = Wake(self._header(queue, type_name, force), False)
+                continue
+            if force:
+                self.mark(queue, type_name)
+            elif not self.claim(queue, type_name):
+                continue
+            # In band, the marker this process set is deleted by the worker that takes it.
+            headers = self._header(queue, type_name, force=True) if in_band else {}
+            wakes[(type_name, queue)] = Wake(headers, True)
+        return wakes
+
+    def _header(self, queue: str, type_name: str, force: bool) -> dict[str, Any]:
+        key = KEY.format(queue=queue, type=type_name)  # the transport adds the broker's prefix
+        return {MARKER_HEADER: {"key": key, "ttl": self._ttl, "force": force}}
 
     def claim(self, queue: str, type_name: str) -> bool:
         """Whether the caller should publish the wake-up (it set the marker, or no Redis)."""

@@ -1,0 +1,134 @@
+"""Wake-up markers in band (engine/wakes.py): on a Redis broker, a wake-up's marker is set by
+the script that pushes it and deleted by the worker that takes it, with no round trip of its
+own, and still no job is left asleep. No scheduler runs in these tests, so no relay re-sends
+a wake-up that should have gone out: a job left asleep would stay queued."""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+
+import pytest
+import redis
+
+from crisper import Crisper
+from crisper.engine.dispatch import queue_depth
+from crisper.engine.wakes import KEY, Wakes
+from crisper.states import JobState as S
+from crisper.store.sweeps import Dispatch
+from tests.harness import Backend, wait_for
+
+pytestmark = pytest.mark.backends("postgres-redis")
+
+
+def _marker(backend: Backend, queue: str, type_name: str = "probe.noop") -> tuple[redis.Redis,
+                                                                                    str]:
+    client = redis.Redis.from_url(backend.broker_url())
+    prefix = backend.env.get("CRISPER_BROKER_PREFIX", "")
+    return client, prefix + KEY.format(queue=queue, type=type_name)
+
+
+def _app(backend: Backend) -> tuple[Crisper, str]:
+    queue = f"mark-{uuid.uuid4().hex[:8]}"
+    return backend.app_with(queues=[queue]), queue
+
+
+def test_a_burst_pushes_one_wake_up_whose_taker_deletes_its_marker(backend: Backend) -> None:
+    # Given a Redis broker, where the markers ride the wake-ups
+    app, queue = _app(backend)
+    assert app.dispatcher.wakes.in_band(app.celery)
+    client, marker = _marker(backend, queue)
+
+    # When 20 jobs are submitted in a burst, with no worker running
+    jobs_ = [app.submit("probe.noop", queue=queue) for _ in range(20)]
+    assert app.jobs.waker.flush()
+
+    # Then one wake-up waits in the broker, and its marker is set, with its time to live
+    assert queue_depth(app.celery, queue) == 1
+    assert 0 < client.ttl(marker) <= 30
+    # And a worker runs them all; once it has taken every wake-up, no marker is left behind
+    backend.start_worker(concurrency=2, extra=["-Q", queue])
+    for job in jobs_:
+        assert job.wait(timeout=60).state is S.SUCCEEDED
+    wait_for(lambda: not client.exists(marker) and queue_depth(app.celery, queue) == 0, 10,
+             "the last wake-up taken and its marker deleted")
+    # And the next job, submitted alone, is woken and runs
+    assert app.submit("probe.noop", queue=queue).wait(timeout=30).state is S.SUCCEEDED
+
+
+def test_no_job_is_left_asleep_by_racing_submits_and_takers(backend: Backend) -> None:
+    # Given a worker with two slots on a queue
+    app, queue = _app(backend)
+    backend.start_worker(concurrency=2, extra=["-Q", queue])
+    ids: list[uuid.UUID] = []
+
+    # When two threads submit 150 jobs each, with pauses of 0-8 ms (so some publishes find
+    # a wake-up outstanding, some check the marker first, and some race a taker's delete)
+    def submit_some(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(150):
+            ids.append(app.submit("probe.noop", queue=queue).id)
+            threading.Event().wait(rng.choice([0, 0, 0.001, 0.003, 0.008]))
+
+    threads = [threading.Thread(target=submit_some, args=(seed,)) for seed in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+
+    # Then every job runs, though no relay re-sends a wake-up
+    assert len(ids) == 300
+    for job_id in ids:
+        assert app.get(job_id).wait(timeout=60).state is S.SUCCEEDED
+
+
+def test_a_forced_wake_up_goes_out_though_the_marker_is_set(backend: Backend) -> None:
+    # Given a queued job whose wake-up was lost while its marker stayed set
+    app, queue = _app(backend)
+    job = app.submit("probe.noop", queue=queue)
+    assert app.jobs.waker.flush()
+    client, marker = _marker(backend, queue)
+    prefix = backend.env.get("CRISPER_BROKER_PREFIX", "")
+    lost = sum(client.delete(k) for k in client.scan_iter(match=f"{prefix}{queue}*"))
+    assert lost == 1 and client.exists(marker)
+    assert queue_depth(app.celery, queue) == 0
+    dispatch = [Dispatch(job.id, "probe.noop", queue, 0)]
+
+    # When a wake-up is published unforced, nothing goes out (one is outstanding, it seems)
+    assert app.dispatcher.publish(dispatch) == []
+    assert queue_depth(app.celery, queue) == 0
+    # But the relay's forced one goes out, and keeps the marker set
+    assert app.dispatcher.publish(dispatch, force=True) == []
+    assert queue_depth(app.celery, queue) == 1 and client.exists(marker)
+
+    # Then a worker runs the job, and deletes the marker as it takes the wake-up
+    backend.start_worker(concurrency=1, extra=["-Q", queue])
+    assert job.wait(timeout=30).state is S.SUCCEEDED
+    wait_for(lambda: not client.exists(marker), 10, "the marker deleted")
+
+
+@pytest.mark.parametrize("busy", [0.0, 3600.0], ids=["in-the-script", "checked-first"])
+def test_a_marker_is_checked_in_the_script_or_first_and_either_way_dedupes(
+        backend: Backend, busy: float) -> None:
+    # Given a process that publishes for the same queue within `busy` seconds (then it
+    # checks the marker before building a message) or not (then the script checks it)
+    app, queue = _app(backend)
+    wakes = Wakes(app.settings.resolved_redis_url, app.settings.broker_prefix,
+                  busy_seconds=busy)
+    app.dispatcher.wakes = wakes
+    client, marker = _marker(backend, queue)
+
+    # When three wake-ups are published for one queue
+    for _ in range(3):  # (a wake-up names no job: no rows are needed)
+        assert app.dispatcher.publish([Dispatch(uuid.uuid4(), "probe.noop", queue, 0)]) == []
+
+    # Then the first went out with its marker, and the others found it set
+    assert queue_depth(app.celery, queue) == 1
+    assert client.exists(marker)
+    # And the next one would be checked where the test said
+    plan = wakes.plan(app.celery, [("probe.noop", queue)])
+    if busy:
+        assert plan == {}  # checked first: the marker is set, so no message is built
+    else:
+        assert [w.owned for w in plan.values()] == [False]  # left to the script
