@@ -8,8 +8,9 @@ between Celery's task_prerun and task_postrun: claim, body and outcome of one jo
 bench's own marker (one RPUSH per body, paid by plain Celery too) is subtracted.
 
 `--timeline N` then times N pickups on an idle worker stage by stage: the submit, the
-wake-up's marker check and publish (in this process), the worker's receipt, the pool child,
-the marker's delete, the claim and the body's start (bench/apps/probes.py), with medians.
+wake-up's publish (in this process; out of band, its marker check first), the worker's
+receipt, the pool child (out of band, the marker's delete), the claim and the body's start
+(bench/apps/probes.py), with medians.
 """
 
 from __future__ import annotations
