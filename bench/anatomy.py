@@ -10,7 +10,8 @@ bench's own marker (one RPUSH per body, paid by plain Celery too) is subtracted.
 `--timeline N` then times N pickups on an idle worker stage by stage: the submit, the
 wake-up's publish (in this process; out of band, its marker check first), the worker's
 receipt, the pool child (out of band, the marker's delete), the claim and the body's start
-(bench/apps/probes.py), with medians.
+(bench/apps/probes.py), with medians. `--markers-ab N` times N pickups per side with the
+wake-up markers in band and out of band, alternating job by job.
 """
 
 from __future__ import annotations
@@ -87,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top", type=int, default=25, help="profile lines shown")
     p.add_argument("--timeline", type=int, default=0, metavar="N",
                    help="also time N pickups on an idle worker, stage by stage")
+    p.add_argument("--markers-ab", type=int, default=0, metavar="N",
+                   help="also time N pickups per side, alternating wake-up markers in band "
+                        "and out of band job by job")
     args = p.parse_args(argv)
     args.signal_redis = "redis://127.0.0.1:6379/3"
     with tempfile.TemporaryDirectory(prefix="crisper-anatomy-") as tmp, \
@@ -119,6 +123,8 @@ def run(system: CrisperSystem, world: World, args: argparse.Namespace, tmp: Path
         profile(system, args, tmp)
     if args.timeline:
         timeline(system, world, args.timeline)
+    if args.markers_ab:
+        markers_ab(system, args.markers_ab)
 
 
 def profile(system: CrisperSystem, args: argparse.Namespace, tmp: Path) -> None:
@@ -221,6 +227,42 @@ def timeline(system: CrisperSystem, world: World, samples: int, warmup: int = 10
                   f"({gaps[int(len(gaps) * 0.9)]:5.2f})")
     total = [(r["body"] - r["submit"]) * 1000 for r in rows]
     print(f"  {'submit':>18} -> {'body':<18} {statistics.median(total):6.2f}")
+
+
+def _out_of_band(_wakes: Any, _app: Any) -> bool:
+    return False
+
+
+def markers_ab(system: CrisperSystem, samples: int, warmup: int = 20) -> None:
+    """Pickups on an idle worker, the wake-up's marker in band and out of band in turn (the
+    producer chooses per publish; the worker follows each message's header), so that both
+    sides meet the same moments of a shared machine."""
+    from crisper.engine.wakes import Wakes
+
+    in_band = Wakes.in_band
+    system.start_worker()
+    system.reset_signals()  # earlier phases' body starts
+    picked: dict[bool, list[float]] = {True: [], False: []}
+    try:
+        for i in range(2 * (warmup + samples)):
+            band = i % 2 == 0
+            Wakes.in_band = in_band if band else _out_of_band  # type: ignore[method-assign,assignment]
+            started = time.time()
+            handle = system.submit_one()
+            body = system.wait_pickup()
+            system.settle(handle)
+            system.app.jobs.waker.flush()
+            if i >= 2 * warmup:
+                picked[band].append((body - started) * 1000)
+            time.sleep(0.01)
+    finally:
+        Wakes.in_band = in_band  # type: ignore[method-assign]
+        system.stop_workers()
+    print(f"\npickup, markers in band vs out of band, alternating ({samples} jobs each), ms:")
+    for band, label in ((True, "in band"), (False, "out of band")):
+        xs = sorted(picked[band])
+        print(f"  {label:>11}  p50 {statistics.median(xs):6.2f}  "
+              f"p90 {xs[int(len(xs) * .9)]:6.2f}  p99 {xs[int(len(xs) * .99)]:6.2f}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def test_anatomy_counts_round_trips_and_times_each_stage_of_a_pickup() -> None:
     # When the diagnostic runs in a small form, with a timeline of 5 pickups
     done = subprocess.run(
         [sys.executable, "-m", "bench.anatomy", "--jobs", "20", "--idle", "3",
-         "--timeline", "5"],
+         "--timeline", "5", "--markers-ab", "5"],
         cwd=ROOT, capture_output=True, text=True, timeout=140,
     )
 
@@ -43,3 +43,7 @@ def test_anatomy_counts_round_trips_and_times_each_stage_of_a_pickup() -> None:
                if (a, b) != ("publish end", "received")), out
     total = re.search(r"^\s+submit -> body\s+([\d.]+)$", out, re.M)
     assert total and float(total.group(1)) >= sum(float(m) for _, _, m, _ in gaps) * 0.5, out
+    # And it times pickups with the markers in band and out of band, in turn
+    for side in ("in band", "out of band"):
+        assert re.search(rf"^\s+{side}\s+p50\s+[\d.]+\s+p90\s+[\d.]+\s+p99\s+[\d.]+$", out,
+                         re.M), out
