@@ -31,7 +31,7 @@ import redis as redis_py
 from kombu.transport import redis
 from kombu.utils.json import dumps
 
-from crisper.engine.wakes import MARKER_HEADER
+from crisper.engine.wakes import KEY_PREFIX, MARKER_HEADER
 
 log = logging.getLogger(__name__)
 # KEYS: the marker, the queue's list; ARGV: the marker's TTL, the message, "1" to publish
@@ -75,9 +75,11 @@ def _refuse(queue: str, size: int, why: str) -> None:
 
 
 def marker_of(headers: Any) -> dict[str, Any] | None:
-    """The in-band marker a message's headers name, if any."""
+    """The in-band marker a message's headers name, if any: only a key of the markers' own
+    namespace, so that a message made by hand cannot have a worker delete any other key."""
     marker = headers.get(MARKER_HEADER) if isinstance(headers, dict) else None
-    return marker if isinstance(marker, dict) and isinstance(marker.get("key"), str) else None
+    key = marker.get("key") if isinstance(marker, dict) else None
+    return marker if isinstance(key, str) and key.startswith(KEY_PREFIX) else None
 
 
 class QoS(redis.QoS):

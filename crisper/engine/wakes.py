@@ -42,7 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MARKER_TTL_SECONDS = 30
-KEY = "crisper.wake:{queue}:{type}"
+KEY_PREFIX = "crisper.wake:"
+KEY = KEY_PREFIX + "{queue}:{type}"
 # A wake-up's header naming its marker (in band): {"key": unprefixed key, "ttl": s, "force": b}
 MARKER_HEADER = "crisper_marker"
 BUSY_SECONDS = 0.005

@@ -10,7 +10,8 @@ import pytest
 from celery import Celery
 
 from crisper.engine.celery_app import make_celery
-from crisper.engine.wakes import Wakes
+from crisper.engine.transport import marker_of
+from crisper.engine.wakes import MARKER_HEADER, Wakes
 from crisper.settings import Settings
 
 BROKER = "redis://127.0.0.1:6379/3"
@@ -43,3 +44,18 @@ def test_without_a_redis_for_markers_every_wake_up_goes_out(force: bool) -> None
     plan = Wakes(None).plan(_celery(), [("t.a", "q1"), ("t.b", "q2")], force=force)
     assert [(k, w.headers, w.owned) for k, w in plan.items()] == [
         (("t.a", "q1"), {}, True), (("t.b", "q2"), {}, True)]
+
+
+@pytest.mark.parametrize(("headers", "key"), [
+    ({MARKER_HEADER: {"key": "crisper.wake:q:t.a", "ttl": 30, "force": False}},
+     "crisper.wake:q:t.a"),
+    ({MARKER_HEADER: {"key": "_kombu.binding.q"}}, None),  # not a marker: never deleted
+    ({MARKER_HEADER: "crisper.wake:q:t.a"}, None),
+    ({MARKER_HEADER: {"key": 7}}, None),
+    ({}, None),
+    (None, None),
+])
+def test_a_message_names_a_marker_only_in_the_markers_namespace(headers: Any,
+                                                                 key: str | None) -> None:
+    marker = marker_of(headers)
+    assert (marker["key"] if marker else None) == key
