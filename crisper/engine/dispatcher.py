@@ -59,7 +59,8 @@ class Dispatcher:
         """One more wake-up for a queue, unless one is outstanding (a worker with a backlog)."""
         if self.stand_in is not None:
             return
-        for wake in self.wakes.plan(self.celery, [(type_name, queue)]).values():
+        wake = self.wakes.plan(self.celery, [(type_name, queue)]).get((type_name, queue))
+        if wake is not None:
             with self.celery.producer_or_acquire() as producer:
                 send_wake(self.celery, producer, type_name, queue, 0, wake.headers)
 

@@ -31,7 +31,7 @@ import redis as redis_py
 from kombu.transport import redis
 from kombu.utils.json import dumps
 
-from crisper.engine.wakes import KEY_PREFIX, MARKER_HEADER
+from crisper.engine.wakes import KEY_PREFIX, MARKER_HEADER, MARKER_TTL_SECONDS
 
 log = logging.getLogger(__name__)
 # KEYS: the marker, the queue's list; ARGV: the marker's TTL, the message, "1" to publish
@@ -144,7 +144,7 @@ class Channel(redis.Channel):
         prefix = self.global_keyprefix
         pri = self._get_message_priority(message, reverse=False)
         self._script(keys=[prefix + marker["key"], prefix + self._q_for_pri(queue, pri)],
-                     args=[int(marker.get("ttl", 30)), dumps(message),
+                     args=[int(marker.get("ttl", MARKER_TTL_SECONDS)), dumps(message),
                            "1" if marker.get("force") else "0"])
 
     def _brpop_read(self, **options: Any) -> bool:
