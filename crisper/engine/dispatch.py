@@ -47,7 +47,7 @@ class Refusal:
     error: str
 
 
-def publish(app: Celery, dispatches: Sequence[Dispatch], wakes: Wakes | None = None,
+def publish(app: Celery, dispatches: Sequence[Dispatch], wakes: Wakes,
             force: bool = False) -> list[Refusal]:
     """Publish one wake-up per (job type, queue) of `dispatches`; answer the groups refused.
 
@@ -59,7 +59,7 @@ def publish(app: Celery, dispatches: Sequence[Dispatch], wakes: Wakes | None = N
     after one connection attempt (no retry loop).
     """
     groups = wake_groups(dispatches)
-    plan = wakes.plan(app, groups, force) if wakes is not None else dict.fromkeys(groups, None)
+    plan = wakes.plan(app, groups, force)
     if not plan:
         return []
     refused: list[Refusal] = []
@@ -70,8 +70,7 @@ def publish(app: Celery, dispatches: Sequence[Dispatch], wakes: Wakes | None = N
             for (type_name, queue), wake in plan.items():
                 priority, ids = groups[(type_name, queue)]
                 try:
-                    send_wake(app, producer, type_name, queue, priority,
-                              wake.headers if wake is not None else None)
+                    send_wake(app, producer, type_name, queue, priority, wake.headers)
                 except Exception as exc:  # noqa: BLE001 - sorted just below
                     if broker_wide(exc):
                         raise
@@ -83,10 +82,9 @@ def publish(app: Celery, dispatches: Sequence[Dispatch], wakes: Wakes | None = N
             raise BrokerUnavailable(f"the broker is unavailable: {exc}") from exc
         raise
     finally:
-        if wakes is not None:
-            for (type_name, queue), wake in unsent.items():
-                if wake is not None and wake.owned:
-                    wakes.taken(queue, type_name)
+        for (type_name, queue), wake in unsent.items():
+            if wake.owned:
+                wakes.taken(queue, type_name)
     return refused
 
 

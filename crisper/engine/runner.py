@@ -452,9 +452,9 @@ class Runner:
 
 def _marker_taken(request: Any) -> bool:
     """Whether the message's marker went in band: the worker's main process deleted it when
-    it took the message (engine/transport.py)."""
-    getter = getattr(request, "get", None)
-    return callable(getter) and getter(MARKER_HEADER) is not None
+    it took the message (engine/transport.py). Celery's request holds each header as an
+    attribute."""
+    return getattr(request, MARKER_HEADER, None) is not None
 
 
 def can_force_stop() -> bool:
