@@ -173,6 +173,21 @@ def _next_report(system: CrisperSystem, key: str, since: float) -> Any:
             return report
 
 
+def _pickup(system: CrisperSystem) -> tuple[float, float]:
+    """One job on an idle worker: when its submit began and when its body started (epoch
+    seconds), answered once it has finished, its wake-ups are out and a pause has passed.
+    `probes.marks` then holds this process's stages of it."""
+    probes.marks.clear()
+    started = time.time()
+    handle = system.submit_one()
+    probes.mark("submit returned")
+    body = system.wait_pickup()
+    system.settle(handle)
+    system.app.jobs.waker.flush()
+    time.sleep(0.01)
+    return started, body
+
+
 STAGES = ["submit", "submit returned", "publish start", "marker check start", "marker check end",
           "publish end", "received", "pool child", "marker delete start", "marker delete end",
           "claim start", "claim end", "body"]
@@ -200,20 +215,13 @@ def timeline(system: CrisperSystem, world: World, samples: int, warmup: int = 10
     rows: list[dict[str, float]] = []
     try:
         for i in range(warmup + samples):
-            probes.marks.clear()
-            started = time.time()
-            handle = system.submit_one()
-            probes.mark("submit returned")
-            system.wait_pickup()
-            system.settle(handle)
-            system.app.jobs.waker.flush()
+            started, _ = _pickup(system)
             worker = _next_report(system, key, started)
             received = _next_report(system, f"{key}:received", started)
             # the first time each stage was reached (a claim also follows the job's end)
             row = {stage: at for stage, at in reversed([*probes.marks, *worker])}
             if i >= warmup:
                 rows.append({"submit": started, "received": received, **row})
-            time.sleep(0.01)
     finally:
         Wakes.claim, Dispatcher.publish = check, publish  # type: ignore[method-assign]
         system.stop_workers()
@@ -247,14 +255,9 @@ def markers_ab(system: CrisperSystem, samples: int, warmup: int = 20) -> None:
         for i in range(2 * (warmup + samples)):
             band = i % 2 == 0
             Wakes.in_band = in_band if band else _out_of_band  # type: ignore[method-assign,assignment]
-            started = time.time()
-            handle = system.submit_one()
-            body = system.wait_pickup()
-            system.settle(handle)
-            system.app.jobs.waker.flush()
+            started, body = _pickup(system)
             if i >= 2 * warmup:
                 picked[band].append((body - started) * 1000)
-            time.sleep(0.01)
     finally:
         Wakes.in_band = in_band  # type: ignore[method-assign]
         system.stop_workers()
