@@ -23,6 +23,7 @@ from sqlalchemy import (
     literal,
     null,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql
@@ -176,11 +177,13 @@ def _claim_next_statement(dialect: str) -> Any:
     return _claiming_next(dialect)
 
 
-def _claiming_next(dialect: str, *where: Any, token: str = "token") -> Any:
-    """The claim of the queue's best job (and `where`), answering what a worker needs."""
+def _claiming_next(dialect: str, *where: Any, token: str = "token", others: bool = True) -> Any:
+    """The claim of the queue's best job (and `where`), answering what a worker needs;
+    `others`: also whether another job waits (a wake-up's first claim asks, to wake one
+    more slot; the claims after it do not, so they skip that index scan)."""
     best = _next_in_queue(dialect).with_only_columns(jobs.c.id).scalar_subquery()
     returned = [*_CLAIMED_COLUMNS, outbox.notifies(jobs).label("notifies")]
-    if dialect == "postgresql":  # the statement's snapshot still shows the claimed job queued
+    if others and dialect == "postgresql":  # its snapshot still shows the claimed job queued
         two = _next_in_queue(dialect, lock=False, limit=2, table=jobs.alias("waiting"))
         returned.append((select(func.count()).select_from(two.subquery()).scalar_subquery()
                          > 1).label("others_waiting"))
@@ -365,13 +368,15 @@ def _finish_then_claim_statement(target: JobState) -> tuple[str, dict[str, Any]]
     not: without any, the slot is done) and the claimed job's columns (NULL if none)."""
     finished = _finish_statement(target).cte("finished")
     claimed = _claiming_next("postgresql", exists(select(finished.c.id)),
-                             token="next_token").cte("claimed")
+                             token="next_token", others=False).cte("claimed")
     one = select(literal(1).label("one")).subquery("one")
     recorded = select(func.count()).select_from(finished).scalar_subquery()
     # Counted over the ordered subquery, not EXISTS (which drops the ORDER BY): so it reads
     # the claim's own index, where finished jobs' entries are soon marked dead and skipped.
+    # Only looked for when nothing was claimed: PostgreSQL runs the subquery on first use.
     left = _next_in_queue("postgresql", lock=False, table=jobs.alias("left")).subquery()
-    waiting = select(func.count()).select_from(left).scalar_subquery() > 0
+    waiting = case((claimed.c.id.is_not(None), true()),
+                   else_=select(func.count()).select_from(left).scalar_subquery() > 0)
     statement = (
         select(recorded.label("recorded"), waiting.label("waiting"), claimed)
         .select_from(one.outerjoin(claimed, literal(True)))

@@ -142,3 +142,22 @@ def test_an_outcome_whose_next_job_is_locked_says_jobs_wait_so_the_slot_tries_ag
         last = succeed_then_claim(conn, queue, types, b.id, second.lease_token)
     assert (last.recorded, last.claimed, last.waiting) == (True, None, False)
     app.store.close()
+
+
+def test_only_a_wake_ups_first_claim_asks_whether_others_wait(backend: Backend) -> None:
+    # Given three jobs queued
+    types = ["fused.work"]
+    app, queue = fused_app(backend, *types)
+    a, b, _ = (app.submit("fused.work") for _ in range(3))
+    with app.store.autocommit() as conn:
+        # When a slot claims the first, then records its outcome with the claim of the next
+        first = claim_next(conn, queue, types)
+        assert first is not None and first.id == a.id
+        fused = succeed_then_claim(conn, queue, types, a.id, first.lease_token)
+
+    # Then the first claim says others wait (its slot wakes one more), and the fused claim,
+    # which no slot asks that of, leaves it unknown; its statement saw a job, so it waits
+    assert first.others_waiting is True
+    assert fused.claimed is not None and fused.claimed.id == b.id
+    assert (fused.recorded, fused.claimed.others_waiting, fused.waiting) == (True, None, True)
+    app.store.close()
