@@ -1,0 +1,140 @@
+"""How fast the database alone records outcomes and claims jobs: the bulk path's upper bound.
+
+Run from the repository root:  .venv/bin/python -m bench.claim_ceiling [--jobs 4000 --runs 3]
+
+In a backlog a pool slot spends one statement per job: the outcome of the job it ran and the
+claim of the queue's next one (`attempts.finish_then_claim_next`), one durable commit. Here
+two client processes, like the two slots of `bench.throughput`, drain a queue of `--jobs`
+no-op jobs with exactly that statement and nothing else: no Celery, no broker, no job body,
+no submits meanwhile. Their rate is what Crisper's bulk drain could reach on this machine
+if everything but the database cost nothing; the PostgreSQL CPU per job is that of the
+statement alone. Compare it with plain Celery's rate from `bench.throughput` in the same
+hour: a bulk target above this rate cannot be met while every job keeps its own claim.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from multiprocessing.queues import Queue
+from pathlib import Path
+
+import redis
+from sqlalchemy import create_engine, text
+
+from bench.apps.crisper_noop import JOB
+from bench.environment import cpu_idle_fraction, process_cpu
+from bench.systems import CrisperSystem
+from bench.throughput import PG_BASE, fresh_world
+from crisper import SubmitRequest
+from crisper.states import JobState
+from crisper.store import attempts as attempt_sql
+from crisper.store import utcnow
+
+CLIENTS = 2
+WORKER = "bench@claim-ceiling"
+
+
+@dataclass(frozen=True)
+class Drained:
+    """What one client did: jobs finished, its backend's and its own CPU seconds, wall time."""
+
+    jobs: int
+    server_cpu: float
+    client_cpu: float
+    seconds: float
+
+
+def drain(database_url: str, queue: str, done: Queue) -> None:  # type: ignore[type-arg]
+    """One slot's loop: claim, then outcome + next claim in one statement until none is left."""
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1),
+                           isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        backend = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+        types = [JOB]
+        server0, client0 = process_cpu([backend]), time.process_time()
+        start = time.perf_counter()
+        job, jobs = attempt_sql.claim_next(conn, queue, types, WORKER, "t", 30, utcnow()), 0
+        while job is not None:
+            job = attempt_sql.finish_then_claim_next(
+                conn, job.id, job.lease_token, JobState.SUCCEEDED, utcnow(), reason="succeeded",
+                worker=WORKER, queue=queue, types=types, task_id="t", lease_seconds=30).claimed
+            jobs += 1
+        done.put(Drained(jobs, process_cpu([backend]) - server0, time.process_time() - client0,
+                         time.perf_counter() - start))
+    engine.dispose()
+
+
+def one_run(system: CrisperSystem, jobs: int) -> tuple[float, float, float]:
+    """Jobs/s of CLIENTS slots draining `jobs` queued jobs; server and client CPU ms per job."""
+    for start in range(0, jobs, 500):
+        system.app.submit_many([SubmitRequest(type=JOB)] * min(500, jobs - start))
+    done: Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+    queue = system.world.queue(system.name)
+    slots = [multiprocessing.Process(target=drain, args=(system.world.database_url, queue, done))
+             for _ in range(CLIENTS)]
+    for slot in slots:
+        slot.start()
+    results = [done.get(timeout=600) for _ in slots]
+    for slot in slots:
+        slot.join()
+    finished = sum(r.jobs for r in results)
+    if finished != jobs:
+        raise RuntimeError(f"the slots finished {finished} of {jobs} jobs")
+    rate = finished / max(r.seconds for r in results)
+    return (rate, sum(r.server_cpu for r in results) * 1000 / finished,
+            sum(r.client_cpu for r in results) * 1000 / finished)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.claim_ceiling", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--jobs", type=int, default=4000)
+    p.add_argument("--runs", type=int, default=3, help="repetitions; medians reported")
+    p.add_argument("--broker", default="redis://127.0.0.1:6379/3")
+    p.add_argument("--postgres", default=PG_BASE)
+    args = p.parse_args(argv)
+    args.signal_redis = args.broker
+    print(f"{args.jobs} queued no-op jobs drained by {CLIENTS} clients with the outcome+claim "
+          f"statement alone, {args.runs} run(s)", flush=True)
+    figures = []
+    for i in range(args.runs):
+        print(f"run {i + 1}: before it, load average {os.getloadavg()[0]:.2f}, "
+              f"CPU idle {cpu_idle_fraction() * 100:.0f}%", flush=True)
+        figures.append(_fresh_run(args))
+        rate, server, client = figures[-1]
+        print(f"  {rate:7.0f} jobs/s  PostgreSQL {server:.3f} ms/job  clients {client:.3f} "
+              f"ms/job", flush=True)
+    rate, server, client = (statistics.median(f[k] for f in figures) for k in range(3))
+    print(f"median: {rate:.0f} jobs/s, PostgreSQL {server:.3f} ms CPU per job, clients "
+          f"{client:.3f} ms")
+    return 0
+
+
+def _fresh_run(args: argparse.Namespace) -> tuple[float, float, float]:
+    with tempfile.TemporaryDirectory() as tmp, fresh_world(args) as world:
+        signals = redis.Redis.from_url(world.signal_url)
+        system = CrisperSystem(world, signals, Path(tmp))
+        try:
+            _durability(system)
+            return one_run(system, args.jobs)
+        finally:
+            system.close()
+            signals.close()
+
+
+def _durability(system: CrisperSystem) -> None:
+    with system.app.store.engine.connect() as conn:
+        fsync = conn.execute(text("SHOW fsync")).scalar_one()
+        sync = conn.execute(text("SHOW synchronous_commit")).scalar_one()
+    print(f"  fsync={fsync}, synchronous_commit={sync}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
