@@ -20,7 +20,6 @@ import re
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -56,6 +55,7 @@ PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS = "redis://127.0.0.1:6379/3"
 TENANT = "default"  # GET /v1/jobs always filters by the key's tenant
 LIVE_QUEUE = "live"
+WORKER = "bench@scale"
 RARE_QUEUE, RARE_TYPE = "archive", "bench.legacy"  # only in the oldest 1% of rows
 SPAN = timedelta(days=90)  # the loaded jobs were created over the last 90 days
 
@@ -133,8 +133,7 @@ def captured() -> Iterator[list[tuple[str, Any]]]:
     seen: list[tuple[str, Any]] = []
 
     def grab(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if not _bench_own:
-            seen.append((statement, parameters))
+        seen.append((statement, parameters))
 
     event.listen(Engine, "before_cursor_execute", grab)
     try:
@@ -143,28 +142,22 @@ def captured() -> Iterator[list[tuple[str, Any]]]:
         event.remove(Engine, "before_cursor_execute", grab)
 
 
-_bench_own: list[bool] = []  # non-empty while the benchmark reads for itself (not captured)
-
-
-def queued_ids(conn: Connection, count: int) -> list[uuid.UUID]:
-    _bench_own.append(True)
-    try:
-        return list(conn.scalars(select(jobs.c.id).where(jobs.c.state == "queued",
-                                                         jobs.c.queue == LIVE_QUEUE)
-                                 .order_by(jobs.c.id).limit(count)))
-    finally:
-        _bench_own.pop()
-
-
 def claim_path(conn: Connection) -> None:
-    """What a worker's pool child runs for one job: the claim, then the outcome."""
+    """What a worker's pool child runs for a wake-up on a queue with two jobs: the first
+    claim, the first job's outcome with the claim of the next (one statement, as for every
+    job of a backlog), and the last outcome alone."""
     now = datetime.now(UTC)
-    ids = queued_ids(conn, 1)
-    held = attempts.claim(conn, ids, "bench@scale", "task-1", 60, now, skip_paused=True,
-                          job_type=crisper_noop.JOB, queue=LIVE_QUEUE)
-    for job in held:
-        attempts.finish(conn, job.id, job.lease_token, JobState.SUCCEEDED, now,
-                        reason="succeeded", result=None, notifies=job.notifies)
+    types = [crisper_noop.JOB]
+    first = attempts.claim_next(conn, LIVE_QUEUE, types, WORKER, "task-1", 60, now)
+    if first is None:
+        raise RuntimeError(f"no queued job on {LIVE_QUEUE} to claim")
+    fused = attempts.finish_then_claim_next(
+        conn, first.id, first.lease_token, JobState.SUCCEEDED, now, reason="succeeded",
+        worker=WORKER, queue=LIVE_QUEUE, types=types, task_id="task-1", lease_seconds=60)
+    if fused.claimed is None:
+        raise RuntimeError(f"a second queued job on {LIVE_QUEUE} was not claimed")
+    attempts.finish(conn, fused.claimed.id, fused.claimed.lease_token, JobState.SUCCEEDED, now,
+                    reason="succeeded", result=None, notifies=fused.claimed.notifies)
 
 
 def relay_path(conn: Connection) -> None:
