@@ -21,18 +21,15 @@ import json
 import pstats
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from bench.apps import probes
 from bench.environment import World
 from bench.systems import CrisperSystem
-from bench.throughput import PG_BASE, fresh_world
+from bench.throughput import crisper_world, world_options
 
 
 def collect(system: CrisperSystem, expected: int, timeout: float = 60) -> list[dict[str, int]]:
@@ -83,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle", type=int, default=20, help="jobs submitted one by one")
     p.add_argument("--profile", choices=["cpu", "wall"],
                    help="also cProfile the pool children, timing CPU or wall-clock time")
-    p.add_argument("--broker", default="redis://127.0.0.1:6379/3")
-    p.add_argument("--postgres", default=PG_BASE)
+    world_options(p)
     p.add_argument("--top", type=int, default=25, help="profile lines shown")
     p.add_argument("--timeline", type=int, default=0, metavar="N",
                    help="also time N pickups on an idle worker, stage by stage")
@@ -92,16 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also time N pickups per side, alternating wake-up markers in band "
                         "and out of band job by job")
     args = p.parse_args(argv)
-    args.signal_redis = "redis://127.0.0.1:6379/3"
-    with tempfile.TemporaryDirectory(prefix="crisper-anatomy-") as tmp, \
-            fresh_world(args) as world:
-        signals = redis.Redis.from_url(world.signal_url)
-        system = CrisperSystem(world, signals, Path(tmp))
-        try:
-            run(system, world, args, Path(tmp))
-        finally:
-            system.close()
-            signals.close()
+    with crisper_world(args, prefix="crisper-anatomy-") as (system, tmp):
+        run(system, system.world, args, tmp)
     return 0
 
 

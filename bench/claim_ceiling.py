@@ -19,19 +19,16 @@ import multiprocessing
 import os
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
-from pathlib import Path
 
-import redis
 from sqlalchemy import create_engine, text
 
 from bench.apps.crisper_noop import JOB
 from bench.environment import cpu_idle_fraction, process_cpu
 from bench.systems import CrisperSystem
-from bench.throughput import PG_BASE, fresh_world
+from bench.throughput import crisper_world, world_options
 from crisper import SubmitRequest
 from crisper.states import JobState
 from crisper.store import attempts as attempt_sql
@@ -97,10 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--jobs", type=int, default=4000)
     p.add_argument("--runs", type=int, default=3, help="repetitions; medians reported")
-    p.add_argument("--broker", default="redis://127.0.0.1:6379/3")
-    p.add_argument("--postgres", default=PG_BASE)
+    world_options(p)
     args = p.parse_args(argv)
-    args.signal_redis = args.broker
     print(f"{args.jobs} queued no-op jobs drained by {CLIENTS} clients with the outcome+claim "
           f"statement alone, {args.runs} run(s)", flush=True)
     figures = []
@@ -118,15 +113,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fresh_run(args: argparse.Namespace) -> tuple[float, float, float]:
-    with tempfile.TemporaryDirectory() as tmp, fresh_world(args) as world:
-        signals = redis.Redis.from_url(world.signal_url)
-        system = CrisperSystem(world, signals, Path(tmp))
-        try:
-            _durability(system)
-            return one_run(system, args.jobs)
-        finally:
-            system.close()
-            signals.close()
+    with crisper_world(args) as (system, _):
+        _durability(system)
+        return one_run(system, args.jobs)
 
 
 def _durability(system: CrisperSystem) -> None:

@@ -16,20 +16,17 @@ import argparse
 import re
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
 import psycopg
-import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import sessionmaker
 
 from bench.systems import CrisperSystem
-from bench.throughput import PG_BASE, fresh_world
+from bench.throughput import crisper_world, world_options
 from crisper.states import JobState
 from crisper.store import attempts as attempt_sql
 from crisper.store import utcnow
@@ -132,18 +129,10 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--jobs", type=int, default=1000)
     p.add_argument("--repeat", type=int, default=3, help="rounds; medians reported")
-    p.add_argument("--broker", default="redis://127.0.0.1:6379/3")
-    p.add_argument("--postgres", default=PG_BASE)
+    world_options(p)
     args = p.parse_args(argv)
-    args.signal_redis = args.broker
-    with tempfile.TemporaryDirectory() as tmp, fresh_world(args) as world:
-        signals = redis.Redis.from_url(world.signal_url)
-        system = CrisperSystem(world, signals, Path(tmp))
-        try:
-            report(system, args.jobs, args.repeat)
-        finally:
-            system.close()
-            signals.close()
+    with crisper_world(args) as (system, _):
+        report(system, args.jobs, args.repeat)
     return 0
 
 

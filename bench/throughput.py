@@ -157,6 +157,29 @@ def fresh_world(args: argparse.Namespace) -> Iterator[World]:
                 delete_amqp_queues(world.broker, [world.queue(n) for n in SYSTEMS])
 
 
+def world_options(p: argparse.ArgumentParser) -> None:
+    """--broker, --postgres and --signal-redis, for a benchmark of Crisper alone."""
+    p.add_argument("--broker", default="redis://127.0.0.1:6379/3")
+    p.add_argument("--postgres", default=PG_BASE)
+    p.add_argument("--signal-redis", default="redis://127.0.0.1:6379/3",
+                   help="Redis where job bodies record their start times")
+
+
+@contextlib.contextmanager
+def crisper_world(args: argparse.Namespace, prefix: str = "crisper-bench-"
+                  ) -> Iterator[tuple[CrisperSystem, Path]]:
+    """Crisper's side of a fresh world (no worker started yet) and a scratch directory for
+    its logs, all removed on exit."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp, fresh_world(args) as world:
+        signals = redis.Redis.from_url(world.signal_url)
+        system = CrisperSystem(world, signals, Path(tmp))
+        try:
+            yield system, Path(tmp)
+        finally:
+            system.close()
+            signals.close()
+
+
 def one_run(index: int, args: argparse.Namespace, logs: Path,
             run: Callable[[System, argparse.Namespace], Any] = run_system) -> list[Any]:
     """A fresh world, each system in turn (the order alternates between runs), `run` on each."""
