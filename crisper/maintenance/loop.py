@@ -38,8 +38,12 @@ from crisper.store import Store, utcnow
 log = logging.getLogger(__name__)
 
 
-BROKER = "broker"  # the lane of units that talk to the broker: they run on their own thread
+STORE = "store"  # the lane of units that talk to the database only
+BROKER = "broker"  # the lane of units that talk to the broker: a broker outage slows no other
 WEBHOOKS = "webhooks"  # the deliverer calls users' URLs: a slow one must hold up nothing else
+LANES = (STORE, BROKER, WEBHOOKS)
+# A timer's wait ends this long after its job's run_at, so that the job is due when looked at.
+TIMER_MARGIN_SECONDS = 0.001
 
 
 @dataclass
@@ -48,7 +52,8 @@ class Unit:
     run: Callable[[datetime], int]
     every: float
     next_at: float = 0.0
-    lane: str = "store"
+    lane: str = STORE
+    then: str | None = None  # a unit to run at once after this one moved jobs
 
 
 def periods(settings: Settings, registry: Registry) -> list[tuple[str, float]]:
@@ -71,23 +76,28 @@ class MaintenanceLoop:
         self.schedules = schedules
         self.relay = relay.Relay(store, dispatcher, settings)
         self.deliverer = deliverer.Deliverer(store, settings, jobs)
+        self.store = store
         runs: dict[str, tuple[Callable[[datetime], int], str]] = {
-            "timers": (partial(timers.promote_due, store), "store"),
+            "timers": (partial(timers.promote_due, store), STORE),
             "relay": (self.relay.relay, BROKER),
-            "lifeline": (lifeline.Lifeline(store, settings), "store"),
+            "lifeline": (lifeline.Lifeline(store, settings), STORE),
             "canceller": (partial(canceller.enforce, store, settings, registry, dispatcher),
-                          "store"),
+                          STORE),
             "redispatch": (self.relay.redispatch_lost, BROKER),
-            "pruner": (partial(pruner.prune, store, settings, registry), "store"),
-            "cron": (partial(cron.fire_due, store, jobs), "store"),
-            "observed": (partial(observed.mark_lost, store, settings), "store"),
+            "pruner": (partial(pruner.prune, store, settings, registry), STORE),
+            "cron": (partial(cron.fire_due, store, jobs), STORE),
+            "observed": (partial(observed.mark_lost, store, settings), STORE),
             "deliverer": (self.deliverer, WEBHOOKS),
-            "workflows": (partial(workflows.announce_finished, store), "store"),
+            "workflows": (partial(workflows.announce_finished, store), STORE),
         }
         self.units = [Unit(name, runs[name][0], every, lane=runs[name][1])
                       for name, every in periods(settings, registry)]
+        self._by_name = {unit.name: unit for unit in self.units}
+        self._by_name["timers"].then = "relay"  # jobs it queued get their wake-ups at once
         self.runbook = RunBook(store)
         self._broker_down: set[str] = set()
+        self._urgent: set[str] = set()  # units to run at their lane's next turn, due or not
+        self._nudges = {lane: threading.Event() for lane in LANES}
 
     def tick(self, lane: str | None = None) -> dict[str, int]:
         """Run every unit (of `lane`, if given) that is due; one failing unit does not stop
@@ -97,8 +107,9 @@ class MaintenanceLoop:
         for unit in self.units:
             if lane is not None and unit.lane != lane:
                 continue
-            if now < unit.next_at:
+            if now < unit.next_at and unit.name not in self._urgent:
                 continue
+            self._urgent.discard(unit.name)
             unit.next_at = now + unit.every
             try:
                 count = unit.run(utcnow())
@@ -118,23 +129,32 @@ class MaintenanceLoop:
                 log.info("%s: the broker is back", unit.name)
             if count:
                 log.info("%s: %d", unit.name, count)
+                if unit.then is not None:
+                    self.nudge(unit.then)
             done[unit.name] = count
         self.runbook.note(self.units, done)
         return done
 
+    def nudge(self, name: str) -> None:
+        """Run unit `name` at its lane's next turn, and make that turn now."""
+        self._urgent.add(name)
+        self._nudges[self._by_name[name].lane].set()
+
     def run(self, stop: threading.Event | None = None) -> None:
+        """Run every lane on a thread of its own until `stop` is set."""
         stop = stop or threading.Event()
         log.info("scheduler started")
         self.sync_code_schedules()
         lanes = [threading.Thread(target=self._loop, args=(stop, lane),
-                                  name=f"crisper-{lane}", daemon=True)
-                 for lane in (BROKER, WEBHOOKS)]
+                                  name=f"crisper-{lane}", daemon=True) for lane in LANES]
         for thread in lanes:
             thread.start()
         try:
-            self._loop(stop, "store")
+            stop.wait()
         finally:
             stop.set()
+            for nudge in self._nudges.values():
+                nudge.set()
             for thread in lanes:
                 thread.join(timeout=10)
             self.relay.close()
@@ -156,6 +176,20 @@ class MaintenanceLoop:
                      report.added, report.changed, report.removed)
 
     def _loop(self, stop: threading.Event, lane: str) -> None:
+        nudge = self._nudges[lane]
         while not stop.is_set():
+            nudge.clear()  # before the turn: a nudge during it brings the next one at once
             self.tick(lane)
-            stop.wait(self.settings.tick_seconds)
+            nudge.wait(self._pause(lane))
+
+    def _pause(self, lane: str) -> float:
+        """Seconds until the lane's next turn: a tick, or less when a timer comes due sooner
+        (a job delayed by a rate limit, a retry, a run_at) than the next tick."""
+        pause = self.settings.tick_seconds
+        if lane == STORE:
+            due = timers.due_in(self.store, utcnow())
+            # Not when already due: what the timers just could not move must not spin them.
+            if due is not None and 0 < due < pause:
+                self._urgent.add("timers")
+                pause = due + TIMER_MARGIN_SECONDS
+        return pause
