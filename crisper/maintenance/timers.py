@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from crisper.errors import CrisperError
 from crisper.store import Store
 from crisper.store import sweeps as sweep_sql
 
@@ -22,10 +21,7 @@ def promote_due(store: Store, at: datetime) -> int:
 
 def due_in(store: Store, at: datetime) -> float | None:
     """Seconds until the first scheduled or retrying job comes due (0 if one is due already;
-    None if none waits, or the store cannot say)."""
-    try:
-        with store.read() as session:
-            first = sweep_sql.next_due(session)
-    except CrisperError:
-        return None
+    None if none waits)."""
+    with store.read() as session:
+        first = sweep_sql.next_due(session)
     return None if first is None else max(0.0, (first - at).total_seconds())
