@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,7 @@ from crisper.store import sweeps as sweep_sql
 
 log = logging.getLogger(__name__)
 BATCH = 500
+NEVER = datetime.min.replace(tzinfo=UTC)  # no lease expired before it
 WORKER_LOST = {
     "type": "WorkerLost",
     "message": "the worker stopped renewing its lease (killed, frozen or unreachable)",
@@ -46,7 +47,10 @@ class Lifeline:
     rescues only leases that had expired before the outage began, until it has seen the
     database continuously for a whole lease period: every live worker has renewed by then,
     and whatever is still expired is truly lost. A fresh lifeline knows of no outage and
-    rescues at once (a scheduler restarted after its workers died does not wait).
+    rescues at once (a scheduler restarted after its workers died does not wait), unless its
+    first look fails: then it cannot tell when the outage began, and rescues nothing until it
+    has seen the database for a whole lease period (a scheduler started during an outage
+    would otherwise re-run jobs whose workers were only cut off and renew once it is over).
 
     Seeing the database again means writing to it: a full or read-only disk still answers
     reads while every worker's renewal fails, so until the whole lease period has passed, each
@@ -65,7 +69,8 @@ class Lifeline:
             rescued = self._rescue(at, self._cutoff(at))
         except StoreUnavailable:
             if self._blind_since is None:
-                self._blind_since = self._last_seen or at
+                # Never seen the database: the outage may have begun before this process did
+                self._blind_since = self._last_seen or NEVER
             self._seen_since = 0.0
             raise
         if self._blind_since is not None and not self._seen_since:

@@ -12,13 +12,15 @@ import sys
 import time
 import uuid
 from collections import Counter
+from datetime import datetime
 
 import pytest
 import redis
 from sqlalchemy import select
 
 from crisper import JobState, SubmitRequest
-from crisper.store.models import jobs
+from crisper.store import utcnow
+from crisper.store.models import jobs, maintenance_runs
 from tests.conftest import require
 from tests.faults import CuttableProxy
 from tests.harness import ROOT, Backend, wait_for
@@ -269,9 +271,13 @@ def test_outcomes_finished_during_a_long_database_outage_are_kept(backend: Backe
     proxy = CuttableProxy("127.0.0.1", 5432)
     url = backend.env["CRISPER_DATABASE_URL"].replace(":5432/", f":{proxy.port}/")
     try:
-        # Given four jobs running whose bodies never check, half without a retry option
+        # Given four jobs running whose bodies never check, half without a retry option,
+        # and a scheduler whose lifeline has seen the database (a lifeline that never saw it
+        # cannot tell an outage from lost workers, and rescues at once)
         backend.start_worker(concurrency=4, CRISPER_DATABASE_URL=url)
+        started = utcnow()
         backend.start_scheduler(CRISPER_DATABASE_URL=url)
+        wait_for(lambda: lifeline_ran_since(backend, started), 60, "the lifeline's first run")
         handles = backend.app.submit_many(
             [SubmitRequest(t, {"seconds": 3, "check": False})
              for t in ("probe.sleep", "probe.sleep", "probe.plain", "probe.plain")])
@@ -291,6 +297,47 @@ def test_outcomes_finished_during_a_long_database_outage_are_kept(backend: Backe
     finally:
         backend.close()
         proxy.close()
+
+
+@pytest.mark.backends("postgres-redis")
+def test_a_scheduler_started_during_an_outage_rescues_no_job_whose_worker_renews(
+        backend: Backend) -> None:
+    proxy = CuttableProxy("127.0.0.1", 5432)
+    url = backend.env["CRISPER_DATABASE_URL"].replace(":5432/", f":{proxy.port}/")
+    lease = float(backend.env["CRISPER_LEASE_SECONDS"])
+    try:
+        # Given four jobs running whose bodies never check, and no scheduler yet
+        backend.start_worker(concurrency=4, CRISPER_DATABASE_URL=url)
+        handles = backend.app.submit_many(
+            [SubmitRequest(t, {"seconds": 3, "check": False})
+             for t in ("probe.sleep", "probe.sleep", "probe.plain", "probe.plain")])
+        wait_for(lambda: len(starts(backend)) == 4, 60, "all four to be running")
+
+        # When the database goes away, and a scheduler starts once their leases have expired
+        proxy.cut()
+        time.sleep(lease + 1)
+        backend.start_scheduler(CRISPER_DATABASE_URL=url)
+        time.sleep(2 * lease - 1)
+        proxy.restore()
+
+        # Then its lifeline, whose first look failed, took none of them for lost: each job
+        # is recorded succeeded on its first attempt, and ran once
+        for h in handles:
+            assert h.wait(timeout=90).state is S.SUCCEEDED, events(backend, h.id)
+            assert h.record.attempt == 1, events(backend, h.id)
+        assert starts(backend) == {str(h.id): 1 for h in handles}
+    finally:
+        backend.close()
+        proxy.close()
+
+
+def lifeline_ran_since(backend: Backend, since: datetime) -> bool:
+    """Whether a scheduler's lifeline has run, and so seen the database, since `since` (its
+    run book notes a unit's first run)."""
+    with backend.app.store.read() as session:
+        last = session.scalar(select(maintenance_runs.c.last_run_at)
+                              .where(maintenance_runs.c.unit == "lifeline"))
+    return last is not None and last >= since
 
 
 # -- finding 8: forced stops only where they work --------------------------------------------
