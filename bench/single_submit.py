@@ -29,13 +29,13 @@ from sqlalchemy import create_engine, text
 from bench.apps import celery_noop
 from bench.systems import System
 from bench.throughput import (
-    PG_BASE,
     SYSTEMS,
     RunFigures,
     measure_pickup,
     measure_throughput,
     percentile,
     repeat,
+    world_options,
 )
 from crisper import Settings
 
@@ -165,9 +165,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--systems", default="celery,crisper", help="comma-separated subset")
     p.add_argument("--celery-profile", choices=celery_noop.PROFILES, default="defaults",
                    help="plain Celery's configuration (defaults: + JSON + ignore_result)")
-    p.add_argument("--broker", default="redis://127.0.0.1:6379/3")
-    p.add_argument("--postgres", default=PG_BASE)
-    p.add_argument("--signal-redis", default="redis://127.0.0.1:6379/3")
+    world_options(p)
     p.add_argument("--json", type=Path, help="also write all figures here")
     args = p.parse_args(argv)
     defaults = {"jobs": (300, 3000), "runs": (1, 3), "samples": (20, 200), "warmup": (3, 10),

@@ -158,9 +158,10 @@ def fresh_world(args: argparse.Namespace) -> Iterator[World]:
 
 
 def world_options(p: argparse.ArgumentParser) -> None:
-    """--broker, --postgres and --signal-redis, for a benchmark of Crisper alone."""
-    p.add_argument("--broker", default="redis://127.0.0.1:6379/3")
-    p.add_argument("--postgres", default=PG_BASE)
+    """--broker, --postgres and --signal-redis: where a benchmark's world lives."""
+    p.add_argument("--broker", default="redis://127.0.0.1:6379/3",
+                   help="redis://… (key prefixes per run) or amqp://… (queues per run)")
+    p.add_argument("--postgres", default=PG_BASE, help="database; a fresh schema per run")
     p.add_argument("--signal-redis", default="redis://127.0.0.1:6379/3",
                    help="Redis where job bodies record their start times")
 
@@ -275,11 +276,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 200 jobs, 20 pickups, 1 run, no drain")
     p.add_argument("--systems", default="celery,crisper", help="comma-separated subset")
-    p.add_argument("--broker", default="redis://127.0.0.1:6379/3",
-                   help="redis://… (key prefixes per run) or amqp://… (queues per run)")
-    p.add_argument("--postgres", default=PG_BASE, help="database; a fresh schema per run")
-    p.add_argument("--signal-redis", default="redis://127.0.0.1:6379/3",
-                   help="Redis where job bodies record their start times")
+    world_options(p)
     p.add_argument("--json", type=Path, help="also write all figures here")
     args = p.parse_args(argv)
     quick = args.quick
