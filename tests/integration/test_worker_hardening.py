@@ -13,6 +13,7 @@ import time
 import uuid
 from collections import Counter
 from datetime import datetime
+from typing import Any
 
 import pytest
 import redis
@@ -278,10 +279,7 @@ def test_outcomes_finished_during_a_long_database_outage_are_kept(backend: Backe
         started = utcnow()
         backend.start_scheduler(CRISPER_DATABASE_URL=url)
         wait_for(lambda: lifeline_ran_since(backend, started), 60, "the lifeline's first run")
-        handles = backend.app.submit_many(
-            [SubmitRequest(t, {"seconds": 3, "check": False})
-             for t in ("probe.sleep", "probe.sleep", "probe.plain", "probe.plain")])
-        wait_for(lambda: len(starts(backend)) == 4, 60, "all four to be running")
+        handles = four_running(backend)
 
         # When the database is away for three lease periods, while the bodies finish
         proxy.cut()
@@ -289,11 +287,7 @@ def test_outcomes_finished_during_a_long_database_outage_are_kept(backend: Backe
         proxy.restore()
 
         # Then every job is recorded succeeded on its first attempt, and ran once
-        for h in handles:
-            assert h.wait(timeout=90).state is S.SUCCEEDED, events(backend, h.id)
-            assert h.record.attempt == 1
-            assert "worker_lost" not in [r for _, _, r in events(backend, h.id)]
-        assert starts(backend) == {str(h.id): 1 for h in handles}
+        assert_each_ran_once(backend, handles)
     finally:
         backend.close()
         proxy.close()
@@ -308,10 +302,7 @@ def test_a_scheduler_started_during_an_outage_rescues_no_job_whose_worker_renews
     try:
         # Given four jobs running whose bodies never check, and no scheduler yet
         backend.start_worker(concurrency=4, CRISPER_DATABASE_URL=url)
-        handles = backend.app.submit_many(
-            [SubmitRequest(t, {"seconds": 3, "check": False})
-             for t in ("probe.sleep", "probe.sleep", "probe.plain", "probe.plain")])
-        wait_for(lambda: len(starts(backend)) == 4, 60, "all four to be running")
+        handles = four_running(backend)
 
         # When the database goes away, and a scheduler starts once their leases have expired
         proxy.cut()
@@ -322,13 +313,28 @@ def test_a_scheduler_started_during_an_outage_rescues_no_job_whose_worker_renews
 
         # Then its lifeline, whose first look failed, took none of them for lost: each job
         # is recorded succeeded on its first attempt, and ran once
-        for h in handles:
-            assert h.wait(timeout=90).state is S.SUCCEEDED, events(backend, h.id)
-            assert h.record.attempt == 1, events(backend, h.id)
-        assert starts(backend) == {str(h.id): 1 for h in handles}
+        assert_each_ran_once(backend, handles)
     finally:
         backend.close()
         proxy.close()
+
+
+def four_running(backend: Backend) -> list[Any]:
+    """Four jobs whose 3 s bodies never check, half without a retry option, all started."""
+    handles = backend.app.submit_many(
+        [SubmitRequest(t, {"seconds": 3, "check": False})
+         for t in ("probe.sleep", "probe.sleep", "probe.plain", "probe.plain")])
+    wait_for(lambda: len(starts(backend)) == 4, 60, "all four to be running")
+    return handles
+
+
+def assert_each_ran_once(backend: Backend, handles: list[Any]) -> None:
+    """Each job succeeded on its first attempt, no worker taken for lost, one body start."""
+    for h in handles:
+        assert h.wait(timeout=90).state is S.SUCCEEDED, events(backend, h.id)
+        assert h.record.attempt == 1, events(backend, h.id)
+        assert "worker_lost" not in [r for _, _, r in events(backend, h.id)]
+    assert starts(backend) == {str(h.id): 1 for h in handles}
 
 
 def lifeline_ran_since(backend: Backend, since: datetime) -> bool:
