@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -60,6 +60,27 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         require(service)
     with make_backend(request.param, tmp_path) as b:
         yield b
+
+
+LOG_TAIL_CHARS = 6000
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, None]:
+    """A failed test that ran workers or a scheduler reports the end of each one's log: a
+    failure seen once in CI then says what those processes did (they are stopped after)."""
+    outcome = yield
+    report = outcome.get_result()
+    backend = getattr(item, "funcargs", {}).get("backend")
+    if report.when != "call" or not report.failed or not isinstance(backend, Backend):
+        return
+    for proc in backend.procs:
+        try:
+            tail = proc.output()[-LOG_TAIL_CHARS:]
+        except OSError as exc:
+            tail = f"(unreadable: {exc})"
+        report.sections.append((f"log of {proc.log_path.name}", tail))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

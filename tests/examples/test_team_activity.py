@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from team_activity import jobs as team
 
 from crisper import Crisper, JobState
 from crisper.embedded import free_port
+from crisper.store.models import jobs
 from tests.api_support import serve
 from tests.examples.conftest import EXAMPLES
 from tests.harness import ROOT, Backend, Proc, wait_for
@@ -47,9 +49,17 @@ class Team:
         return got
 
     def until(self, job_id: str, status: str, timeout: float = 90) -> dict[str, Any]:
-        found: dict[str, Any] = wait_for(
-            lambda: (p := self.poll(job_id))["status"] == status and p, timeout,
-            f"job {job_id} to be {status}", every=0.2)
+        try:
+            found: dict[str, Any] = wait_for(
+                lambda: (p := self.poll(job_id))["status"] == status and p, timeout,
+                f"job {job_id} to be {status}", every=0.2)
+        except AssertionError as timed_out:  # say where the job stands, not only that it hung
+            with self.app.store.read() as s:
+                row = s.execute(select(jobs.c.state, jobs.c.attempt, jobs.c.dispatched_at,
+                                       jobs.c.dispatch_error)
+                                .where(jobs.c.id == uuid.UUID(job_id))).one()
+            events = [(e.to_state, e.reason) for e in self.app.jobs.events(job_id)]
+            raise AssertionError(f"{timed_out}: {dict(row._mapping)}, events {events}") from None
         return found
 
     def activities(self, job_id: str) -> int:
