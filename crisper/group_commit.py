@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from crisper.errors import StoreUnavailable
 from crisper.records import JobRecord
-from crisper.service import record_from_row
 from crisper.store import jobs as job_sql
 from crisper.store import utcnow
 
@@ -65,8 +64,7 @@ class GroupCommit:
         row = self.jobs.prepare_row(request, utcnow())  # InvalidParams etc. raise here
         if row["idempotency_key"] or row["unique_key"]:
             return await loop.run_in_executor(None, self.jobs.submit, request)
-        if not self.jobs.breaker.allows():  # the broker is down: stored unsent, for the relay
-            row["dispatched_at"] = None
+        self.jobs.send_now([row])
         waiter = _Waiter(row, loop.create_future())
         self._pending.append(waiter)
         self._schedule(loop)
@@ -124,7 +122,7 @@ class GroupCommit:
             if len(rows) == 1:
                 return [exc]
             return [self._insert([row])[0] for row in rows]
-        return [record_from_row(row) for row in rows]
+        return [JobRecord.from_new_row(row) for row in rows]
 
     def close(self) -> None:
         """Stop the threads once their work is done, and send the wake-ups still queued."""

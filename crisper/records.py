@@ -68,6 +68,18 @@ class JobRecord:
         values["metadata"] = values["metadata"] or {}
         return cls(**values)
 
+    @classmethod
+    def from_new_row(cls, row: dict[str, Any]) -> JobRecord:
+        """The record of a job from the row a submit inserted: what no submit sets is None."""
+        empty = {"result": None, "error": None, "progress_current": None,
+                 "progress_total": None, "progress_message": None, "worker": None,
+                 "task_id": None, "cancel_requested_at": None, "lease_expires_at": None,
+                 "started_at": None, "finished_at": None, "cancelled_at": None}
+        values = {**empty, **{k: v for k, v in row.items() if k in cls.__dataclass_fields__}}
+        values["state"] = JobState(values["state"])
+        values["metadata"] = values.get("metadata") or {}
+        return cls(**values)
+
     @property
     def percent(self) -> float | None:
         if self.progress_total and self.progress_current is not None:

@@ -132,10 +132,7 @@ class JobService:
         """
         at = utcnow()
         rows = [self._row(r, at) for r in requests]
-        send = self.breaker.allows()
-        if not send:  # the broker is down: store the jobs as undispatched; the relay sends them
-            for row in rows:
-                row["dispatched_at"] = None
+        send = self.send_now(rows)
         rejects = [r.on_duplicate == "reject" for r in requests]
         if session is not None:
             for row in rows:  # outbox: NULL until sent, so the relay sends it if we die first
@@ -148,13 +145,22 @@ class JobService:
             # Nothing to look up first: one statement, committed on its own.
             with self.store.autocommit() as conn:
                 job_sql.create(conn, rows, at)
-            records = fresh = [record_from_row(rows[0])]
+            records = fresh = [JobRecord.from_new_row(rows[0])]
         else:
             with self.store.transaction() as own:
                 records, fresh = self._insert(own, rows, at, rejects)
         if send:
             self.waker.wake(fresh)
         return records
+
+    def send_now(self, rows: Sequence[dict[str, Any]]) -> bool:
+        """Whether these new rows' wake-ups go out now. Not while the broker is down (the
+        breaker is open): then they are stored unsent, and the relay sends them later."""
+        if self.breaker.allows():
+            return True
+        for row in rows:
+            row["dispatched_at"] = None
+        return False
 
     def prepare_row(self, r: SubmitRequest, at: datetime) -> dict[str, Any]:
         """The validated row a submit would insert (for callers that insert it themselves:
@@ -260,7 +266,7 @@ class JobService:
                 return self._insert(session, rows, at, rejects, tries - 1)
         elif fresh:
             job_sql.create(session, fresh, at)
-        created = {r["id"]: record_from_row(r) for r in fresh}
+        created = {r["id"]: JobRecord.from_new_row(r) for r in fresh}
         records = [
             existing[i] if i in existing
             else created[rows[same_as.get(i, i)]["id"]] for i, r in enumerate(rows)
@@ -487,13 +493,3 @@ def _dispatch(record: JobRecord) -> sweep_sql.Dispatch:
     return sweep_sql.Dispatch(record.id, record.type, record.queue, record.priority,
                               limits=sweep_sql.own_limits_of(record))
 
-
-def record_from_row(row: dict[str, Any]) -> JobRecord:
-    empty = {"result": None, "error": None, "progress_current": None, "progress_total": None,
-             "progress_message": None, "worker": None, "task_id": None,
-             "cancel_requested_at": None, "lease_expires_at": None, "started_at": None,
-             "finished_at": None, "cancelled_at": None}
-    values = {**empty, **{k: v for k, v in row.items() if k in JobRecord.__dataclass_fields__}}
-    values["state"] = JobState(values["state"])
-    values["metadata"] = values.get("metadata") or {}
-    return JobRecord(**values)

@@ -15,7 +15,8 @@ from crisper.engine.nodes import DELIVER_KEY, send_released
 from crisper.errors import InvalidRequest, WorkflowBusy, WorkflowNotFound
 from crisper.flow import limits
 from crisper.ids import new_id, parse_id
-from crisper.service import JobService, SubmitRequest, record_from_row
+from crisper.records import JobRecord
+from crisper.service import JobService, SubmitRequest
 from crisper.states import ACTIVE, TERMINAL, JobState
 from crisper.store import utcnow
 from crisper.store import workflows as workflow_sql
@@ -74,7 +75,7 @@ class WorkflowService:
                           "receives": e.receives, "position": positions[e.child]})
         head = {"id": workflow_id, "tenant": tenant, "name": wf.name, "nodes": len(rows),
                 "created_at": at}
-        roots = [record_from_row(r) for r in rows if r["state"] == S.QUEUED.value]
+        roots = [JobRecord.from_new_row(r) for r in rows if r["state"] == S.QUEUED.value]
         if session is not None:
             workflow_sql.create(session, head, rows, edges, at)
             self.jobs._dispatch_after_commit(session, roots)

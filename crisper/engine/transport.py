@@ -35,15 +35,15 @@ from crisper.engine.wakes import KEY_PREFIX, MARKER_HEADER, MARKER_TTL_SECONDS
 
 log = logging.getLogger(__name__)
 # KEYS: the marker, the queue's list; ARGV: the marker's TTL, the message, "1" to publish
-# regardless of the marker (setting it all the same). Answers whether the message went out.
+# regardless of the marker (setting it all the same). It answers nothing: kombu's put has no
+# way to pass an answer up, and a message not pushed needs nothing more from its sender.
 PUSH_UNLESS_MARKED = """
 if ARGV[3] == '1' then
   redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 elseif not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  return 0
+  return
 end
 redis.call('LPUSH', KEYS[2], ARGV[2])
-return 1
 """
 
 
