@@ -9,6 +9,11 @@ from 32 keep-alive connections for a fixed time: first with no worker (jobs pile
 then with a worker (prefork, 2) draining them. Each mode runs `--runs` times; the medians are
 printed last, with the load average before each run (the machine is shared: it is noisy).
 After each run the rows in the table are counted: every 2xx answer must be a committed row.
+
+Then the yardstick the issue's targets were set against, in the same run and the same way:
+a minimal FastAPI POST that inserts one row (bench/apps/minimal_insert.py), served by uvicorn
+in one process with no access log. Crisper's figures are printed as a ratio to it too, since
+machines differ more than the targets' margins (`--no-reference` skips it).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +49,7 @@ PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS = "redis://127.0.0.1:6379/2"
 APP = "crisper.contrib.demo"
 JOB = {"type": "demo.countdown", "params": {"seconds": 0}}
+REFERENCE = "minimal insert"  # the yardstick's mode (bench/apps/minimal_insert.py)
 # wrk's script: one POST per request; done() prints the figures as one JSON line.
 LUA = """
 wrk.method = "POST"
@@ -85,10 +91,11 @@ def world() -> Iterator[dict[str, str]]:
         client.close()
 
 
-def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+def spawn(args: list[str], env: dict[str, str], module: str = "crisper"
+          ) -> subprocess.Popen[bytes]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("CRISPER_")}
     full.update(env, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "crisper", *args], env=full, cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", module, *args], env=full, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
 
@@ -130,9 +137,9 @@ def run_wrk(url: str, script: Path, clients: int, seconds: float) -> dict[str, f
             "errors": figures["non_2xx"] + figures["socket_errors"]}
 
 
-def count_rows(crisper: Crisper) -> int:
+def count_rows(crisper: Crisper, table: str = "crisper_jobs") -> int:
     with crisper.store.read() as session:
-        return int(session.execute(text("SELECT count(*) FROM crisper_jobs")).scalar_one())
+        return int(session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
 
 
 def durability(crisper: Crisper) -> str:
@@ -162,23 +169,51 @@ def measure(args: argparse.Namespace, crisper: Crisper, url: str, script: Path,
                             "--without-mingle", "--without-gossip"], env)
             time.sleep(5)
         try:
-            for run in range(1, args.runs + 1):
-                load, idle = os.getloadavg()[0], cpu_idle_fraction()
-                before = count_rows(crisper)
-                r = run_wrk(url, script, args.clients, args.seconds)
-                time.sleep(0.5)  # answers in flight when wrk stopped are committed too
-                r["rows"] = count_rows(crisper) - before
-                r["load"], r["idle"] = load, idle
-                rows.append(r)
-                print(f"{mode:16} run {run}  load {load:4.2f} idle {idle:4.0%}  "
-                      f"{r['per_second']:7.1f} submits/s  p50 {r['p50_ms']:6.1f} ms  "
-                      f"p99 {r['p99_ms']:6.1f} ms  max {r['max_ms']:6.1f} ms  "
-                      f"errors {r['errors']:.0f}  rows {r['rows']:.0f}/{r['requests']:.0f} "
-                      "answered", flush=True)
+            rows += runs(args, mode, url, script, lambda: count_rows(crisper))
         finally:
             if worker is not None:
                 stop(worker)
     return results
+
+
+def runs(args: argparse.Namespace, mode: str, url: str, script: Path,
+         count: Callable[[], int]) -> list[dict[str, float]]:
+    """`args.runs` wrk runs against `url`, each with the load before it and the rows that
+    `count` found added (every 2xx answer must be a committed row)."""
+    rows = []
+    for run in range(1, args.runs + 1):
+        load, idle = os.getloadavg()[0], cpu_idle_fraction()
+        before = count()
+        r = run_wrk(url, script, args.clients, args.seconds)
+        time.sleep(0.5)  # answers in flight when wrk stopped are committed too
+        r["rows"] = count() - before
+        r["load"], r["idle"] = load, idle
+        rows.append(r)
+        print(f"{mode:16} run {run}  load {load:4.2f} idle {idle:4.0%}  "
+              f"{r['per_second']:7.1f} submits/s  p50 {r['p50_ms']:6.1f} ms  "
+              f"p99 {r['p99_ms']:6.1f} ms  max {r['max_ms']:6.1f} ms  "
+              f"errors {r['errors']:.0f}  rows {r['rows']:.0f}/{r['requests']:.0f} "
+              "answered", flush=True)
+    return rows
+
+
+def measure_reference(args: argparse.Namespace, crisper: Crisper, script: Path,
+                      database_url: str) -> list[dict[str, float]]:
+    """The minimal FastAPI insert (bench/apps/minimal_insert.py) under the same load."""
+    from bench.apps.minimal_insert import metadata
+
+    metadata.create_all(crisper.store.engine)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = spawn(["bench.apps.minimal_insert:app", "--port", str(port),
+                    "--workers", "1", "--no-access-log", "--log-level", "warning"],
+                   {"MINIMAL_DATABASE_URL": normalize_url(database_url)}, module="uvicorn")
+    try:
+        wait_ready(url, server)
+        return runs(args, REFERENCE, url, script,
+                    lambda: count_rows(crisper, "minimal_jobs"))
+    finally:
+        stop(server)
 
 
 def report(args: argparse.Namespace, results: dict[str, list[dict[str, float]]],
@@ -189,12 +224,19 @@ def report(args: argparse.Namespace, results: dict[str, list[dict[str, float]]],
           f"medians of {args.runs} runs")
     print("| mode | submits/s | p50 ms | p99 ms | load before (each run) |\n"
           "| --- | ---: | ---: | ---: | --- |")
+    medians = {mode: {k: statistics.median(r[k] for r in rows)
+                      for k in ("per_second", "p50_ms", "p99_ms")}
+               for mode, rows in results.items()}
     for mode, rows in results.items():
-        med = {k: statistics.median(r[k] for r in rows) for k in ("per_second", "p50_ms",
-                                                                  "p99_ms")}
+        med = medians[mode]
         loads = " / ".join(f"{r['load']:.2f}" for r in rows)
         print(f"| {mode} | {med['per_second']:.0f} | {med['p50_ms']:.1f} | "
               f"{med['p99_ms']:.1f} | {loads} |")
+    if REFERENCE in medians:
+        yardstick = medians[REFERENCE]["per_second"]
+        print("\nas a share of the minimal insert's rate: " + ", ".join(
+            f"{mode} {medians[mode]['per_second'] / yardstick:.2f}x"
+            for mode in medians if mode != REFERENCE))
 
 
 def main() -> None:
@@ -202,6 +244,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per run")
     parser.add_argument("--runs", type=int, default=3, help="runs per mode (medians)")
     parser.add_argument("--clients", type=int, default=32, help="wrk's connections")
+    parser.add_argument("--no-reference", dest="reference", action="store_false",
+                        help="skip the minimal FastAPI insert measured after crisper api")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
@@ -221,6 +265,10 @@ def main() -> None:
             shown = f"crisper api defaults: {api_defaults()}; {durability(crisper)}"
             print(shown, flush=True)
             results = measure(args, crisper, url, script, env)
+            stop(api)
+            if args.reference:
+                results[REFERENCE] = measure_reference(args, crisper, script,
+                                                       env["CRISPER_DATABASE_URL"])
         finally:
             stop(api)
             crisper.store.engine.dispose()
