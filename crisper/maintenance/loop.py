@@ -42,6 +42,8 @@ STORE = "store"  # the lane of units that talk to the database only
 BROKER = "broker"  # the lane of units that talk to the broker: a broker outage slows no other
 WEBHOOKS = "webhooks"  # the deliverer calls users' URLs: a slow one must hold up nothing else
 LANES = (STORE, BROKER, WEBHOOKS)
+# A unit to run at once after another moved jobs: jobs the timers queued get their wake-ups.
+THEN = {"timers": "relay"}
 # A timer's wait ends this long after its job's run_at, so that the job is due when looked at.
 TIMER_MARGIN_SECONDS = 0.001
 
@@ -53,7 +55,7 @@ class Unit:
     every: float
     next_at: float = 0.0
     lane: str = STORE
-    then: str | None = None  # a unit to run at once after this one moved jobs
+    then: str | None = None  # a unit to run at once after this one moved jobs (THEN)
 
 
 def periods(settings: Settings, registry: Registry) -> list[tuple[str, float]]:
@@ -90,10 +92,9 @@ class MaintenanceLoop:
             "deliverer": (self.deliverer, WEBHOOKS),
             "workflows": (partial(workflows.announce_finished, store), STORE),
         }
-        self.units = [Unit(name, runs[name][0], every, lane=runs[name][1])
+        self.units = [Unit(name, runs[name][0], every, lane=runs[name][1], then=THEN.get(name))
                       for name, every in periods(settings, registry)]
         self._by_name = {unit.name: unit for unit in self.units}
-        self._by_name["timers"].then = "relay"  # jobs it queued get their wake-ups at once
         self.runbook = RunBook(store)
         self._broker_down: set[str] = set()
         self._urgent: set[str] = set()  # units to run at their lane's next turn, due or not
