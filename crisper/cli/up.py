@@ -162,6 +162,9 @@ class Up:
 
     def _drain_worker(self) -> None:
         drain = self.options.drain_seconds
+        if self.children["worker"].poll() is None:
+            say(f"stopping the worker: running jobs get up to {drain:g} s to finish "
+                "(Ctrl-C again stops it at once)")
         if self._stop("worker", drain, cold=False):
             return
         say(f"the {drain:g} s drain ran out with jobs still running; stopping the worker cold "

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MARKING_WAIT_SECONDS = 10.0  # at the end of a stop, for the marking of interrupted jobs
+
 
 class WorkerPresence:
     """The worker's main process announces itself and heartbeats until it shuts down."""
@@ -36,6 +38,7 @@ class WorkerPresence:
         self.name = ""
         self.exitcode = 0  # Celery's worker's, as it stopped (non-zero: stopped by an error)
         self._stop = threading.Event()
+        self._marking: threading.Thread | None = None
 
     def connect(self) -> None:
         signals.worker_ready.connect(self._ready, weak=False, dispatch_uid="crisper-presence")
@@ -72,9 +75,19 @@ class WorkerPresence:
         """An announced shutdown (SIGTERM, SIGQUIT, a deploy): mark this worker's running jobs
         interrupted. Their leases are then renewed only briefly, so if the drain runs out of
         time and the worker is killed, the lifeline rescues them within seconds, not a whole
-        lease, and the loss does not count towards the poison-pill cap."""
-        if not self.name:
-            return
+        lease, and the loss does not count towards the poison-pill cap.
+
+        This runs inside Celery's signal handler, which interrupts the main thread wherever it
+        is, possibly inside its own write transaction: the marking goes to a thread, so the
+        handler never waits on a lock its own thread holds. (With SQLite it did: the stop hung
+        for the whole busy timeout, 30 s, and the database was locked for everyone meanwhile.)
+        """
+        if self.name and self._marking is None:
+            self._marking = threading.Thread(target=self._mark_interrupted, daemon=True,
+                                             name="crisper-shutdown")
+            self._marking.start()
+
+    def _mark_interrupted(self) -> None:
         try:
             s, now = self.settings, utcnow()
             expires = now + timedelta(seconds=interrupted_lease(s.lease_seconds,
@@ -89,6 +102,8 @@ class WorkerPresence:
     def _shutdown(self, sender: Any = None, **_: Any) -> None:
         self.exitcode = int(getattr(sender, "exitcode", None) or 0)
         self._stop.set()
+        if self._marking is not None:
+            self._marking.join(MARKING_WAIT_SECONDS)
         try:
             with self.store.transaction() as session:
                 worker_sql.stopped(session, self.name, utcnow())

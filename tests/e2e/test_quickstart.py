@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,28 +31,42 @@ def crisper(folder: Path, *args: str, timeout: float = 60) -> subprocess.Complet
                           capture_output=True, text=True, timeout=timeout)
 
 
+STOP_SECONDS = 45  # the API, an idle worker's drain and the scheduler, on a loaded machine
+
+
+@contextmanager
+def running_up(folder: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`crisper up` in `folder`, its output in up.log, stopped with Ctrl-C at the end. If it
+    does not stop within STOP_SECONDS, its group is killed and the test fails with its log."""
+    with (folder / "up.log").open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "crisper", "up", *args], cwd=folder, env=clean_env(),
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            yield proc
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                tail = (folder / "up.log").read_text()[-4000:]
+                pytest.fail(f"crisper up did not stop within {STOP_SECONDS} s:\n{tail}")
+
+
+def wait_ready(folder: Path, proc: subprocess.Popen[bytes]) -> None:
+    wait_for(lambda: "ready." in (folder / "up.log").read_text() or proc.poll() is not None,
+             60, "crisper up to start")
+    assert proc.poll() is None, (folder / "up.log").read_text()
+
+
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[Path]:
     """`crisper up` running in an empty folder, stopped with Ctrl-C at the end."""
-    log = (tmp_path / "up.log").open("w")
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "crisper", "up", "--api-port", str(port)], cwd=tmp_path,
-        env=clean_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_for(lambda: "ready." in (tmp_path / "up.log").read_text()
-                 or proc.poll() is not None, 60, "crisper up to start")
-        assert proc.poll() is None, (tmp_path / "up.log").read_text()
+    with running_up(tmp_path, "--api-port", str(free_port())) as proc:
+        wait_ready(tmp_path, proc)
         yield tmp_path
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
-        finally:
-            log.close()
 
 
 def test_up_runs_the_demo_jobs_on_the_embedded_default(up: Path) -> None:
@@ -93,16 +108,9 @@ def test_up_runs_the_demo_jobs_on_the_embedded_default(up: Path) -> None:
 
 
 def test_stopping_up_stops_everything_it_started(tmp_path: Path) -> None:
-    log = (tmp_path / "up.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "crisper", "up", "--api-port", "0"], cwd=tmp_path,
-        env=clean_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    wait_for(lambda: "ready." in (tmp_path / "up.log").read_text(), 60, "crisper up")
-    state = json.loads((tmp_path / ".crisper" / "embedded.json").read_text())
-
-    proc.send_signal(signal.SIGINT)
-    proc.wait(30)
-    log.close()
+    with running_up(tmp_path, "--api-port", "0") as proc:
+        wait_ready(tmp_path, proc)
+        state = json.loads((tmp_path / ".crisper" / "embedded.json").read_text())
 
     assert not (tmp_path / ".crisper" / "embedded.json").exists()
     with pytest.raises(ProcessLookupError):
@@ -115,11 +123,7 @@ def test_up_serves_the_api_and_the_dashboard_with_a_local_key(tmp_path: Path) ->
     import httpx
 
     port = free_port()
-    log = (tmp_path / "up.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "crisper", "up", "--api-port", str(port)], cwd=tmp_path,
-        env=clean_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    with running_up(tmp_path, "--api-port", str(port)):
         text = wait_for(lambda: "CRISPER_API_KEY=" in (tmp_path / "up.log").read_text()
                         and (tmp_path / "up.log").read_text(), 60, "the local key")
         secret = text.split("CRISPER_API_KEY=")[1].split()[0]
@@ -131,13 +135,9 @@ def test_up_serves_the_api_and_the_dashboard_with_a_local_key(tmp_path: Path) ->
         jobs = httpx.get(url + "/v1/jobs", headers={"Authorization": f"Bearer {secret}"})
         anonymous = httpx.get(url + "/v1/jobs")
 
-        assert root.status_code == 307 and root.headers["location"] == "/dashboard/"
-        assert jobs.status_code == 200
-        assert anonymous.status_code == 401
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(30)
-        log.close()
+    assert root.status_code == 307 and root.headers["location"] == "/dashboard/"
+    assert jobs.status_code == 200
+    assert anonymous.status_code == 401
 
 
 def _answers(url: str) -> bool:

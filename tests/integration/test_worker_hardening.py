@@ -17,9 +17,11 @@ from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import select
+from celery import signals
+from sqlalchemy import select, text
 
 from crisper import JobState, SubmitRequest
+from crisper.engine.worker import WorkerPresence
 from crisper.store import utcnow
 from crisper.store.models import jobs, maintenance_runs
 from tests.conftest import require
@@ -263,6 +265,38 @@ def test_an_announced_shutdown_is_rescued_at_once_and_not_counted(backend: Backe
     assert time.monotonic() - killed < 20
     assert ("running", "queued", "interrupted") in events(backend, job.id)
     assert column(backend, job.id, "rescues") == 0
+
+
+@pytest.mark.backends("sqlite-embedded")
+def test_the_shutdown_announcement_does_not_wait_on_its_own_threads_transaction(
+        backend: Backend) -> None:
+    """Celery's SIGTERM handler interrupts the worker's main thread anywhere, also inside a
+    write transaction (on SQLite: the whole database's write lock). The announcement once
+    waited there for the 30 s busy timeout, and `crisper up` took over 30 s to stop."""
+    backend.start_worker(concurrency=1)
+    job = backend.app.submit("probe.plain", {"seconds": 60, "check": False})
+    wait_for(lambda: backend.probe_rows(), 30, "the job to start")
+    node = str(column(backend, job.id, "worker")).rsplit(":", 1)[0]
+    presence = WorkerPresence(backend.app.store, backend.app.settings)
+    presence.connect()
+    presence.name = node  # as on worker_ready, in the worker's main process
+    try:
+        # When the shutdown is announced while this thread is inside a write transaction
+        with backend.app.store.transaction() as session:
+            session.execute(text("SELECT 1"))  # begins it: SQLite's write lock is taken
+            started = time.monotonic()
+            signals.worker_shutting_down.send(sender=node, sig="SIGTERM", how="Warm",
+                                              exitcode=0)
+            announced_in = time.monotonic() - started
+        # Then the handler returns at once, and the job is marked once the transaction ends
+        assert announced_in < 1.0
+        wait_for(lambda: column(backend, job.id, "interrupted_at") is not None, 10,
+                 "the job to be marked interrupted")
+    finally:
+        signals.worker_ready.disconnect(dispatch_uid="crisper-presence")
+        signals.worker_shutdown.disconnect(dispatch_uid="crisper-presence-stop")
+        signals.worker_shutting_down.disconnect(dispatch_uid="crisper-presence-announced")
+        signals.worker_process_shutdown.disconnect(dispatch_uid="crisper-flush-wakes")
 
 
 # -- finding 5: a database outage longer than the lease --------------------------------------
