@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import redis
-from celery import signals
 from sqlalchemy import select, text
 
 from crisper import JobState, SubmitRequest
@@ -278,25 +277,21 @@ def test_the_shutdown_announcement_does_not_wait_on_its_own_threads_transaction(
     wait_for(lambda: backend.probe_rows(), 30, "the job to start")
     node = str(column(backend, job.id, "worker")).rsplit(":", 1)[0]
     presence = WorkerPresence(backend.app.store, backend.app.settings)
-    presence.connect()
     presence.name = node  # as on worker_ready, in the worker's main process
-    try:
-        # When the shutdown is announced while this thread is inside a write transaction
-        with backend.app.store.transaction() as session:
-            session.execute(text("SELECT 1"))  # begins it: SQLite's write lock is taken
-            started = time.monotonic()
-            signals.worker_shutting_down.send(sender=node, sig="SIGTERM", how="Warm",
-                                              exitcode=0)
-            announced_in = time.monotonic() - started
-        # Then the handler returns at once, and the job is marked once the transaction ends
-        assert announced_in < 1.0
-        wait_for(lambda: column(backend, job.id, "interrupted_at") is not None, 10,
-                 "the job to be marked interrupted")
-    finally:
-        signals.worker_ready.disconnect(dispatch_uid="crisper-presence")
-        signals.worker_shutdown.disconnect(dispatch_uid="crisper-presence-stop")
-        signals.worker_shutting_down.disconnect(dispatch_uid="crisper-presence-announced")
-        signals.worker_process_shutdown.disconnect(dispatch_uid="crisper-flush-wakes")
+
+    # When the shutdown is announced while this thread is inside a write transaction (called
+    # directly: the receivers Celery's signal reaches are per process, and other tests' apps
+    # may hold the same dispatch_uid here)
+    with backend.app.store.transaction() as session:
+        session.execute(text("SELECT 1"))  # begins it: SQLite's write lock is taken
+        started = time.monotonic()
+        presence._shutting_down(sig="SIGTERM", how="Warm", exitcode=0)
+        announced_in = time.monotonic() - started
+
+    # Then the handler returns at once, and the job is marked once the transaction ends
+    assert announced_in < 1.0
+    wait_for(lambda: column(backend, job.id, "interrupted_at") is not None, 10,
+             "the job to be marked interrupted")
 
 
 # -- finding 5: a database outage longer than the lease --------------------------------------
