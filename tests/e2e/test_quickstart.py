@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,19 +13,12 @@ from pathlib import Path
 import pytest
 
 from crisper.embedded import free_port
+from tests.e2e.up_process import UP, Up, clean_env
 from tests.harness import wait_for
-
-ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRISPER_")}
-    env["PYTHONPATH"] = str(ROOT)
-    return env
 
 
 def crisper(folder: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "crisper", *args], cwd=folder, env=clean_env(),
+    return subprocess.run([*UP, *args], cwd=folder, env=clean_env(),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -35,37 +26,20 @@ STOP_SECONDS = 45  # the API, an idle worker's drain and the scheduler, on a loa
 
 
 @contextmanager
-def running_up(folder: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    """`crisper up` in `folder`, its output in up.log, stopped with Ctrl-C at the end. If it
-    does not stop within STOP_SECONDS, its group is killed and the test fails with its log."""
-    with (folder / "up.log").open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "crisper", "up", *args], cwd=folder, env=clean_env(),
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            yield proc
-        finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                tail = (folder / "up.log").read_text()[-4000:]
-                pytest.fail(f"crisper up did not stop within {STOP_SECONDS} s:\n{tail}")
-
-
-def wait_ready(folder: Path, proc: subprocess.Popen[bytes]) -> None:
-    wait_for(lambda: "ready." in (folder / "up.log").read_text() or proc.poll() is not None,
-             60, "crisper up to start")
-    assert proc.poll() is None, (folder / "up.log").read_text()
+def interrupted_at_end(folder: Path, *args: str) -> Iterator[Up]:
+    """`crisper up` in `folder` on its default home, stopped with Ctrl-C at the end."""
+    up = Up(folder, None, *args)
+    try:
+        yield up
+    finally:
+        up.interrupt(STOP_SECONDS)
 
 
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[Path]:
     """`crisper up` running in an empty folder, stopped with Ctrl-C at the end."""
-    with running_up(tmp_path, "--api-port", str(free_port())) as proc:
-        wait_ready(tmp_path, proc)
+    with interrupted_at_end(tmp_path, "--api-port", str(free_port())) as instance:
+        instance.wait_ready(60)
         yield tmp_path
 
 
@@ -108,14 +82,14 @@ def test_up_runs_the_demo_jobs_on_the_embedded_default(up: Path) -> None:
 
 
 def test_stopping_up_stops_everything_it_started(tmp_path: Path) -> None:
-    with running_up(tmp_path, "--api-port", "0") as proc:
-        wait_ready(tmp_path, proc)
-        state = json.loads((tmp_path / ".crisper" / "embedded.json").read_text())
+    with interrupted_at_end(tmp_path, "--api-port", "0") as up:
+        up.wait_ready(60)
+        broker = up.broker_pid()
 
     assert not (tmp_path / ".crisper" / "embedded.json").exists()
     with pytest.raises(ProcessLookupError):
-        os.kill(state["pid"], 0)
-    leftovers = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True)
+        os.kill(broker, 0)
+    leftovers = subprocess.run(["pgrep", "-g", str(up.pid)], capture_output=True, text=True)
     assert leftovers.stdout.strip() == ""
 
 
@@ -123,9 +97,8 @@ def test_up_serves_the_api_and_the_dashboard_with_a_local_key(tmp_path: Path) ->
     import httpx
 
     port = free_port()
-    with running_up(tmp_path, "--api-port", str(port)):
-        text = wait_for(lambda: "CRISPER_API_KEY=" in (tmp_path / "up.log").read_text()
-                        and (tmp_path / "up.log").read_text(), 60, "the local key")
+    with interrupted_at_end(tmp_path, "--api-port", str(port)) as up:
+        text = wait_for(lambda: "CRISPER_API_KEY=" in up.log and up.log, 60, "the local key")
         secret = text.split("CRISPER_API_KEY=")[1].split()[0]
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _answers(f"{url}/healthz"), 30, "the API")

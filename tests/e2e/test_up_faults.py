@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,115 +20,18 @@ import pytest
 from crisper.embedded import free_port
 from crisper.errors import StoreUnavailable
 from tests.conftest import IN_CI
-from tests.e2e.test_quickstart import clean_env
+from tests.e2e.up_process import (
+    UP,
+    Up,
+    clean_env,
+    kill_processes_in,
+    pid_running,
+    processes_in,
+    running,
+)
 from tests.harness import fill_disk, small_tmpfs, wait_for
 
 pytestmark = pytest.mark.slow
-
-UP = [sys.executable, "-m", "crisper"]
-
-
-class Up:
-    """A `crisper up` started in `folder` (its own session), with its log and its home."""
-
-    def __init__(self, folder: Path, home: Path, *args: str, shell: bool = False,
-                 env: dict[str, str] | None = None) -> None:
-        self.folder = folder
-        self.home = home
-        self.log_path = folder / f"up-{time.monotonic_ns()}.log"
-        command = [*UP, "--home", str(home), "up", *args]
-        environment = {**clean_env(), **(env or {})}
-        with self.log_path.open("w") as log:
-            if shell:  # as `crisper up &` from a script: the shell starts it with SIGINT ignored
-                line = " ".join(command) + f" > {self.log_path} 2>&1 & echo $!"
-                starter = subprocess.run(["bash", "-c", line], cwd=folder, env=environment,
-                                         capture_output=True, text=True, start_new_session=True,
-                                         timeout=30)
-                self.pid = int(starter.stdout.strip())
-                self.proc: subprocess.Popen[bytes] | None = None
-            else:
-                self.proc = subprocess.Popen(command, cwd=folder, env=environment, stdout=log,
-                                             stderr=subprocess.STDOUT, start_new_session=True)
-                self.pid = self.proc.pid
-        self.group = os.getpgid(self.pid)
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def alive(self) -> bool:
-        if self.proc is not None:
-            return self.proc.poll() is None
-        return _running(self.pid)
-
-    def wait_ready(self) -> None:
-        # the worker's "ready." and up's own "Crisper is up" (after the API key) come in any order
-        wait_for(lambda: ("ready." in self.log and "Crisper is up" in self.log)
-                 or not self.alive(), 90, "crisper up to start")
-        assert self.alive(), self.log
-
-    def wait_stopped(self, timeout: float) -> None:
-        wait_for(lambda: not self.alive(), timeout, "crisper up to stop")
-
-    def broker_pid(self) -> int:
-        return int(json.loads((self.home / "embedded.json").read_text())["pid"])
-
-    def cli(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*UP, "--home", str(self.home), *args], cwd=self.folder,
-                              env=clean_env(), capture_output=True, text=True, timeout=timeout)
-
-    def job(self, job_id: str) -> dict[str, object]:
-        shown = self.cli("jobs", "show", job_id, "--json")
-        assert shown.returncode == 0, shown.stderr
-        return dict(json.loads(shown.stdout))
-
-    def kill(self) -> None:
-        """Whatever happened, leave nothing running (the group, and the broker by its pid)."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.group, signal.SIGKILL)
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            os.kill(self.broker_pid(), signal.SIGKILL)
-        _kill_processes_in(self.home)
-        if self.proc is not None:
-            self.proc.wait(10)
-
-
-@contextlib.contextmanager
-def running(folder: Path, home: Path, *args: str, shell: bool = False,
-            env: dict[str, str] | None = None) -> Iterator[Up]:
-    up = Up(folder, home, *args, shell=shell, env=env)
-    try:
-        up.wait_ready()
-        yield up
-    finally:
-        up.kill()
-
-
-def _running(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie (a zombie has stopped running)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "\nState:\tZ" not in status
-
-
-def _processes_in(folder: Path) -> list[int]:
-    """Processes whose working directory is `folder` (Valkey runs in its data folder)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if Path(os.readlink(entry / "cwd")) == folder.resolve() and _running(
-                        int(entry.name)):
-                    found.append(int(entry.name))
-    return found
-
-
-def _kill_processes_in(folder: Path) -> None:
-    for pid in _processes_in(folder):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -139,7 +41,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         try:
             yield disk
         finally:
-            _kill_processes_in(disk / "home")
+            kill_processes_in(disk / "home")
 
 
 def run_and_clean_up(command: list[str], folder: Path,
@@ -170,8 +72,8 @@ def test_a_killed_embedded_broker_is_restarted_and_jobs_go_on(tmp_path: Path) ->
         # Then `up` notices, reaps it and starts it again on the same port
         wait_for(lambda: "the embedded broker was restarted" in up.log, 30, "a broker restart")
         assert "the embedded broker exited" in up.log
-        assert not _running(first)  # reaped, not a zombie
-        assert up.broker_pid() != first and _running(up.broker_pid())
+        assert not pid_running(first)  # reaped, not a zombie
+        assert up.broker_pid() != first and pid_running(up.broker_pid())
 
         # And a job submitted afterwards runs to the end on the reconnected worker
         done = up.cli("submit", "demo.countdown", "seconds=1", "--wait", "--json")
@@ -191,7 +93,7 @@ def test_a_killed_up_leaves_nothing_running(tmp_path: Path) -> None:
         os.kill(up.pid, signal.SIGKILL)
 
         # Then its broker, worker and scheduler stop too
-        wait_for(lambda: not any(_running(pid) for pid in children), 60, "the children to stop")
+        wait_for(lambda: not any(pid_running(pid) for pid in children), 60, "the children to stop")
 
 
 def test_a_graceful_stop_lets_a_long_job_finish_within_the_drain(tmp_path: Path) -> None:
@@ -251,10 +153,9 @@ def test_a_second_up_names_the_running_one_and_leaves_it_alone(tmp_path: Path) -
         assert answer.status_code == 200
 
         # And Ctrl-C (SIGINT) stops the first one although its shell ignored SIGINT
-        os.kill(first.pid, signal.SIGINT)
-        first.wait_stopped(60)
+        first.interrupt(60)
         assert not (first.home / "embedded.json").exists()
-        assert not _processes_in(first.home)
+        assert not processes_in(first.home)
 
 
 def test_a_full_disk_is_store_unavailable_and_everything_resumes(
@@ -319,7 +220,7 @@ def test_up_on_a_full_disk_fails_clearly_and_leaves_nothing_behind(
     assert started.returncode == 7, started.stderr
     assert "Traceback" not in started.stderr and "no space left" in started.stderr.lower()
     assert not (home / "embedded.json").exists()
-    assert not _processes_in(home)
+    assert not processes_in(home)
 
 
 def test_up_whose_database_disk_is_full_stops_its_broker(
@@ -337,9 +238,9 @@ def test_up_whose_database_disk_is_full_stops_its_broker(
         assert "Traceback" not in started.stderr
         assert "the database is unavailable" in started.stderr
         assert not (home / "embedded.json").exists()
-        assert not _processes_in(home)
+        assert not processes_in(home)
     finally:
-        _kill_processes_in(home)
+        kill_processes_in(home)
 
 
 def test_a_state_file_is_written_whole_or_not_at_all(small_disk: Path) -> None:
