@@ -132,3 +132,25 @@ def test_a_marker_is_checked_in_the_script_or_first_and_either_way_dedupes(
         assert plan == {}  # checked first: the marker is set, so no message is built
     else:
         assert [w.owned for w in plan.values()] == [False]  # left to the script
+
+
+def test_a_backlogs_one_wake_up_keeps_every_slot_busy(backend: Backend) -> None:
+    # Given six 1-second jobs submitted in a burst, with no worker running: one wake-up
+    app, queue = _app(backend)
+    jobs_ = [app.submit("probe.sleep", {"seconds": 1.0}, queue=queue) for _ in range(6)]
+    assert app.jobs.waker.flush()
+    assert queue_depth(app.celery, queue) == 1
+
+    # When a worker with two slots starts
+    backend.start_worker(concurrency=2, extra=["-Q", queue])
+    done = [job.wait(timeout=60).record for job in jobs_]
+
+    # Then the slot that took the wake-up woke the other (its first claim saw jobs waiting):
+    # two jobs ran at a time, on both slots, so six took about three seconds, not six
+    assert all(r.state is S.SUCCEEDED for r in done)
+    spans = [(r.started_at, r.finished_at) for r in done]
+    running = [sum(1 for s, f in spans if s <= start < f) for start, _ in spans]
+    assert max(running) == 2, (running, spans)
+    assert len({r.worker for r in done}) == 2
+    elapsed = max(f for _, f in spans) - min(s for s, _ in spans)
+    assert elapsed.total_seconds() < 4.5, spans
