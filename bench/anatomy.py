@@ -106,6 +106,11 @@ def run(system: CrisperSystem, world: World, args: argparse.Namespace, tmp: Path
     system.wait_finished(args.jobs, 120)
     show(f"backlog ({args.jobs} jobs submitted in batches of 100):",
          average(collect(system, args.jobs)))
+    system.reset_signals()
+    system.submit_each(args.jobs)  # single_submit's path: the worker keeps up with the loop
+    system.wait_finished(args.jobs, 120)
+    show(f"a loop of submits ({args.jobs} jobs, one submit() each):",
+         average(collect(system, args.jobs)))
     system.stop_workers()
     if args.profile:
         profile(system, args, tmp)

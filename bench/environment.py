@@ -166,6 +166,17 @@ def process_cpu(pids: list[int]) -> float:
     return total
 
 
+def redis_cpu(url: str) -> float:
+    """The Redis server's CPU seconds so far, as it reports them (user + system): the broker's
+    share of a run, wherever the server runs."""
+    client = redis.Redis.from_url(url)
+    try:
+        info = client.info("cpu")
+    finally:
+        client.close()
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def backend_pids(world: World) -> list[int]:
     """PostgreSQL server processes serving the worker's connections (same machine only)."""
     engine = create_engine(world.pg_base.replace("postgresql://", "postgresql+psycopg://", 1))

@@ -28,6 +28,7 @@ from bench.environment import (
     delete_prefixed,
     postgres_schema,
     process_cpu,
+    redis_cpu,
 )
 from bench.systems import CrisperSystem, PlainCelery, System
 
@@ -127,6 +128,8 @@ def _cpu(system: System) -> dict[str, float]:
     pids = system.db_pids()
     if pids:
         cpu["postgres"] = process_cpu(pids)
+    if system.world.is_redis:  # the broker (and the bodies' start marks, the same per side)
+        cpu["redis"] = redis_cpu(system.world.broker)
     return cpu
 
 
