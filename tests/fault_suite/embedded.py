@@ -1,16 +1,17 @@
 """`crisper up` as a user runs it (SQLite + the bundled Valkey under one home folder), for the
-embedded default's fault scenarios."""
+embedded default's fault scenarios: several `up`s in turn in one home, on the harness's Proc
+(tests/e2e/up_process.py has the one a user starts in a folder, for the quick start)."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from crisper import Crisper, Settings
 from tests.apps import faultprobe
+from tests.e2e.up_process import clean_env
 from tests.harness import FAST, ROOT, Proc, wait_for
 
 
@@ -20,9 +21,8 @@ class Up:
     def __init__(self, tmp: Path, home: Path, **env: str) -> None:
         self.tmp = tmp
         self.home = home
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CRISPER_")}
-        self.env.update({**FAST, "CRISPER_HOME": str(home), "CRISPER_APP": "tests.apps.faultprobe",
-                         "PYTHONPATH": str(ROOT), "PROBE_DIR": str(tmp), **env})
+        self.env = {**clean_env(), **FAST, "CRISPER_HOME": str(home),
+                    "CRISPER_APP": "tests.apps.faultprobe", "PROBE_DIR": str(tmp), **env}
         self.procs: list[Proc] = []
         self.apps: list[Crisper] = []
 
