@@ -211,7 +211,9 @@ job_events = Table(
     "crisper_job_events",
     metadata,
     Column("id", BIGID, primary_key=True, autoincrement=True),
-    Column("job_id", Uuid(), ForeignKey("crisper_jobs.id", ondelete="CASCADE"), nullable=False),
+    # No foreign key (migration 0019): its check locked the job row each event's move had
+    # just written; events are deleted with their job by retention (store/retention.py).
+    Column("job_id", Uuid(), nullable=False),
     Column("at", UTCDateTime(), nullable=False),
     # A move: to_state, and from_state unless the job was created. A note: neither.
     Column("from_state", String(16)),

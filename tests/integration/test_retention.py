@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import func, select
 
 from crisper import ConfigurationError, Crisper, JobNotFound, Retention
 from crisper.maintenance.loop import periods
-from crisper.store.models import jobs
+from crisper.store.models import job_events, jobs
 from tests.apps import retained
 from tests.harness import Backend, wait_for
 
@@ -30,9 +32,13 @@ def gone(app: Crisper, job_id: object) -> bool:
     return False
 
 
-def payload_dropped(app: Crisper, job_id: object) -> bool:
-    from sqlalchemy import select
+def event_rows(app: Crisper, job_id: uuid.UUID) -> int:
+    with app.store.read() as session:
+        return session.scalar(select(func.count()).select_from(job_events)
+                              .where(job_events.c.job_id == job_id)) or 0
 
+
+def payload_dropped(app: Crisper, job_id: object) -> bool:
     with app.store.read() as session:
         return session.scalar(select(jobs.c.payload_dropped_at).where(
             jobs.c.id == app.jobs.get(job_id).id)) is not None
@@ -61,6 +67,8 @@ def test_each_type_and_final_state_is_kept_its_own_time(backend: Backend, app: C
     # And its success is deleted after 4 s, while its failure (120 s) and the plain type's
     # success (7 days) stay, the plain one with everything
     wait_for(lambda: gone(app, short_ok.id), 60, "the short success to be pruned")
+    assert event_rows(app, short_ok.id) == 0  # its history with it (no key cascades it)
+    assert event_rows(app, short_failed.id) > 0
     assert not gone(app, short_failed.id)
     plain = app.jobs.get(plain_ok.id)
     assert plain.params == {"word": "c", "fail": False} and plain.result == "C"
