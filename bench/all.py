@@ -65,7 +65,7 @@ def _pickup(row: dict[str, float], key: str) -> str:
 
 
 def _cpu(row: dict[str, float]) -> str:
-    parts = ("worker_main", "worker_pool", "postgres", "producer")
+    parts = ("worker_main", "worker_pool", "postgres", "redis", "producer")
     return " / ".join(f"{row[f'cpu_ms_per_job_{p}']:.2f}" if f"cpu_ms_per_job_{p}" in row
                       else "-" for p in parts)
 
@@ -83,7 +83,7 @@ def single_rows(figures: dict[str, Any]) -> list[Row]:
          _pickup(cr, "before_pickup"), "", ""),
         ("pickup p50 / p99, then 20k backlog on another queue", _pickup(ce, "backlog_pickup"),
          _pickup(cr, "backlog_pickup"), "", "must not grow"),
-        ("CPU ms/job (single): main / pool / PG / producer", _cpu(ce), _cpu(cr), "", ""),
+        ("CPU ms/job (single): main / pool / PG / Redis / producer", _cpu(ce), _cpu(cr), "", ""),
     ]
 
 
@@ -96,7 +96,8 @@ def throughput_rows(figures: dict[str, Any]) -> list[Row]:
     if "drain" in ce and "drain" in cr:
         rows.append(("drain (pre-filled queue)", f"{ce['drain']:.0f} jobs/s",
                      f"{cr['drain']:.0f} jobs/s", _ratio(cr["drain"], ce["drain"]), ""))
-    rows.append(("CPU ms/job (bulk): main / pool / PG / producer", _cpu(ce), _cpu(cr), "", ""))
+    rows.append(("CPU ms/job (bulk): main / pool / PG / Redis / producer", _cpu(ce), _cpu(cr),
+                 "", ""))
     return rows
 
 
