@@ -98,11 +98,10 @@ def test_up_serves_the_api_and_the_dashboard_with_a_local_key(tmp_path: Path) ->
 
     port = free_port()
     with interrupted_at_end(tmp_path, "--api-port", str(port)) as up:
-        text = wait_for(lambda: "CRISPER_API_KEY=" in up.log and up.log, 60, "the local key")
-        secret = text.split("CRISPER_API_KEY=")[1].split()[0]
+        secret = up.local_key(60)
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _answers(f"{url}/healthz"), 30, "the API")
-        assert f"Dashboard: {url}/dashboard/" in text
+        assert f"Dashboard: {url}/dashboard/" in up.log
 
         root = httpx.get(url + "/", follow_redirects=False)
         jobs = httpx.get(url + "/v1/jobs", headers={"Authorization": f"Bearer {secret}"})

@@ -22,7 +22,6 @@ from crisper.errors import StoreUnavailable
 from tests.conftest import IN_CI
 from tests.e2e.up_process import (
     UP,
-    Up,
     clean_env,
     kill_processes_in,
     pid_running,
@@ -57,10 +56,6 @@ def run_and_clean_up(command: list[str], folder: Path,
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     return subprocess.CompletedProcess(command, proc.returncode, out, err)
-
-
-def local_key(up: Up) -> str:
-    return up.log.split("CRISPER_API_KEY=")[1].split()[0]
 
 
 def test_a_killed_embedded_broker_is_restarted_and_jobs_go_on(tmp_path: Path) -> None:
@@ -134,7 +129,7 @@ def test_a_second_up_names_the_running_one_and_leaves_it_alone(tmp_path: Path) -
     port = free_port()
     # Given `crisper up &` started from a script (so SIGINT starts ignored)
     with running(tmp_path, tmp_path / ".crisper", "--api-port", str(port), shell=True) as first:
-        secret = local_key(first)
+        secret = first.local_key()
         state_before = (first.home / "embedded.json").read_text()
 
         # When a second `crisper up` starts in the same folder
@@ -168,8 +163,7 @@ def test_a_full_disk_is_store_unavailable_and_everything_resumes(
     with running(tmp_path, home, "--api-port", str(port)) as up:
         warm = up.cli("submit", "demo.countdown", "seconds=1", "--wait")
         assert warm.returncode == 0, warm.stderr
-        wait_for(lambda: "CRISPER_API_KEY=" in up.log, 30, "the local key")
-        secret = local_key(up)
+        secret = up.local_key(30)
 
         # Given the disk holding the database and the broker's files fills up
         filler = fill_disk(small_disk)

@@ -82,6 +82,12 @@ class Up:
             self.kill()
             pytest.fail(f"crisper up did not stop within {timeout:g} s:\n{self.log[-4000:]}")
 
+    def local_key(self, timeout: float = 60) -> str:
+        """The local admin key `up` prints once its API is set up (waited for)."""
+        marker = "CRISPER_API_KEY="
+        wait_for(lambda: marker in self.log, timeout, "the local key")
+        return self.log.split(marker)[1].split()[0]
+
     def broker_pid(self) -> int:
         return int(json.loads((self.home / "embedded.json").read_text())["pid"])
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from crisper import Crisper, Settings
 from tests.apps import faultprobe
-from tests.e2e.up_process import clean_env
+from tests.e2e.up_process import UP, clean_env
 from tests.harness import FAST, ROOT, Proc, wait_for
 
 
@@ -56,7 +55,7 @@ class Up:
         return app
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "crisper", *args], env=self.env, cwd=ROOT,
+        return subprocess.run([*UP, *args], env=self.env, cwd=ROOT,
                               capture_output=True, text=True, timeout=60)
 
     def close(self) -> None:
