@@ -117,7 +117,8 @@ class JobService:
         self.breaker = Breaker()
         # A submit returns once its job is committed; its wake-up follows on this thread.
         self.waker: Waker[JobRecord] = Waker(partial(self._dispatch_now, allowed=True),
-                                             inline=lambda: dispatcher.inline)
+                                             inline=lambda: dispatcher.inline,
+                                             gather=lambda: dispatcher.wakes.gather_seconds())
 
     # -- submit -----------------------------------------------------------------------------
 

@@ -3,9 +3,10 @@
 A submit promises a committed job; its wake-up (a marker check in Redis and, when none is
 outstanding, a message) only has to come after that commit. Sent from here, it no longer
 holds up the caller: a loop of submits overlaps its next insert with the previous wake-up,
-and a burst shares one marker check per queue and job type. A process that dies with
-wake-ups unsent leaves queued jobs whose message never went out; the relay re-sends those
-(`redispatch_after_seconds`), as it does for any lost message.
+and a burst shares one marker check per queue and job type (while a wake-up is
+outstanding, the thread first lets a loop's submits gather for a moment: engine/wakes.py).
+A process that dies with wake-ups unsent leaves queued jobs whose message never went out;
+the relay re-sends those (`redispatch_after_seconds`), as it does for any lost message.
 """
 
 from __future__ import annotations
@@ -31,12 +32,15 @@ class Waker(Generic[T]):
     """Hands committed jobs to `send` on a daemon thread, running while there is work."""
 
     def __init__(self, send: Callable[[list[T]], None], name: str = "crisper-waker",
-                 inline: Callable[[], bool] = lambda: False) -> None:
+                 inline: Callable[[], bool] = lambda: False,
+                 gather: Callable[[], float] = lambda: 0.0) -> None:
         """`inline()`: whether a send must run in the caller's thread instead (testing's
-        inline worker runs the jobs in the submit's own call)."""
+        inline worker runs the jobs in the submit's own call). `gather()`, asked after each
+        send: how long to let further items gather before the next one (0: none)."""
         self._send = send
         self._name = name
         self._inline = inline
+        self._gather = gather
         self._reset()
         _LIVE.add(self)  # type: ignore[arg-type]
 
@@ -91,6 +95,9 @@ class Waker(Generic[T]):
             with self._cond:
                 self._taken += len(batch)
                 self._cond.notify_all()
+            pause = self._gather()
+            if pause > 0:
+                time.sleep(pause)
 
 
 def flush_all() -> None:

@@ -22,6 +22,12 @@ the commit, and the delete still comes before the claims. A message is built bef
 script can tell that it is not needed, so while this process publishes for a queue and type
 often (BUSY_SECONDS apart, when a wake-up is most likely outstanding), it checks the marker
 first, as above, and builds a message only if it set the marker.
+
+Gathering: a check covers every job committed before it. When a sender's check found every
+marker set (a wake-up outstanding), it waits GATHER_SECONDS before its next one, so that a
+loop of submits shares one check among the jobs committed meanwhile instead of paying a
+round trip each. The argument above is untouched (each job is still checked after its
+commit); the wait delays a pickup only if the outstanding wake-up is taken meanwhile.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ KEY = KEY_PREFIX + "{queue}:{type}"
 # A wake-up's header naming its marker (in band): {"key": unprefixed key, "ttl": s, "force": b}
 MARKER_HEADER = "crisper_marker"
 BUSY_SECONDS = 0.005
+GATHER_SECONDS = 0.002
 
 
 @dataclass(frozen=True)
@@ -62,14 +69,17 @@ class Wakes:
     """The markers of outstanding wake-ups (one Redis client per process, made on first use)."""
 
     def __init__(self, url: Callable[[], str | None] | None, prefix: str = "",
-                 ttl: int = MARKER_TTL_SECONDS, busy_seconds: float = BUSY_SECONDS) -> None:
+                 ttl: int = MARKER_TTL_SECONDS, busy_seconds: float = BUSY_SECONDS,
+                 gather_seconds: float = GATHER_SECONDS) -> None:
         self._url = url  # resolved on first use: building an app opens and reads nothing
         self._prefix = prefix
         self._ttl = ttl
         self._busy_seconds = busy_seconds
+        self._gather_seconds = gather_seconds
         self._client: redis.Redis | None = None
         self._in_band: bool | None = None
         self._planned_at: dict[tuple[str, str], float] = {}
+        self._all_outstanding = False
 
     def in_band(self, app: Celery) -> bool:
         """Whether the markers ride `app`'s broker messages (see above): the broker is this
@@ -95,6 +105,7 @@ class Wakes:
         in_band = self.in_band(app)
         now = time.monotonic()
         wakes: dict[tuple[str, str], Wake] = {}
+        outstanding = 0
         for type_name, queue in keys:
             last = self._planned_at.get((type_name, queue), float("-inf"))
             busy = now - last < self._busy_seconds
@@ -105,11 +116,18 @@ class Wakes:
             if force:
                 self.mark(queue, type_name)
             elif not self.claim(queue, type_name):
+                outstanding += 1
                 continue
             # In band, the marker this process set is deleted by the worker that takes it.
             headers = self._header(queue, type_name, force=True) if in_band else {}
             wakes[(type_name, queue)] = Wake(headers, True)
+        self._all_outstanding = outstanding > 0 and not wakes
         return wakes
+
+    def gather_seconds(self) -> float:
+        """How long a sender lets further wake-ups gather before its next check (see
+        "Gathering" above): a moment if the last plan found every marker set, else none."""
+        return self._gather_seconds if self._all_outstanding else 0.0
 
     def _header(self, queue: str, type_name: str, force: bool) -> dict[str, Any]:
         key = KEY.format(queue=queue, type=type_name)  # the transport adds the broker's prefix

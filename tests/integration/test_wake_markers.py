@@ -154,3 +154,35 @@ def test_a_backlogs_one_wake_up_keeps_every_slot_busy(backend: Backend) -> None:
     assert len({r.worker for r in done}) == 2
     elapsed = max(f for _, f in spans) - min(s for s, _ in spans)
     assert elapsed.total_seconds() < 4.5, spans
+
+
+def test_a_job_submitted_while_the_waker_gathers_is_woken_though_the_wake_up_was_taken(
+        backend: Backend) -> None:
+    # Given a process that checks the marker first and, finding it set, gathers for 0.5 s
+    app, queue = _app(backend)
+    wakes = Wakes(app.settings.resolved_redis_url, app.settings.broker_prefix,
+                  busy_seconds=3600.0, gather_seconds=0.5)
+    app.dispatcher.wakes = wakes
+    client, marker = _marker(backend, queue)
+    first = app.submit("probe.noop", queue=queue)
+    assert app.jobs.waker.flush()
+    assert queue_depth(app.celery, queue) == 1 and client.exists(marker)
+    assert wakes.gather_seconds() == 0.0  # it set the marker: nothing outstanding before
+
+    # When a second job finds that wake-up outstanding (so the waker gathers) ...
+    second = app.submit("probe.noop", queue=queue)
+    wait_for(lambda: wakes.gather_seconds() == 0.5, 5, "the second check to find the marker")
+    # ... and, while it gathers, a taker deletes the marker and takes the message, and a
+    # third job is committed
+    prefix = backend.env.get("CRISPER_BROKER_PREFIX", "")
+    assert sum(client.delete(k) for k in client.scan_iter(match=f"{prefix}{queue}*")) == 1
+    assert client.delete(marker) == 1 and queue_depth(app.celery, queue) == 0
+    third = app.submit("probe.noop", queue=queue)
+
+    # Then the third job's check, after the pause, finds no marker and wakes the queue
+    assert app.jobs.waker.flush()
+    assert queue_depth(app.celery, queue) == 1 and client.exists(marker)
+    # And one worker runs all three from that wake-up
+    backend.start_worker(concurrency=1, extra=["-Q", queue])
+    for job in (first, second, third):
+        assert job.wait(timeout=30).state is S.SUCCEEDED

@@ -113,3 +113,33 @@ def test_an_inline_waker_sends_in_the_callers_thread_before_returning() -> None:
                   inline=lambda: True)
     waker.wake([1])
     assert threads == [threading.current_thread()]
+
+
+def test_after_a_send_that_asks_for_it_the_next_wakes_gather_into_one_batch() -> None:
+    # Given a waker whose sends ask to let the next wakes gather for 0.3 s
+    send = Recorder()
+    waker = Waker(send, gather=lambda: 0.3)
+    waker.wake([1])
+    assert waker.flush(5)
+
+    # When two wakes come 50 ms apart while it gathers
+    waker.wake([2])
+    time.sleep(0.05)
+    waker.wake([3])
+
+    # Then they go out together, in one send
+    assert waker.flush(5)
+    assert send.batches == [[1], [2, 3]]
+
+
+def test_without_gathering_a_lone_wake_goes_out_at_once() -> None:
+    send = Recorder()
+    waker = Waker(send)
+    waker.wake([1])
+    assert waker.flush(5)
+    waker.wake([2])
+    assert waker.flush(0.1)  # no pause between sends
+    time.sleep(0.05)
+    waker.wake([3])
+    assert waker.flush(5)
+    assert send.batches == [[1], [2], [3]]
