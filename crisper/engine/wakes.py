@@ -79,6 +79,7 @@ class Wakes:
         self._client: redis.Redis | None = None
         self._in_band: bool | None = None
         self._planned_at: dict[tuple[str, str], float] = {}
+        # The last plan found every marker set (a hint: any thread of the process may plan).
         self._all_outstanding = False
 
     def in_band(self, app: Celery) -> bool:
