@@ -17,7 +17,7 @@ from crisper.engine.dispatch import queue_depth
 from crisper.engine.wakes import KEY, Wakes
 from crisper.states import JobState as S
 from crisper.store.sweeps import Dispatch
-from tests.harness import Backend, wait_for
+from tests.harness import Backend, delete_prefixed, wait_for
 
 pytestmark = pytest.mark.backends("postgres-redis")
 
@@ -27,6 +27,12 @@ def _marker(backend: Backend, queue: str, type_name: str = "probe.noop") -> tupl
     client = redis.Redis.from_url(backend.broker_url())
     prefix = backend.env.get("CRISPER_BROKER_PREFIX", "")
     return client, prefix + KEY.format(queue=queue, type=type_name)
+
+
+def _lose_messages(backend: Backend, queue: str) -> int:
+    """Delete the queue's keys in the broker (its messages, not its marker): how many."""
+    prefix = backend.env.get("CRISPER_BROKER_PREFIX", "")
+    return delete_prefixed(backend.broker_url(), prefix + queue)
 
 
 def _app(backend: Backend) -> tuple[Crisper, str]:
@@ -89,9 +95,7 @@ def test_a_forced_wake_up_goes_out_though_the_marker_is_set(backend: Backend) ->
     job = app.submit("probe.noop", queue=queue)
     assert app.jobs.waker.flush()
     client, marker = _marker(backend, queue)
-    prefix = backend.env.get("CRISPER_BROKER_PREFIX", "")
-    lost = sum(client.delete(k) for k in client.scan_iter(match=f"{prefix}{queue}*"))
-    assert lost == 1 and client.exists(marker)
+    assert _lose_messages(backend, queue) == 1 and client.exists(marker)
     assert queue_depth(app.celery, queue) == 0
     dispatch = [Dispatch(job.id, "probe.noop", queue, 0)]
 
@@ -174,8 +178,7 @@ def test_a_job_submitted_while_the_waker_gathers_is_woken_though_the_wake_up_was
     wait_for(lambda: wakes.gather_seconds() == 0.5, 5, "the second check to find the marker")
     # ... and, while it gathers, a taker deletes the marker and takes the message, and a
     # third job is committed
-    prefix = backend.env.get("CRISPER_BROKER_PREFIX", "")
-    assert sum(client.delete(k) for k in client.scan_iter(match=f"{prefix}{queue}*")) == 1
+    assert _lose_messages(backend, queue) == 1
     assert client.delete(marker) == 1 and queue_depth(app.celery, queue) == 0
     third = app.submit("probe.noop", queue=queue)
 

@@ -138,7 +138,7 @@ def test_without_gathering_a_lone_wake_goes_out_at_once() -> None:
     waker.wake([1])
     assert waker.flush(5)
     waker.wake([2])
-    assert waker.flush(0.1)  # no pause between sends
+    assert waker.flush(0.1)  # sent at once, not held back
     time.sleep(0.05)
     waker.wake([3])
     assert waker.flush(5)
