@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.harness import Backend, Services, make_backend
+from tests.harness import Backend, Services, kill_stray_children, make_backend
 
 pytest_plugins = ["tests.fault_suite.summary"]  # the fault suite's table, also under xdist
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -81,6 +82,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         except OSError as exc:
             tail = f"(unreadable: {exc})"
         report.sections.append((f"log of {proc.log_path.name}", tail))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Every test stops what it started, so a child still running here leaked: name it and
+    kill it. A forked child that never reached exec (stuck in a lock the fork copied) holds
+    this process's pipes, on which pytest-xdist would wait for ever at the end of the run."""
+    if getattr(session.config.option, "numprocesses", None) and not hasattr(
+            session.config, "workerinput"):
+        return  # the xdist controller: its children are the test processes
+    for pid, command in kill_stray_children().items():
+        sys.stderr.write(f"\ntests left a process running; killed it: {pid} {command}\n")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -18,10 +17,12 @@ from typing import Any
 
 import redis
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from crisper import Crisper, Settings
-from crisper.embedded import EmbeddedBroker
+from crisper.embedded import EmbeddedBroker, die_with_parent
 from crisper.store.db import normalize_url
+from crisper.store.models import metadata
 from tests.apps import probe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,12 +57,6 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: flo
         time.sleep(every)
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGTERM this child when the test process dies, even by SIGKILL or a timeout."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 class Proc:
     """A Crisper process in its own process group, so signals reach its children too."""
 
@@ -71,7 +66,7 @@ class Proc:
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "crisper", *args], env=env, cwd=ROOT,
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
     @property
@@ -151,6 +146,39 @@ class Backend:
         if proc.popen.poll() is not None:
             raise AssertionError(f"worker exited:\n{proc.output()[-3000:]}")
         return "ready." in proc.output()
+
+    def freeze(self, proc: Proc, tries: int = 100) -> None:
+        """SIGSTOP `proc` at a moment it has no write transaction open. Frozen inside one, it
+        would hold up every writer (all of SQLite; in PostgreSQL, those that need its rows)
+        until it thaws: a stale worker here is one that lost its lease, not one holding a lock."""
+        for _ in range(tries):
+            proc.signal(signal.SIGSTOP)
+            if self._no_write_open():
+                return
+            proc.signal(signal.SIGCONT)
+            time.sleep(0.02)
+        raise AssertionError(f"{proc.log_path.name} always had a write transaction open")
+
+    def _no_write_open(self) -> bool:
+        store = self.app.store
+        if store.dialect == "sqlite":
+            conn = sqlite3.connect(str(store.engine.url.database), timeout=0.2,
+                                   isolation_level=None)
+            try:
+                conn.execute("BEGIN IMMEDIATE")  # the write lock, free only if no one writes
+                conn.execute("ROLLBACK")
+                return True
+            except sqlite3.OperationalError:
+                return False
+            finally:
+                conn.close()
+        tables = ", ".join(table.name for table in metadata.sorted_tables)
+        try:  # EXCLUSIVE conflicts with every open transaction that wrote or locked rows
+            with store.engine.begin() as locking:
+                locking.execute(text(f"LOCK TABLE {tables} IN EXCLUSIVE MODE NOWAIT"))
+        except OperationalError:
+            return False
+        return True
 
     def start_scheduler(self, **env: str) -> Proc:
         proc = Proc(["scheduler"], self.process_env(**env),
@@ -280,3 +308,31 @@ def fill_disk(folder: Path) -> Path:
             if exc.errno != errno.ENOSPC:
                 raise
     return filler
+
+
+def running_children() -> dict[int, str]:
+    """This process's children that still run (zombies aside), with their command lines."""
+    me, found = os.getpid(), {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # it ended while we looked
+            continue
+        state, parent = stat.rsplit(")", 1)[1].split()[:2]
+        if int(parent) == me and state != "Z":
+            found[int(entry.name)] = command.strip()
+    return found
+
+
+def kill_stray_children(grace: float = 3.0) -> dict[int, str]:
+    """Kill the children still running after `grace` seconds; returns those it killed."""
+    deadline = time.monotonic() + grace
+    while (stray := running_children()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in stray:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return stray

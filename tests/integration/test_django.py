@@ -16,11 +16,11 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from crisper import Crisper, JobNotFound, JobState, Settings
-from crisper.embedded import free_port
+from crisper.embedded import die_with_parent, free_port
 from crisper.engine.dispatch import queue_depth
 from crisper.store.db import normalize_url
 from crisper.store.models import jobs
-from tests.harness import PG_BASE, ROOT, Backend, Proc, _die_with_parent, wait_for
+from tests.harness import PG_BASE, ROOT, Backend, Proc, wait_for
 
 pytest.importorskip("django")
 S = JobState
@@ -37,7 +37,7 @@ class Command(Proc):
         self._log = log.open("ab")
         self.popen = subprocess.Popen(
             argv, env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_die_with_parent)
+            start_new_session=True, preexec_fn=die_with_parent)
 
 
 def schema_of(backend: Backend) -> str:

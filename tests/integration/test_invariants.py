@@ -210,7 +210,7 @@ def test_a_stale_worker_cannot_overwrite_the_attempt_that_replaced_it(backend: B
     wait_for(lambda: backend.probe_rows(), 30, "attempt 1 to start")
 
     # Given attempt 1 frozen past its lease, and attempt 2 run to completion elsewhere
-    stale.signal(signal.SIGSTOP)
+    backend.freeze(stale)
     backend.start_worker(concurrency=1)
     job.wait(timeout=60)
     assert job.state is S.SUCCEEDED and job.result["attempt"] == 2

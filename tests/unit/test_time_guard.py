@@ -44,5 +44,8 @@ def _sleep_under_hard_limit() -> None:
 def test_the_hard_limit_kills_the_process() -> None:
     child = multiprocessing.get_context("fork").Process(target=_sleep_under_hard_limit)
     child.start()
-    child.join(timeout=8)
+    try:
+        child.join(timeout=8)
+    finally:
+        child.kill()  # a forked child must not outlive the test (it holds this process's pipes)
     assert child.exitcode == -signal.SIGKILL

@@ -3,6 +3,7 @@ never lost to an error, an idle thread or a fork."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 import time
@@ -14,17 +15,22 @@ from crisper.engine.waker import Waker
 
 
 class Recorder:
-    """A send that records its batches; it can be held, to let wakes pile up behind it."""
+    """A send that records its batches; it can be held, to let wakes pile up behind it.
+
+    Only in the process that made it: a forked child never touches the events, whose locks
+    the parent's held thread may have owned at the fork."""
 
     def __init__(self) -> None:
         self.batches: list[list[int]] = []
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Event()
+        self._owner = os.getpid()
 
     def __call__(self, batch: list[int]) -> None:
-        self.entered.set()
-        self.gate.wait(10)
+        if os.getpid() == self._owner:
+            self.entered.set()
+            self.gate.wait(10)
         self.batches.append(batch)
 
 
@@ -90,20 +96,29 @@ def test_an_idle_thread_ends_and_the_next_wake_starts_another(
     assert send.batches == [[1], [2]]
 
 
+def _child_sends_only_its_own(waker: Waker[int], send: Recorder) -> None:
+    """In the forked child: no thread, nothing pending; its own wake goes out."""
+    send.batches.clear()
+    waker.wake([3])
+    if not (waker.flush(5) and send.batches == [[3]]):
+        raise SystemExit(1)
+
+
 def test_a_forked_child_sends_its_own_wakes_not_the_parents() -> None:
     waker, send = held_in_send(1)  # the parent's wake is held in its thread across the fork
     waker.wake([2])  # pending in the parent at the fork
-    pid = os.fork()
-    if pid == 0:  # the child: no thread, nothing pending; its own wake goes out
-        send.gate.set()
-        send.batches.clear()
-        waker.wake([3])
-        ok = waker.flush(5) and send.batches == [[3]]
-        os._exit(0 if ok else 1)
-    _, status = os.waitpid(pid, 0)
+    child = multiprocessing.get_context("fork").Process(
+        target=_child_sends_only_its_own, args=(waker, send))
+    child.start()
+    try:
+        child.join(10)
+    finally:
+        # A child stuck past that would keep this process's inherited pipes open (pytest-xdist
+        # then waits on them at the end of the run): it never outlives the test.
+        child.kill()
     send.gate.set()
     assert waker.flush(5)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert child.exitcode == 0
     assert send.batches == [[1], [2]]
 
 
