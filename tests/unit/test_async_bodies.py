@@ -23,14 +23,22 @@ def context() -> JobContext:
 
 @pytest.fixture
 def soft_limit_in() -> Iterator[Callable[[float], object]]:
-    """Raise SoftTimeLimitExceeded from a signal in the main thread, as Celery's pool does."""
+    """Raise SoftTimeLimitExceeded from SIGUSR1 in the main thread, as Celery's pool does (not
+    SIGALRM: pytest-timeout's own alarm for the test stays in place)."""
     def fire(*_: object) -> None:
         raise SoftTimeLimitExceeded()
 
-    previous = signal.signal(signal.SIGALRM, fire)
-    yield lambda seconds: signal.setitimer(signal.ITIMER_REAL, seconds)
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGALRM, previous)
+    main, timers = threading.get_ident(), []
+    previous = signal.signal(signal.SIGUSR1, fire)
+
+    def arm(seconds: float) -> None:
+        timers.append(threading.Timer(seconds, signal.pthread_kill, (main, signal.SIGUSR1)))
+        timers[-1].start()
+
+    yield arm
+    for timer in timers:
+        timer.cancel()
+    signal.signal(signal.SIGUSR1, previous)
 
 
 async def answer(ctx: JobContext) -> int:
