@@ -26,7 +26,7 @@ from multiprocessing.queues import Queue
 from sqlalchemy import create_engine, text
 
 from bench.apps.crisper_noop import JOB
-from bench.environment import cpu_idle_fraction, process_cpu
+from bench.environment import cpu_idle_fraction, cpu_speed_ms, process_cpu
 from bench.systems import CrisperSystem
 from bench.throughput import crisper_world, world_options
 from crisper import SubmitRequest
@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     figures = []
     for i in range(args.runs):
         print(f"run {i + 1}: before it, load average {os.getloadavg()[0]:.2f}, "
-              f"CPU idle {cpu_idle_fraction() * 100:.0f}%", flush=True)
+              f"CPU idle {cpu_idle_fraction() * 100:.0f}%, "
+              f"a fixed CPU task {cpu_speed_ms():.1f} ms", flush=True)
         figures.append(_fresh_run(args))
         rate, server, client = figures[-1]
         print(f"  {rate:7.0f} jobs/s  PostgreSQL {server:.3f} ms/job  clients {client:.3f} "

@@ -205,6 +205,22 @@ def python() -> str:
     return sys.executable
 
 
+def cpu_speed_ms(repeats: int = 5) -> float:
+    """Milliseconds one core takes for a fixed piece of pure Python (median of `repeats`).
+
+    Idle share and load say whether others use the CPUs; this says how fast a core is right
+    now: on a shared VM it changes by tens of percent between runs, and every process of a
+    benchmark (producer, workers, PostgreSQL) slows together with it."""
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        total = 0
+        for i in range(300_000):
+            total += i * i % 7
+        times.append((time.perf_counter() - began) * 1000)
+    return sorted(times)[repeats // 2]
+
+
 def cpu_idle_fraction(seconds: float = 1.0) -> float:
     """Share of all CPUs idle over `seconds` (before our processes start: others' load)."""
     def sample() -> tuple[int, int]:

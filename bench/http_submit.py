@@ -38,7 +38,7 @@ import httpx
 import redis
 from sqlalchemy import create_engine, text
 
-from bench.environment import cpu_idle_fraction
+from bench.environment import cpu_idle_fraction, cpu_speed_ms
 from crisper import Crisper, Settings
 from crisper.embedded import free_port
 from crisper.keys import KeyService
@@ -182,14 +182,14 @@ def runs(args: argparse.Namespace, mode: str, url: str, script: Path,
     `count` found added (every 2xx answer must be a committed row)."""
     rows = []
     for run in range(1, args.runs + 1):
-        load, idle = os.getloadavg()[0], cpu_idle_fraction()
+        load, idle, speed = os.getloadavg()[0], cpu_idle_fraction(), cpu_speed_ms()
         before = count()
         r = run_wrk(url, script, args.clients, args.seconds)
         time.sleep(0.5)  # answers in flight when wrk stopped are committed too
         r["rows"] = count() - before
-        r["load"], r["idle"] = load, idle
+        r["load"], r["idle"], r["cpu_speed_ms"] = load, idle, speed
         rows.append(r)
-        print(f"{mode:16} run {run}  load {load:4.2f} idle {idle:4.0%}  "
+        print(f"{mode:16} run {run}  load {load:4.2f} idle {idle:4.0%} cpu task {speed:4.1f} ms  "
               f"{r['per_second']:7.1f} submits/s  p50 {r['p50_ms']:6.1f} ms  "
               f"p99 {r['p99_ms']:6.1f} ms  max {r['max_ms']:6.1f} ms  "
               f"errors {r['errors']:.0f}  rows {r['rows']:.0f}/{r['requests']:.0f} "

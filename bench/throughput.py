@@ -24,6 +24,7 @@ import redis
 from bench.environment import (
     World,
     cpu_idle_fraction,
+    cpu_speed_ms,
     delete_amqp_queues,
     delete_prefixed,
     postgres_schema,
@@ -52,6 +53,7 @@ class RunFigures:
 class Load:
     loadavg_1m: float
     idle_percent: float
+    cpu_speed_ms: float  # environment.cpu_speed_ms: lower is a faster core
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -210,10 +212,12 @@ def repeat(args: argparse.Namespace, run: Callable[[System, argparse.Namespace],
     loads: list[Load] = []
     with tempfile.TemporaryDirectory(prefix="crisper-bench-") as tmp:
         for i in range(args.runs):
-            load = Load(os.getloadavg()[0], round(cpu_idle_fraction() * 100, 1))
+            load = Load(os.getloadavg()[0], round(cpu_idle_fraction() * 100, 1),
+                        round(cpu_speed_ms(), 1))
             loads.append(load)
             print(f"run {i + 1}: before it, load average {load.loadavg_1m:.2f}, "
-                  f"CPU idle {load.idle_percent:.0f}%", flush=True)
+                  f"CPU idle {load.idle_percent:.0f}%, a fixed CPU task "
+                  f"{load.cpu_speed_ms:.1f} ms", flush=True)
             figures = one_run(i, args, Path(tmp), run)
             print_run(i, figures)
             runs.append(figures)

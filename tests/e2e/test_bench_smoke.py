@@ -25,9 +25,13 @@ def test_quick_benchmark_prints_throughput_ratio_and_pickup_for_both_systems() -
         cwd=ROOT, capture_output=True, text=True, timeout=110,
     )
 
-    # Then it succeeds and reports both systems, their ratio and pickup latencies
+    # Then it succeeds and reports the machine before the run, both systems, their ratio and
+    # pickup latencies
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
+    before = re.search(r"^run 1: before it, load average [\d.]+, CPU idle \d+%, "
+                       r"a fixed CPU task ([\d.]+) ms$", out, re.MULTILINE)
+    assert before and float(before.group(1)) > 0, out
     for system in ("celery", "crisper"):
         line = re.search(rf"^{system}\s+throughput (\d+) jobs/s\s+pickup p50 ([\d.]+) ms\s+"
                          rf"p99 ([\d.]+) ms", out, re.MULTILINE)
