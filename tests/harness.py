@@ -311,9 +311,11 @@ def fill_disk(folder: Path) -> Path:
 
 
 def running_children() -> dict[int, str]:
-    """This process's children that still run (zombies aside), with their command lines."""
+    """This process's children that still run (zombies aside), with their command lines
+    (Linux's /proc; elsewhere none are found)."""
     me, found = os.getpid(), {}
-    for entry in Path("/proc").iterdir():
+    proc = Path("/proc")
+    for entry in proc.iterdir() if proc.is_dir() else []:
         if not entry.name.isdigit():
             continue
         try:
