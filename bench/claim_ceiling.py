@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import statistics
 import sys
 import time
@@ -26,9 +25,9 @@ from multiprocessing.queues import Queue
 from sqlalchemy import create_engine, text
 
 from bench.apps.crisper_noop import JOB
-from bench.environment import cpu_idle_fraction, cpu_speed_ms, process_cpu
+from bench.environment import process_cpu
 from bench.systems import CrisperSystem
-from bench.throughput import crisper_world, world_options
+from bench.throughput import Load, crisper_world, world_options
 from crisper import SubmitRequest
 from crisper.states import JobState
 from crisper.store import attempts as attempt_sql
@@ -100,9 +99,7 @@ def main(argv: list[str] | None = None) -> int:
           f"statement alone, {args.runs} run(s)", flush=True)
     figures = []
     for i in range(args.runs):
-        print(f"run {i + 1}: before it, load average {os.getloadavg()[0]:.2f}, "
-              f"CPU idle {cpu_idle_fraction() * 100:.0f}%, "
-              f"a fixed CPU task {cpu_speed_ms():.1f} ms", flush=True)
+        print(f"run {i + 1}: before it, {Load.now().describe()}", flush=True)
         figures.append(_fresh_run(args))
         rate, server, client = figures[-1]
         print(f"  {rate:7.0f} jobs/s  PostgreSQL {server:.3f} ms/job  clients {client:.3f} "

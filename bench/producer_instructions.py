@@ -20,13 +20,10 @@ import re
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
-
-import redis
 
 from bench.environment import ROOT
 from bench.systems import CrisperSystem
-from bench.throughput import SYSTEMS, fresh_world, world_options
+from bench.throughput import SYSTEMS, system_world, world_options
 
 WARMUP = 5  # submits before the counted ones: connections and pools are made there
 COLLECTED = re.compile(r"^==\d+== Collected : (\d+)$", re.MULTILINE)
@@ -63,21 +60,15 @@ def counted_run(system: str, submits: int, args: argparse.Namespace) -> int:
 
 def child(system_name: str, submits: int, args: argparse.Namespace) -> None:
     """The loop itself: a fresh world, no worker, `submits` one call each."""
-    with tempfile.TemporaryDirectory() as tmp, fresh_world(args) as world:
-        signals = redis.Redis.from_url(world.signal_url)
-        system = SYSTEMS[system_name](world, signals, Path(tmp))
-        try:
-            system.submit_each(WARMUP)
-            system.submit_each(submits)
-            if isinstance(system, CrisperSystem):  # its wake-ups go after submit returns
-                assert system.app.jobs.waker.flush()
-                queued = system.unfinished()
-                if queued != WARMUP + submits:
-                    raise RuntimeError(f"{queued} jobs queued, not {WARMUP + submits}")
-            print(f"{system_name}: {submits} submits after {WARMUP} warm-up ones")
-        finally:
-            system.close()
-            signals.close()
+    with system_world(args, system_name, prefix="crisper-instr-") as (system, _):
+        system.submit_each(WARMUP)
+        system.submit_each(submits)
+        if isinstance(system, CrisperSystem):  # its wake-ups go after submit returns
+            assert system.app.jobs.waker.flush()
+            queued = system.unfinished()
+            if queued != WARMUP + submits:
+                raise RuntimeError(f"{queued} jobs queued, not {WARMUP + submits}")
+        print(f"{system_name}: {submits} submits after {WARMUP} warm-up ones")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,9 +51,20 @@ class RunFigures:
 
 @dataclass
 class Load:
+    """The machine just before a run: others' load, and how fast a core is."""
+
     loadavg_1m: float
     idle_percent: float
     cpu_speed_ms: float  # environment.cpu_speed_ms: lower is a faster core
+
+    @classmethod
+    def now(cls) -> Load:
+        return cls(os.getloadavg()[0], round(cpu_idle_fraction() * 100, 1),
+                   round(cpu_speed_ms(), 1))
+
+    def describe(self) -> str:
+        return (f"load average {self.loadavg_1m:.2f}, CPU idle {self.idle_percent:.0f}%, "
+                f"a fixed CPU task {self.cpu_speed_ms:.1f} ms")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -172,18 +183,27 @@ def world_options(p: argparse.ArgumentParser) -> None:
 
 
 @contextlib.contextmanager
-def crisper_world(args: argparse.Namespace, prefix: str = "crisper-bench-"
-                  ) -> Iterator[tuple[CrisperSystem, Path]]:
-    """Crisper's side of a fresh world (no worker started yet) and a scratch directory for
-    its logs, all removed on exit."""
+def system_world(args: argparse.Namespace, name: str, prefix: str = "crisper-bench-"
+                 ) -> Iterator[tuple[System, Path]]:
+    """One system (`SYSTEMS[name]`) on a fresh world, no worker started yet, and a scratch
+    directory for its logs, all removed on exit."""
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp, fresh_world(args) as world:
         signals = redis.Redis.from_url(world.signal_url)
-        system = CrisperSystem(world, signals, Path(tmp))
+        system = SYSTEMS[name](world, signals, Path(tmp))
         try:
             yield system, Path(tmp)
         finally:
             system.close()
             signals.close()
+
+
+@contextlib.contextmanager
+def crisper_world(args: argparse.Namespace, prefix: str = "crisper-bench-"
+                  ) -> Iterator[tuple[CrisperSystem, Path]]:
+    """Crisper's side of a fresh world: `system_world` for "crisper"."""
+    with system_world(args, CrisperSystem.name, prefix) as (system, tmp):
+        assert isinstance(system, CrisperSystem)
+        yield system, tmp
 
 
 def one_run(index: int, args: argparse.Namespace, logs: Path,
@@ -212,12 +232,9 @@ def repeat(args: argparse.Namespace, run: Callable[[System, argparse.Namespace],
     loads: list[Load] = []
     with tempfile.TemporaryDirectory(prefix="crisper-bench-") as tmp:
         for i in range(args.runs):
-            load = Load(os.getloadavg()[0], round(cpu_idle_fraction() * 100, 1),
-                        round(cpu_speed_ms(), 1))
+            load = Load.now()
             loads.append(load)
-            print(f"run {i + 1}: before it, load average {load.loadavg_1m:.2f}, "
-                  f"CPU idle {load.idle_percent:.0f}%, a fixed CPU task "
-                  f"{load.cpu_speed_ms:.1f} ms", flush=True)
+            print(f"run {i + 1}: before it, {load.describe()}", flush=True)
             figures = one_run(i, args, Path(tmp), run)
             print_run(i, figures)
             runs.append(figures)
