@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from crisper.live import LivePublisher
     from crisper.registry import JobType, Registry
     from crisper.settings import Settings
-    from crisper.store import Store
+    from crisper.store import HeldConnection, Store
 
 log = logging.getLogger(__name__)
 S = JobState
@@ -46,10 +46,12 @@ class Following:
     """A slot's wish to claim its queue's next job in the statement that records the
     outcome of the one it ran (see attempts.finish_then_claim_next); `job` is what it got,
     `drained` whether that statement saw the queue empty (then no locked row needs waiting
-    out: a job submitted since is unlocked, or has its own wake-up)."""
+    out: a job submitted since is unlocked, or has its own wake-up); `conn` the connection
+    those statements share."""
 
     queue: str
     task_id: str
+    conn: HeldConnection
     job: attempt_sql.Claimed | None = None
     drained: bool = False
 
@@ -102,8 +104,19 @@ class Runner:
             return
         if not _marker_taken(request):
             self.dispatcher.wakes.taken(queue, job_type.name)
-        ran = 0
-        following = Following(queue, task_id)
+        following = Following(queue, task_id, self.store.held_autocommit())
+        try:
+            ran = self._run_queue(following, worker)
+        finally:
+            following.conn.release()
+        if not ran:
+            for job_id in named:
+                self._explain_unclaimed(job_id, job_type, queue)
+
+    def _run_queue(self, following: Following, worker: str) -> int:
+        """Run the queue's best jobs one at a time until none is left (see `run`); answers
+        how many ran."""
+        queue, task_id, ran = following.queue, following.task_id, 0
         job = self._claim_next_or_requeue(queue, worker, task_id)
         while job is not None:
             if ran == 0 and job.others_waiting is not False:  # one more slot looks
@@ -122,9 +135,7 @@ class Runner:
             # one job at a time pays for each one it publishes).
             job = following.job or self._claim_next_or_requeue(
                 queue, worker, task_id, patient=not following.drained)
-        if not ran:
-            for job_id in named:
-                self._explain_unclaimed(job_id, job_type, queue)
+        return ran
 
     def _run_one(self, job: attempt_sql.Claimed, worker: str,
                  following: Following | None = None) -> bool:
@@ -394,7 +405,7 @@ class Runner:
         target = outcome.state
         assert target is not None
         if following is not None and self._may_claim_with_outcome(job, ctx, target):
-            with self.store.autocommit() as conn:
+            with following.conn.step() as conn:
                 recorded, following.job, waiting = attempt_sql.finish_then_claim_next(
                     conn, job.id, job.lease_token, target, utcnow(), reason=outcome.reason,
                     worker=worker, result=outcome.result, error=outcome.error,

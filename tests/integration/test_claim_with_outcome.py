@@ -161,3 +161,75 @@ def test_only_a_wake_ups_first_claim_asks_whether_others_wait(backend: Backend) 
     assert fused.claimed is not None and fused.claimed.id == b.id
     assert (fused.recorded, fused.claimed.others_waiting, fused.waiting) == (True, None, True)
     app.store.close()
+
+
+def checked_out_backends(app: Crisper) -> dict[Any, int]:
+    """The app's autocommit connections checked out of their pool, by pool record, with
+    their server process (kept up to date by pool events from here on)."""
+    with app.store.autocommit():  # the autocommit engine exists from here on
+        pass
+    out: dict[Any, int] = {}
+    engine = app.store._autocommit_engine
+    event.listen(engine, "checkout",
+                 lambda dbapi, record, _: out.__setitem__(record, dbapi.info.backend_pid))
+    event.listen(engine, "checkin", lambda _, record: out.pop(record, None))
+    return out
+
+
+def test_a_backlog_s_outcome_and_claim_statements_share_one_connection(
+        backend: Backend) -> None:
+    # Given 20 queued jobs, and the pool's checkouts counted
+    app, queue = fused_app(backend, "fused.work")
+    handles = [app.submit("fused.work") for _ in range(20)]
+    checkouts: list[int] = []
+    with app.store.autocommit():  # the autocommit engine exists from here on
+        pass
+    autocommit_engine = app.store._autocommit_engine
+    event.listen(autocommit_engine, "checkout", lambda *_: checkouts.append(1))
+    wake = SimpleNamespace(id="wake-1", hostname="test", delivery_info={"routing_key": queue})
+
+    # When one slot takes the queue's wake-up
+    app.runner.run(app.registry.get("fused.work"), [], wake)
+
+    # Then every job succeeded, and the 20 outcome-and-claim statements took one checkout
+    # among a handful (the first claim, the wake of another slot, the last claim), not 20
+    assert {h.refresh().state for h in handles} == {S.SUCCEEDED}
+    assert len(checkouts) <= 4
+    # And the connection went back to the pool at the end of the wake-up
+    assert autocommit_engine.pool.checkedout() == 0
+    app.store.close()
+
+
+def test_a_held_connection_that_dies_is_let_go_and_the_outcome_written_on_a_fresh_one(
+        backend: Backend) -> None:
+    # Given 6 queued jobs, the third of which kills the connection its slot holds for the
+    # outcome-and-claim statements (as a database restart would) while it runs
+    queue = f"fused-{uuid.uuid4().hex[:8]}"
+    app = Crisper("fused", settings=backend.settings.model_copy(update={"queues": [queue]}))
+    killed: list[set[int]] = []
+    checked_out = checked_out_backends(app)
+
+    @app.job(name="fused.work", queue=queue)
+    def work(ctx: JobContext, n: int) -> int:
+        if n == 2:
+            held = set(checked_out.values())  # the slot's held connection, idle meanwhile
+            with app.store.autocommit() as conn:
+                for pid in held:
+                    conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+            killed.append(held)
+        return n
+
+    handles = [app.submit("fused.work", {"n": n}) for n in range(6)]
+    wake = SimpleNamespace(id="wake-1", hostname="test", delivery_info={"routing_key": queue})
+
+    # When one slot takes the queue's wake-up
+    app.runner.run(app.registry.get("fused.work"), [], wake)
+
+    # Then the killed connection was the one slot's, every job still ended right, once each
+    assert len(killed) == 1 and len(killed[0]) == 1
+    records = [h.refresh().record for h in handles]
+    assert [(r.state, r.result, r.attempt) for r in records] == [
+        (S.SUCCEEDED, n, 1) for n in range(6)]
+    # And the connection was given back at the end of the wake-up
+    assert not checked_out
+    app.store.close()
