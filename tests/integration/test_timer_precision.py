@@ -48,11 +48,14 @@ def test_delayed_jobs_are_queued_and_sent_at_their_time_not_a_tick_later(
 
     # Then each was queued at its time and its wake-up went out right after, where a tick
     # of 0.5 s made them 0.25 s late in the median, up to about 1 s with the relay's turn
+    # (spread evenly over the tick, about 1.6 of 8 would fall within 0.1 s). Six of eight
+    # are asked to: on a loaded CI machine one or two were once late by 0.39-0.52 s, this
+    # test's own process held back, not a tick.
     queued_late = [(queued - run_at).total_seconds() for run_at, queued, _ in rows]
     sent_late = [(sent_at - run_at).total_seconds() for run_at, _, sent_at in rows]
     print(f"\nqueued late by {sorted(round(s * 1000) for s in queued_late)} ms, "
           f"sent late by {sorted(round(s * 1000) for s in sent_late)} ms")
     assert min(queued_late) >= 0  # never before its time
-    assert statistics.median(queued_late) < 0.1 and max(queued_late) < 0.4
-    assert statistics.median(sent_late) < 0.15 and max(sent_late) < 0.45
+    assert statistics.median(queued_late) < 0.1 and sorted(queued_late)[5] < 0.1
+    assert statistics.median(sent_late) < 0.15 and sorted(sent_late)[5] < 0.15
     assert not thread.is_alive()
