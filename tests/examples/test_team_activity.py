@@ -171,8 +171,8 @@ def test_with_the_broker_down_requests_succeed_at_once_and_run_when_it_is_back(
         before = site.until(site.ask().json()["job_id"], "completed")  # the broker works
         assert len(before["activities"]) == 3
         # The slot that ran it looks for one more job right after recording it, and a job
-        # submitted before that look is rightly taken, broker or not (seen once in CI, the
-        # slot held back by a loaded machine): let that look pass before the outage.
+        # submitted before that look is rightly taken, broker or not (the likeliest reading
+        # of one CI failure, on a loaded machine): let that look pass before the outage.
         time.sleep(1.0)
 
         # Given the broker stopped
