@@ -217,11 +217,28 @@ def _next_claim_params(queue: str, types: Sequence[str], token: uuid.UUID, worke
             "expires": at + timedelta(seconds=lease_seconds), "forcible": forcible}
 
 
+@cache
+def _queued_type_statement(dialect: str) -> Any:
+    return _next_in_queue(dialect, lock=False)
+
+
+@cache
+def _queued_type_pg() -> tuple[str, dict[str, Any]]:
+    return pg_sql(_queued_type_statement("postgresql"))
+
+
 def queued_type(db: Session | Connection, queue: str, types: Sequence[str]) -> str | None:
     """The type of the best job of `queue` among `types` waiting to be claimed, locked or not
-    (no lock taken: a hint), or None if none waits."""
-    stmt = _next_in_queue(dialect_of(db), lock=False)
-    row = db.execute(stmt, {"want_queue": queue, "want_types": list(types)}).first()
+    (no lock taken: a hint), or None if none waits. A slot asks it whenever a claim found
+    nothing, so on PostgreSQL it is built once and run on the driver, like the claims."""
+    params = {"want_queue": queue, "want_types": list(types)}
+    dialect = dialect_of(db)
+    if dialect == "postgresql" and isinstance(db, Connection):
+        sql, constants = _queued_type_pg()
+        rows = run_on_driver(db, with_queue_literal(sql, queue), pg_params(constants, params))
+        row = rows[0] if rows else None
+    else:
+        row = db.execute(_queued_type_statement(dialect), params).first()
     return None if row is None else str(row.type)
 
 

@@ -233,3 +233,23 @@ def test_a_held_connection_that_dies_is_let_go_and_the_outcome_written_on_a_fres
     # And the connection was given back at the end of the wake-up
     assert not checked_out
     app.store.close()
+
+
+def test_the_queued_type_hint_names_the_best_waiting_type_on_either_path(
+        backend: Backend) -> None:
+    # Given an empty queue shared by two types
+    types = ["fused.low", "fused.high"]
+    app, queue = fused_app(backend, *types)
+    with app.store.autocommit() as conn, app.store.read() as session:
+        assert attempt_sql.queued_type(conn, queue, types) is None
+        assert attempt_sql.queued_type(session, queue, types) is None
+        # When a low-priority job is queued, then a high-priority one
+        app.submit("fused.low", priority=1)
+        app.submit("fused.high", priority=9)
+        # Then both paths (the driver's, the ORM's) name the high one's type, and only the
+        # types asked about count
+        assert attempt_sql.queued_type(conn, queue, types) == "fused.high"
+        assert attempt_sql.queued_type(session, queue, types) == "fused.high"
+        assert attempt_sql.queued_type(conn, queue, ["fused.low"]) == "fused.low"
+        assert attempt_sql.queued_type(conn, f"{queue}-other", types) is None
+    app.store.close()
