@@ -7,6 +7,7 @@ import logging
 import os
 import time
 import uuid
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,8 @@ from crisper.store import attempts as attempt_sql
 from crisper.store import utcnow
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from crisper.engine.dispatcher import Dispatcher
     from crisper.flow.gate import FlowGate
     from crisper.live import LivePublisher
@@ -117,7 +120,7 @@ class Runner:
         """Run the queue's best jobs one at a time until none is left (see `run`); answers
         how many ran."""
         queue, task_id, ran = following.queue, following.task_id, 0
-        job = self._claim_next_or_requeue(queue, worker, task_id)
+        job = self._claim_next_or_requeue(queue, worker, task_id, held=following.conn)
         while job is not None:
             if ran == 0 and job.others_waiting is not False:  # one more slot looks
                 self._wake_another(queue)
@@ -134,7 +137,7 @@ class Runner:
             # submitted since, which then needs no wake-up of its own (a producer submitting
             # one job at a time pays for each one it publishes).
             job = following.job or self._claim_next_or_requeue(
-                queue, worker, task_id, patient=not following.drained)
+                queue, worker, task_id, patient=not following.drained, held=following.conn)
         return ran
 
     def _run_one(self, job: attempt_sql.Claimed, worker: str,
@@ -159,21 +162,22 @@ class Runner:
             log.debug("could not wake another slot for %s: %s", queue, exc)
 
     def _claim_next_or_requeue(self, queue: str, worker: str, task_id: str,
-                               patient: bool = True) -> attempt_sql.Claimed | None:
+                               patient: bool = True, held: HeldConnection | None = None
+                               ) -> attempt_sql.Claimed | None:
         """The next job of the queue (`patient`: waiting out rows locked for a moment); if the
         database cannot answer, the message goes back to the broker (not acknowledged) so
         that the queue is woken again once the store is back."""
         try:
             if not patient:
-                return self.claim_next(queue, worker, task_id)
-            return self._claim_next_unlocked(queue, worker, task_id)
+                return self.claim_next(queue, worker, task_id, held)
+            return self._claim_next_unlocked(queue, worker, task_id, held)
         except StoreUnavailable as exc:
             log.warning("could not claim from queue %s: %s; its message is requeued", queue, exc)
             time.sleep(1.0)  # a redelivery at once would only find the store down again
             raise Reject(str(exc), requeue=True) from None
 
-    def _claim_next_unlocked(self, queue: str, worker: str, task_id: str
-                             ) -> attempt_sql.Claimed | None:
+    def _claim_next_unlocked(self, queue: str, worker: str, task_id: str,
+                             held: HeldConnection | None = None) -> attempt_sql.Claimed | None:
         """`claim_next`, waiting out rows another transaction holds locked for a moment.
 
         A claim skips locked rows, and a queued row is locked briefly by more than claims: the
@@ -185,8 +189,8 @@ class Runner:
         pause = LOCKED_ROW_PAUSE
         deadline = time.monotonic() + LOCKED_ROW_PATIENCE
         while True:
-            job = self.claim_next(queue, worker, task_id)
-            if job is not None or self._queued_type(queue) is None:
+            job = self.claim_next(queue, worker, task_id, held)
+            if job is not None or self._queued_type(queue, held) is None:
                 return job
             if time.monotonic() >= deadline:
                 self._wake_another(queue)
@@ -194,24 +198,30 @@ class Runner:
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
 
-    def _queued_type(self, queue: str) -> str | None:
+    def _queued_type(self, queue: str, held: HeldConnection | None = None) -> str | None:
         """The type of the queue's best job this worker may claim, locked or not (a hint)."""
-        with self.store.autocommit() as conn:
+        with self._one_statement(held) as conn:
             return attempt_sql.queued_type(conn, queue, self._claimable_types()[0])
 
-    def claim_next(self, queue: str, worker: str, task_id: str) -> attempt_sql.Claimed | None:
+    def _one_statement(self, held: HeldConnection | None) -> AbstractContextManager[Connection]:
+        """A connection for one statement: the wake-up's held one if given, else the pool's."""
+        return held.step() if held is not None else self.store.autocommit()
+
+    def claim_next(self, queue: str, worker: str, task_id: str,
+                   held: HeldConnection | None = None) -> attempt_sql.Claimed | None:
         """The best queued job of `queue` among the registered types, claimed, or None.
 
         Without limited types: one statement. With them, the best job is locked and, if its
         type is limited, admitted by the flow gate in the same transaction; a job the gate
-        defers (rate, concurrency) leaves the queue, and the next best is tried.
+        defers (rate, concurrency) leaves the queue, and the next best is tried. `held`: the
+        wake-up's connection, for the one statement.
         """
         forcible = can_force_stop()
         names, gated = self._claimable_types()
         for retry in (True, False):  # a pooled connection may have died since its last use
             try:
                 if not gated:
-                    with self.store.autocommit() as conn:
+                    with self._one_statement(held) as conn:
                         return attempt_sql.claim_next(conn, queue, names, worker, task_id,
                                                       self.settings.lease_seconds, utcnow(),
                                                       forcible=forcible)
