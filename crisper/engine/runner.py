@@ -50,7 +50,7 @@ class Following:
     outcome of the one it ran (see attempts.finish_then_claim_next); `job` is what it got,
     `drained` whether that statement saw the queue empty (then no locked row needs waiting
     out: a job submitted since is unlocked, or has its own wake-up); `conn` the connection
-    those statements share."""
+    the wake-up's claims and outcomes share."""
 
     queue: str
     task_id: str

@@ -86,8 +86,8 @@ class Store:
 
 class HeldConnection:
     """One autocommit connection for a chain of one-statement steps on one thread: a worker
-    slot's outcome-and-claim statements, one per job, then pay one pool checkout and
-    check-in per chain, not one per job (about 8 % of the slot's CPU per no-op job).
+    slot's claims and outcomes during one wake-up then pay one pool checkout and check-in,
+    not one per statement (about 8 % of the slot's CPU per no-op job).
 
     A step that fails lets the connection go, so that the next step takes a fresh one, as
     it would from the pool; `release` gives it back. Off PostgreSQL each step is an ordinary
