@@ -38,7 +38,7 @@ import httpx
 import redis
 from sqlalchemy import create_engine, text
 
-from bench.environment import cpu_idle_fraction, cpu_speed_ms
+from bench.throughput import Load
 from crisper import Crisper, Settings
 from crisper.embedded import free_port
 from crisper.keys import KeyService
@@ -182,7 +182,8 @@ def runs(args: argparse.Namespace, mode: str, url: str, script: Path,
     `count` found added (every 2xx answer must be a committed row)."""
     rows = []
     for run in range(1, args.runs + 1):
-        load, idle, speed = os.getloadavg()[0], cpu_idle_fraction(), cpu_speed_ms()
+        machine = Load.now()
+        load, idle, speed = machine.loadavg_1m, machine.idle_percent / 100, machine.cpu_speed_ms
         before = count()
         r = run_wrk(url, script, args.clients, args.seconds)
         time.sleep(0.5)  # answers in flight when wrk stopped are committed too

@@ -123,7 +123,7 @@ class Runner:
         job = self._claim_next_or_requeue(queue, worker, task_id, held=following.conn)
         while job is not None:
             if ran == 0 and job.others_waiting is not False:  # one more slot looks
-                self._wake_another(queue)
+                self._wake_another(queue, following.conn)
             following.job, following.drained = None, False
             kept = self._run_one(job, worker, following)
             ran += 1
@@ -131,7 +131,7 @@ class Runner:
                 # Its lease was taken: a forced cancel may have recorded it and be about to
                 # kill this process by the message's task id, which would strike the next
                 # job if this one claimed it. Leave the rest to another slot.
-                self._wake_another(queue)
+                self._wake_another(queue, following.conn)
                 break
             # Its statement found the queue empty: one plain claim still looks for a job
             # submitted since, which then needs no wake-up of its own (a producer submitting
@@ -151,11 +151,11 @@ class Runner:
         self.gate.release(job_type.name, job_type.options.flow, job.params)  # wake waiters
         return kept
 
-    def _wake_another(self, queue: str) -> None:
+    def _wake_another(self, queue: str, held: HeldConnection | None) -> None:
         """A backlog: wake one more slot, so that every slot works while jobs wait. Asked once
         per wake-up, so that a job submitted alone costs one message, not two."""
         try:
-            type_name = self._queued_type(queue)
+            type_name = self._queued_type(queue, held)
             if type_name is not None:
                 self.dispatcher.wake(queue, type_name)
         except Exception as exc:  # noqa: BLE001 - the relay wakes the queue if this is lost
@@ -193,7 +193,7 @@ class Runner:
             if job is not None or self._queued_type(queue, held) is None:
                 return job
             if time.monotonic() >= deadline:
-                self._wake_another(queue)
+                self._wake_another(queue, held)
                 return None
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
