@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import redis
 from sqlalchemy import create_engine, text
 
@@ -77,6 +78,24 @@ def postgres_schema(world: World, create: bool = True) -> Iterator[None]:
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA IF EXISTS {world.schema} CASCADE"))
         admin.dispose()
+
+
+def commit_times_ms(world: World, samples: int, gap_seconds: float = 0.0) -> list[float]:
+    """Wall times of a one-row INSERT committed on its own (durably, as the server is set), in
+    a table of the world's schema, with `gap_seconds` between them.
+
+    One every 10 ms is how the pickup benchmarks meet the database: the machine idles in
+    between, and on these VMs such a commit costs 2-3 times one back to back."""
+    times = []
+    with postgres_schema(world), psycopg.connect(
+            world.pg_base, autocommit=True, options=f"-csearch_path={world.schema}") as conn:
+        conn.execute("CREATE TABLE commit_probe (n int)")
+        for _ in range(samples):
+            began = time.perf_counter()
+            conn.execute("INSERT INTO commit_probe VALUES (1)")
+            times.append((time.perf_counter() - began) * 1000)
+            time.sleep(gap_seconds)
+    return times
 
 
 def delete_prefixed(url: str, prefix: str) -> int:

@@ -9,6 +9,10 @@ Each run, for each system (the order alternates between runs), on a fresh world:
    every body has run (Celery) / every row is terminal in the database (Crisper);
 3. pickup again on that table, then `--backlog` jobs queued on *another* queue (no worker
    consumes it), then pickup once more: it must not grow with other queues' backlog.
+Before the runs, what one durable commit costs on this database, back to back and one every
+10 ms as between pickups: a Crisper pickup waits for two (its submit's and its claim's)
+that plain Celery's does not, so the two figures together say how close to Celery's pickup
+Crisper's can come on this machine.
 See bench/README.md for the method in detail.
 """
 
@@ -27,6 +31,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from bench.apps import celery_noop
+from bench.environment import World, commit_times_ms
 from bench.systems import System
 from bench.throughput import (
     SYSTEMS,
@@ -97,6 +102,22 @@ def print_configuration(args: argparse.Namespace) -> dict[str, Any]:
     for side, values in config.items():
         print(f"{side:8} " + ", ".join(f"{k}={v}" for k, v in values.items()))
     return config
+
+
+def commit_latency(args: argparse.Namespace) -> dict[str, float]:
+    """A durable one-row commit's wall time here: p50 back to back, p50 and p99 one every 10
+    ms (the machine idling in between, as between pickups)."""
+    world = World(pg_base=args.postgres, broker=args.broker, signal_url=args.signal_redis)
+    back_to_back = commit_times_ms(world, 500)
+    spaced = commit_times_ms(world, 200, gap_seconds=0.01)
+    figures = {"back_to_back_p50_ms": percentile(back_to_back, 50),
+               "every_10ms_p50_ms": percentile(spaced, 50),
+               "every_10ms_p99_ms": percentile(spaced, 99)}
+    print(f"a durable one-row commit: p50 {figures['back_to_back_p50_ms']:.2f} ms back to "
+          f"back; p50 {figures['every_10ms_p50_ms']:.2f} / p99 "
+          f"{figures['every_10ms_p99_ms']:.2f} ms one every 10 ms, as between pickups "
+          "(a Crisper pickup waits for two of these that a Celery pickup does not)", flush=True)
+    return figures
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -186,13 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.jobs} no-op jobs one submit each, {args.runs} run(s), prefork x2, "
           f"backlog {args.backlog} on another queue, {os.cpu_count()} CPUs", flush=True)
     config = print_configuration(args)
+    commit = commit_latency(args) if "crisper" in args.systems else {}
     runs, loads = repeat(args, run_system, print_run)
     summary = summarize(runs, args.systems)
     print_summary(summary, args.runs)
     if args.json:
         args.json.write_text(json.dumps({
             "when": time.strftime("%Y-%m-%d %H:%M:%S %z"), "config": config,
-            "loads": [asdict(x) for x in loads], "summary": summary,
+            "commit_ms": commit, "loads": [asdict(x) for x in loads], "summary": summary,
             "runs": [[asdict(f) for f in run] for run in runs]}, indent=2, default=str))
     return 0
 

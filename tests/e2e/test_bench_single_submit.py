@@ -30,6 +30,12 @@ def test_single_submit_prints_both_configurations_ratio_and_pickups_with_backlog
     out = done.stdout
     assert re.search(r"^celery .*profile=defaults.*task_ignore_result=True", out, re.M), out
     assert re.search(r"^crisper .*fsync=\w+, synchronous_commit=\w+", out, re.M), out
+    # And what one durable commit costs on this database, back to back and spaced as pickups
+    commit = re.search(r"^a durable one-row commit: p50 ([\d.]+) ms back to back; "
+                       r"p50 ([\d.]+) / p99 ([\d.]+) ms one every 10 ms", out, re.M)
+    assert commit, out
+    assert float(commit.group(1)) > 0
+    assert 0 < float(commit.group(2)) <= float(commit.group(3))
     # And each system's throughput and pickups: idle, after the jobs, then with another
     # queue's backlog
     for system in ("celery", "crisper"):
