@@ -84,7 +84,18 @@ def single_rows(figures: dict[str, Any]) -> list[Row]:
         ("pickup p50 / p99, then 20k backlog on another queue", _pickup(ce, "backlog_pickup"),
          _pickup(cr, "backlog_pickup"), "", "must not grow"),
         ("CPU ms/job (single): main / pool / PG / Redis / producer", _cpu(ce), _cpu(cr), "", ""),
+        *_commit_rows(figures.get("commit_ms") or {}),
     ]
+
+
+def _commit_rows(commit: dict[str, float]) -> list[Row]:
+    """The database's durable commit, which a Crisper pickup waits for twice (the submit's and
+    the claim's) and a Celery pickup not at all."""
+    if not commit:
+        return []
+    return [("durable 1-row commit p50: back to back; one per 10 ms (p99)", "",
+             f"{commit['back_to_back_p50_ms']:.2f}; {commit['every_10ms_p50_ms']:.2f} "
+             f"({commit['every_10ms_p99_ms']:.2f}) ms", "", "")]
 
 
 def throughput_rows(figures: dict[str, Any]) -> list[Row]:
