@@ -7,7 +7,6 @@ import logging
 import os
 import time
 import uuid
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +25,6 @@ from crisper.store import attempts as attempt_sql
 from crisper.store import utcnow
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection
-
     from crisper.engine.dispatcher import Dispatcher
     from crisper.flow.gate import FlowGate
     from crisper.live import LivePublisher
@@ -120,7 +117,7 @@ class Runner:
         """Run the queue's best jobs one at a time until none is left (see `run`); answers
         how many ran."""
         queue, task_id, ran = following.queue, following.task_id, 0
-        job = self._claim_next_or_requeue(queue, worker, task_id, held=following.conn)
+        job = self._claim_next_or_requeue(queue, worker, task_id, following.conn)
         while job is not None:
             if ran == 0 and job.others_waiting is not False:  # one more slot looks
                 self._wake_another(queue, following.conn)
@@ -137,7 +134,7 @@ class Runner:
             # submitted since, which then needs no wake-up of its own (a producer submitting
             # one job at a time pays for each one it publishes).
             job = following.job or self._claim_next_or_requeue(
-                queue, worker, task_id, patient=not following.drained, held=following.conn)
+                queue, worker, task_id, following.conn, patient=not following.drained)
         return ran
 
     def _run_one(self, job: attempt_sql.Claimed, worker: str,
@@ -151,7 +148,7 @@ class Runner:
         self.gate.release(job_type.name, job_type.options.flow, job.params)  # wake waiters
         return kept
 
-    def _wake_another(self, queue: str, held: HeldConnection | None) -> None:
+    def _wake_another(self, queue: str, held: HeldConnection) -> None:
         """A backlog: wake one more slot, so that every slot works while jobs wait. Asked once
         per wake-up, so that a job submitted alone costs one message, not two."""
         try:
@@ -162,7 +159,7 @@ class Runner:
             log.debug("could not wake another slot for %s: %s", queue, exc)
 
     def _claim_next_or_requeue(self, queue: str, worker: str, task_id: str,
-                               patient: bool = True, held: HeldConnection | None = None
+                               held: HeldConnection, patient: bool = True
                                ) -> attempt_sql.Claimed | None:
         """The next job of the queue (`patient`: waiting out rows locked for a moment); if the
         database cannot answer, the message goes back to the broker (not acknowledged) so
@@ -177,7 +174,7 @@ class Runner:
             raise Reject(str(exc), requeue=True) from None
 
     def _claim_next_unlocked(self, queue: str, worker: str, task_id: str,
-                             held: HeldConnection | None = None) -> attempt_sql.Claimed | None:
+                             held: HeldConnection) -> attempt_sql.Claimed | None:
         """`claim_next`, waiting out rows another transaction holds locked for a moment.
 
         A claim skips locked rows, and a queued row is locked briefly by more than claims: the
@@ -198,17 +195,13 @@ class Runner:
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
 
-    def _queued_type(self, queue: str, held: HeldConnection | None = None) -> str | None:
+    def _queued_type(self, queue: str, held: HeldConnection) -> str | None:
         """The type of the queue's best job this worker may claim, locked or not (a hint)."""
-        with self._one_statement(held) as conn:
+        with held.step() as conn:
             return attempt_sql.queued_type(conn, queue, self._claimable_types()[0])
 
-    def _one_statement(self, held: HeldConnection | None) -> AbstractContextManager[Connection]:
-        """A connection for one statement: the wake-up's held one if given, else the pool's."""
-        return held.step() if held is not None else self.store.autocommit()
-
     def claim_next(self, queue: str, worker: str, task_id: str,
-                   held: HeldConnection | None = None) -> attempt_sql.Claimed | None:
+                   held: HeldConnection) -> attempt_sql.Claimed | None:
         """The best queued job of `queue` among the registered types, claimed, or None.
 
         Without limited types: one statement. With them, the best job is locked and, if its
@@ -221,7 +214,7 @@ class Runner:
         for retry in (True, False):  # a pooled connection may have died since its last use
             try:
                 if not gated:
-                    with self._one_statement(held) as conn:
+                    with held.step() as conn:
                         return attempt_sql.claim_next(conn, queue, names, worker, task_id,
                                                       self.settings.lease_seconds, utcnow(),
                                                       forcible=forcible)
