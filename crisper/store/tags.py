@@ -13,6 +13,8 @@ from sqlalchemy import Boolean, ColumnElement, String, bindparam
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.visitors import InternalTraversal
 
+from crisper.store.models import TAGGED
+
 
 class HasTag(ColumnElement[bool]):
     """True where the JSON list `tags` holds exactly `tag`."""
@@ -31,8 +33,11 @@ class HasTag(ColumnElement[bool]):
 
 @compiles(HasTag, "postgresql")
 def _postgresql(element: HasTag, compiler: Any, **kw: Any) -> str:
-    return (f"({compiler.process(element.tags, **kw)} @> "
-            f"CAST({compiler.process(element.as_json, **kw)} AS JSONB))")
+    """Containment, with the GIN index's predicate (only tagged jobs have entries) repeated,
+    which a job holding the tag meets anyway."""
+    tags = compiler.process(element.tags, **kw)
+    return (f"({tags} @> CAST({compiler.process(element.as_json, **kw)} AS JSONB) "
+            f"AND {TAGGED.replace('tags', tags, 1)})")
 
 
 @compiles(HasTag)
@@ -60,7 +65,8 @@ class HasMetadata(ColumnElement[bool]):
 
 @compiles(HasMetadata, "postgresql")
 def _metadata_postgresql(element: HasMetadata, compiler: Any, **kw: Any) -> str:
-    """Containment, which the GIN index (jsonb_path_ops) answers."""
+    """Containment, which the GIN index (jsonb_path_ops, only jobs with metadata) answers:
+    `@>` is strict, so the planner knows it implies the index's `metadata IS NOT NULL`."""
     return (f"({compiler.process(element.column, **kw)} @> "
             f"CAST({compiler.process(element.as_json, **kw)} AS JSONB))")
 
