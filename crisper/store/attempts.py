@@ -159,7 +159,12 @@ def _next_in_queue(dialect: str, lock: bool = True, limit: int = 1, table: Any =
             bindparam("want_types", type_=postgresql.ARRAY(String())))
     else:
         types = table.c.type.in_(bindparam("want_types", expanding=True))
-    paused = exists().where(queues.c.name == table.c.queue, queues.c.paused_at.is_not(None))
+    # Whether the queue is paused, asked once (of the queue named, not of each row's): as a
+    # join per row, PostgreSQL's estimate of it, once the tables had statistics, left about one
+    # row of a backlog, and the claim sorted the whole backlog instead of reading the
+    # index's first entry (21 ms per claim with 50,000 jobs queued, instead of 0.5).
+    paused = exists().where(queues.c.name == bindparam("want_queue"),
+                            queues.c.paused_at.is_not(None))
     # 'queued' written into the SQL: a prepared statement's generic plan can then use the
     # partial index of queued jobs (see statements.pg_sql)
     queued = table.c.state == literal(S.QUEUED.value, literal_execute=True)
