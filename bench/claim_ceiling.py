@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 
 from sqlalchemy import create_engine, text
 
@@ -47,13 +48,15 @@ class Drained:
     seconds: float
 
 
-def drain(database_url: str, queue: str, done: Queue) -> None:  # type: ignore[type-arg]
+def drain(database_url: str, queue: str, done: Queue,  # type: ignore[type-arg]
+          ready: Barrier) -> None:
     """One slot's loop: claim, then outcome + next claim in one statement until none is left."""
     engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1),
                            isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         backend = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
         types = [JOB]
+        ready.wait()  # both slots connected: they start together
         server0, client0 = process_cpu([backend]), time.process_time()
         start = time.perf_counter()
         job, jobs = attempt_sql.claim_next(conn, queue, types, WORKER, "t", 30, utcnow()), 0
@@ -77,9 +80,14 @@ def one_run(system: CrisperSystem, jobs: int, analyze: bool = False
         with system.app.store.engine.begin() as conn:
             conn.execute(text("ANALYZE crisper_jobs"))
             conn.execute(text("ANALYZE crisper_queues"))
-    done: Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+    # Spawned, not forked: a fork while the submits' waker thread holds a lock of its Redis
+    # pool left the child stuck in kombu's after-fork cleanup (seen under CI's load).
+    spawn = multiprocessing.get_context("spawn")
+    done: Queue = spawn.Queue()  # type: ignore[type-arg]
     queue = system.world.queue(system.name)
-    slots = [multiprocessing.Process(target=drain, args=(system.world.database_url, queue, done))
+    ready = spawn.Barrier(CLIENTS)
+    slots = [spawn.Process(target=drain,
+                           args=(system.world.database_url, queue, done, ready))
              for _ in range(CLIENTS)]
     for slot in slots:
         slot.start()
