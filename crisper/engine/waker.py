@@ -46,6 +46,7 @@ class Waker(Generic[T]):
 
     def _reset(self) -> None:
         self._cond = threading.Condition()
+        self._sending = threading.Lock()  # held while a send runs: a fork waits for it
         self._pending: list[T] = []
         self._taken = 0  # how many handed over so far were taken by the thread and sent
         self._given = 0
@@ -89,7 +90,8 @@ class Waker(Generic[T]):
                     return
                 batch, self._pending = self._pending, []
             try:
-                self._send(batch)
+                with self._sending:
+                    self._send(batch)
             except Exception:  # noqa: BLE001 - the jobs are committed; the relay covers them
                 log.exception("%d wake-up(s) not sent; the relay sends them later", len(batch))
             with self._cond:
@@ -108,12 +110,33 @@ def flush_all() -> None:
             log.warning("exiting with wake-ups unsent; the relay sends them later")
 
 
+_HELD_FOR_FORK: list[threading.Lock] = []
+
+
+def _hold_sends() -> None:
+    """Before a fork: wait (a few seconds at most) for sends in flight to finish. A send holds
+    locks of the broker client's connection pool; a child forked meanwhile inherits them held
+    and blocks on its first use of that pool (seen: a child stuck in kombu's after-fork
+    cleanup, in redis-py's ConnectionPool.reset)."""
+    deadline = time.monotonic() + EXIT_FLUSH_SECONDS
+    for waker in list(_LIVE):
+        if waker._sending.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            _HELD_FOR_FORK.append(waker._sending)
+
+
+def _release_sends() -> None:
+    while _HELD_FOR_FORK:
+        _HELD_FOR_FORK.pop().release()
+
+
 def _forget_parents_thread() -> None:
-    """A forked child has no sender thread, and its lock may have been held at the fork: the
+    """A forked child has no sender thread, and its locks may have been held at the fork: the
     parent's pending wake-ups are the parent's to send."""
+    _HELD_FOR_FORK.clear()
     for waker in list(_LIVE):
         waker._reset()
 
 
 atexit.register(flush_all)  # a pool child ends by os._exit: the worker calls it there
-os.register_at_fork(after_in_child=_forget_parents_thread)
+os.register_at_fork(before=_hold_sends, after_in_parent=_release_sends,
+                    after_in_child=_forget_parents_thread)

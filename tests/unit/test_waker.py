@@ -1,5 +1,5 @@
 """The waker sends wake-ups on a thread of its own: after the caller returns, in bursts, and
-never lost to an error, an idle thread or a fork."""
+never lost to an error, an idle thread or a fork; a fork waits for a send in flight."""
 
 from __future__ import annotations
 
@@ -105,18 +105,24 @@ def _child_sends_only_its_own(waker: Waker[int], send: Recorder) -> None:
 
 
 def test_a_forked_child_sends_its_own_wakes_not_the_parents() -> None:
-    waker, send = held_in_send(1)  # the parent's wake is held in its thread across the fork
+    waker, send = held_in_send(1)  # the parent's wake is in its send as the fork begins
     waker.wake([2])  # pending in the parent at the fork
+    threading.Timer(0.3, send.gate.set).start()
     child = multiprocessing.get_context("fork").Process(
         target=_child_sends_only_its_own, args=(waker, send))
+    began = time.monotonic()
     child.start()
+
+    # The fork waited for the send in flight (which holds the broker client's locks), and
+    # no longer than it took
+    assert send.batches[:1] == [[1]]
+    assert time.monotonic() - began < waker_module.EXIT_FLUSH_SECONDS
     try:
         child.join(10)
     finally:
         # A child stuck past that would keep this process's inherited pipes open (pytest-xdist
         # then waits on them at the end of the run): it never outlives the test.
         child.kill()
-    send.gate.set()
     assert waker.flush(5)
     assert child.exitcode == 0
     assert send.batches == [[1], [2]]
