@@ -62,9 +62,14 @@ _ACTIVE = "state IN ('held', 'scheduled', 'queued', 'running', 'retrying')"
 
 # GIN indexes exist on PostgreSQL only; a SQLite database has none of these.
 POSTGRESQL_ONLY_INDEXES = frozenset({"ix_crisper_jobs_tags_gin", "ix_crisper_jobs_metadata_gin"})
-# The tags index's predicate, which a tag filter repeats word for word (store/tags.py): the
-# planner proves a partial index usable only from a condition it can match.
-TAGGED = "tags <> '[]'::jsonb"
+
+
+def tagged(column: str) -> str:
+    """The tags index's predicate on `column` (SQL), which a tag filter repeats word for word
+    (store/tags.py): the planner proves a partial index usable only from a condition it can
+    match."""
+    return f"{column} <> '[]'::jsonb"
+
 
 jobs = Table(
     "crisper_jobs",
@@ -200,7 +205,7 @@ jobs = Table(
     # Only jobs that carry tags or metadata have entries (migration 0020).
     Index("ix_crisper_jobs_tags_gin", "tags", postgresql_using="gin",
           postgresql_ops={"tags": "jsonb_path_ops"},
-          postgresql_where=text(TAGGED)).ddl_if(dialect="postgresql"),
+          postgresql_where=text(tagged("tags"))).ddl_if(dialect="postgresql"),
     Index("ix_crisper_jobs_metadata_gin", "metadata", postgresql_using="gin",
           postgresql_ops={"metadata": "jsonb_path_ops"},
           postgresql_where=text("metadata IS NOT NULL")).ddl_if(dialect="postgresql"),

@@ -13,7 +13,7 @@ from sqlalchemy import Boolean, ColumnElement, String, bindparam
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.visitors import InternalTraversal
 
-from crisper.store.models import TAGGED
+from crisper.store.models import tagged
 
 
 class HasTag(ColumnElement[bool]):
@@ -37,7 +37,7 @@ def _postgresql(element: HasTag, compiler: Any, **kw: Any) -> str:
     which a job holding the tag meets anyway."""
     tags = compiler.process(element.tags, **kw)
     return (f"({tags} @> CAST({compiler.process(element.as_json, **kw)} AS JSONB) "
-            f"AND {TAGGED.replace('tags', tags, 1)})")
+            f"AND {tagged(tags)})")
 
 
 @compiles(HasTag)

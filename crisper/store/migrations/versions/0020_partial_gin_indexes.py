@@ -20,7 +20,7 @@ down_revision = "0019"
 branch_labels = None
 depends_on = None
 
-# column: the predicate of its partial index (TAGGED in store/models.py for the tags)
+# column: the predicate of its partial index (store/models.tagged for the tags)
 PRESENT = {"tags": "tags <> '[]'::jsonb", "metadata": "metadata IS NOT NULL"}
 
 
