@@ -19,8 +19,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import text
 
+from bench.scale import captured  # the statements the store runs, as bench.scale takes them
 from crisper.states import JobState
 from crisper.store import attempts as attempt_sql
 from crisper.store import queues as queue_sql
@@ -39,20 +40,6 @@ SELECT (lpad(to_hex(:now_ms + g), 12, '0') || '7000' || '8' || lpad(to_hex(g), 1
        '{}'::jsonb, '[]'::jsonb, 0, 1, '{}'::jsonb, now(), now()
 FROM generate_series(1, :rows) AS g
 """
-
-
-@pytest.fixture
-def claims() -> Iterator[list[tuple[str, dict[str, Any]]]]:
-    """The claim statements sent while the test runs, with their driver parameters."""
-    seen: list[tuple[str, dict[str, Any]]] = []
-
-    def grab(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "FOR UPDATE SKIP LOCKED" in statement:
-            seen.append((statement, parameters))
-
-    event.listen(Engine, "before_cursor_execute", grab)
-    yield seen
-    event.remove(Engine, "before_cursor_execute", grab)
 
 
 def generic_plan(conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -87,8 +74,7 @@ def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from nodes(child)
 
 
-def test_claims_read_a_few_index_pages_of_an_analyzed_backlog(
-        backend: Backend, claims: list[tuple[str, dict[str, Any]]]) -> None:
+def test_claims_read_a_few_index_pages_of_an_analyzed_backlog(backend: Backend) -> None:
     # Given 20,000 jobs queued on one queue, which has a row of its own (not paused), and
     # statistics taken of both tables as they are
     app = backend.app_with(queues=["default"])
@@ -104,7 +90,8 @@ def test_claims_read_a_few_index_pages_of_an_analyzed_backlog(
         conn.commit()
 
     # When a slot claims the best job, then records its outcome with the next claim
-    with app.store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    with (app.store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn,
+          captured() as seen):
         first = attempt_sql.claim_next(conn, queue, [JOB], "w", "t", 30, utcnow())
         assert first is not None
         fused = attempt_sql.finish_then_claim_next(
@@ -120,6 +107,7 @@ def test_claims_read_a_few_index_pages_of_an_analyzed_backlog(
             "SELECT priority FROM crisper_jobs WHERE id IN (:a, :b)"),
             {"a": first.id, "b": fused.claimed.id}).scalars().all()
     assert priorities == [5, 5]
+    claims = [(sql, params) for sql, params in seen if "FOR UPDATE SKIP LOCKED" in sql]
     assert len(claims) == 2
     pooled = app.store.engine.raw_connection()  # the schema's search path is set on it
     try:
