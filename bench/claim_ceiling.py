@@ -22,17 +22,20 @@ import time
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
+from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, text
 
 from bench.apps.crisper_noop import JOB
 from bench.environment import process_cpu
+from bench.scale import load, table_size
 from bench.systems import CrisperSystem
 from bench.throughput import Load, crisper_world, world_options
 from crisper import SubmitRequest
 from crisper.states import JobState
 from crisper.store import attempts as attempt_sql
 from crisper.store import utcnow
+from crisper.store.db import make_engine
 
 CLIENTS = 2
 WORKER = "bench@claim-ceiling"
@@ -49,10 +52,10 @@ class Drained:
 
 
 def drain(database_url: str, queue: str, done: Queue,  # type: ignore[type-arg]
-          ready: Barrier) -> None:
-    """One slot's loop: claim, then outcome + next claim in one statement until none is left."""
-    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1),
-                           isolation_level="AUTOCOMMIT")
+          ready: Barrier, progress: Any, slot: int) -> None:
+    """One slot's loop: claim, then outcome + next claim in one statement until none is left.
+    `progress[slot]` counts its jobs as it goes, for the parent's interval reports."""
+    engine = make_engine(database_url, autocommit=True)  # the engine a pool slot claims on
     with engine.connect() as conn:
         backend = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
         types = [JOB]
@@ -65,15 +68,17 @@ def drain(database_url: str, queue: str, done: Queue,  # type: ignore[type-arg]
                 conn, job.id, job.lease_token, JobState.SUCCEEDED, utcnow(), reason="succeeded",
                 worker=WORKER, queue=queue, types=types, task_id="t", lease_seconds=30).claimed
             jobs += 1
+            progress[slot] = jobs
         done.put(Drained(jobs, process_cpu([backend]) - server0, time.process_time() - client0,
                          time.perf_counter() - start))
     engine.dispose()
 
 
-def one_run(system: CrisperSystem, jobs: int, analyze: bool = False
+def one_run(system: CrisperSystem, jobs: int, analyze: bool = False, every: float = 0
             ) -> tuple[float, float, float]:
     """Jobs/s of CLIENTS slots draining `jobs` queued jobs; server and client CPU ms per job.
-    `analyze`: statistics taken of the queued backlog first, as autovacuum takes them."""
+    `analyze`: statistics taken of the queued backlog first, as autovacuum takes them.
+    `every`: seconds between interval reports (none if 0)."""
     for start in range(0, jobs, 500):
         system.app.submit_many([SubmitRequest(type=JOB)] * min(500, jobs - start))
     if analyze:
@@ -86,11 +91,14 @@ def one_run(system: CrisperSystem, jobs: int, analyze: bool = False
     done: Queue = spawn.Queue()  # type: ignore[type-arg]
     queue = system.world.queue(system.name)
     ready = spawn.Barrier(CLIENTS)
-    slots = [spawn.Process(target=drain,
-                           args=(system.world.database_url, queue, done, ready))
-             for _ in range(CLIENTS)]
+    progress = spawn.Array("q", CLIENTS, lock=False)
+    slots = [spawn.Process(target=drain, args=(system.world.database_url, queue, done, ready,
+                                               progress, slot))
+             for slot in range(CLIENTS)]
     for slot in slots:
         slot.start()
+    if every:
+        report_intervals(system.app.store.engine, progress, jobs, every)
     results = [done.get(timeout=600) for _ in slots]
     for slot in slots:
         slot.join()
@@ -102,6 +110,46 @@ def one_run(system: CrisperSystem, jobs: int, analyze: bool = False
             sum(r.client_cpu for r in results) * 1000 / finished)
 
 
+@dataclass(frozen=True)
+class Tally:
+    """Jobs drained so far, when, and the claim index's and the table's counters then."""
+
+    jobs: int
+    at: float
+    index_blocks: int
+    index_pages: int
+    dead_tuples: int
+    autovacuums: int
+
+    @classmethod
+    def now(cls, engine: Engine, progress: Any) -> Tally:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+            row = conn.execute(text(
+                "SELECT i.idx_blks_hit + i.idx_blks_read, pg_relation_size(i.indexrelid) / 8192,"
+                " t.n_dead_tup, t.autovacuum_count"
+                " FROM pg_statio_user_indexes i JOIN pg_stat_user_tables t USING (relid)"
+                " WHERE i.indexrelname = 'ix_crisper_jobs_next_in_queue'"
+                " AND i.schemaname = current_schema()")).one()
+        return cls(sum(progress), time.perf_counter(), *(int(v) for v in row))
+
+
+def report_intervals(engine: Engine, progress: Any, jobs: int, every: float) -> None:
+    """Until the drain ends, every `every` seconds: its rate, the claim index's pages read per
+    job, the table's dead tuples and autovacuums so far. A claim steps over the index entries
+    of the jobs claimed since the last vacuum, so the pages per job show that cost growing."""
+    last = Tally.now(engine, progress)
+    while last.jobs < jobs:
+        time.sleep(every)
+        now = Tally.now(engine, progress)
+        done = now.jobs - last.jobs
+        print(f"    {now.jobs:9,} done  {done / (now.at - last.at):6.0f} jobs/s  claim index "
+              f"{(now.index_blocks - last.index_blocks) / max(done, 1):6.1f} pages read per job "
+              f"(of {now.index_pages:,})  dead tuples {now.dead_tuples:,}  autovacuums "
+              f"{now.autovacuums}", flush=True)
+        last = now
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.claim_ceiling", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -110,6 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--analyze", action="store_true",
                    help="ANALYZE the tables once the jobs are queued (autovacuum does, on a "
                         "server that runs it): the claims then run on plans made from a backlog")
+    p.add_argument("--history", type=int, default=0, metavar="ROWS",
+                   help="load ROWS finished jobs first (as bench.scale does): a long-lived "
+                        "table, whose size sets when autovacuum cleans the claim index")
+    p.add_argument("--every", type=float, default=0, metavar="SECONDS",
+                   help="print the drain's rate, the claim index's pages read per job and the "
+                        "autovacuums so far every SECONDS")
     world_options(p)
     args = p.parse_args(argv)
     print(f"{args.jobs} queued no-op jobs drained by {CLIENTS} clients with the outcome+claim "
@@ -130,7 +184,12 @@ def main(argv: list[str] | None = None) -> int:
 def _fresh_run(args: argparse.Namespace) -> tuple[float, float, float]:
     with crisper_world(args) as (system, _):
         _durability(system)
-        return one_run(system, args.jobs, args.analyze)
+        if args.history:
+            took = load(system.app.store.engine, args.history)
+            print(f"  loaded {args.history:,} finished jobs in {sum(took.values()):.0f} s; "
+                  f"crisper_jobs with indexes: {table_size(system.app.store.engine)}",
+                  flush=True)
+        return one_run(system, args.jobs, args.analyze, args.every)
 
 
 def _durability(system: CrisperSystem) -> None:

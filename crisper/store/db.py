@@ -50,6 +50,8 @@ def make_engine(url: str, *, pool: bool = True, autocommit: bool = False) -> Eng
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
+    elif autocommit:
+        event.listen(engine, "connect", _never_sort)
     return engine
 
 
@@ -69,6 +71,19 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _never_sort(dbapi_conn: Any, _record: Any) -> None:
+    """The autocommit engine runs the steps of one statement (claims, outcomes, single
+    inserts): none needs a sort, and a claim must never choose one. Its order is the claim
+    index's. With statistics taken while the queue was empty, or none yet, PostgreSQL
+    estimates a backlog at one row; it then read a shorter index of queued jobs and sorted
+    the whole backlog on every claim (13 ms per claim with 20,000 jobs queued, instead of
+    0.2). With sorting off, it takes the claim index, the one plan that needs no sort."""
+    with dbapi_conn.cursor() as cursor:
+        cursor.execute("SET enable_sort = off")
+    if not dbapi_conn.autocommit:
+        dbapi_conn.commit()
 
 
 def _sqlite_begin_immediate(conn: Any) -> None:
