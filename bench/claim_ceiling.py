@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                         "table, whose size sets when autovacuum cleans the claim index")
     p.add_argument("--every", type=float, default=0, metavar="SECONDS",
                    help="print the drain's rate, the claim index's pages read per job and the "
-                        "autovacuums so far every SECONDS")
+                        "autovacuums so far every SECONDS (PostgreSQL publishes its counters "
+                        "about once a second: take several)")
     world_options(p)
     args = p.parse_args(argv)
     print(f"{args.jobs} queued no-op jobs drained by {CLIENTS} clients with the outcome+claim "
