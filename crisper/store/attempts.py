@@ -23,7 +23,6 @@ from sqlalchemy import (
     literal,
     null,
     select,
-    text,
     true,
     update,
 )
@@ -41,6 +40,7 @@ from crisper.store.statements import (
     dialect_of,
     moved_event,
     moving,
+    never_sort,
     pg_params,
     pg_sql,
     run_moving,
@@ -251,10 +251,8 @@ def queued_type(db: Session | Connection, queue: str, types: Sequence[str]) -> s
 def next_queued(session: Session, queue: str, types: Sequence[str]) -> tuple[uuid.UUID, str] | None:
     """The best queued job of `queue` among `types`, locked for the caller's transaction (a
     limited type's job then goes through the flow gate in that transaction)."""
-    dialect = dialect_of(session)
-    if dialect == "postgresql":  # the claim index's order, never a sort (see db._never_sort)
-        session.execute(text("SET LOCAL enable_sort = off"))
-    row = session.execute(_next_in_queue(dialect),
+    never_sort(session)  # the claim index's order, as for every claim
+    row = session.execute(_next_in_queue(dialect_of(session)),
                           {"want_queue": queue, "want_types": list(types)}).first()
     return None if row is None else (row.id, row.type)
 

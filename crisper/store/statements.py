@@ -24,6 +24,7 @@ from sqlalchemy import (
     literal_column,
     null,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql
@@ -112,6 +113,14 @@ def moving(move: Move, *where: Any, when: Any = None, keyed: bool = False,
 
 def dialect_of(db: Session | Connection) -> str:
     return (db.get_bind() if isinstance(db, Session) else db).dialect.name
+
+
+def never_sort(session: Session) -> None:
+    """For the rest of `session`'s transaction, PostgreSQL takes an index's order rather than
+    sort: as on the autocommit engine (db._never_sort), for a statement in a transaction that
+    wants the first few of a long backlog in an order some index holds."""
+    if dialect_of(session) == "postgresql":
+        session.execute(text("SET LOCAL enable_sort = off"))
 
 
 def pg_sql(statement: Any) -> tuple[str, dict[str, Any]]:

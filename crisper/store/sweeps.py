@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, insert, or_, select, true, update
+from sqlalchemy import exists, func, insert, literal, or_, select, true, tuple_, update
 from sqlalchemy.orm import Session
 
 from crisper.states import JobState, move
 from crisper.store.models import job_events, jobs
-from crisper.store.statements import event, moving, state_in
+from crisper.store.statements import event, moving, never_sort, state_in
 
 S = JobState
 # Timers: a scheduled job's time has come; a retrying job's back-off is over.
@@ -140,35 +140,64 @@ def waiting_dispatches(session: Session, ids: Sequence[uuid.UUID]) -> list[Dispa
 
 
 def queues_with_stale_dispatch(session: Session, before: datetime) -> list[str]:
-    stmt = (
-        select(jobs.c.queue).distinct()
-        .where(jobs.c.state == S.QUEUED.value, jobs.c.dispatched_at < before, OWN)
-    )
-    return list(session.scalars(stmt))
+    """Queues holding a queued job whose wake-up went out before `before`.
+
+    A skip scan: the next queue with queued jobs, then its oldest message, each one index
+    descent, so the cost follows the number of queues, not of queued jobs (reading them all
+    took 127 ms with 300,000 queued, and the relay asks every 2 s)."""
+    queued = (jobs.c.state == S.QUEUED.value, OWN)
+
+    def first_after(queue: Any = None) -> Any:
+        later = () if queue is None else (jobs.c.queue > queue,)
+        return (select(jobs.c.queue).where(*queued, *later)
+                .order_by(jobs.c.queue).limit(1).scalar_subquery())
+
+    walk = select(first_after().label("queue")).cte("walk", recursive=True)
+    walk = walk.union_all(select(first_after(walk.c.queue)).where(walk.c.queue.is_not(None)))
+    # a subquery per queue, its first row only: as EXISTS, PostgreSQL made it a join that
+    # read every stale job
+    stale = (select(jobs.c.id).where(*queued, jobs.c.queue == walk.c.queue,
+                                     _sent_before(walk.c.queue, before))
+             .limit(1).scalar_subquery().is_not(None))
+    never_sort(session)
+    return list(session.scalars(select(walk.c.queue).where(walk.c.queue.is_not(None), stale)))
 
 
 def stale_dispatched(session: Session, queue: str, before: datetime, limit: int) -> list[Dispatch]:
-    """Queued jobs told to a worker long ago and still unclaimed: their message may be lost."""
+    """Queued jobs told to a worker long ago and still unclaimed: their message may be lost.
+    Oldest message first, the dispatch index's order: a wake-up names no job, so the order
+    only says which rows are marked sent again, and a sort by priority read every one of a
+    long backlog's stale rows (220 ms with 300,000 queued)."""
     stmt = (
         select(*_DISPATCH_COLUMNS)
         .where(jobs.c.state == S.QUEUED.value, jobs.c.queue == queue,
-               jobs.c.dispatched_at < before, OWN)
-        .order_by(jobs.c.priority.desc(), jobs.c.id).limit(limit)
+               _sent_before(queue, before), OWN)
+        .order_by(jobs.c.dispatched_at).limit(limit)
         .with_for_update(skip_locked=True)
     )
+    never_sort(session)
     return [_dispatch(r) for r in session.execute(stmt)]
 
 
 def dispatched_before(session: Session, before: datetime, limit: int) -> list[Dispatch]:
     """Queued jobs whose message went out before `before` (a broker that restarted empty lost
-    them), highest priority and oldest first, locked against other relays."""
+    them), oldest message first (as `stale_dispatched`), locked against other relays."""
     stmt = (
         select(*_DISPATCH_COLUMNS)
         .where(jobs.c.state == S.QUEUED.value, jobs.c.dispatched_at < before, OWN)
-        .order_by(jobs.c.priority.desc(), jobs.c.id).limit(limit)
+        .order_by(jobs.c.dispatched_at).limit(limit)
         .with_for_update(skip_locked=True)
     )
+    never_sort(session)
     return [_dispatch(r) for r in session.execute(stmt)]
+
+
+def _sent_before(queue: Any, before: datetime) -> Any:
+    """`dispatched_at < before` for a job of `queue`, written as one comparison of the pair
+    that only the dispatch index (queue, dispatched_at) can bound. Written plainly, PostgreSQL,
+    with statistics that knew of no backlog, read the index of sending times instead and
+    walked every other queue's stale jobs to find none of this one's."""
+    return tuple_(jobs.c.queue, jobs.c.dispatched_at) < tuple_(queue, literal(before))
 
 
 _DISPATCH_COLUMNS = (jobs.c.id, jobs.c.type, jobs.c.queue, jobs.c.priority,

@@ -15,10 +15,8 @@ that engine's connection.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -31,6 +29,7 @@ from crisper.store import attempts as attempt_sql
 from crisper.store import queues as queue_sql
 from crisper.store import utcnow
 from tests.harness import Backend
+from tests.integration.backlogs import fill, jobs_pages_read, json_plan, nodes
 
 pytestmark = pytest.mark.backends("postgres-redis")
 BACKLOG = 20_000
@@ -38,15 +37,6 @@ JOB = "plan.noop"
 # A queue name as long as many in use: with it, 20,000 entries make the claim index two
 # levels deep, and that extra level was what lost the claim index the planner's tie.
 QUEUE_PREFIX = "a-backlog-of-plan-tests-"
-# A backlog on one queue: ids time-ordered like the store's, priorities 0 and 5.
-FILL = """
-INSERT INTO crisper_jobs (id, type, queue, priority, state, tenant, params, tags, attempt,
-                          max_attempts, retry_policy, created_at, queued_at)
-SELECT (lpad(to_hex(:now_ms + g), 12, '0') || '7000' || '8' || lpad(to_hex(g), 15, '0'))::uuid,
-       :type, :queue, CASE WHEN g % 10 = 0 THEN 5 ELSE 0 END, 'queued', 'default',
-       '{}'::jsonb, '[]'::jsonb, 0, 1, '{}'::jsonb, now(), now()
-FROM generate_series(1, :rows) AS g
-"""
 
 
 def generic_plan(conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -71,14 +61,7 @@ def generic_plan(conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]
         row = cursor.fetchone()
         conn.execute(f"DEALLOCATE {name}")
     assert row is not None
-    plan = row[0]
-    return (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
-
-
-def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from nodes(child)
+    return json_plan(row)
 
 
 def queue_backlog(app: Any, queue: str, analyze_first: bool) -> None:
@@ -93,8 +76,7 @@ def queue_backlog(app: Any, queue: str, analyze_first: bool) -> None:
     if analyze_first:
         analyze()
     with app.store.transaction() as session:
-        session.execute(text(FILL), {"now_ms": int(utcnow().timestamp() * 1000),
-                                     "type": JOB, "queue": queue, "rows": BACKLOG})
+        fill(session, queue, JOB, BACKLOG)
         queue_sql.set_paused(session, queue, True, utcnow())
         queue_sql.set_paused(session, queue, False, utcnow())
     if not analyze_first:
@@ -107,7 +89,7 @@ def assert_reads_the_claim_index(plan: dict[str, Any]) -> None:
     on_jobs = [n for n in nodes(plan) if n.get("Relation Name") == "crisper_jobs"
                and "Scan" in n["Node Type"]]
     kinds = {n["Node Type"] for n in nodes(plan)}
-    read = sum(n.get("Shared Hit Blocks", 0) + n.get("Shared Read Blocks", 0) for n in on_jobs)
+    read = jobs_pages_read(plan)
     assert "Sort" not in kinds, kinds
     assert {n["Node Type"] for n in on_jobs} == {"Index Scan"}, on_jobs
     assert "ix_crisper_jobs_next_in_queue" in {n.get("Index Name") for n in on_jobs}
@@ -168,7 +150,7 @@ def test_a_gated_claim_reads_the_claim_index_of_a_backlog_analyzed_empty(backend
         cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", params)
         row = cursor.fetchone()
         assert row is not None
-        plan = (json.loads(row[0]) if isinstance(row[0], str) else row[0])[0]["Plan"]
+        plan = json_plan(row)
 
     # Then it found a job of the top priority through the claim index, with no sort
     assert best is not None

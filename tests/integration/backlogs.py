@@ -1,0 +1,51 @@
+"""Long backlogs written straight into the jobs table, and the plans PostgreSQL makes for them:
+for tests that a statement's cost does not grow with the backlog."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from crisper.store import utcnow
+
+# `rows` queued jobs on one queue: ids time-ordered like the store's (from `first` on, so that
+# several fills do not meet), priorities 0 and 5, their wake-up sent at `dispatched` (or not).
+FILL = """
+INSERT INTO crisper_jobs (id, type, queue, priority, state, tenant, params, tags, attempt,
+                          max_attempts, retry_policy, created_at, queued_at, dispatched_at)
+SELECT (lpad(to_hex(:now_ms + g), 12, '0') || '7000' || '8' || lpad(to_hex(g), 15, '0'))::uuid,
+       :type, :queue, CASE WHEN g % 10 = 0 THEN 5 ELSE 0 END, 'queued', 'default',
+       '{}'::jsonb, '[]'::jsonb, 0, 1, '{}'::jsonb, now(), now(), :dispatched
+FROM generate_series(:first, :first + :rows - 1) AS g
+"""
+
+
+def fill(session: Session, queue: str, job_type: str, rows: int, first: int = 1,
+         dispatched: datetime | None = None) -> None:
+    session.execute(text(FILL), {"now_ms": int(utcnow().timestamp() * 1000), "type": job_type,
+                                 "queue": queue, "rows": rows, "first": first,
+                                 "dispatched": dispatched})
+
+
+def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from nodes(child)
+
+
+def json_plan(row: Any) -> dict[str, Any]:
+    """The plan of an `EXPLAIN (FORMAT JSON)` row."""
+    plan = row[0]
+    return (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
+
+
+def jobs_pages_read(plan: dict[str, Any]) -> int:
+    """Shared buffers the plan's scans of crisper_jobs read (hit or not)."""
+    return sum(n.get("Shared Hit Blocks", 0) + n.get("Shared Read Blocks", 0)
+               for n in nodes(plan) if n.get("Relation Name") == "crisper_jobs"
+               and "Scan" in n["Node Type"])
