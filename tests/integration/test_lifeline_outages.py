@@ -63,10 +63,11 @@ def test_a_lease_that_expired_while_writes_failed_is_kept_until_its_worker_could
     app = backend.app_with(lease_seconds=LEASE)
     good, bad = app.store, writes_refused(app.settings.resolved_database_url())
     try:
-        # Given a running job, and a lifeline that has seen the database
-        job_id, token = claimed(app)
+        # Given a lifeline that has seen the database, then a running job (in this order: its
+        # lease is one second, which a loaded machine once spent between claim and first pass)
         lifeline = Lifeline(good, app.settings)
         assert lifeline(utcnow()) == 0
+        job_id, token = claimed(app)
 
         # When writes fail (reads work) for longer than the lease and its grace together
         lifeline.store = bad
