@@ -4,13 +4,16 @@ for tests that a statement's cost does not grow with the backlog."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from bench.scale import captured  # the statements the store runs, as bench.scale takes them
+from crisper import Crisper
 from crisper.store import utcnow
 
 # `rows` queued jobs on one queue: ids time-ordered like the store's (from `first` on, so that
@@ -30,6 +33,27 @@ def fill(session: Session, queue: str, job_type: str, rows: int, first: int = 1,
     session.execute(text(FILL), {"now_ms": int(utcnow().timestamp() * 1000), "type": job_type,
                                  "queue": queue, "rows": rows, "first": first,
                                  "dispatched": dispatched})
+
+
+def analyze(app: Crisper, *tables: str) -> None:
+    """Statistics of `tables` as they are now, as autovacuum would take them."""
+    with app.store.engine.connect() as conn:
+        for table in tables:
+            conn.execute(text(f"ANALYZE {table}"))
+        conn.commit()
+
+
+def explained(session: Session, call: Callable[[Session], Any]) -> tuple[Any, dict[str, Any]]:
+    """`call`'s answer, and the plan of its last statement, explained in its transaction
+    (with whatever it set there) and run again."""
+    with captured() as seen:
+        answer = call(session)
+    sql, params = seen[-1]
+    raw = session.connection().connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    cursor = psycopg.ClientCursor(raw)
+    cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", params)
+    return answer, json_plan(cursor.fetchone())
 
 
 def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -24,12 +24,20 @@ import pytest
 from sqlalchemy import text
 
 from bench.scale import captured  # the statements the store runs, as bench.scale takes them
+from crisper import Crisper
 from crisper.states import JobState
 from crisper.store import attempts as attempt_sql
 from crisper.store import queues as queue_sql
 from crisper.store import utcnow
 from tests.harness import Backend
-from tests.integration.backlogs import fill, jobs_pages_read, json_plan, nodes
+from tests.integration.backlogs import (
+    analyze,
+    explained,
+    fill,
+    jobs_pages_read,
+    json_plan,
+    nodes,
+)
 
 pytestmark = pytest.mark.backends("postgres-redis")
 BACKLOG = 20_000
@@ -64,23 +72,17 @@ def generic_plan(conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]
     return json_plan(row)
 
 
-def queue_backlog(app: Any, queue: str, analyze_first: bool) -> None:
+def queue_backlog(app: Crisper, queue: str, analyze_first: bool) -> None:
     """BACKLOG jobs queued on `queue` (which has a row of its own, not paused), with the
     tables analyzed after they are queued or, `analyze_first`, before (an idle queue)."""
-    def analyze() -> None:
-        with app.store.engine.connect() as conn:
-            conn.execute(text("ANALYZE crisper_jobs"))
-            conn.execute(text("ANALYZE crisper_queues"))
-            conn.commit()
-
     if analyze_first:
-        analyze()
+        analyze(app, "crisper_jobs", "crisper_queues")
     with app.store.transaction() as session:
         fill(session, queue, JOB, BACKLOG)
         queue_sql.set_paused(session, queue, True, utcnow())
         queue_sql.set_paused(session, queue, False, utcnow())
     if not analyze_first:
-        analyze()
+        analyze(app, "crisper_jobs", "crisper_queues")
 
 
 def assert_reads_the_claim_index(plan: dict[str, Any]) -> None:
@@ -141,16 +143,8 @@ def test_a_gated_claim_reads_the_claim_index_of_a_backlog_analyzed_empty(backend
 
     # When a limited type's claim looks for the best job in its transaction (the flow gate's
     # path), and the same statement is explained there
-    with app.store.transaction() as session, captured() as seen:
-        best = attempt_sql.next_queued(session, queue, [JOB])
-        sql, params = next((s, p) for s, p in seen if "FOR UPDATE SKIP LOCKED" in s)
-        raw = session.connection().connection.driver_connection
-        assert isinstance(raw, psycopg.Connection)
-        cursor = psycopg.ClientCursor(raw)
-        cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", params)
-        row = cursor.fetchone()
-        assert row is not None
-        plan = json_plan(row)
+    with app.store.transaction() as session:
+        best, plan = explained(session, lambda s: attempt_sql.next_queued(s, queue, [JOB]))
 
     # Then it found a job of the top priority through the claim index, with no sort
     assert best is not None

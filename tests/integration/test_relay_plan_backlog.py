@@ -12,37 +12,18 @@ backlog comes, and each statement's plan is read where it runs.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
-import psycopg
 import pytest
-from sqlalchemy import text
-from sqlalchemy.orm import Session
 
-from bench.scale import captured
 from crisper.store import sweeps as sweep_sql
 from crisper.store import utcnow
 from tests.harness import Backend
-from tests.integration.backlogs import fill, jobs_pages_read, json_plan, nodes
+from tests.integration.backlogs import analyze, explained, fill, jobs_pages_read, nodes
 
 pytestmark = pytest.mark.backends("postgres-redis")
 BACKLOG = 20_000
 JOB = "plan.noop"
-
-
-def explained(session: Session, call: Callable[[Session], Any]) -> tuple[Any, dict[str, Any]]:
-    """`call`'s answer, and the plan of its last statement, explained in its transaction
-    (with whatever it set there) and run again."""
-    with captured() as seen:
-        answer = call(session)
-    sql, params = seen[-1]
-    raw = session.connection().connection.driver_connection
-    assert isinstance(raw, psycopg.Connection)
-    cursor = psycopg.ClientCursor(raw)
-    cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", params)
-    return answer, json_plan(cursor.fetchone())
 
 
 def test_the_relay_finds_stale_queues_and_their_jobs_without_reading_the_backlog(
@@ -50,9 +31,7 @@ def test_the_relay_finds_stale_queues_and_their_jobs_without_reading_the_backlog
     # Given tables analyzed empty, then four queues: 20,000 jobs told a worker an hour ago,
     # 5 told half an hour ago, 50 told just now, and 50 not told yet
     app = backend.app_with(queues=["default"])
-    with app.store.engine.connect() as conn:
-        conn.execute(text("ANALYZE crisper_jobs"))
-        conn.commit()
+    analyze(app, "crisper_jobs")
     tag = uuid.uuid4().hex[:8]
     backlog, few, fresh, untold = (f"relay-{name}-{tag}" for name in
                                    ("backlog", "few", "fresh", "untold"))
