@@ -169,9 +169,9 @@ jobs = Table(
         "ix_crisper_jobs_dispatch", "queue", "dispatched_at",
         postgresql_where=text("state = 'queued'"), sqlite_where=text("state = 'queued'"),
     ),
-    # The claim's index, ix_crisper_jobs_next_in_queue, follows the table: it needs DESC.
-    # The relay's scans: queued jobs with no message out (dispatched_at IS NULL), and queued
-    # jobs by the time their message went out (those a broker restart may have lost).
+    # The claim's index and the relay's, ix_crisper_jobs_next_in_queue and
+    # ix_crisper_jobs_unsent, follow the table: they need DESC.
+    # Queued jobs by the time their message went out (those a broker restart may have lost).
     Index(
         "ix_crisper_jobs_dispatched_at", "dispatched_at",
         postgresql_where=text("state = 'queued'"), sqlite_where=text("state = 'queued'"),
@@ -217,6 +217,13 @@ jobs = Table(
 # all the queue's jobs of the top priority.)
 Index("ix_crisper_jobs_next_in_queue", jobs.c.queue, jobs.c.priority.desc(), jobs.c.id,
       postgresql_where=text("state = 'queued'"), sqlite_where=text("state = 'queued'"))
+
+# The relay: each queue's queued jobs with no wake-up out yet, in the claim's order
+# (store/sweeps.undispatched). Jobs submitted while their queue takes wake-ups are inserted
+# sent and never enter it.
+_UNSENT = "state = 'queued' AND dispatched_at IS NULL AND source <> 'observed'"
+Index("ix_crisper_jobs_unsent", jobs.c.queue, jobs.c.priority.desc(), jobs.c.id,
+      postgresql_where=text(_UNSENT), sqlite_where=text(_UNSENT))
 
 job_events = Table(
     "crisper_job_events",

@@ -24,7 +24,7 @@ INSERT INTO crisper_jobs (id, type, queue, priority, state, tenant, params, tags
 SELECT (lpad(to_hex(:now_ms + g), 12, '0') || '7000' || '8' || lpad(to_hex(g), 15, '0'))::uuid,
        :type, :queue, CASE WHEN g % 10 = 0 THEN 5 ELSE 0 END, 'queued', 'default',
        '{}'::jsonb, '[]'::jsonb, 0, 1, '{}'::jsonb, now(), now(), :dispatched
-FROM generate_series(:first, :first + :rows - 1) AS g
+FROM generate_series(CAST(:first AS int), CAST(:first AS int) + CAST(:rows AS int) - 1) AS g
 """
 
 
@@ -43,17 +43,21 @@ def analyze(app: Crisper, *tables: str) -> None:
         conn.commit()
 
 
-def explained(session: Session, call: Callable[[Session], Any]) -> tuple[Any, dict[str, Any]]:
-    """`call`'s answer, and the plan of its last statement, explained in its transaction
-    (with whatever it set there) and run again."""
+def explained(session: Session, call: Callable[[Session], Any]
+              ) -> tuple[Any, list[dict[str, Any]]]:
+    """`call`'s answer, and the plans of the queries it ran, each explained in its transaction
+    (with whatever the call set there: its SET statements are not explained) and run again."""
     with captured() as seen:
         answer = call(session)
-    sql, params = seen[-1]
     raw = session.connection().connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
     cursor = psycopg.ClientCursor(raw)
-    cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", params)
-    return answer, json_plan(cursor.fetchone())
+    plans = []
+    for sql, params in seen:
+        if not sql.lstrip().upper().startswith("SET "):
+            cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", params)
+            plans.append(json_plan(cursor.fetchone()))
+    return answer, plans
 
 
 def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -144,7 +144,7 @@ def test_a_gated_claim_reads_the_claim_index_of_a_backlog_analyzed_empty(backend
     # When a limited type's claim looks for the best job in its transaction (the flow gate's
     # path), and the same statement is explained there
     with app.store.transaction() as session:
-        best, plan = explained(session, lambda s: attempt_sql.next_queued(s, queue, [JOB]))
+        best, (plan,) = explained(session, lambda s: attempt_sql.next_queued(s, queue, [JOB]))
 
     # Then it found a job of the top priority through the claim index, with no sort
     assert best is not None
