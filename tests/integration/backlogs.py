@@ -4,6 +4,7 @@ for tests that a statement's cost does not grow with the backlog."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,22 @@ def fill(session: Session, queue: str, job_type: str, rows: int, first: int = 1,
     session.execute(text(FILL), {"now_ms": int(utcnow().timestamp() * 1000), "type": job_type,
                                  "queue": queue, "rows": rows, "first": first,
                                  "dispatched": dispatched})
+
+
+def fill_queues(app: Crisper, job_type: str, queues: dict[str, tuple[int, datetime | None]]
+                ) -> dict[str, str]:
+    """The tables analyzed empty (as on an idle server), then for each of `queues`, {name:
+    (rows, their wake-up sent at)}, a queue of that many jobs, ids ascending from the first
+    queue to the last. Answers each name's queue, made unique to this call."""
+    analyze(app, "crisper_jobs")
+    tag = uuid.uuid4().hex[:8]
+    names = {name: f"{name}-{tag}" for name in queues}
+    first = 1
+    with app.store.transaction() as session:
+        for name, (rows, dispatched) in queues.items():
+            fill(session, names[name], job_type, rows, first=first, dispatched=dispatched)
+            first += rows
+    return names
 
 
 def analyze(app: Crisper, *tables: str) -> None:

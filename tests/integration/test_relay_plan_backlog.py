@@ -12,7 +12,6 @@ statement's plan is read where it runs.
 """
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -22,7 +21,7 @@ import pytest
 from crisper.store import sweeps as sweep_sql
 from crisper.store import utcnow
 from tests.harness import Backend
-from tests.integration.backlogs import analyze, explained, fill, jobs_pages_read, nodes
+from tests.integration.backlogs import explained, fill_queues, jobs_pages_read, nodes
 
 pytestmark = pytest.mark.backends("postgres-redis")
 BACKLOG = 20_000
@@ -34,16 +33,11 @@ def test_the_relay_finds_stale_queues_and_their_jobs_without_reading_the_backlog
     # Given tables analyzed empty, then four queues: 20,000 jobs told a worker an hour ago,
     # 5 told half an hour ago, 50 told just now, and 50 not told yet
     app = backend.app_with(queues=["default"])
-    analyze(app, "crisper_jobs")
-    tag = uuid.uuid4().hex[:8]
-    backlog, few, fresh, untold = (f"relay-{name}-{tag}" for name in
-                                   ("backlog", "few", "fresh", "untold"))
     now = utcnow()
-    with app.store.transaction() as session:
-        fill(session, backlog, JOB, BACKLOG, first=1, dispatched=now - timedelta(hours=1))
-        fill(session, few, JOB, 5, first=BACKLOG + 1, dispatched=now - timedelta(minutes=30))
-        fill(session, fresh, JOB, 50, first=BACKLOG + 6, dispatched=now)
-        fill(session, untold, JOB, 50, first=BACKLOG + 56)
+    q = fill_queues(app, JOB, {"backlog": (BACKLOG, now - timedelta(hours=1)),
+                               "few": (5, now - timedelta(minutes=30)),
+                               "fresh": (50, now), "untold": (50, None)})
+    backlog, few = q["backlog"], q["few"]
     before = now - timedelta(minutes=1)
 
     # When the relay asks which queues hold stale jobs, takes a batch of one of them, and a
@@ -74,16 +68,11 @@ def test_the_relay_sends_each_queue_its_unsent_jobs_without_reading_the_backlog(
     # Given tables analyzed empty, then 20,000 jobs told a worker an hour ago, and three
     # queues of jobs not told yet: 20,000 on a paused queue, 20,000 and 50 on two others
     app = backend.app_with(queues=["default"])
-    analyze(app, "crisper_jobs")
-    tag = uuid.uuid4().hex[:8]
-    told, paused, backlog, few = (f"relay-{name}-{tag}" for name in
-                                  ("told", "paused", "backlog", "few"))
     now = utcnow()
-    with app.store.transaction() as session:
-        fill(session, told, JOB, BACKLOG, first=1, dispatched=now - timedelta(hours=1))
-        fill(session, paused, JOB, BACKLOG, first=BACKLOG + 1)
-        fill(session, backlog, JOB, BACKLOG, first=2 * BACKLOG + 1)
-        fill(session, few, JOB, 50, first=3 * BACKLOG + 1)
+    q = fill_queues(app, JOB, {"told": (BACKLOG, now - timedelta(hours=1)),
+                               "paused": (BACKLOG, None), "backlog": (BACKLOG, None),
+                               "few": (50, None)})
+    paused, backlog, few = q["paused"], q["backlog"], q["few"]
 
     # When the relay takes its batches of jobs to send (of 100 here: its 500 are scattered
     # over some 125 pages, as every tenth job has priority 5), the paused queue's left out
