@@ -234,6 +234,9 @@ def explain(engine: Engine, paths: dict[str, Step], force_index: bool = False) -
                 if force_index:  # a tiny table: ask whether an index *can* serve the statement
                     conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
                 for sql, params in seen:
+                    if sql.lstrip().upper().startswith("SET "):  # as the path set it (never_sort)
+                        conn.exec_driver_sql(sql, params)
+                        continue
                     if "crisper_jobs" not in sql:
                         continue
                     rows = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", params)
