@@ -74,14 +74,15 @@ def test_the_relay_sends_each_queue_its_unsent_jobs_without_reading_the_backlog(
                                "few": (50, None)})
     paused, backlog, few = q["paused"], q["backlog"], q["few"]
 
-    # When the relay takes its batches of jobs to send (of 100 here: its 500 are scattered
-    # over some 125 pages, as every tenth job has priority 5), the paused queue's left out
+    # When the relay takes its batch of jobs to send, the paused queue's left out (of 200
+    # here, 100 per queue: 500 of the backlog's best would be scattered over some 125 pages,
+    # as every tenth job has priority 5)
     with app.store.transaction() as session:
         todo, plans = explained(
-            session, lambda s: sweep_sql.undispatched(s, 100, {paused}, now))
+            session, lambda s: sweep_sql.undispatched(s, 200, {paused}, now))
 
-    # Then it has the backlog's best 100 (priority-5 jobs, oldest first) and the other
-    # queue's 50, all highest priority first, and nothing of the paused or the told queue
+    # Then it has the backlog's share, its best 100 (priority-5 jobs, oldest first), and the
+    # other queue's 50, all highest priority first, and nothing of the paused or told queue
     by_queue = Counter(d.queue for d in todo)
     assert by_queue == {backlog: 100, few: 50}, by_queue
     assert [d.priority for d in todo] == sorted((d.priority for d in todo), reverse=True)
