@@ -64,7 +64,7 @@ class Dispatcher:
             app = self.celery  # no broker configured or readable: that wake-up says so
             quiet = [d for d in dispatches if self.wakes.quiet(app, d.queue, d.type)]
             if quiet:
-                publish(app, quiet, self.wakes, herald=True)  # a refusal: the committed's
+                publish(app, quiet, self.wakes)  # a refusal is the committed wake-up's to record
         except Exception as exc:  # noqa: BLE001 - the wake-up after the commit decides
             log.debug("herald not sent (%s)", exc)
 

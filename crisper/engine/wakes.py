@@ -29,10 +29,7 @@ follows as always. If that check finds the herald's marker still set, its taker 
 deleted it yet, so its claims come after the commit; if it finds none, it publishes. So the
 argument above holds with or without the herald, which only lets the message and the
 commit overlap, the longest wait of an idle pickup. Its taker may come first and find
-nothing: that costs a claim, and the check then publishes again. So the herald's marker is
-set beforehand and deleted by the slot that takes it, just before its claim, not by the
-worker's main process as it receives the message: that was often before the check, which
-then published a second wake-up for 46 % of idle pickups. Without markers there is no
+nothing: that costs a claim, and the check then publishes again. Without markers there is no
 check to rely on, and no herald.
 
 Gathering: a check covers every job committed before it. When a sender's check found every
@@ -109,14 +106,13 @@ class Wakes:
                              and options.get("ack_emulation", True) is not False)
         return self._in_band
 
-    def plan(self, app: Celery, keys: Iterable[tuple[str, str]], force: bool = False,
-             herald: bool = False) -> dict[tuple[str, str], Wake]:
+    def plan(self, app: Celery, keys: Iterable[tuple[str, str]], force: bool = False
+             ) -> dict[tuple[str, str], Wake]:
         """Which of these wake-ups ((type, queue) keys) to send, and how: those with no
         outstanding wake-up; all of them if `force` (the relay: the outstanding one may be
         lost), each setting its marker. In band, the transport checks the marker as it
-        pushes, unless this key is busy (see above) or the wake-up is a `herald`, whose
-        marker the taker's slot deletes, just before its claim (see "Heralds")."""
-        in_band = self.in_band(app) and not herald
+        pushes, unless this key is busy (see above)."""
+        in_band = self.in_band(app)
         now = time.monotonic()
         wakes: dict[tuple[str, str], Wake] = {}
         outstanding = 0
