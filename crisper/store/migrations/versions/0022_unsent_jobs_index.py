@@ -4,8 +4,8 @@ The relay sends these every half second, a batch at a time. Found through the in
 queued jobs' sending times, each batch sorted every unsent job by priority: 150-220 ms per
 batch with 300,000 unsent (a queue resumed after a pause, a campaign of scheduled jobs come
 due), and a paused queue's unsent jobs were read on every tick only to be skipped. Here the
-relay finds the queues with unsent jobs by a skip scan and reads each one's first batch in
-order. A job submitted while its queue takes wake-ups is inserted sent, so on that path this
+relay finds the queues with unsent jobs by a skip scan and reads each one's share of a batch
+in order. A job submitted while its queue takes wake-ups is inserted sent, so on that path this
 index takes no entries.
 
 Revision ID: 0022
