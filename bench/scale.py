@@ -142,6 +142,12 @@ def captured() -> Iterator[list[tuple[str, Any]]]:
         event.remove(Engine, "before_cursor_execute", grab)
 
 
+def is_setting(sql: str) -> bool:
+    """Whether a captured statement is a SET (a path's `SET LOCAL enable_sort = off`, say),
+    which a replay runs as it ran rather than explains."""
+    return sql.lstrip().upper().startswith("SET ")
+
+
 def claim_path(conn: Connection) -> None:
     """What a worker's pool child runs for a wake-up on a queue with two jobs: the first
     claim, the first job's outcome with the claim of the next (one statement, as for every
@@ -234,7 +240,7 @@ def explain(engine: Engine, paths: dict[str, Step], force_index: bool = False) -
                 if force_index:  # a tiny table: ask whether an index *can* serve the statement
                     conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
                 for sql, params in seen:
-                    if sql.lstrip().upper().startswith("SET "):  # as the path set it (never_sort)
+                    if is_setting(sql):  # as the path set it (never_sort)
                         conn.exec_driver_sql(sql, params)
                         continue
                     if "crisper_jobs" not in sql:

@@ -13,7 +13,10 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from bench.scale import captured  # the statements the store runs, as bench.scale takes them
+from bench.scale import (  # the statements the store runs, as bench.scale takes them
+    captured,
+    is_setting,
+)
 from crisper import Crisper
 from crisper.store import utcnow
 
@@ -71,7 +74,7 @@ def explained(session: Session, call: Callable[[Session], Any]
     cursor = psycopg.ClientCursor(raw)
     plans = []
     for sql, params in seen:
-        if not sql.lstrip().upper().startswith("SET "):
+        if not is_setting(sql):
             cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", params)
             plans.append(json_plan(cursor.fetchone()))
     return answer, plans

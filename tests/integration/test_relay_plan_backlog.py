@@ -10,6 +10,7 @@ queues are found by skip scans, a batch is read in an index's order, and none ma
 the tables are analyzed empty, as on an idle server, before the backlog comes, and each
 statement's plan is read where it runs.
 """
+
 from __future__ import annotations
 
 from collections import Counter
