@@ -25,7 +25,7 @@ from crisper.store import utcnow
 from crisper.store.sweeps import Dispatch
 
 if TYPE_CHECKING:
-    from crisper.engine.wakes import Wakes
+    from crisper.engine.wakes import Wake, Wakes
 
 log = logging.getLogger(__name__)
 
@@ -56,36 +56,68 @@ def publish(app: Celery, dispatches: Sequence[Dispatch], wakes: Wakes,
     engine/wakes.py), unless `force` (the relay: the outstanding one may be lost). A message
     the broker cannot take (a queue name that collides with one of its own keys) refuses
     only its group. BrokerUnavailable if the broker is down: then nothing more is tried,
-    after one connection attempt (no retry loop).
+    after one fresh connection attempt (no retry loop; see `on_producer`).
     """
     groups = wake_groups(dispatches)
     plan = wakes.plan(app, groups, force)
     if not plan:
         return []
     refused: list[Refusal] = []
-    unsent = dict(plan)  # markers set beforehand are given back if they do not go out
+    todo, sent = dict(plan), set[tuple[str, str]]()
     try:
-        with app.producer_or_acquire() as producer:
-            producer.connection.ensure_connection(max_retries=0)
-            for (type_name, queue), wake in plan.items():
-                priority, ids = groups[(type_name, queue)]
-                try:
-                    send_wake(app, producer, type_name, queue, priority, wake.headers)
-                except Exception as exc:  # noqa: BLE001 - sorted just below
-                    if broker_wide(exc):
-                        raise
-                    refused.append(Refusal(ids, f"{type(exc).__name__}: {exc}"))
-                    continue
-                del unsent[(type_name, queue)]
+        on_producer(app, lambda producer: _send_each(app, producer, groups, todo, sent, refused))
     except Exception as exc:
         if broker_wide(exc):
             raise BrokerUnavailable(f"the broker is unavailable: {exc}") from exc
         raise
     finally:
-        for (type_name, queue), wake in unsent.items():
-            if wake.owned:
+        for (type_name, queue), wake in plan.items():  # markers set for wake-ups not sent
+            if wake.owned and (type_name, queue) not in sent:
                 wakes.taken(queue, type_name)
     return refused
+
+
+def on_producer(app: Celery, send: Callable[[Any], None]) -> None:
+    """`send(producer)` on one of `app`'s pooled producers, its connection made if need be.
+
+    A pooled connection can die unseen: the broker restarted, a middlebox dropped it idle,
+    a forked child's cleanup shut its socket (kombu's pools do). That says nothing of the
+    broker, so a reused connection that fails is replaced once and `send` runs again (it
+    must skip what it did); a fresh connection's failure is the broker's, and raised.
+    """
+    with app.producer_or_acquire() as producer:
+        for last_try in (False, True):
+            reused = producer.connection.connected
+            try:
+                producer.connection.ensure_connection(max_retries=0)
+                send(producer)
+                return
+            except Exception as exc:
+                if last_try or not reused or not broker_wide(exc):
+                    raise
+                log.info("a pooled broker connection was dead (%s); connecting anew", exc)
+                producer.connection.collect()
+                producer.revive(producer.connection)
+
+
+def _send_each(app: Celery, producer: Any,
+               groups: dict[tuple[str, str], tuple[int, list[uuid.UUID]]],
+               todo: dict[tuple[str, str], Wake], sent: set[tuple[str, str]],
+               refused: list[Refusal]) -> None:
+    """Send the wake-ups still `todo`, taking each out as it is sent or refused; a broker
+    error stops the loop (BrokerUnavailable's cause) and leaves the rest `todo`."""
+    for key, wake in list(todo.items()):
+        type_name, queue = key
+        priority, ids = groups[key]
+        try:
+            send_wake(app, producer, type_name, queue, priority, wake.headers)
+        except Exception as exc:  # noqa: BLE001 - sorted just below
+            if broker_wide(exc):
+                raise
+            refused.append(Refusal(ids, f"{type(exc).__name__}: {exc}"))
+        else:
+            sent.add(key)
+        del todo[key]
 
 
 def send_wake(app: Celery, producer: Any, type_name: str, queue: str, priority: int,

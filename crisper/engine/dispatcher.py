@@ -12,7 +12,14 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from crisper.engine.dispatch import BrokerEpoch, Refusal, publish, queue_depth, send_wake
+from crisper.engine.dispatch import (
+    BrokerEpoch,
+    Refusal,
+    on_producer,
+    publish,
+    queue_depth,
+    send_wake,
+)
 from crisper.engine.wakes import Wakes
 from crisper.store import sweeps as sweep_sql
 from crisper.store.sweeps import Dispatch
@@ -61,8 +68,9 @@ class Dispatcher:
             return
         wake = self.wakes.plan(self.celery, [(type_name, queue)]).get((type_name, queue))
         if wake is not None:
-            with self.celery.producer_or_acquire() as producer:
-                send_wake(self.celery, producer, type_name, queue, 0, wake.headers)
+            app = self.celery
+            on_producer(app, lambda producer: send_wake(app, producer, type_name, queue, 0,
+                                                        wake.headers))
 
     def queue_depth(self, queue: str) -> int | None:
         return queue_depth(self.celery, queue)

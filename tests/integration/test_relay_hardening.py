@@ -4,6 +4,7 @@ a broker that is down, and a broker state file that cannot be read (issue 8: 1, 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import shutil
 import statistics
 import subprocess
@@ -28,8 +29,10 @@ from crisper.maintenance import relay
 from crisper.settings import EMBEDDED_STATE_FILE
 from crisper.store import utcnow
 from crisper.store.models import jobs
+from crisper.store.sweeps import Dispatch
 from tests.api_support import api_server, key
 from tests.conftest import require
+from tests.faults import CuttableProxy
 from tests.harness import Backend, wait_for
 
 S = JobState
@@ -322,3 +325,44 @@ def test_on_rabbitmq_a_refused_queue_name_stops_only_its_own_jobs(backend: Backe
         with app.celery.connection_for_write() as conn:
             conn.default_channel.queue_delete(queue)
             conn.default_channel.exchange_delete(queue)
+
+
+@pytest.mark.backends("postgres-redis")
+@pytest.mark.parametrize("death", ["a forked child", "the network"])
+def test_on_rabbitmq_a_dead_pooled_connection_costs_a_reconnect_not_an_outage(
+        backend: Backend, death: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A pooled AMQP connection can die unseen: after a multiprocessing fork, kombu's pools
+    shut the sockets the child inherited, which are the parent's too; a middlebox or a
+    broker restart drops them. A wake-up on it once met 'Connection reset by peer' and
+    reported the broker down."""
+    require("rabbitmq")
+    proxy = CuttableProxy("127.0.0.1", 5672) if death == "the network" else None
+    port = proxy.port if proxy else 5672
+    queue = f"relay-test-{uuid.uuid4().hex[:8]}"
+    app = backend.app_with(broker_url=f"amqp://guest:guest@127.0.0.1:{port}//",
+                           broker_prefix="", queues=[queue])
+    wake_up = [Dispatch(id=uuid.uuid4(), type="probe.noop", queue=queue, priority=0)]
+    try:
+        # Given a wake-up that left its connection in the pool
+        assert app.dispatcher.publish(wake_up, force=True) == []
+
+        # When that connection dies unseen
+        if proxy is None:
+            child = multiprocessing.get_context("fork").Process(target=int)
+            child.start()
+            child.join(10)
+        else:
+            proxy.cut()
+            proxy.restore()
+
+        # Then the next wake-up goes out on a new connection, the broker not reported down
+        with caplog.at_level(logging.INFO, logger="crisper.engine.dispatch"):
+            assert app.dispatcher.publish(wake_up, force=True) == []
+        assert "a pooled broker connection was dead" in caplog.text
+        assert queue_depth(app.celery, queue) == 2
+    finally:
+        with app.celery.connection_for_write() as conn:
+            conn.default_channel.queue_delete(queue)
+            conn.default_channel.exchange_delete(queue)
+        if proxy is not None:
+            proxy.close()
