@@ -21,6 +21,7 @@ import json
 import pstats
 import statistics
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -226,9 +227,10 @@ def timeline(system: CrisperSystem, world: World, samples: int, warmup: int = 10
         system.extra_env.pop(other, None)
     system.extra_env["BENCH_TIMELINE_KEY"] = key
     system.start_worker()
-    check, publish = Wakes.claim, Dispatcher.publish
-    Wakes.claim = probes.timed("marker check", check)  # type: ignore[method-assign]
+    check, publish, herald = Wakes.claim, Dispatcher.publish, Dispatcher.herald
+    Wakes.claim = _outside_heralds(check)  # type: ignore[method-assign]
     Dispatcher.publish = probes.timed("publish", publish)  # type: ignore[method-assign]
+    Dispatcher.herald = _herald_timed(herald)  # type: ignore[method-assign]
     rows: list[dict[str, float]] = []
     try:
         for i in range(warmup + samples):
@@ -241,6 +243,7 @@ def timeline(system: CrisperSystem, world: World, samples: int, warmup: int = 10
                 rows.append({"submit": started, "received": received, **row})
     finally:
         Wakes.claim, Dispatcher.publish = check, publish  # type: ignore[method-assign]
+        Dispatcher.herald = herald  # type: ignore[method-assign]
         system.stop_workers()
     print(f"\npickup timeline, one job at a time ({samples} jobs), medians (p90) in ms:")
     # In band (engine/wakes.py), the marker needs no check or delete of its own.
@@ -252,6 +255,38 @@ def timeline(system: CrisperSystem, world: World, samples: int, warmup: int = 10
                   f"({gaps[int(len(gaps) * 0.9)]:5.2f})")
     total = [(r["body"] - r["submit"]) * 1000 for r in rows]
     print(f"  {'submit':>18} -> {'body':<18} {statistics.median(total):6.2f}")
+    heralded = [r for r in rows if "herald end" in r]
+    if heralded:  # beside the submit, on the waker thread (engine/wakes.py: "Heralds")
+        starts = [(r["herald start"] - r["submit"]) * 1000 for r in heralded]
+        takes = [(r["herald end"] - r["herald start"]) * 1000 for r in heralded]
+        print(f"  herald, beside the submit ({len(heralded)} of {len(rows)} pickups): starts "
+              f"{statistics.median(starts):.2f} ms after it, takes {statistics.median(takes):.2f}")
+
+
+_HERALD = threading.local()
+
+
+def _herald_timed(herald: Any) -> Any:
+    """Dispatcher.herald, marked "herald start" and "herald end"; its own marker check is
+    not marked (the timeline's marker check is the one after the commit)."""
+    timed = probes.timed("herald", herald)
+
+    def marked(*args: Any, **kwargs: Any) -> Any:
+        _HERALD.on = True
+        try:
+            return timed(*args, **kwargs)
+        finally:
+            _HERALD.on = False
+    return marked
+
+
+def _outside_heralds(check: Any) -> Any:
+    """Wakes.claim, marked "marker check start" and "end" unless a herald runs it."""
+    timed = probes.timed("marker check", check)
+
+    def marked(*args: Any, **kwargs: Any) -> Any:
+        return (check if getattr(_HERALD, "on", False) else timed)(*args, **kwargs)
+    return marked
 
 
 def _out_of_band(_wakes: Any, _app: Any) -> bool:

@@ -116,9 +116,10 @@ class JobService:
         self.rerun_node = rerun_node
         self.breaker = Breaker()
         # A submit returns once its job is committed; its wake-up follows on this thread.
-        self.waker: Waker[JobRecord] = Waker(partial(self._dispatch_now, allowed=True),
-                                             inline=lambda: dispatcher.inline,
-                                             gather=lambda: dispatcher.wakes.gather_seconds())
+        self.waker: Waker[JobRecord] = Waker(
+            partial(self._dispatch_now, allowed=True), inline=lambda: dispatcher.inline,
+            gather=lambda: dispatcher.wakes.gather_seconds(),
+            herald=lambda rs: dispatcher.herald([_dispatch(r) for r in rs]))
 
     # -- submit -----------------------------------------------------------------------------
 
@@ -143,10 +144,13 @@ class JobService:
                 self._dispatch_after_commit(session, fresh)
             return records
         if len(rows) == 1 and not (rows[0]["idempotency_key"] or rows[0]["unique_key"]):
-            # Nothing to look up first: one statement, committed on its own.
+            # Nothing to look up first: one statement, committed on its own, while its
+            # wake-up goes out (a herald; the wake after the commit checks again).
+            records = fresh = [JobRecord.from_new_row(rows[0])]
+            if send and records[0].state is S.QUEUED:
+                self.waker.herald(fresh)
             with self.store.autocommit() as conn:
                 job_sql.create(conn, rows, at)
-            records = fresh = [JobRecord.from_new_row(rows[0])]
         else:
             with self.store.transaction() as own:
                 records, fresh = self._insert(own, rows, at, rejects)

@@ -48,18 +48,19 @@ class Refusal:
 
 
 def publish(app: Celery, dispatches: Sequence[Dispatch], wakes: Wakes,
-            force: bool = False) -> list[Refusal]:
+            force: bool = False, herald: bool = False) -> list[Refusal]:
     """Publish one wake-up per (job type, queue) of `dispatches`; answer the groups refused.
 
     A wake-up names no job: the worker that takes it claims the queue's best jobs from the
     database. It goes out only if none is outstanding for its queue and type (`wakes`, see
-    engine/wakes.py), unless `force` (the relay: the outstanding one may be lost). A message
+    engine/wakes.py), unless `force` (the relay: the outstanding one may be lost); a
+    `herald` goes out before its jobs are committed (engine/wakes.py: "Heralds"). A message
     the broker cannot take (a queue name that collides with one of its own keys) refuses
     only its group. BrokerUnavailable if the broker is down: then nothing more is tried,
     after one fresh connection attempt (no retry loop; see `on_producer`).
     """
     groups = wake_groups(dispatches)
-    plan = wakes.plan(app, groups, force)
+    plan = wakes.plan(app, groups, force, herald)
     if not plan:
         return []
     refused: list[Refusal] = []

@@ -62,6 +62,19 @@ class Dispatcher:
             return self.stand_in(dispatches)
         return publish(self.celery, dispatches, self.wakes, force)
 
+    def herald(self, dispatches: Sequence[Dispatch]) -> None:
+        """Wake-ups for jobs whose insert is committing now, for the quiet queues among them
+        (engine/wakes.py: "Heralds"). Never raises: the wake-up after the commit follows."""
+        if self.stand_in is not None:
+            return
+        try:
+            app = self.celery  # no broker configured or readable: that wake-up says so
+            quiet = [d for d in dispatches if self.wakes.quiet(app, d.queue, d.type)]
+            if quiet:
+                publish(app, quiet, self.wakes, herald=True)  # a refusal: the committed's
+        except Exception as exc:  # noqa: BLE001 - the wake-up after the commit decides
+            log.debug("herald not sent (%s)", exc)
+
     def wake(self, queue: str, type_name: str) -> None:
         """One more wake-up for a queue, unless one is outstanding (a worker with a backlog)."""
         if self.stand_in is not None:

@@ -33,11 +33,14 @@ class Waker(Generic[T]):
 
     def __init__(self, send: Callable[[list[T]], None], name: str = "crisper-waker",
                  inline: Callable[[], bool] = lambda: False,
-                 gather: Callable[[], float] = lambda: 0.0) -> None:
+                 gather: Callable[[], float] = lambda: 0.0,
+                 herald: Callable[[list[T]], None] | None = None) -> None:
         """`inline()`: whether a send must run in the caller's thread instead (testing's
         inline worker runs the jobs in the submit's own call). `gather()`, asked after each
-        send: how long to let further items gather before the next one (0: none)."""
+        send: how long to let further items gather before the next one (0: none).
+        `herald`: sends wake-ups for jobs not committed yet (see `herald`)."""
         self._send = send
+        self._herald = herald
         self._name = name
         self._inline = inline
         self._gather = gather
@@ -48,6 +51,7 @@ class Waker(Generic[T]):
         self._cond = threading.Condition()
         self._sending = threading.Lock()  # held while a send runs: a fork waits for it
         self._pending: list[T] = []
+        self._heralds: list[T] = []
         self._taken = 0  # how many handed over so far were taken by the thread and sent
         self._given = 0
         self._thread: threading.Thread | None = None
@@ -63,10 +67,25 @@ class Waker(Generic[T]):
         with self._cond:
             self._pending.extend(items)
             self._given += len(items)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
+            self._start()
+
+    def herald(self, items: Sequence[T]) -> None:
+        """Send wake-ups for these at once, while the caller commits their jobs, so that the
+        message and the commit overlap; the caller still hands them to `wake` once they are
+        committed, whose send checks again (engine/wakes.py: "Heralds"). A herald whose
+        `wake` came first is not sent."""
+        if not items or self._herald is None or self._inline():
+            return
+        with self._cond:
+            self._heralds.extend(items)
+            self._start()
+
+    def _start(self) -> None:
+        """The thread, started if need be, told there is work (the caller holds _cond)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+        self._cond.notify_all()
 
     def flush(self, timeout: float = EXIT_FLUSH_SECONDS) -> bool:
         """Wait until everything handed over before this call was sent; False on timeout."""
@@ -83,23 +102,41 @@ class Waker(Generic[T]):
     def _run(self) -> None:
         while True:
             with self._cond:
-                if not self._pending:
+                if not (self._pending or self._heralds):
                     self._cond.wait(IDLE_SECONDS)
-                if not self._pending:
+                if not (self._pending or self._heralds):
                     self._thread = None
                     return
                 batch, self._pending = self._pending, []
-            try:
-                with self._sending:
-                    self._send(batch)
-            except Exception:  # noqa: BLE001 - the jobs are committed; the relay covers them
-                log.exception("%d wake-up(s) not sent; the relay sends them later", len(batch))
+                committed = {id(item) for item in batch}
+                heralds = [h for h in self._heralds if id(h) not in committed]
+                self._heralds = []
+            with self._sending:
+                if heralds and self._herald is not None:
+                    self._send_heralds(heralds)
+                if batch:
+                    self._send_committed(batch)
+            if not batch:
+                continue
             with self._cond:
                 self._taken += len(batch)
                 self._cond.notify_all()
             pause = self._gather()
             if pause > 0:
                 time.sleep(pause)
+
+    def _send_heralds(self, heralds: list[T]) -> None:
+        assert self._herald is not None
+        try:
+            self._herald(heralds)
+        except Exception:  # noqa: BLE001 - their own wakes follow
+            log.debug("%d herald(s) not sent", len(heralds), exc_info=True)
+
+    def _send_committed(self, batch: list[T]) -> None:
+        try:
+            self._send(batch)
+        except Exception:  # noqa: BLE001 - the jobs are committed; the relay covers them
+            log.exception("%d wake-up(s) not sent; the relay sends them later", len(batch))
 
 
 def flush_all() -> None:

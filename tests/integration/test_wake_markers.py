@@ -8,9 +8,12 @@ from __future__ import annotations
 import random
 import threading
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import redis
+from sqlalchemy import Engine, event
 
 from crisper import Crisper
 from crisper.engine.dispatch import queue_depth
@@ -171,11 +174,11 @@ def test_a_job_submitted_while_the_waker_gathers_is_woken_though_the_wake_up_was
     first = app.submit("probe.noop", queue=queue)
     assert app.jobs.waker.flush()
     assert queue_depth(app.celery, queue) == 1 and client.exists(marker)
-    assert wakes.gather_seconds() == 0.0  # it set the marker: nothing outstanding before
 
     # When a second job finds that wake-up outstanding (so the waker gathers) ...
     second = app.submit("probe.noop", queue=queue)
-    wait_for(lambda: wakes.gather_seconds() == 0.5, 5, "the second check to find the marker")
+    assert app.jobs.waker.flush()  # its check is done; the pause follows
+    assert wakes.gather_seconds() == 0.5
     # ... and, while it gathers, a taker deletes the marker and takes the message, and a
     # third job is committed
     assert _lose_messages(backend, queue) == 1
@@ -189,3 +192,62 @@ def test_a_job_submitted_while_the_waker_gathers_is_woken_though_the_wake_up_was
     backend.start_worker(concurrency=1, extra=["-Q", queue])
     for job in (first, second, third):
         assert job.wait(timeout=30).state is S.SUCCEEDED
+
+
+def _before_insert(then: Callable[[], None]) -> Callable[[], None]:
+    """Run `then` in the submitting thread just before a job's insert goes to the database;
+    answers the function that removes the hook."""
+    def hook(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "INSERT INTO crisper_jobs" in statement:
+            then()
+
+    event.listen(Engine, "before_cursor_execute", hook)
+    return lambda: event.remove(Engine, "before_cursor_execute", hook)
+
+
+def test_a_submit_alone_wakes_its_queue_while_its_job_commits(backend: Backend) -> None:
+    # Given a quiet queue, whose submits' inserts wait until a wake-up is in the broker (or
+    # 5 s have passed)
+    app, queue = _app(backend)
+    client, marker = _marker(backend, queue)
+    seen: list[int | None] = []
+    unhook = _before_insert(lambda: seen.append(
+        wait_for(lambda: queue_depth(app.celery, queue), 5, "the herald", every=0.005)))
+
+    # When a job is submitted alone
+    job = app.submit("probe.noop", queue=queue)
+    assert app.jobs.waker.flush()
+    unhook()
+
+    # Then its wake-up was in the broker before its insert was sent (a herald), and the check
+    # after the commit, finding its marker set, sent no second one
+    assert seen == [1]
+    assert queue_depth(app.celery, queue) == 1 and client.exists(marker)
+    # And a worker runs it from that wake-up
+    backend.start_worker(concurrency=1, extra=["-Q", queue])
+    assert job.wait(timeout=30).state is S.SUCCEEDED
+
+
+def test_a_herald_taken_before_its_job_commits_is_followed_by_another_wake_up(
+        backend: Backend) -> None:
+    # Given a quiet queue, and a taker that takes its herald before the job's insert goes out
+    # (it deletes the marker and finds no job to claim)
+    app, queue = _app(backend)
+    client, marker = _marker(backend, queue)
+
+    def take_the_herald() -> None:
+        wait_for(lambda: queue_depth(app.celery, queue) == 1, 5, "the herald")
+        assert client.delete(marker) == 1 and _lose_messages(backend, queue) == 1
+
+    unhook = _before_insert(take_the_herald)
+
+    # When a job is submitted alone
+    job = app.submit("probe.noop", queue=queue)
+    assert app.jobs.waker.flush()
+    unhook()
+
+    # Then the check after its commit, finding no marker, wakes the queue again
+    assert queue_depth(app.celery, queue) == 1 and client.exists(marker)
+    # And a worker runs the job from that wake-up
+    backend.start_worker(concurrency=1, extra=["-Q", queue])
+    assert job.wait(timeout=30).state is S.SUCCEEDED

@@ -164,3 +164,39 @@ def test_without_gathering_a_lone_wake_goes_out_at_once() -> None:
     waker.wake([3])
     assert waker.flush(5)
     assert send.batches == [[1], [2], [3]]
+
+
+def test_a_herald_goes_out_before_its_wake_and_is_dropped_once_its_wake_is_in() -> None:
+    # Given a waker with a herald send, its thread held inside the send of an earlier wake
+    heralds = Recorder()
+    send = Recorder()
+    send.gate.clear()
+    waker = Waker(send, herald=heralds)
+    waker.wake([0])
+    assert send.entered.wait(5)
+
+    # When one item is heralded and woken while the thread is held (its wake is in), and
+    # another is heralded only
+    both, alone = [1], [2]
+    waker.herald(both)
+    waker.wake(both)
+    waker.herald(alone)
+    send.gate.set()
+    assert waker.flush(5)
+
+    # Then only the lone herald went out as a herald, before the wakes of its batch
+    assert heralds.batches == [alone]
+    assert send.batches == [[0], both]
+
+
+def test_a_herald_needs_a_herald_send_and_is_not_counted_by_flush() -> None:
+    send = Recorder()
+    Waker(send).herald([1])  # no herald send: nothing happens
+    heralds = Recorder()
+    waker = Waker(send, herald=heralds)
+    waker.herald([2])
+    assert waker.flush(0.0)  # no wake was handed over: nothing to wait for
+    deadline = time.monotonic() + 5
+    while not heralds.batches and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert heralds.batches == [[2]] and send.batches == []
