@@ -345,6 +345,7 @@ def test_on_rabbitmq_a_dead_pooled_connection_costs_a_reconnect_not_an_outage(
     try:
         # Given a wake-up that left its connection in the pool
         assert app.dispatcher.publish(wake_up, force=True) == []
+        wait_for(lambda: queue_depth(app.celery, queue) == 1, 10, "the first wake-up")
 
         # When that connection dies unseen
         if proxy is None:
@@ -359,7 +360,7 @@ def test_on_rabbitmq_a_dead_pooled_connection_costs_a_reconnect_not_an_outage(
         with caplog.at_level(logging.INFO, logger="crisper.engine.dispatch"):
             assert app.dispatcher.publish(wake_up, force=True) == []
         assert "a pooled broker connection was dead" in caplog.text
-        assert queue_depth(app.celery, queue) == 2
+        wait_for(lambda: queue_depth(app.celery, queue) == 2, 10, "the second wake-up")
     finally:
         with app.celery.connection_for_write() as conn:
             conn.default_channel.queue_delete(queue)
