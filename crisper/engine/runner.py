@@ -465,10 +465,11 @@ class Runner:
 
 
 def _marker_taken(request: Any) -> bool:
-    """Whether the message's marker went in band: the worker's main process deleted it when
-    it took the message (engine/transport.py). Celery's request holds each header as an
-    attribute."""
-    return getattr(request, MARKER_HEADER, None) is not None
+    """Whether the message's marker went in band and the worker's main process deleted it
+    when it took the message (engine/transport.py); a herald's is left to the slot. Celery's
+    request holds each header as an attribute."""
+    marker = getattr(request, MARKER_HEADER, None)
+    return marker is not None and not (isinstance(marker, dict) and marker.get("by_slot"))
 
 
 def can_force_stop() -> bool:

@@ -93,7 +93,7 @@ class QoS(redis.QoS):
 
     def append(self, message: Any, delivery_tag: Any) -> None:
         marker = marker_of(message.headers)
-        self._marker = marker["key"] if marker else None
+        self._marker = marker["key"] if marker and not marker.get("by_slot") else None
         try:
             super().append(message, delivery_tag)
         finally:

@@ -30,10 +30,11 @@ deleted it yet, so its claims come after the commit; if it finds none, it publis
 argument above holds with or without the herald, which only lets the message and the
 commit overlap, the longest wait of an idle pickup. Its taker may come first and find
 nothing: that costs a claim, and the check then publishes again. So the herald's marker is
-set beforehand and deleted by the slot that takes it, just before its claim, not by the
-worker's main process as it receives the message: that was often before the check, which
-then published a second wake-up for 46 % of idle pickups. Without markers there is no
-check to rely on, and no herald.
+deleted by the slot that takes it, just before its claim, not by the worker's main process
+as it receives the message: that was often before the check, which then published a second
+wake-up for 46 % of idle pickups. In band, the transport's script sets it as it pushes (its
+header says `by_slot`), one round trip; out of band, SET NX, then the publish. Without
+markers there is no check to rely on, and no herald.
 
 Gathering: a check covers every job committed before it. When a sender's check found every
 marker set (a wake-up outstanding), it waits GATHER_SECONDS before its next one, so that a
@@ -62,7 +63,8 @@ log = logging.getLogger(__name__)
 MARKER_TTL_SECONDS = 30
 KEY_PREFIX = "crisper.wake:"
 KEY = KEY_PREFIX + "{queue}:{type}"
-# A wake-up's header naming its marker (in band): {"key": unprefixed key, "ttl": s, "force": b}
+# A wake-up's header naming its marker (in band): {"key": unprefixed key, "ttl": s, "force": b,
+# "by_slot": true if the taker's slot deletes it, not the worker's main process on receipt}
 MARKER_HEADER = "crisper_marker"
 BUSY_SECONDS = 0.005
 GATHER_SECONDS = 0.002
@@ -114,9 +116,9 @@ class Wakes:
         """Which of these wake-ups ((type, queue) keys) to send, and how: those with no
         outstanding wake-up; all of them if `force` (the relay: the outstanding one may be
         lost), each setting its marker. In band, the transport checks the marker as it
-        pushes, unless this key is busy (see above) or the wake-up is a `herald`, whose
-        marker the taker's slot deletes, just before its claim (see "Heralds")."""
-        in_band = self.in_band(app) and not herald
+        pushes, unless this key is busy (see above); a `herald`'s marker is deleted by the
+        taker's slot, just before its claim, not on receipt (see "Heralds")."""
+        in_band = self.in_band(app)
         now = time.monotonic()
         wakes: dict[tuple[str, str], Wake] = {}
         outstanding = 0
@@ -124,8 +126,9 @@ class Wakes:
             last = self._planned_at.get((type_name, queue), float("-inf"))
             busy = now - last < self._busy_seconds
             self._planned_at[(type_name, queue)] = now
-            if in_band and (force or not busy):
-                wakes[(type_name, queue)] = Wake(self._header(queue, type_name, force), False)
+            if in_band and (force or herald or not busy):
+                wakes[(type_name, queue)] = Wake(
+                    self._header(queue, type_name, force, by_slot=herald), False)
                 continue
             if force:
                 self.mark(queue, type_name)
@@ -150,9 +153,11 @@ class Wakes:
         "Gathering" above): a moment if the last plan found every marker set, else none."""
         return self._gather_seconds if self._all_outstanding else 0.0
 
-    def _header(self, queue: str, type_name: str, force: bool) -> dict[str, Any]:
+    def _header(self, queue: str, type_name: str, force: bool, by_slot: bool = False
+                ) -> dict[str, Any]:
         key = KEY.format(queue=queue, type=type_name)  # the transport adds the broker's prefix
-        return {MARKER_HEADER: {"key": key, "ttl": self._ttl, "force": force}}
+        marker = {"key": key, "ttl": self._ttl, "force": force}
+        return {MARKER_HEADER: {**marker, "by_slot": True} if by_slot else marker}
 
     def claim(self, queue: str, type_name: str) -> bool:
         """Whether the caller should publish the wake-up (it set the marker, or no Redis)."""

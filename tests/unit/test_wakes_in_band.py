@@ -4,12 +4,14 @@ emulation (its pipeline deletes a taken wake-up's marker)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from celery import Celery
 
 from crisper.engine.celery_app import make_celery
+from crisper.engine.runner import _marker_taken
 from crisper.engine.transport import marker_of
 from crisper.engine.wakes import MARKER_HEADER, Wakes
 from crisper.settings import Settings
@@ -59,3 +61,18 @@ def test_a_message_names_a_marker_only_in_the_markers_namespace(headers: Any,
                                                                  key: str | None) -> None:
     marker = marker_of(headers)
     assert (marker["key"] if marker else None) == key
+
+
+def test_a_heralds_marker_goes_in_band_and_is_left_to_the_slot() -> None:
+    """A herald's marker is set by the transport's script as it pushes, like any in-band
+    marker, but deleted by the taker's slot before its claim, not by the worker's main
+    process on receipt (engine/wakes.py: "Heralds")."""
+    herald = Wakes(lambda: BROKER).plan(_celery(), [("t.a", "q1")], herald=True)[("t.a", "q1")]
+    plain = Wakes(lambda: BROKER).plan(_celery(), [("t.a", "q1")])[("t.a", "q1")]
+
+    assert herald.owned is False and herald.headers[MARKER_HEADER] == {
+        "key": "crisper.wake:q1:t.a", "ttl": 30, "force": False, "by_slot": True}
+    assert "by_slot" not in plain.headers[MARKER_HEADER]
+    # The slot deletes the marker only when the main process did not
+    assert _marker_taken(SimpleNamespace(**herald.headers)) is False
+    assert _marker_taken(SimpleNamespace(**plain.headers)) is True
