@@ -17,6 +17,7 @@ from crisper.engine.context import JobContext, install_log_handler
 from crisper.engine.leases import LeaseKeeper, beat_interval, store_news
 from crisper.engine.outcomes import Outcome, execute
 from crisper.engine.time_guard import TimeGuard, limits_of
+from crisper.engine.transport import deleted_on_receipt
 from crisper.engine.wakes import MARKER_HEADER
 from crisper.errors import CrisperError, StoreUnavailable
 from crisper.ids import parse_id
@@ -465,11 +466,9 @@ class Runner:
 
 
 def _marker_taken(request: Any) -> bool:
-    """Whether the message's marker went in band and the worker's main process deleted it
-    when it took the message (engine/transport.py); a herald's is left to the slot. Celery's
-    request holds each header as an attribute."""
-    marker = getattr(request, MARKER_HEADER, None)
-    return marker is not None and not (isinstance(marker, dict) and marker.get("by_slot"))
+    """Whether the worker's main process deleted the message's marker when it took it
+    (engine/transport.py). Celery's request holds each header as an attribute."""
+    return deleted_on_receipt({MARKER_HEADER: getattr(request, MARKER_HEADER, None)}) is not None
 
 
 def can_force_stop() -> bool:

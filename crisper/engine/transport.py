@@ -82,6 +82,14 @@ def marker_of(headers: Any) -> dict[str, Any] | None:
     return marker if isinstance(key, str) and key.startswith(KEY_PREFIX) else None
 
 
+def deleted_on_receipt(headers: Any) -> str | None:
+    """The key of the marker that the worker's main process deletes as it takes a message
+    with these headers (QoS below): an in-band marker, unless a herald's, which its slot
+    deletes (engine/wakes.py: "Heralds")."""
+    marker = marker_of(headers)
+    return marker["key"] if marker and not marker.get("by_slot") else None
+
+
 class QoS(redis.QoS):
     """Kombu's acknowledgement emulation, which also deletes a taken wake-up's marker.
 
@@ -92,8 +100,7 @@ class QoS(redis.QoS):
     _marker: str | None = None
 
     def append(self, message: Any, delivery_tag: Any) -> None:
-        marker = marker_of(message.headers)
-        self._marker = marker["key"] if marker and not marker.get("by_slot") else None
+        self._marker = deleted_on_receipt(message.headers)
         try:
             super().append(message, delivery_tag)
         finally:
